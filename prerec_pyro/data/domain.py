@@ -1,0 +1,102 @@
+"""One domain (market, platform) as tables: the unit every loader returns.
+
+A ``Domain`` is a name, an item table and an interaction log:
+
+- ``items``: columns ``item_id`` (str), ``text`` (str); one row per item of the domain's catalogue.
+- ``interactions``: columns ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int64, seconds since the epoch),
+  sorted by (user, timestamp). Every ``item_id`` is in ``items``.
+
+Loaders build domains with :func:`make_domain`, which validates and normalises the tables and raises ``ValueError``
+naming the source, column and offending values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+ITEM_COLUMNS = ("item_id", "text")
+INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A domain's catalogue and time-ordered interaction log (see the module docstring for the columns)."""
+
+    name: str
+    items: pd.DataFrame
+    interactions: pd.DataFrame
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.interactions["user_id"].nunique())
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.interactions)
+
+
+def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], source: str, what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source}: {what} table lacks column(s) {missing}; expected {list(columns)}, "
+                         f"found {list(frame.columns)}")
+
+
+def _as_epoch_seconds(values: pd.Series, source: str) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return (values.astype("datetime64[s]").astype("int64")).to_numpy()
+    if pd.api.types.is_numeric_dtype(values):
+        if values.isna().any():
+            raise ValueError(f"{source}: column 'timestamp' has {int(values.isna().sum())} missing value(s)")
+        return values.to_numpy().astype(np.int64)
+    parsed = pd.to_datetime(values, errors="coerce")
+    bad = values[parsed.isna()]
+    if len(bad):
+        raise ValueError(f"{source}: column 'timestamp' has unparseable value(s) such as {bad.iloc[0]!r}; "
+                         "expected epoch seconds or a date string")
+    return parsed.astype("datetime64[s]").astype("int64").to_numpy()
+
+
+def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, source: str | None = None,
+                drop_unknown_items: bool = False) -> Domain:
+    """Validate and normalise a domain's tables.
+
+    Args:
+        name: the domain's name (e.g. ``"japan"``).
+        items: a table with ``item_id`` and ``text``; duplicate ids keep their first row; missing text becomes "".
+        interactions: a table with ``user_id``, ``item_id``, ``timestamp`` (epoch seconds, datetimes or date
+            strings).
+        source: what to name in error messages (a file path); defaults to the domain name.
+        drop_unknown_items: drop interactions whose item has no row in ``items`` instead of raising.
+    """
+    source = source or f"domain {name!r}"
+    _require_columns(items, ITEM_COLUMNS, source, "item")
+    _require_columns(interactions, INTERACTION_COLUMNS, source, "interaction")
+    items = pd.DataFrame({"item_id": items["item_id"].astype(str).to_numpy(),
+                          "text": items["text"].fillna("").astype(str).to_numpy()})
+    items = items.drop_duplicates("item_id", keep="first").reset_index(drop=True)
+    for column in ("user_id", "item_id"):
+        if interactions[column].isna().any():
+            raise ValueError(f"{source}: column {column!r} has {int(interactions[column].isna().sum())} "
+                             "missing value(s)")
+    log = pd.DataFrame({"user_id": interactions["user_id"].astype(str).to_numpy(),
+                        "item_id": interactions["item_id"].astype(str).to_numpy(),
+                        "timestamp": _as_epoch_seconds(interactions["timestamp"], source)})
+    known = log["item_id"].isin(items["item_id"])
+    if not known.all():
+        if not drop_unknown_items:
+            example = log.loc[~known, "item_id"].iloc[0]
+            raise ValueError(f"{source}: {int((~known).sum())} interaction(s) name item(s) absent from the item "
+                             f"table, e.g. {example!r}")
+        log = log[known]
+    if log.empty:
+        raise ValueError(f"{source}: domain {name!r} has no interactions")
+    log = log.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
+    return Domain(name=name, items=items, interactions=log)
