@@ -1,0 +1,52 @@
+"""Run directories: atomic checkpoints of the model's nets, the guide, the optimisers and the training state.
+
+A run directory holds ``config.json`` (everything needed to rebuild the model and guide), ``last.pt`` (resume),
+``best.pt`` (the early-stopping choice) and ``history.json``. Every file is written to a temporary file in the same
+directory and moved into place, so an interrupted write never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write_bytes(path: Path, writer) -> None:
+    """Call ``writer(file_object)`` on a temporary file beside ``path`` and move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            writer(stream)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_json(path: Path, payload: Any) -> None:
+    atomic_write_bytes(path, lambda f: f.write(json.dumps(payload, indent=2, default=str).encode()))
+
+
+def load_json(path: Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: not found")
+    return json.loads(path.read_text())
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    atomic_write_bytes(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: checkpoint not found (is this a run directory written by map_pretrain.py?)")
+    return torch.load(path, map_location=device, weights_only=False)

@@ -1,0 +1,110 @@
+"""Guides for the PreRec model: AutoDelta (MAP), AutoNormal (mean-field posterior) and a sparse Delta guide.
+
+Every guide sees the batch's users through the model's subsampled ``users`` plate (``create_plates``), so a user's
+offset is paired with that user's data (SPEC §6 pitfall 1). Guides whose joint latent would cover only one batch of
+users (``AutoContinuous`` families such as AutoDiagonalNormal, AutoLowRankMultivariateNormal) are refused.
+
+The sparse Delta guide keeps the per-user table in an ``nn.Embedding(sparse=True)`` that a ``SparseAdam`` updates
+row-wise, so a step costs the same at 10k or 2M users (SPEC §6 pitfall 2).
+
+Shape legend: K = domains, J = items, N = users, R = batch users, B = embedding size.
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer.autoguide import AutoContinuous, AutoDelta, AutoNormal, init_to_mean
+from torch import Tensor, nn
+
+from prerec_pyro.data.batches import PreRecBatch
+from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_Z, D, PreRecModel
+
+GUIDES = ("delta", "normal", "sparse-delta")
+
+
+def users_plate(model: PreRecModel):
+    """``create_plates`` for autoguides: the model's ``users`` plate subsampled to the batch's users."""
+
+    def create_plates(batch: PreRecBatch):
+        return pyro.plate("users", model.n_users, subsample=batch.user_index, dim=-2, device=batch.items.device)
+
+    return create_plates
+
+
+class SparseDeltaGuide(nn.Module):
+    """Point estimates (MAP) of D, eps_v, eps_z (dense tables) and eps_u (a sparse embedding table)."""
+
+    def __init__(self, model: PreRecModel):
+        super().__init__()
+        self._model = (model,)  # not a submodule: the model's nets are trained through the model
+        cfg, hidden = model.config, model.config.hidden_dim
+        self.domains = nn.Parameter(torch.zeros(model.n_domains, hidden)) if cfg.use_domain else None
+        self.eps_v = nn.Parameter(torch.zeros(model.n_items, hidden)) if cfg.use_offsets else None
+        use_z = cfg.use_offsets and cfg.use_popularity
+        self.eps_z = nn.Parameter(torch.zeros(model.n_items, hidden)) if use_z else None
+        self.eps_u = nn.Embedding(model.n_users, hidden, sparse=True) if cfg.use_offsets else None
+        if self.eps_u is not None:
+            nn.init.zeros_(self.eps_u.weight)
+
+    def sparse_parameters(self) -> list[Tensor]:
+        return [] if self.eps_u is None else [self.eps_u.weight]
+
+    def dense_parameters(self) -> list[Tensor]:
+        return [p for p in (self.domains, self.eps_v, self.eps_z) if p is not None]
+
+    def forward(self, batch: PreRecBatch) -> dict[str, Tensor]:
+        model, device, values = self._model[0], batch.items.device, {}
+        if self.domains is not None:
+            with pyro.plate("domains", model.n_domains, dim=-1, device=device):
+                values[D] = pyro.sample(D, dist.Delta(self.domains).to_event(1))  # [K, B]
+        with pyro.plate("items", model.n_items, dim=-1, device=device):
+            if self.eps_z is not None:
+                values[EPS_Z] = pyro.sample(EPS_Z, dist.Delta(self.eps_z).to_event(1))  # [J, B]
+            if self.eps_v is not None:
+                values[EPS_V] = pyro.sample(EPS_V, dist.Delta(self.eps_v).to_event(1))  # [J, B]
+        if self.eps_u is not None:
+            with pyro.plate("users", model.n_users, subsample=batch.user_index, dim=-2, device=device):
+                rows = self.eps_u(batch.user_index).unsqueeze(1)  # [R, 1, B]
+                values[EPS_U] = pyro.sample(EPS_U, dist.Delta(rows).to_event(1))
+        return values
+
+    def median(self, batch: PreRecBatch) -> dict[str, Tensor]:
+        with torch.no_grad(), pyro.poutine.block():
+            return {name: value.detach() for name, value in self(batch).items()}
+
+
+def make_guide(kind: str, model: PreRecModel, name: str = "guide"):
+    """Build a guide by name (``delta``, ``normal``, ``sparse-delta``); ``name`` prefixes its parameters so a
+    pre-training and a fine-tuning guide never share parameter-store entries (SPEC §6 pitfall 8)."""
+    if kind == "delta":
+        guide = AutoDelta(model, init_loc_fn=init_to_mean, create_plates=users_plate(model))
+    elif kind == "normal":
+        guide = AutoNormal(model, init_loc_fn=init_to_mean, init_scale=0.01, create_plates=users_plate(model))
+    elif kind == "sparse-delta":
+        return SparseDeltaGuide(model)
+    else:
+        raise ValueError(f"unknown guide {kind!r}; expected one of {GUIDES}")
+    guide._pyro_name = name
+    return guide
+
+
+def check_guide(guide) -> None:
+    """Refuse guides whose joint latent cannot follow a subsampled ``users`` plate (SPEC §6 pitfall 7)."""
+    if isinstance(guide, AutoContinuous):
+        raise ValueError(f"{type(guide).__name__} flattens all latents into one vector sized by the first batch, so "
+                         "with the subsampled 'users' plate it would cover one batch of users only; use one of "
+                         f"{GUIDES} (or AutoDelta / AutoNormal with create_plates) instead")
+
+
+def latent_values(guide, batch: PreRecBatch) -> dict[str, Tensor]:
+    """The guide's point estimate (MAP value, or posterior median) of every latent site for this batch.
+
+    Autoguides' ``median`` returns whole tables, so the user offsets are cut to the batch's users here."""
+    with torch.no_grad():
+        values = {name: value.detach() for name, value in guide.median(batch).items()}
+    users = values.get(EPS_U)
+    if users is not None and users.shape[0] != len(batch.user_index):
+        values[EPS_U] = users[batch.user_index]  # [R, 1, B]
+    return values

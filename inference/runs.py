@@ -1,0 +1,111 @@
+"""Pre-training runs on disk: their configuration, model and guide, and finding the latest run of a benchmark.
+
+A run directory ``<out>/<benchmark>/<method>-<guide>-seed<seed>-<time>/`` holds ``config.json`` (a ``RunConfig``),
+the checkpoints of ``inference.map`` and ``metrics.json``. ``load_run`` rebuilds the model and guide for the run's
+own source data and loads ``best.pt``; ``load_nets`` restores only the networks (what zero-shot needs).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import pyro
+import torch
+
+from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
+from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
+from prerec_pyro.popularity import PopularityConfig
+
+from .checkpoint import load_checkpoint, load_json, save_json
+from .guides import make_guide
+from .map import TrainConfig
+
+METHODS = ("prerec", "prerec_n")
+METHOD_LABELS = {"prerec": "PreRec", "prerec_n": "PreRec_n"}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to rebuild a pre-training run."""
+
+    benchmark: str
+    method: str
+    guide: str
+    model: PreRecConfig
+    train: TrainConfig
+    sequences: SequenceConfig
+    popularity: PopularityConfig
+    text_model: str
+    data_dir: str | None = None
+    valid_max_users: int | None = 500
+    created: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, payload: dict) -> "RunConfig":
+        nested = {"model": PreRecConfig, "train": TrainConfig, "sequences": SequenceConfig,
+                  "popularity": PopularityConfig}
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in payload.items() if k in known}
+        for key, klass in nested.items():
+            values = dict(kwargs[key])
+            for tuple_field in ("split",):
+                if tuple_field in values:
+                    values[tuple_field] = tuple(values[tuple_field])
+            kwargs[key] = klass(**values)
+        return cls(**kwargs)
+
+    def run_name(self) -> str:
+        return f"{self.method}-{self.guide}-seed{self.train.seed}-{self.created}"
+
+
+def save_run_config(run_dir: Path, config: RunConfig) -> None:
+    save_json(Path(run_dir) / "config.json", config.to_json())
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    return RunConfig.from_json(load_json(Path(run_dir) / "config.json"))
+
+
+def build_model(config: RunConfig, data: MultiDomainData, item_text: torch.Tensor) -> PreRecModel:
+    """A fresh model for ``data``'s plates (the parameter store is cleared: SPEC §6 pitfall 8)."""
+    pyro.clear_param_store()
+    return PreRecModel(config.model, len(data.domains), data.n_users, item_text).to(config.train.device)
+
+
+def load_nets(run_dir: Path, model: PreRecModel, checkpoint: str = "best.pt") -> None:
+    """Load a run's network weights into ``model`` (built for any catalogue: the nets do not depend on it)."""
+    state = load_checkpoint(Path(run_dir) / checkpoint, model.item_text.device)
+    model.load_state_dict(state["model"])
+
+
+def load_run(run_dir: Path, data: MultiDomainData, item_text: torch.Tensor, first_batch,
+             checkpoint: str = "best.pt"):
+    """Rebuild a run's model and guide on its source ``data`` and load a checkpoint into both."""
+    config = load_run_config(run_dir)
+    model = build_model(config, data, item_text)
+    guide = make_guide(config.guide, model, name="pretrain")
+    guide(first_batch)  # autoguides create their parameters on first call
+    state = load_checkpoint(Path(run_dir) / checkpoint, config.train.device)
+    model.load_state_dict(state["model"])
+    guide.load_state_dict(state["guide"])
+    return config, model, guide
+
+
+def find_latest_run(root: Path, benchmark: str, method: str) -> Path | None:
+    """The most recently created finished run (with ``best.pt``) of ``method`` on ``benchmark`` under ``root``."""
+    folder = Path(root) / benchmark
+    runs = []
+    for config_path in folder.glob("*/config.json") if folder.is_dir() else []:
+        payload = load_json(config_path)
+        if payload.get("method") == method and (config_path.parent / "best.pt").exists():
+            runs.append((payload.get("created", ""), config_path.parent))
+    return max(runs)[1] if runs else None

@@ -1,0 +1,209 @@
+"""PreRec (Lin et al., WSDM 2024, Fig. 1 and Eq. 6) written literally as a Pyro model.
+
+Generative story, in the paper's symbols (B = embedding size; precision λ means covariance λ⁻¹·I_B)::
+
+    for each domain k                  (plate "domains")
+        D_k     ~ N(0, λ_d⁻¹ I_B)                           domain properties (cross-domain bias)
+    for each item j of domain k        (plate "items", every item of every domain, never subsampled)
+        m_j     = f_e(X_j)                                  text embedding of the item's text vector X_j
+        eps_z_j ~ N(0, λ_z⁻¹ I_B);  Z_j(t) = f_pop(F_j(t)) + eps_z_j     in-domain (popularity) bias
+        eps_v_j ~ N(0, λ_v⁻¹ I_B);  V_j(t) = eps_v_j + D_k + Z_j(t) + m_j
+    for each user i of domain k        (plate "users", subsampled to the batch)
+        n_i     = f_seq(D_k, H_i)                           causal Transformer, D_k as the first token
+        eps_u_i ~ N(0, λ_u⁻¹ I_B);  U_i = eps_u_i + n_i
+        for each position t            (plate "positions")
+            R_it ~ Categorical(softmax_j(U_it·V_j(t) + D_k·W_d + Z_j(t)·W_z)),  j over the items of domain k
+
+F_j(t) are the popularity factors of item j in the interval before t (data). Sample sites are named by the symbols
+(``D``, ``eps_v``, ``eps_z``, ``eps_u``; the observed next items ``R``). The networks f_e, f_pop, f_seq and the
+vectors W_d, W_z are point-estimated parameters registered with ``pyro.module``. D_k·W_d (and U·D_k inside U·V_j)
+is the same for every item of domain k and cancels in the softmax; it is kept because the graph has it.
+
+Switching ``use_domain``, ``use_popularity`` and ``use_offsets`` off gives PreRec_n, the ablation without D, Z
+and the offsets; its first token is then a learned start vector.
+
+Shape legend: K = domains, J = items (all domains), N = users, R = sequences in the batch, L = positions,
+C = candidate items, P = periods in the batch, B = embedding size, T = text dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import Tensor, nn
+
+from prerec_pyro.data.batches import PreRecBatch
+from prerec_pyro.nets import CausalGRU, CausalTransformer, PopularityNet, TextHead
+
+from .categorical import CandidateCategorical
+
+D, EPS_V, EPS_Z, EPS_U, R = "D", "eps_v", "eps_z", "eps_u", "R"
+LATENT_SITES = (D, EPS_V, EPS_Z, EPS_U)
+SEQUENCE_MODELS = ("transformer", "gru")
+
+
+@dataclass(frozen=True)
+class PreRecConfig:
+    """Sizes and prior precisions (paper defaults, Table 4). λ_u is large by default: a small λ_u lets eps_u
+    memorise training users (SPEC §6 pitfall 3)."""
+
+    hidden_dim: int = 256
+    n_layers: int = 2
+    n_heads: int = 4
+    max_len: int = 64
+    dropout: float = 0.1
+    pop_width: int = 64
+    n_factors: int = 4
+    lambda_d: float = 0.3
+    lambda_v: float = 100.0
+    lambda_z: float = 100.0
+    lambda_u: float = 1e4
+    sequence_model: str = "transformer"
+    use_domain: bool = True
+    use_popularity: bool = True
+    use_offsets: bool = True
+
+    def __post_init__(self):
+        if self.sequence_model not in SEQUENCE_MODELS:
+            raise ValueError(f"sequence_model must be one of {SEQUENCE_MODELS}, got {self.sequence_model!r}")
+        for name in ("lambda_d", "lambda_v", "lambda_z", "lambda_u"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.hidden_dim % self.n_heads:
+            raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by n_heads {self.n_heads}")
+
+    def ablation(self) -> "PreRecConfig":
+        """PreRec_n: the same model without D, Z/popularity and offsets."""
+        return replace(self, use_domain=False, use_popularity=False, use_offsets=False)
+
+
+class PreRecModel(nn.Module):
+    """The PreRec PGM over a fixed set of domains, items (global rows) and users (global rows)."""
+
+    def __init__(self, config: PreRecConfig, n_domains: int, n_users: int, item_text: Tensor):
+        super().__init__()
+        self.config = config
+        self.n_domains, self.n_users, self.n_items = n_domains, n_users, item_text.shape[0]
+        hidden = config.hidden_dim
+        self.register_buffer("item_text", item_text.float(), persistent=False)  # [J, T]
+        self.f_e = TextHead(item_text.shape[1], hidden)
+        if config.sequence_model == "transformer":
+            self.f_seq = CausalTransformer(hidden, config.n_layers, config.n_heads, config.max_len, config.dropout)
+        else:
+            self.f_seq = CausalGRU(hidden, config.n_layers, config.dropout)
+        if config.use_popularity:
+            self.f_pop = PopularityNet(config.n_factors, hidden, config.pop_width)
+            self.w_z = nn.Parameter(torch.randn(hidden) / hidden**0.5)
+        if config.use_domain:
+            self.w_d = nn.Parameter(torch.randn(hidden) / hidden**0.5)
+        else:
+            self.start = nn.Parameter(torch.zeros(hidden))
+
+    def set_catalogue(self, n_domains: int, n_users: int, item_text: Tensor) -> None:
+        """Point the model at another set of domains, users and items (e.g. a target domain), keeping the nets."""
+        self.n_domains, self.n_users, self.n_items = n_domains, n_users, item_text.shape[0]
+        self.item_text = item_text.float().to(self.item_text.device)
+
+    # ---- priors -------------------------------------------------------------------------------------------------
+    def _gaussian(self, precision: float) -> dist.Distribution:
+        zero = self.item_text.new_zeros(self.config.hidden_dim)
+        return dist.Normal(zero, precision**-0.5).to_event(1)
+
+    def domain_prior(self) -> dist.Distribution:
+        return self._gaussian(self.config.lambda_d)
+
+    def item_offset_prior(self, precision: float) -> dist.Distribution:
+        return self._gaussian(precision)
+
+    def user_offset_prior(self) -> dist.Distribution:
+        return self._gaussian(self.config.lambda_u)
+
+    def next_item(self, logits: Tensor, candidates: Tensor | None, n_items: int) -> dist.Distribution:
+        return CandidateCategorical(logits, candidates, n_items)
+
+    # ---- the graph ----------------------------------------------------------------------------------------------
+    def forward(self, batch: PreRecBatch) -> Tensor:
+        """Sample sites in graph order; returns the logits over the batch's candidates. [R, L, C']"""
+        pyro.module("prerec", self)
+        cfg, device = self.config, batch.items.device
+        latent = {D: None, EPS_V: None, EPS_Z: None, EPS_U: None}
+        if cfg.use_domain:
+            with pyro.plate("domains", self.n_domains, dim=-1, device=device):
+                latent[D] = pyro.sample(D, self.domain_prior())  # [K, B]
+        with pyro.plate("items", self.n_items, dim=-1, device=device):
+            if cfg.use_offsets and cfg.use_popularity:
+                latent[EPS_Z] = pyro.sample(EPS_Z, self.item_offset_prior(cfg.lambda_z))  # [J, B]
+            if cfg.use_offsets:
+                latent[EPS_V] = pyro.sample(EPS_V, self.item_offset_prior(cfg.lambda_v))  # [J, B]
+        length = batch.items.shape[1]
+        with pyro.plate("users", self.n_users, subsample=batch.user_index, dim=-2, device=device):
+            if cfg.use_offsets:
+                latent[EPS_U] = pyro.sample(EPS_U, self.user_offset_prior())  # [R, 1, B]
+            logits, candidates, n_items = self.logits(batch, latent)  # [R, L, C']
+            with pyro.plate("positions", length, dim=-1, device=device):
+                pyro.sample(R, self.next_item(logits, candidates, n_items).mask(batch.target_mask),
+                            obs=batch.targets)
+        return logits
+
+    # ---- deterministic nodes ------------------------------------------------------------------------------------
+    def first_token(self, batch: PreRecBatch, latent: dict) -> Tensor:
+        """D_k for every sequence (or the learned start vector without D). [R, B]"""
+        rows = batch.items.shape[0]
+        if latent[D] is None:
+            return self.start.expand(rows, -1)
+        return latent[D][batch.domain].expand(rows, -1)
+
+    def user_state(self, batch: PreRecBatch, latent: dict) -> Tensor:
+        """U = eps_u + f_seq(D_k, H): the user state before each position. [R, L, B]"""
+        history = self.f_e(self.item_text[batch.items[:, :-1]])  # [R, L-1, B]
+        state = self.f_seq(self.first_token(batch, latent), history)  # [R, L, B]
+        return state if latent[EPS_U] is None else state + latent[EPS_U]
+
+    def item_parts(self, rows: Tensor, factors: Tensor, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
+        """V and Z·W_z (+ D·W_d) of items ``rows`` [*S] with popularity factors ``factors`` [*S', F]."""
+        value = self.f_e(self.item_text[rows])  # [*S, B]
+        bias = torch.zeros((), device=rows.device)
+        if latent[D] is not None:
+            d_k = latent[D][batch.domain]  # [B]
+            value, bias = value + d_k, bias + d_k @ self.w_d
+        if latent[EPS_V] is not None:
+            value = value + latent[EPS_V][rows]
+        if self.config.use_popularity:
+            z = self.f_pop(factors)  # [*S', B]
+            if latent[EPS_Z] is not None:
+                z = z + latent[EPS_Z][rows]
+            value, bias = value + z, bias + z @ self.w_z
+        return value, bias
+
+    def logits(self, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor | None, int]:
+        """Logits of the observed site: (logits [R, L, C'], candidate items or None, catalogue size J_k)."""
+        user = self.user_state(batch, latent)  # [R, L, B]
+        scores = self._candidate_logits(user, batch, latent)  # [R, L, C]
+        if batch.negatives is None:
+            return scores, None, batch.n_domain_items
+        value, bias = self.item_parts(batch.items, batch.factors_targets, batch, latent)  # [R, L, B], [R, L]
+        positive = (user * value).sum(-1) + bias  # [R, L]
+        duplicate = batch.negatives == batch.targets.unsqueeze(-1)  # [R, L, C]
+        scores = scores.masked_fill(duplicate, torch.finfo(scores.dtype).min)
+        candidates = torch.cat([batch.targets.unsqueeze(-1), batch.negatives.expand_as(scores)], dim=-1)
+        return torch.cat([positive.unsqueeze(-1), scores], dim=-1), candidates, batch.n_domain_items
+
+    def _candidate_logits(self, user: Tensor, batch: PreRecBatch, latent: dict) -> Tensor:
+        """U·V_c(t) + Z_c(t)·W_z + D_k·W_d for every candidate c, grouped by the period of each target."""
+        rows = batch.candidate_rows  # [C]
+        flat_user = user.reshape(-1, user.shape[-1])  # [R*L, B]
+        flat_period = batch.period_index.reshape(-1)  # [R*L]
+        order = torch.argsort(flat_period, stable=True)  # [R*L]
+        counts = torch.bincount(flat_period, minlength=batch.factors_candidates.shape[0]).tolist()
+        chunks = []
+        for period, group in enumerate(torch.split(flat_user[order], counts)):
+            if not len(group):
+                continue
+            value, bias = self.item_parts(rows, batch.factors_candidates[period], batch, latent)  # [C, B], [C]
+            chunks.append(group @ value.T + bias)  # [n_p, C]
+        ordered = torch.cat(chunks)  # [R*L, C]
+        scores = torch.empty_like(ordered).index_copy(0, order, ordered)  # [R*L, C]
+        return scores.reshape(*user.shape[:-1], -1)  # [R, L, C]

@@ -1,0 +1,123 @@
+"""Tensor batches for the PreRec model: windows of one domain, their popularity factors and candidate items.
+
+Each batch holds sequences of a single domain k, so the Categorical over "the items of domain k" is one catalogue
+for the whole batch. Popularity factors F are data: they are looked up here (time-dependent, previous interval) for
+every target and for every candidate item at every period the batch's targets fall in.
+
+Shape legend: R = sequences, L = positions, C = candidate items (sampled negatives or the whole catalogue),
+P = distinct periods in the batch, F = popularity factors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from prerec_pyro.data.dataset import MultiDomainData, Windows
+
+
+@dataclass
+class PreRecBatch:
+    """One domain's windows as tensors; ``negatives is None`` means the full catalogue is the candidate set."""
+
+    domain: int
+    item_offset: int  # global row of the domain's item 0
+    n_domain_items: int  # J_k
+    user_index: Tensor  # [R] global user rows
+    items: Tensor  # [R, L] global item rows
+    targets: Tensor  # [R, L] local item index (the observed next items)
+    target_mask: Tensor  # [R, L] bool
+    period_index: Tensor  # [R, L] index into the batch's periods
+    factors_targets: Tensor  # [R, L, F]
+    factors_candidates: Tensor  # [P, C, F]
+    negatives: Tensor | None  # [C] local item index, or None for the full catalogue
+
+    @property
+    def candidate_rows(self) -> Tensor:
+        """Global item rows of the candidate set. [C]"""
+        if self.negatives is not None:
+            return self.negatives + self.item_offset
+        return torch.arange(self.item_offset, self.item_offset + self.n_domain_items, device=self.items.device)
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.target_mask.sum())
+
+
+class BatchBuilder:
+    """Turns windows of a domain into ``PreRecBatch``es on ``device``.
+
+    Args:
+        data: the indexed domains (global rows are the model's plates).
+        n_negatives: sampled negatives per batch, drawn uniformly from the domain and shared by the batch's
+            targets (a negative equal to a target is masked by the model); ``None`` scores the full catalogue.
+        device: where the batch's tensors live.
+    """
+
+    def __init__(self, data: MultiDomainData, n_negatives: int | None, device: torch.device | str = "cpu"):
+        if n_negatives is not None and n_negatives < 1:
+            raise ValueError(f"n_negatives must be >= 1 or None (full softmax), got {n_negatives}")
+        self.data = data
+        self.n_negatives = n_negatives
+        self.device = torch.device(device)
+
+    def make(self, domain: int, windows: Windows, generator: torch.Generator | None = None) -> PreRecBatch:
+        data, dom = self.data, self.data.domains[domain]
+        offset = int(data.item_offsets[domain])
+        periods = dom.popularity.period_of(windows.times)  # [R, L]
+        unique, inverse = np.unique(periods, return_inverse=True)  # [P], [R*L]
+        items = torch.as_tensor(windows.items, dtype=torch.long)  # [R, L]
+        period_index = torch.as_tensor(inverse.reshape(periods.shape), dtype=torch.long)  # [R, L]
+        unique_t = torch.as_tensor(unique, dtype=torch.long)  # [P]
+        negatives = None
+        if self.n_negatives is not None:
+            negatives = torch.randint(0, dom.n_items, (self.n_negatives,), generator=generator)  # [C]
+        candidates = negatives if negatives is not None else torch.arange(dom.n_items)  # [C]
+        table = dom.popularity
+        factors_targets = table.factors_at(unique_t[period_index], items)  # [R, L, F]
+        factors_candidates = table.factors(unique_t, candidates)  # [P, C, F]
+        to = self.device
+        return PreRecBatch(
+            domain=domain, item_offset=offset, n_domain_items=dom.n_items,
+            user_index=torch.as_tensor(windows.user + data.user_offsets[domain], dtype=torch.long).to(to),
+            items=(items + offset).to(to), targets=items.to(to),
+            target_mask=torch.as_tensor(windows.target_mask).to(to), period_index=period_index.to(to),
+            factors_targets=factors_targets.to(to), factors_candidates=factors_candidates.to(to),
+            negatives=None if negatives is None else negatives.to(to))
+
+
+class DomainBalancedSampler:
+    """Yields ``(domain, rows)`` batches of training windows, cycling through the domains in turn.
+
+    One epoch has as many batches as the training windows of all domains fill; each batch takes ``batch_size``
+    windows of one domain, domains taking turns (so each domain gets the same number of batches), each domain's
+    windows reshuffled whenever they run out. Deterministic given (seed, epoch), so a resumed run repeats it.
+    """
+
+    def __init__(self, windows: list[Windows], batch_size: int, seed: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.sizes = [len(w) for w in windows]
+        self.active = [k for k, n in enumerate(self.sizes) if n > 0]
+        if not self.active:
+            raise ValueError("no domain has any training window")
+        self.batch_size, self.seed = batch_size, seed
+
+    def __len__(self) -> int:
+        return max(1, -(-sum(self.sizes) // self.batch_size))
+
+    def epoch(self, epoch: int):
+        rng = np.random.default_rng([self.seed, epoch])
+        perms = {k: rng.permutation(self.sizes[k]) for k in self.active}
+        cursor = {k: 0 for k in self.active}
+        for step in range(len(self)):
+            k = self.active[step % len(self.active)]
+            n = min(self.batch_size, self.sizes[k])
+            if cursor[k] + n > self.sizes[k]:
+                perms[k], cursor[k] = rng.permutation(self.sizes[k]), 0
+            rows = perms[k][cursor[k]: cursor[k] + n]
+            cursor[k] += n
+            yield k, rows

@@ -1,0 +1,130 @@
+"""A plain two-table format for bringing your own data.
+
+Two files, each CSV (``.csv``) or Parquet (``.parquet``/``.pq``), chosen by suffix:
+
+``items``
+    ``item_id``, ``text``, optionally ``domain``. Ids are read as text; missing text becomes ``""``. With a
+    ``domain`` column a row belongs to that domain only and a row whose domain is empty to every domain; without
+    one, every item belongs to every domain. Extra columns are ignored.
+
+``interactions``
+    ``user_id``, ``item_id``, ``timestamp``, optionally ``domain``. ``timestamp`` holds epoch seconds (integers) or
+    date/datetime strings (``2021-03-04``, ``2021-03-04 10:15:00``), read as UTC. With a ``domain`` column there is
+    one domain per value, in order of first appearance; without one, a single domain named ``default_domain``.
+    Users are identified by id across domains.
+
+Example (CSV)::
+
+    item_id,text,domain            user_id,item_id,timestamp,domain
+    i1,Red mug,shop_a              u1,i1,1614816000,shop_a
+    i2,Blue plate,                 u1,i2,2021-03-05,shop_b
+
+Every interaction's item must be in its domain's items unless ``drop_unknown_items``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from prerec_pyro.data.domain import Domain, make_domain
+
+logger = logging.getLogger(__name__)
+
+ITEM_COLUMNS = ("item_id", "text")
+INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
+TEXT_COLUMNS = ("item_id", "text", "user_id", "domain")
+
+
+def read_table(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFrame:
+    """Read a CSV or Parquet table (by suffix) and check its ``required`` columns; id columns become text."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
+    elif suffix in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+    else:
+        raise ValueError(f"{path}: unsupported suffix {suffix!r}; expected .csv or .parquet")
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(required)} (and optionally "
+                         f"'domain'), found {list(frame.columns)}")
+    for column in ("item_id", "user_id", "domain"):
+        if column in frame.columns:
+            values = frame[column]
+            frame[column] = values.where(values.isna(), values.astype(str))
+    return frame
+
+
+def _check_no_missing(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
+    for column in columns:
+        empty = frame[column].isna()
+        if empty.any():
+            raise ValueError(f"{path}: column {column!r} is empty on row {int(empty.to_numpy().argmax()) + 2} "
+                             "(counting the header as row 1)")
+
+
+def epoch_seconds(values: pd.Series, source: str) -> pd.Series:
+    """Timestamps as int64 epoch seconds: numbers pass through, datetimes and date strings are read as UTC
+    (an explicit offset in a string is honoured); a text column may mix numbers and dates."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.astype("datetime64[s]").astype("int64")
+    if pd.api.types.is_numeric_dtype(values):
+        return values.round().astype("int64")
+    text = values.astype(str).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    dates = pd.to_datetime(text.where(numbers.isna()), format="mixed", errors="coerce", utc=True)
+    bad = numbers.isna() & dates.isna()
+    if bad.any():
+        raise ValueError(f"{source}: column 'timestamp' value {text[bad].iloc[0]!r} is neither epoch seconds nor "
+                         "a date")
+    since_epoch = (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return numbers.fillna(since_epoch).round().astype("int64")
+
+
+def _domain_items(items: pd.DataFrame, name: str) -> pd.DataFrame:
+    if "domain" not in items.columns:
+        return items
+    return items[items["domain"].isna() | (items["domain"] == name)]
+
+
+def load_generic(items_path: str | os.PathLike[str], interactions_path: str | os.PathLike[str],
+                 default_domain: str = "default", drop_unknown_items: bool = False) -> list[Domain]:
+    """Load the two-table format (see the module docstring) as domains.
+
+    Args:
+        items_path: the items table.
+        interactions_path: the interactions table.
+        default_domain: the domain's name when the interactions have no ``domain`` column.
+        drop_unknown_items: drop interactions whose item is not among its domain's items instead of raising.
+    """
+    items_path, interactions_path = Path(items_path), Path(interactions_path)
+    items = read_table(items_path, ITEM_COLUMNS)
+    log = read_table(interactions_path, INTERACTION_COLUMNS)
+    _check_no_missing(items, ("item_id",), items_path)
+    _check_no_missing(log, INTERACTION_COLUMNS, interactions_path)
+    log["timestamp"] = epoch_seconds(log["timestamp"], str(interactions_path))
+    if "domain" not in log.columns:
+        if "domain" in items.columns and items["domain"].notna().any():
+            raise ValueError(f"{items_path}: items carry a 'domain' column but {interactions_path} has none; "
+                             "add 'domain' to the interactions or drop it from the items")
+        return [make_domain(default_domain, items, log, source=str(interactions_path),
+                            drop_unknown_items=drop_unknown_items)]
+    _check_no_missing(log, ("domain",), interactions_path)
+    domains = []
+    for name in pd.unique(log["domain"]):
+        part = log[log["domain"] == name]
+        catalogue = _domain_items(items, name)
+        domain = make_domain(name, catalogue, part, source=f"{interactions_path} (domain {name!r})",
+                             drop_unknown_items=drop_unknown_items)
+        if domain.n_interactions < len(part):
+            logger.info("%s: dropped %d interactions of domain %r whose item is not in %s", interactions_path,
+                        len(part) - domain.n_interactions, name, items_path)
+        domains.append(domain)
+    return domains

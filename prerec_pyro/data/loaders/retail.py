@@ -1,0 +1,206 @@
+"""UCI Online Retail (Chen, Sain, Guo 2012): a UK gift shop's invoice lines, 2010-12 to 2011-12.
+
+Input: the UCI ``Online Retail.xlsx``, or the same table as ``.csv`` or ``.parquet``, with columns ``InvoiceNo``,
+``StockCode``, ``Description``, ``Quantity``, ``InvoiceDate`` (a datetime or a string such as ``12/1/2010 8:26``),
+``UnitPrice``, ``CustomerID`` (float, missing for guests) and ``Country``.
+
+The paper's setting (the defaults of :class:`RetailOptions`): a user is an invoice (one shopping session), an item
+is a product and its text the ``Description``; rows without a Description are dropped, cancellations (invoice
+numbers starting with ``C``) are kept, there is no k-core filter. The paper's official counts (4,223 items, 24,446
+users, 540,455 interactions) are reproduced only when a product is identified by its Description: the file has
+3,958 distinct StockCodes among those rows but 4,223 distinct Descriptions, so ``item="description"`` is the
+default and ``item="stock_code"`` (text = the code's first non-empty Description, in file order) an option.
+Invoice times carry no time zone; they are read as UTC.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from prerec_pyro.data.domain import Domain, make_domain
+from prerec_pyro.data.download import download_file, extract_zip_member
+
+logger = logging.getLogger(__name__)
+
+ONLINE_RETAIL_URL = "https://archive.ics.uci.edu/static/public/352/online+retail.zip"
+ONLINE_RETAIL_MEMBER = "Online Retail.xlsx"
+DOMAIN_NAME = "online_retail"
+#: Formats tried, in order, on string invoice dates before pandas' mixed-format fallback.
+DATE_FORMATS = ("%m/%d/%Y %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
+STRING_COLUMNS = ("InvoiceNo", "StockCode", "Description", "InvoiceDate", "Country")
+BASE_COLUMNS = ("InvoiceNo", "StockCode", "Description", "InvoiceDate")
+
+
+@dataclass(frozen=True)
+class RetailOptions:
+    """How Online Retail becomes domains.
+
+    Attributes:
+        user: ``"invoice"`` (one session per user, the paper) or ``"customer"`` (drops rows without CustomerID).
+        item: ``"description"`` (the paper's counts) or ``"stock_code"``.
+        drop_cancellations: drop invoices whose number starts with ``C``.
+        by_country: one domain per Country (named by the country) instead of one ``"online_retail"`` domain.
+        countries: keep only these countries (in this order when ``by_country``); ``None`` keeps all.
+    """
+
+    user: str = "invoice"
+    item: str = "description"
+    drop_cancellations: bool = False
+    by_country: bool = False
+    countries: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.user not in ("invoice", "customer"):
+            raise ValueError(f"RetailOptions.user={self.user!r}: expected 'invoice' or 'customer'")
+        if self.item not in ("description", "stock_code"):
+            raise ValueError(f"RetailOptions.item={self.item!r}: expected 'description' or 'stock_code'")
+        if self.countries is not None:
+            if isinstance(self.countries, str) or not self.countries:
+                raise ValueError(f"RetailOptions.countries={self.countries!r}: expected a non-empty tuple of names")
+            object.__setattr__(self, "countries", tuple(self.countries))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    dtype = {c: str for c in STRING_COLUMNS}
+    try:
+        return pd.read_csv(path, dtype=dtype, encoding="utf-8")
+    except UnicodeDecodeError:
+        logger.warning("%s is not UTF-8; reading it as Latin-1", path)
+        return pd.read_csv(path, dtype=dtype, encoding="latin-1")
+
+
+def read_retail_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read the raw table from ``.xlsx``/``.xls``, ``.csv`` or ``.parquet`` (by suffix); ids come back as str."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xls"):
+        logger.info("reading %s (a large workbook takes a minute or two)", path)
+        frame = pd.read_excel(path, dtype={c: str for c in STRING_COLUMNS if c != "InvoiceDate"})
+    elif suffix == ".csv":
+        frame = _read_csv(path)
+    elif suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    else:
+        raise ValueError(f"{path}: unsupported suffix {suffix!r}; expected .xlsx, .xls, .csv or .parquet")
+    for column in ("InvoiceNo", "StockCode", "Country"):
+        if column in frame.columns:
+            values = frame[column]
+            frame[column] = values.where(values.isna(), values.astype(str).str.strip())
+    return frame
+
+
+def parse_invoice_dates(values: pd.Series, source: str) -> pd.Series:
+    """Parse invoice dates: datetimes pass through; strings try :data:`DATE_FORMATS`, then pandas' mixed parser."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    text = values.astype("string").str.strip()
+    for fmt in DATE_FORMATS:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+        if parsed.notna().all():
+            return parsed
+    parsed = pd.to_datetime(text, format="mixed", errors="coerce")
+    if parsed.isna().any():
+        bad = values[parsed.isna()].iloc[0]
+        raise ValueError(f"{source}: column 'InvoiceDate' has unparseable value {bad!r}; expected a datetime or "
+                         f"a string like '12/1/2010 8:26'")
+    return parsed
+
+
+def _customer_ids(values: pd.Series) -> pd.Series:
+    """CustomerID as text without a float's ``.0`` (17850.0 -> "17850")."""
+    if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
+        return values.astype("int64").astype(str)
+    return values.astype(str).str.replace(r"\.0+$", "", regex=True)
+
+
+def _log(frame: pd.DataFrame, options: RetailOptions, source: str) -> pd.DataFrame:
+    """The interaction log (with Country) of the rows kept."""
+    if options.drop_cancellations:
+        cancelled = frame["InvoiceNo"].fillna("").str.upper().str.startswith("C")
+        logger.info("%s: dropping %d cancellation rows", source, int(cancelled.sum()))
+        frame = frame[~cancelled]
+    if options.user == "customer":
+        guest = frame["CustomerID"].isna()
+        logger.info("%s: dropping %d rows without CustomerID", source, int(guest.sum()))
+        frame = frame[~guest]
+        users = _customer_ids(frame["CustomerID"])
+    else:
+        users = frame["InvoiceNo"]
+    items = frame["Description"] if options.item == "description" else frame["StockCode"]
+    log = pd.DataFrame({"user_id": users, "item_id": items,
+                        "timestamp": parse_invoice_dates(frame["InvoiceDate"], source)})
+    if options.by_country or options.countries is not None:
+        log["Country"] = frame["Country"]
+    return log
+
+
+def _item_table(frame: pd.DataFrame, item: str) -> pd.DataFrame:
+    """One row per item: a Description is its own text; a StockCode takes its first Description in file order."""
+    key = "Description" if item == "description" else "StockCode"
+    first = frame.drop_duplicates(key, keep="first")
+    return pd.DataFrame({"item_id": first[key].to_numpy(), "text": first["Description"].to_numpy()})
+
+
+def _countries(frame: pd.DataFrame, options: RetailOptions, source: str) -> list[str]:
+    available = sorted(frame["Country"].dropna().unique())
+    if options.countries is None:
+        return available
+    unknown = [c for c in options.countries if c not in available]
+    if unknown:
+        raise ValueError(f"{source}: unknown countr(y/ies) {unknown}; available: {available}")
+    return list(options.countries)
+
+
+def load_online_retail(path: str | os.PathLike[str], options: RetailOptions = RetailOptions()) -> list[Domain]:
+    """Load Online Retail as one domain (``"online_retail"``) or one domain per country (see :class:`RetailOptions`).
+
+    A domain's catalogue is the items occurring in its interactions.
+    """
+    source = str(path)
+    frame = read_retail_table(path)
+    needed = list(BASE_COLUMNS) + (["CustomerID"] if options.user == "customer" else [])
+    needed += ["Country"] if options.by_country or options.countries is not None else []
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {missing}; expected {needed}, found {list(frame.columns)}")
+    countries = _countries(frame, options, source) if "Country" in needed else []
+    described = frame["Description"].fillna("").astype(str).str.strip().ne("")
+    logger.info("%s: dropping %d of %d rows without Description", source, int((~described).sum()), len(frame))
+    frame = frame[described]
+    items = _item_table(frame, options.item)
+    log = _log(frame, options, source)
+    if options.countries is not None:
+        log = log[log["Country"].isin(countries)]
+    if not options.by_country:
+        return [make_domain(DOMAIN_NAME, items[items["item_id"].isin(log["item_id"])], log, source=source)]
+    domains = []
+    for country in countries:
+        part = log[log["Country"] == country]
+        if part.empty and options.countries is None:
+            continue
+        domains.append(make_domain(country, items[items["item_id"].isin(part["item_id"])], part,
+                                   source=f"{source} (Country {country!r})"))
+    return domains
+
+
+def download_online_retail(dest_dir: str | os.PathLike[str], url: str = ONLINE_RETAIL_URL,
+                           overwrite: bool = False) -> Path:
+    """Download UCI's ``online+retail.zip`` and extract ``Online Retail.xlsx`` into ``dest_dir`` (atomically).
+
+    An existing workbook is kept unless ``overwrite``; the archive is deleted once extracted. Returns the
+    workbook's path.
+    """
+    dest_dir = Path(dest_dir)
+    workbook = dest_dir / ONLINE_RETAIL_MEMBER
+    if workbook.exists() and not overwrite:
+        logger.info("%s exists; not downloading", workbook)
+        return workbook
+    archive = download_file(url, dest_dir / "online+retail.zip", overwrite=True)
+    extract_zip_member(archive, ONLINE_RETAIL_MEMBER, workbook)
+    archive.unlink()
+    return workbook

@@ -1,0 +1,147 @@
+"""Full-catalogue evaluation: one harness for every method.
+
+A *scorer* maps a ``PreRecBatch`` (histories, the domain's whole catalogue as candidates, popularity factors) to
+scores over the domain's items ``[R, L, J_k]``; PreRec, PreRec_n and every baseline go through ``evaluate_domain``,
+so all are ranked on the same samples. Samples are the next-item positions with at least one item of history
+(absolute position >= 1) of the chosen users; ties take the average rank (SPEC §5).
+
+Shape legend: R = windows in a batch, L = positions, J = the domain's items, T = evaluated targets.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from prerec_pyro.data.batches import BatchBuilder, PreRecBatch
+from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.metrics import average_ranks, bootstrap_ci, k_from_percent, random_baseline, sample_metrics
+
+logger = logging.getLogger(__name__)
+
+
+class Scorer(Protocol):
+    """Anything that scores a domain's whole catalogue for every position of a batch."""
+
+    name: str
+
+    def __call__(self, batch: PreRecBatch) -> Tensor:  # [R, L, J]
+        ...
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    k_percent: float = 0.5
+    split: str = "test"
+    score_budget: int = 2**24  # scores held at once: R * L * J
+    n_boot: int = 1000
+    seed: int = 0
+    device: str = "cpu"
+    max_users: int | None = None  # evaluate a fixed seeded subset of at most this many users (validation)
+
+
+@dataclass
+class SampleRanks:
+    """Per-sample results of one method on one domain."""
+
+    domain: str
+    n_items: int
+    ranks: np.ndarray  # [T] average rank, 1-based
+    users: np.ndarray  # [T] local user index
+    unseen: np.ndarray  # [T] bool
+
+
+def eval_samples(data: MultiDomainData, domain: int, split: str, max_users: int | None = None, seed: int = 0):
+    """The windows of ``split`` users (at most ``max_users`` of them) with their evaluated positions (history >= 1)."""
+    dom = data.domains[domain]
+    users = dom.users_in(split)
+    if max_users is not None and len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    windows = dom.windows(users, data.sequences)
+    mask = windows.target_mask & (windows.position >= 1)
+    return windows, mask
+
+
+def unseen_flags(data: MultiDomainData, domain: int, items: np.ndarray, users: np.ndarray,
+                 source_items: set[str], source_users: set[str]) -> np.ndarray:
+    """A target sample is unseen when its item is in no source catalogue and its user in no source domain."""
+    dom = data.domains[domain]
+    item_unseen = ~np.isin(dom.item_ids, list(source_items))  # [J]
+    user_unseen = ~np.isin(dom.user_ids, list(source_users))  # [U]
+    return item_unseen[items] & user_unseen[users]
+
+
+@torch.no_grad()
+def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: EvalConfig,
+                    source_items: set[str] | None = None, source_users: set[str] | None = None) -> SampleRanks:
+    """Rank the full catalogue for every evaluated position of ``config.split`` users of ``domain``."""
+    dom = data.domains[domain]
+    windows, mask = eval_samples(data, domain, config.split, config.max_users, config.seed)
+    builder = BatchBuilder(data, n_negatives=None, device=config.device)
+    rows_per_batch = max(1, config.score_budget // (data.sequences.max_len * dom.n_items))
+    ranks, users, items = [], [], []
+    for start in range(0, len(windows), rows_per_batch):
+        rows = np.arange(start, min(start + rows_per_batch, len(windows)))
+        keep = mask[rows]  # [R, L]
+        if not keep.any():
+            continue
+        batch = builder.make(domain, windows.select(rows))
+        scores = scorer(batch)  # [R, L, J]
+        assert scores.shape == (*keep.shape, dom.n_items), (scorer.name, tuple(scores.shape))
+        keep_t = torch.as_tensor(keep, device=scores.device)
+        ranks.append(average_ranks(scores[keep_t], batch.targets[keep_t]).cpu().numpy())
+        users.append(np.broadcast_to(windows.user[rows][:, None], keep.shape)[keep])
+        items.append(windows.items[rows][keep])
+    ranks = np.concatenate(ranks) if ranks else np.zeros(0)
+    users = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
+    items = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
+    if source_items is None or source_users is None:
+        unseen = np.zeros(len(ranks), dtype=bool)
+    else:
+        unseen = unseen_flags(data, domain, items, users, source_items, source_users)
+    return SampleRanks(dom.name, dom.n_items, ranks, users, unseen)
+
+
+def summarize(result: SampleRanks, config: EvalConfig, subset: str = "all") -> dict[str, float]:
+    """Mean of each metric over ``subset`` ("all" or "unseen") samples, with bootstrap CIs over users."""
+    keep = np.ones(len(result.ranks), bool) if subset == "all" else result.unseen
+    out: dict[str, float] = {"n_samples": int(keep.sum())}
+    if not keep.any():
+        return out
+    ranks = torch.as_tensor(result.ranks[keep], dtype=torch.float64)
+    users = torch.as_tensor(result.users[keep], dtype=torch.long)
+    for name, values in sample_metrics(ranks, result.n_items, config.k_percent).items():
+        low, high = bootstrap_ci(values.double(), users, n_boot=config.n_boot, seed=config.seed)
+        out[name] = float(values.double().mean())
+        out[f"{name}_low"], out[f"{name}_high"] = float(low), float(high)
+    return out
+
+
+def random_summary(n_items: int, config: EvalConfig, n_samples: int) -> dict[str, float]:
+    """The closed-form Random baseline in the same layout as ``summarize`` (no interval: it is exact)."""
+    out: dict[str, float] = {"n_samples": n_samples}
+    for name, value in random_baseline(n_items, config.k_percent).items():
+        out[name] = out[f"{name}_low"] = out[f"{name}_high"] = float(value)
+    return out
+
+
+def results_table(rows: list[dict]) -> pd.DataFrame:
+    """Rows of {method, domain, subset, metrics...} -> one table, with the unweighted mean over domains."""
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    metric_cols = [c for c in table.columns if c not in ("method", "domain", "subset")]
+    mean = table.groupby(["method", "subset"], sort=False)[metric_cols].mean().reset_index()
+    mean.insert(1, "domain", "mean")
+    return pd.concat([table, mean], ignore_index=True)
+
+
+def check_k(n_items: int, k_percent: float) -> int:
+    """K for a catalogue, raising a clear error when K% of it is less than one item."""
+    return k_from_percent(n_items, k_percent)

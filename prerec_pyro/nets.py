@@ -1,0 +1,77 @@
+"""The neural parts of PreRec as plain ``nn.Module``s (no Pyro calls; the model registers them).
+
+- ``TextHead`` f_e: frozen text vector X_j -> item content embedding m_j.
+- ``PopularityNet`` f_pop: popularity factors F_j -> popularity embedding (the mean of Z_j).
+- ``CausalTransformer`` / ``CausalGRU`` f_seq: (first token, history embeddings) -> user state per position.
+
+Shape legend: R = sequences in a batch, L = positions per sequence, B = embedding size, T = text dim,
+P = popularity factors (4).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class TextHead(nn.Module):
+    """f_e: a trainable linear head over frozen sentence vectors."""
+
+    def __init__(self, text_dim: int, hidden_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(text_dim, hidden_dim)
+
+    def forward(self, text: Tensor) -> Tensor:
+        return self.linear(text)  # [..., T] -> [..., B]
+
+
+class PopularityNet(nn.Module):
+    """f_pop: an MLP from the popularity factors to the item's popularity embedding."""
+
+    def __init__(self, n_factors: int, hidden_dim: int, width: int = 64):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(n_factors, width), nn.GELU(), nn.Linear(width, hidden_dim))
+
+    def forward(self, factors: Tensor) -> Tensor:
+        # log1p keeps the heavy-tailed ratios c_j / s_w on a scale an MLP can use; F = 0 maps to 0.
+        return self.mlp(torch.log1p(factors))  # [..., P] -> [..., B]
+
+
+class CausalTransformer(nn.Module):
+    """f_seq: a causal Transformer over [first token, m_{h_1}, ..., m_{h_{L-1}}] with learned positions.
+
+    The output at position p is the user state after p history items: it scores the item at position p.
+    """
+
+    def __init__(self, hidden_dim: int, n_layers: int, n_heads: int, max_len: int, dropout: float):
+        super().__init__()
+        self.positions = nn.Embedding(max_len, hidden_dim)
+        layer = nn.TransformerEncoderLayer(hidden_dim, n_heads, dim_feedforward=4 * hidden_dim, dropout=dropout,
+                                           batch_first=True, norm_first=True, activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.max_len = max_len
+
+    def forward(self, first: Tensor, history: Tensor) -> Tensor:
+        """``first`` [R, B] (the domain vector D_k), ``history`` [R, L-1, B] -> user states [R, L, B]."""
+        tokens = torch.cat([first.unsqueeze(1), history], dim=1)  # [R, L, B]
+        length = tokens.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"sequence length {length} exceeds the model's max_len {self.max_len}")
+        tokens = tokens + self.positions.weight[:length]  # [R, L, B]
+        causal = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device, dtype=tokens.dtype)
+        return self.norm(self.encoder(tokens, mask=causal, is_causal=True))  # [R, L, B]
+
+
+class CausalGRU(nn.Module):
+    """f_seq as a GRU (for GRU-based baselines): the same interface as ``CausalTransformer``."""
+
+    def __init__(self, hidden_dim: int, n_layers: int, dropout: float):
+        super().__init__()
+        self.gru = nn.GRU(hidden_dim, hidden_dim, num_layers=n_layers, batch_first=True,
+                          dropout=dropout if n_layers > 1 else 0.0)
+
+    def forward(self, first: Tensor, history: Tensor) -> Tensor:
+        tokens = torch.cat([first.unsqueeze(1), history], dim=1)  # [R, L, B]
+        states, _ = self.gru(tokens)  # [R, L, B]
+        return states

@@ -1,0 +1,146 @@
+"""MAP pre-training of PreRec (or the PreRec_n ablation) on a benchmark's source domains.
+
+    python scripts/map_pretrain.py                                   # synthetic benchmark, a few minutes on a CPU
+    python scripts/map_pretrain.py --benchmark movielens-ages --data-dir ../shared/data
+    python scripts/map_pretrain.py --ablation prerec_n               # the ablation, same everything else
+    python scripts/map_pretrain.py --resume runs/synthetic/prerec-delta-seed0-...   # continue an interrupted run
+
+Writes a run directory (config.json, best.pt, last.pt, history.json, metrics.json) under --out/<benchmark>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import pyro
+import torch
+
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
+from prerec_pyro.data.dataset import SequenceConfig
+from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
+from prerec_pyro.inference.checkpoint import save_json
+from prerec_pyro.inference.guides import GUIDES, make_guide
+from prerec_pyro.inference.map import LIKELIHOODS, MapTrainer, TrainConfig, training_windows
+from prerec_pyro.inference.runs import METHODS, RunConfig, build_model, load_run_config, save_run_config
+from prerec_pyro.inference.scoring import MapScorer
+from prerec_pyro.models.prerec import PreRecConfig
+from prerec_pyro.pipeline import prepare_benchmark
+from prerec_pyro.popularity import PopularityConfig
+from prerec_pyro.text import TextEncoderConfig
+
+logger = logging.getLogger("map_pretrain")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--benchmark", default="synthetic", choices=sorted(BENCHMARKS), help="named benchmark")
+    p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
+    p.add_argument("--ablation", default="prerec", choices=METHODS,
+                   help="prerec (default) or prerec_n: without D, popularity and offsets")
+    p.add_argument("--guide", default="delta", choices=GUIDES, help="delta = MAP (default), normal, sparse-delta")
+    p.add_argument("--likelihood", default="sampled", choices=LIKELIHOODS,
+                   help="sampled softmax with --negatives per batch, or the exact full softmax")
+    p.add_argument("--negatives", type=int, default=255, help="sampled negatives (paper: 255)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the benchmark's)")
+    p.add_argument("--patience", type=int, default=3, help="epochs without validation gain before stopping")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per batch (paper: 256)")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (paper: 3e-4)")
+    p.add_argument("--hidden-dim", type=int, default=None, help="embedding size B (paper: 256)")
+    p.add_argument("--heads", type=int, default=None, help="attention heads")
+    p.add_argument("--max-len", type=int, default=64, help="history length (items)")
+    for name, default in (("d", 0.3), ("v", 100.0), ("z", 100.0), ("u", 1e4)):
+        p.add_argument(f"--lambda-{name}", type=float, default=default, help=f"prior precision λ_{name}")
+    p.add_argument("--text-model", default=None, help="sentence-transformers name or path (default: benchmark's)")
+    p.add_argument("--valid-max-users", type=int, default=500, help="validation users per source domain")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", default="runs", help="root of run directories")
+    p.add_argument("--resume", default=None, help="a run directory to continue from its last checkpoint")
+    p.add_argument("--print-shapes", action="store_true", help="print the model and guide trace shapes and exit")
+    return p.parse_args(argv)
+
+
+def run_config_from_args(args: argparse.Namespace) -> RunConfig:
+    benchmark = get_benchmark(args.benchmark)
+    defaults = benchmark.defaults
+    model = PreRecConfig(hidden_dim=args.hidden_dim or defaults.get("hidden_dim", 256),
+                         n_heads=args.heads or defaults.get("n_heads", 4), max_len=args.max_len,
+                         lambda_d=args.lambda_d, lambda_v=args.lambda_v, lambda_z=args.lambda_z,
+                         lambda_u=args.lambda_u)
+    if args.ablation == "prerec_n":
+        model = model.ablation()
+    train = TrainConfig(likelihood=args.likelihood, n_negatives=args.negatives,
+                        batch_size=args.batch_size or defaults.get("batch_size", 256), lr=args.lr,
+                        max_epochs=args.epochs or defaults.get("max_epochs", 20), patience=args.patience,
+                        max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, device=args.device)
+    return RunConfig(benchmark=args.benchmark, method=args.ablation, guide=args.guide, model=model, train=train,
+                     sequences=SequenceConfig(max_len=args.max_len),
+                     popularity=PopularityConfig(interval_days=benchmark.interval_days),
+                     text_model=args.text_model or benchmark.text_model, data_dir=args.data_dir,
+                     valid_max_users=args.valid_max_users)
+
+
+def validation(model, guide, data, k_percent: float, config: RunConfig):
+    eval_config = EvalConfig(k_percent=k_percent, split="valid", n_boot=200, device=config.train.device,
+                             max_users=config.valid_max_users, seed=config.train.seed)
+
+    def validate() -> dict:
+        scorer = MapScorer(model, guide)
+        per_domain = {d.name: summarize(evaluate_domain(scorer, data, k, eval_config), eval_config)
+                      for k, d in enumerate(data.domains)}
+        record = {f"{name}/rndcg@k%": m.get("rndcg@k%", 0.0) for name, m in per_domain.items()}
+        record["valid_recall@k%"] = sum(m.get("recall@k%", 0.0) for m in per_domain.values()) / len(per_domain)
+        record["score"] = sum(record[f"{n}/rndcg@k%"] for n in per_domain) / len(per_domain)
+        validate.last = per_domain
+        return record
+
+    return validate
+
+
+def print_shapes(model, guide, builder, data) -> None:
+    windows = training_windows(data)[0]
+    batch = builder.make(0, windows.select(list(range(min(4, len(windows))))))
+    guide_trace = pyro.poutine.trace(guide).get_trace(batch)
+    model_trace = pyro.poutine.trace(pyro.poutine.replay(model, trace=guide_trace)).get_trace(batch)
+    print(model_trace.format_shapes())
+
+
+def main(args: argparse.Namespace) -> Path:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = load_run_config(Path(args.resume)) if args.resume else run_config_from_args(args)
+    pyro.set_rng_seed(config.train.seed)
+    prepared = prepare_benchmark(config.benchmark, config.data_dir, config.sequences, config.popularity,
+                                 TextEncoderConfig(model=config.text_model))
+    data = prepared.sources
+    model = build_model(config, data, prepared.item_text(data).to(config.train.device))
+    guide = make_guide(config.guide, model, name="pretrain")
+    trainer_builder = BatchBuilder(data, n_negatives=None, device=config.train.device)
+    if args.print_shapes:
+        print_shapes(model, guide, trainer_builder, data)
+        return Path(".")
+    run_dir = Path(args.resume) if args.resume else Path(args.out) / config.benchmark / config.run_name()
+    save_run_config(run_dir, config)
+    validate = validation(model, guide, data, prepared.benchmark.k_percent, config)
+    trainer = MapTrainer(model, guide, data, config.train, validate=validate, run_dir=run_dir)
+    started = time.perf_counter()
+    state = trainer.fit(resume=bool(args.resume))
+    validate()  # metrics of the best checkpoint, which fit() loaded last
+    metrics = {"benchmark": config.benchmark, "method": config.method, "guide": config.guide,
+               "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "n_obs": trainer.n_obs,
+               "wall_seconds": time.perf_counter() - started, "valid": validate.last}
+    save_json(run_dir / "metrics.json", metrics)
+    for name, values in validate.last.items():
+        logger.info("%s valid: r-NDCG@K%% %.4f  Recall@K%% %.4f  (%d samples)", name, values.get("rndcg@k%", 0),
+                    values.get("recall@k%", 0), values["n_samples"])
+    print(f"run directory: {run_dir}")
+    return run_dir
+
+
+if __name__ == "__main__":
+    main(parse_args())
+

@@ -1,0 +1,102 @@
+"""The generic two-table format, as CSV and Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from prerec_pyro.data.loaders.generic import epoch_seconds, load_generic
+
+DAY_2021_03_04, DAY_2021_03_05 = 1614816000, 1614902400
+
+
+def write(frame: pd.DataFrame, path: Path) -> Path:
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(params=[".csv", ".parquet"])
+def suffix(request) -> str:
+    return request.param
+
+
+def test_single_domain(tmp_path: Path, suffix: str) -> None:
+    items = write(pd.DataFrame({"item_id": ["i1", "007"], "text": ["Red mug", None]}), tmp_path / f"items{suffix}")
+    log = write(pd.DataFrame({"user_id": ["u2", "u1", "u1"], "item_id": ["i1", "007", "i1"],
+                              "timestamp": [DAY_2021_03_05, DAY_2021_03_05, DAY_2021_03_04]}),
+                tmp_path / f"log{suffix}")
+    (domain,) = load_generic(items, log, default_domain="shop")
+    assert domain.name == "shop"
+    assert domain.items.values.tolist() == [["i1", "Red mug"], ["007", ""]]  # "007" stays text
+    assert domain.interactions.values.tolist() == [["u1", "i1", DAY_2021_03_04], ["u1", "007", DAY_2021_03_05],
+                                                   ["u2", "i1", DAY_2021_03_05]]
+
+
+def test_domains_from_a_column_with_shared_and_own_items(tmp_path: Path, suffix: str) -> None:
+    items = write(pd.DataFrame({"item_id": ["i1", "i2", "i3"], "text": ["Red mug", "Blue plate", "Green cup"],
+                                "domain": ["shop_a", None, "shop_b"]}), tmp_path / f"items{suffix}")
+    log = write(pd.DataFrame({"user_id": ["u1", "u1", "u2", "u1"], "item_id": ["i2", "i3", "i1", "i1"],
+                              "timestamp": ["2021-03-05", "2021-03-04", "2021-03-04", "1614816000"],
+                              "domain": ["shop_b", "shop_b", "shop_a", "shop_a"]}), tmp_path / f"log{suffix}")
+    shop_b, shop_a = load_generic(items, log)
+    assert (shop_b.name, shop_a.name) == ("shop_b", "shop_a")  # order of first appearance
+    assert shop_b.items["item_id"].tolist() == ["i2", "i3"]
+    assert shop_a.items["item_id"].tolist() == ["i1", "i2"]
+    assert shop_b.interactions.values.tolist() == [["u1", "i3", DAY_2021_03_04], ["u1", "i2", DAY_2021_03_05]]
+    assert shop_a.interactions.values.tolist() == [["u1", "i1", DAY_2021_03_04], ["u2", "i1", DAY_2021_03_04]]
+
+
+def test_items_without_domain_apply_to_every_domain(tmp_path: Path) -> None:
+    items = write(pd.DataFrame({"item_id": ["i1"], "text": ["Red mug"]}), tmp_path / "items.csv")
+    log = write(pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["i1", "i1"], "timestamp": [1, 2],
+                              "domain": ["a", "b"]}), tmp_path / "log.csv")
+    assert [(d.name, d.n_items, d.n_interactions) for d in load_generic(items, log)] == [("a", 1, 1), ("b", 1, 1)]
+
+
+def test_item_outside_its_domain(tmp_path: Path) -> None:
+    items = write(pd.DataFrame({"item_id": ["i1", "i2"], "text": ["x", "y"], "domain": ["a", "b"]}),
+                  tmp_path / "items.csv")
+    log = write(pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["i1", "i2"], "timestamp": [1, 2],
+                              "domain": ["a", "a"]}), tmp_path / "log.csv")
+    with pytest.raises(ValueError, match=r"log\.csv \(domain 'a'\).*'i2'"):
+        load_generic(items, log)
+    (a,) = load_generic(items, log, drop_unknown_items=True)
+    assert a.interactions["item_id"].tolist() == ["i1"]
+
+
+@pytest.mark.parametrize(("items", "log", "message"), [
+    ({"item_id": ["i1"], "title": ["x"]}, {"user_id": ["u"], "item_id": ["i1"], "timestamp": [1]},
+     r"items\.csv: missing column\(s\) \['text'\]"),
+    ({"item_id": ["i1"], "text": ["x"]}, {"user_id": ["u"], "item_id": ["i1"], "time": [1]},
+     r"log\.csv: missing column\(s\) \['timestamp'\]"),
+    ({"item_id": ["i1"], "text": ["x"]}, {"user_id": ["u", None], "item_id": ["i1", "i1"], "timestamp": [1, 2]},
+     r"log\.csv: column 'user_id' is empty on row 3"),
+    ({"item_id": ["i1"], "text": ["x"]}, {"user_id": ["u"], "item_id": ["i1"], "timestamp": ["next week"]},
+     r"log\.csv: column 'timestamp' value 'next week'"),
+    ({"item_id": ["i1"], "text": ["x"], "domain": ["a"]}, {"user_id": ["u"], "item_id": ["i1"], "timestamp": [1]},
+     r"items\.csv: items carry a 'domain' column but .*log\.csv has none"),
+])
+def test_errors_name_file_and_column(tmp_path: Path, items: dict, log: dict, message: str) -> None:
+    items_path = write(pd.DataFrame(items), tmp_path / "items.csv")
+    log_path = write(pd.DataFrame(log), tmp_path / "log.csv")
+    with pytest.raises(ValueError, match=message):
+        load_generic(items_path, log_path)
+
+
+def test_unsupported_suffix(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"items\.json: unsupported suffix '\.json'"):
+        load_generic(tmp_path / "items.json", tmp_path / "log.csv")
+
+
+def test_epoch_seconds_forms() -> None:
+    mixed = pd.Series(["1614816000", "2021-03-05", "2021-03-04T10:00:00+02:00", "2021-03-04 10:15:00"])
+    assert epoch_seconds(mixed, "t").tolist() == [DAY_2021_03_04, DAY_2021_03_05, DAY_2021_03_04 + 8 * 3600,
+                                                  DAY_2021_03_04 + 10 * 3600 + 15 * 60]
+    paris = pd.Series(pd.to_datetime(["2021-03-05 02:00"])).dt.tz_localize("Europe/Paris")
+    assert epoch_seconds(paris, "t").tolist() == [DAY_2021_03_05 + 3600]
+    assert epoch_seconds(pd.Series([1.0, 2.0]), "t").tolist() == [1, 2]
