@@ -87,6 +87,9 @@ def make_guide(kind: str, model: PreRecModel, name: str = "guide"):
     else:
         raise ValueError(f"unknown guide {kind!r}; expected one of {GUIDES}")
     guide._pyro_name = name
+    store = pyro.get_param_store()
+    for key in [k for k in store.keys() if k.startswith(f"{name}.")]:
+        del store[key]  # a new guide starts from its init, not from a previous guide's values of the same name
     return guide
 
 

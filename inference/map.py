@@ -115,6 +115,7 @@ class MapTrainer:
 
     def run_epoch(self, epoch: int) -> float:
         self.model.train()
+        torch.manual_seed(self.config.seed * 100_003 + epoch)  # dropout and guide draws: a resumed epoch repeats
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         n_steps = len(self.sampler)
         if self.config.max_steps_per_epoch:

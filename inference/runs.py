@@ -76,9 +76,10 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 
 def build_model(config: RunConfig, data: MultiDomainData, item_text: torch.Tensor) -> PreRecModel:
-    """A fresh model for ``data``'s plates (the parameter store is cleared: SPEC §6 pitfall 8)."""
+    """A fresh model whose ``users`` plate is ``data``'s training users (the parameter store is cleared: SPEC §6
+    pitfall 8)."""
     pyro.clear_param_store()
-    return PreRecModel(config.model, len(data.domains), data.n_users, item_text).to(config.train.device)
+    return PreRecModel(config.model, len(data.domains), data.n_fit_users, item_text).to(config.train.device)
 
 
 def load_nets(run_dir: Path, model: PreRecModel, checkpoint: str = "best.pt") -> None:

@@ -7,12 +7,14 @@ intervene on the model live in ``inference.intervene``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from pyro import poutine
 from torch import Tensor
 
 from prerec_pyro.data.batches import PreRecBatch
-from prerec_pyro.models.prerec import PreRecModel
+from prerec_pyro.models.prerec import EPS_U, PreRecModel
 
 from .guides import latent_values
 
@@ -25,10 +27,16 @@ class MapScorer:
 
     @torch.no_grad()
     def __call__(self, batch: PreRecBatch) -> Tensor:
+        """Users outside the fitted ``users`` plate (validation, test) have no data behind their offset: it stays
+        at its prior mean, eps_u = 0."""
         was_training = self.model.training
         self.model.eval()
         try:
+            fitted = batch.user_index < self.model.n_users  # [R]
+            batch = replace(batch, user_index=torch.where(fitted, batch.user_index, 0))
             values = latent_values(self.guide, batch)
+            if EPS_U in values:
+                values[EPS_U] = values[EPS_U] * fitted[:, None, None]  # [R, 1, B]
             return poutine.condition(self.model, data=values)(batch)  # [R, L, J]
         finally:
             self.model.train(was_training)

@@ -14,7 +14,7 @@ from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, random_summary, summarize
 from prerec_pyro.pipeline import PreparedBenchmark
 
-from .intervene import BackdoorScorer, InterventionScorer
+from .intervene import BackdoorScorer, InterventionScorer, target_model
 from .runs import METHOD_LABELS, build_model, load_nets, load_run_config
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ def pretrained_scorer(run_dir: Path, prepared: PreparedBenchmark, target: str, s
     """A pre-trained run's networks pointed at ``target``'s catalogue and users, scored by intervention."""
     config = load_run_config(run_dir)
     data = prepared.target(target)
-    model = build_model(config, data, prepared.item_text(data).to(device)).to(device)
+    text = prepared.item_text(data).to(device)
+    model = target_model(build_model(config, data, text).to(device), data, text)  # plate: every target user
     load_nets(run_dir, model)
     label = METHOD_LABELS[config.method]
     if samples > 0 and config.model.use_domain:

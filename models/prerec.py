@@ -122,7 +122,7 @@ class PreRecModel(nn.Module):
         return self._gaussian(self.config.lambda_u)
 
     def next_item(self, logits: Tensor, candidates: Tensor | None, n_items: int) -> dist.Distribution:
-        return CandidateCategorical(logits, candidates, n_items)
+        return CandidateCategorical(logits, candidates, n_items, validate_args=False)  # NaNs: caught by training
 
     # ---- the graph ----------------------------------------------------------------------------------------------
     def forward(self, batch: PreRecBatch) -> Tensor:
@@ -162,21 +162,32 @@ class PreRecModel(nn.Module):
         state = self.f_seq(self.first_token(batch, latent), history)  # [R, L, B]
         return state if latent[EPS_U] is None else state + latent[EPS_U]
 
-    def item_parts(self, rows: Tensor, factors: Tensor, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
-        """V and Z·W_z (+ D·W_d) of items ``rows`` [*S] with popularity factors ``factors`` [*S', F]."""
+    def static_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
+        """The time-invariant part of V (m + eps_v + D_k) and of the bias (D_k·W_d) for items ``rows``."""
         value = self.f_e(self.item_text[rows])  # [*S, B]
-        bias = torch.zeros((), device=rows.device)
+        bias = value.new_zeros(())
         if latent[D] is not None:
             d_k = latent[D][batch.domain]  # [B]
             value, bias = value + d_k, bias + d_k @ self.w_d
         if latent[EPS_V] is not None:
             value = value + latent[EPS_V][rows]
-        if self.config.use_popularity:
-            z = self.f_pop(factors)  # [*S', B]
-            if latent[EPS_Z] is not None:
-                z = z + latent[EPS_Z][rows]
-            value, bias = value + z, bias + z @ self.w_z
         return value, bias
+
+    def popularity_parts(self, rows: Tensor, factors: Tensor, latent: dict) -> Tensor | None:
+        """Z = f_pop(F) + eps_z for items ``rows`` [*S] with factors ``factors`` [*S, F] (None without Z)."""
+        if not self.config.use_popularity:
+            return None
+        z = self.f_pop(factors)  # [*S, B]
+        return z if latent[EPS_Z] is None else z + latent[EPS_Z][rows]
+
+    def item_parts(self, rows: Tensor, factors: Tensor, batch: PreRecBatch, latent: dict,
+                   static: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """V and the item bias Z·W_z + D_k·W_d of items ``rows`` [*S] with popularity factors [*S, F]."""
+        value, bias = static if static is not None else self.static_item_parts(rows, batch, latent)
+        z = self.popularity_parts(rows, factors, latent)
+        if z is None:
+            return value, bias.expand(value.shape[:-1])
+        return value + z, bias + z @ self.w_z
 
     def logits(self, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor | None, int]:
         """Logits of the observed site: (logits [R, L, C'], candidate items or None, catalogue size J_k)."""
@@ -198,11 +209,12 @@ class PreRecModel(nn.Module):
         flat_period = batch.period_index.reshape(-1)  # [R*L]
         order = torch.argsort(flat_period, stable=True)  # [R*L]
         counts = torch.bincount(flat_period, minlength=batch.factors_candidates.shape[0]).tolist()
+        static = self.static_item_parts(rows, batch, latent)  # [C, B], []
         chunks = []
         for period, group in enumerate(torch.split(flat_user[order], counts)):
             if not len(group):
                 continue
-            value, bias = self.item_parts(rows, batch.factors_candidates[period], batch, latent)  # [C, B], [C]
+            value, bias = self.item_parts(rows, batch.factors_candidates[period], batch, latent, static)  # [C, B], [C]
             chunks.append(group @ value.T + bias)  # [n_p, C]
         ordered = torch.cat(chunks)  # [R*L, C]
         scores = torch.empty_like(ordered).index_copy(0, order, ordered)  # [R*L, C]

@@ -46,10 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="sampled softmax with --negatives per batch, or the exact full softmax")
     p.add_argument("--negatives", type=int, default=255, help="sampled negatives (paper: 255)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the benchmark's)")
-    p.add_argument("--patience", type=int, default=3, help="epochs without validation gain before stopping")
+    p.add_argument("--patience", type=int, default=None, help="epochs without validation gain before stopping")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per batch (paper: 256)")
-    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (paper: 3e-4)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 3e-4; default: benchmark's)")
     p.add_argument("--hidden-dim", type=int, default=None, help="embedding size B (paper: 256)")
     p.add_argument("--heads", type=int, default=None, help="attention heads")
     p.add_argument("--max-len", type=int, default=64, help="history length (items)")
@@ -75,8 +75,10 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.ablation == "prerec_n":
         model = model.ablation()
     train = TrainConfig(likelihood=args.likelihood, n_negatives=args.negatives,
-                        batch_size=args.batch_size or defaults.get("batch_size", 256), lr=args.lr,
-                        max_epochs=args.epochs or defaults.get("max_epochs", 20), patience=args.patience,
+                        batch_size=args.batch_size or defaults.get("batch_size", 256),
+                        lr=args.lr or defaults.get("lr", 3e-4),
+                        max_epochs=args.epochs or defaults.get("max_epochs", 20),
+                        patience=args.patience or defaults.get("patience", 3),
                         max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, device=args.device)
     return RunConfig(benchmark=args.benchmark, method=args.ablation, guide=args.guide, model=model, train=train,
                      sequences=SequenceConfig(max_len=args.max_len),
@@ -110,6 +112,15 @@ def print_shapes(model, guide, builder, data) -> None:
     print(model_trace.format_shapes())
 
 
+def unused_dir(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ... if a run started in the same second already took it."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = load_run_config(Path(args.resume)) if args.resume else run_config_from_args(args)
@@ -123,7 +134,7 @@ def main(args: argparse.Namespace) -> Path:
     if args.print_shapes:
         print_shapes(model, guide, trainer_builder, data)
         return Path(".")
-    run_dir = Path(args.resume) if args.resume else Path(args.out) / config.benchmark / config.run_name()
+    run_dir = Path(args.resume) if args.resume else unused_dir(Path(args.out) / config.benchmark / config.run_name())
     save_run_config(run_dir, config)
     validate = validation(model, guide, data, prepared.benchmark.k_percent, config)
     trainer = MapTrainer(model, guide, data, config.train, validate=validate, run_dir=run_dir)

@@ -26,7 +26,7 @@ class PreRecBatch:
     domain: int
     item_offset: int  # global row of the domain's item 0
     n_domain_items: int  # J_k
-    user_index: Tensor  # [R] global user rows
+    user_index: Tensor  # [R] global user rows (training users first: see MultiDomainData)
     items: Tensor  # [R, L] global item rows
     targets: Tensor  # [R, L] local item index (the observed next items)
     target_mask: Tensor  # [R, L] bool
@@ -82,7 +82,7 @@ class BatchBuilder:
         to = self.device
         return PreRecBatch(
             domain=domain, item_offset=offset, n_domain_items=dom.n_items,
-            user_index=torch.as_tensor(windows.user + data.user_offsets[domain], dtype=torch.long).to(to),
+            user_index=torch.as_tensor(data.user_rows[domain][windows.user], dtype=torch.long).to(to),
             items=(items + offset).to(to), targets=items.to(to),
             target_mask=torch.as_tensor(windows.target_mask).to(to), period_index=period_index.to(to),
             factors_targets=factors_targets.to(to), factors_candidates=factors_candidates.to(to),

@@ -165,19 +165,32 @@ def _truncate_to_first(times: np.ndarray, starts: np.ndarray, lengths: np.ndarra
 
 @dataclass
 class MultiDomainData:
-    """Several ``DomainData`` with global item and user rows (the model's plates)."""
+    """Several ``DomainData`` with global item and user rows (the model's plates).
+
+    User rows put every domain's *training* users first (rows ``0 .. n_fit_users - 1``, the users whose offsets
+    are fitted; the ``users`` plate of a fitted model has exactly these), then the validation and test users.
+    """
 
     domains: list[DomainData]
     sequences: SequenceConfig
     item_offsets: np.ndarray = field(init=False)
-    user_offsets: np.ndarray = field(init=False)
+    user_rows: list[np.ndarray] = field(init=False)
+    n_fit_users: int = field(init=False)
 
     def __post_init__(self):
         names = [d.name for d in self.domains]
         if len(set(names)) != len(names):
             raise ValueError(f"domain names must be unique, got {names}")
         self.item_offsets = np.concatenate([[0], np.cumsum([d.n_items for d in self.domains])]).astype(np.int64)
-        self.user_offsets = np.concatenate([[0], np.cumsum([d.n_users for d in self.domains])]).astype(np.int64)
+        fit = [d.user_split == TRAIN for d in self.domains]
+        self.n_fit_users = int(sum(f.sum() for f in fit))
+        self.user_rows, next_fit, next_other = [], 0, self.n_fit_users
+        for is_fit in fit:
+            rows = np.empty(len(is_fit), dtype=np.int64)
+            rows[is_fit] = next_fit + np.arange(is_fit.sum())
+            rows[~is_fit] = next_other + np.arange((~is_fit).sum())
+            next_fit, next_other = next_fit + int(is_fit.sum()), next_other + int((~is_fit).sum())
+            self.user_rows.append(rows)
 
     @classmethod
     def from_domains(cls, domains: list[Domain], popularity: PopularityConfig | None = None,
@@ -195,7 +208,7 @@ class MultiDomainData:
 
     @property
     def n_users(self) -> int:
-        return int(self.user_offsets[-1])
+        return sum(d.n_users for d in self.domains)
 
     def index(self, name: str) -> int:
         if name not in self.names:

@@ -1,0 +1,106 @@
+"""Guides (user pairing, refusals, sparse updates) and MAP training (determinism, NaN check, resume)."""
+
+import math
+
+import pyro
+import pytest
+import torch
+from pyro.infer.autoguide import AutoDiagonalNormal
+
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.inference.guides import SparseDeltaGuide, check_guide, latent_values, make_guide
+from prerec_pyro.inference.map import MapTrainer, TrainConfig
+from prerec_pyro.models.prerec import EPS_U, PreRecConfig, PreRecModel
+
+CONFIG = PreRecConfig(hidden_dim=16, n_heads=2, max_len=8, lambda_u=10.0)
+
+
+def build(data, text, config=CONFIG):
+    return PreRecModel(config, len(data.domains), data.n_fit_users, text)
+
+
+def train_config(**overrides):
+    base = dict(likelihood="sampled", n_negatives=15, batch_size=16, lr=3e-3, max_epochs=2, patience=5)
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.mark.parametrize("kind", ["delta", "sparse-delta", "normal"])
+def test_step_updates_only_the_batch_users_offsets(kind, tiny_sources, encode_hash):
+    model = build(tiny_sources, encode_hash(tiny_sources))
+    guide = make_guide(kind, model)
+    trainer = MapTrainer(model, guide, tiny_sources, train_config())
+    trainer._setup()
+    dom = tiny_sources.domains[1]
+    windows = dom.windows(dom.users_in("train")[:5], tiny_sources.sequences)
+    batch = BatchBuilder(tiny_sources, n_negatives=15).make(1, windows)
+    everyone = torch.arange(model.n_users)
+
+    def offsets():
+        probe = BatchBuilder(tiny_sources, n_negatives=15).make(1, windows)
+        probe.user_index = everyone
+        return latent_values(guide, probe)[EPS_U].squeeze(1).clone()  # [N, B]
+
+    before = offsets()
+    trainer.step(batch)
+    changed = (offsets() - before).abs().sum(-1) > 0  # [N]
+    assert set(torch.nonzero(changed).flatten().tolist()) == set(batch.user_index.tolist())
+
+
+def test_guides_that_cannot_follow_the_user_plate_are_refused(tiny_sources, encode_hash):
+    model = build(tiny_sources, encode_hash(tiny_sources))
+    with pytest.raises(ValueError, match="one batch of users"):
+        check_guide(AutoDiagonalNormal(model))
+    with pytest.raises(ValueError, match="unknown guide"):
+        make_guide("flow", model)
+
+
+def test_sparse_guide_gets_sparse_user_gradients(tiny_sources, encode_hash):
+    model = build(tiny_sources, encode_hash(tiny_sources))
+    guide = make_guide("sparse-delta", model)
+    assert isinstance(guide, SparseDeltaGuide)
+    trainer = MapTrainer(model, guide, tiny_sources, train_config())
+    trainer._setup()
+    assert any(isinstance(opt, torch.optim.SparseAdam) for opt in trainer._optimizers)
+
+
+def fit_history(data, text, run_dir=None, **overrides):
+    pyro.set_rng_seed(0)  # same seed -> same initial networks
+    model = build(data, text)
+    guide = make_guide("delta", model)
+    trainer = MapTrainer(model, guide, data, train_config(**overrides), run_dir=run_dir)
+    return trainer.fit()["history"], model
+
+
+def test_training_is_deterministic_and_lowers_the_loss(tiny_sources, encode_hash):
+    text = encode_hash(tiny_sources)
+    first, _ = fit_history(tiny_sources, text, max_epochs=3)
+    second, _ = fit_history(tiny_sources, text, max_epochs=3)
+    assert [r["loss"] for r in first] == [r["loss"] for r in second]
+    assert first[-1]["loss"] < first[0]["loss"]
+
+
+def test_resume_continues_exactly(tiny_sources, encode_hash, tmp_path):
+    text = encode_hash(tiny_sources)
+    straight, model_straight = fit_history(tiny_sources, text, tmp_path / "a", max_epochs=3, patience=10)
+    fit_history(tiny_sources, text, tmp_path / "b", max_epochs=2, patience=10)  # "interrupted" after 2 epochs
+    model = build(tiny_sources, text)
+    trainer = MapTrainer(model, make_guide("delta", model), tiny_sources,
+                         train_config(max_epochs=3, patience=10), run_dir=tmp_path / "b")
+    resumed = trainer.fit(resume=True)["history"]
+    assert [r["epoch"] for r in resumed] == [0, 1, 2]
+    assert math.isclose(resumed[-1]["loss"], straight[-1]["loss"], rel_tol=1e-6)
+    assert (tmp_path / "b" / "best.pt").exists() and not list((tmp_path / "b").glob("*.tmp"))
+
+
+def test_nan_loss_stops_training(tiny_sources, encode_hash):
+    text = encode_hash(tiny_sources)
+    text[0, 0] = float("nan")
+    model = build(tiny_sources, text)
+    trainer = MapTrainer(model, make_guide("delta", model), tiny_sources, train_config(likelihood="full"))
+    with pytest.raises(FloatingPointError, match="loss became"):
+        trainer.fit()
+
+
+def test_bad_train_config():
+    with pytest.raises(ValueError, match="likelihood"):
+        TrainConfig(likelihood="exact")

@@ -1,0 +1,130 @@
+"""The PreRec Pyro model: sites and shapes, the loss against an independent Eq. 7, the ablation, the likelihood."""
+
+import math
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.inference.guides import make_guide
+from prerec_pyro.models.categorical import CandidateCategorical
+from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_Z, LATENT_SITES, D, PreRecConfig, PreRecModel, R
+
+CONFIG = PreRecConfig(hidden_dim=16, n_heads=2, max_len=8, dropout=0.0, lambda_d=0.3, lambda_v=100.0,
+                      lambda_z=50.0, lambda_u=1e3)
+
+
+def make_batch(data, negatives, domain=0, rows=6, seed=0):
+    dom = data.domains[domain]
+    windows = dom.windows(dom.users_in("train"), data.sequences)
+    return BatchBuilder(data, n_negatives=negatives).make(domain, windows.select(list(range(rows))),
+                                                          torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture
+def model(tiny_sources, encode_hash):
+    return PreRecModel(CONFIG, len(tiny_sources.domains), tiny_sources.n_fit_users, encode_hash(tiny_sources))
+
+
+def test_sites_and_shapes(model, tiny_sources):
+    batch = make_batch(tiny_sources, negatives=7)
+    trace = poutine.trace(model).get_trace(batch)
+    n_items, hidden, rows, length = tiny_sources.n_items, CONFIG.hidden_dim, 6, 8
+    assert trace.nodes[D]["value"].shape == (3, hidden)
+    assert trace.nodes[EPS_V]["value"].shape == (n_items, hidden)
+    assert trace.nodes[EPS_Z]["value"].shape == (n_items, hidden)
+    assert trace.nodes[EPS_U]["value"].shape == (rows, 1, hidden)
+    assert trace.nodes[R]["value"].shape == (rows, length) and trace.nodes[R]["is_observed"]
+    assert trace.nodes["_RETURN"]["value"].shape == (rows, length, 8)  # positive + 7 negatives
+    frames = {f.name: f.dim for f in trace.nodes[R]["cond_indep_stack"]}
+    assert frames == {"users": -2, "positions": -1}
+
+
+def test_ablation_has_no_debiasing_sites(tiny_sources, encode_hash):
+    ablated = PreRecModel(CONFIG.ablation(), 3, tiny_sources.n_fit_users, encode_hash(tiny_sources))
+    trace = poutine.trace(ablated).get_trace(make_batch(tiny_sources, negatives=None))
+    assert not set(LATENT_SITES) & set(trace.nodes)
+    assert trace.nodes[R]["is_observed"]
+    assert not hasattr(ablated, "f_pop") and not hasattr(ablated, "w_d")
+
+
+def manual_log_joint(model, batch, values):
+    """Eq. 7 written directly in torch: Gaussian log-priors + the masked next-item log-likelihood."""
+    cfg, k = model.config, batch.domain
+    d_all, eps_v, eps_z, eps_u = values[D], values[EPS_V], values[EPS_Z], values[EPS_U]
+
+    def log_normal(x, precision):
+        return (-0.5 * precision * x.pow(2) + 0.5 * math.log(precision / (2 * math.pi))).sum()
+
+    priors = log_normal(d_all, cfg.lambda_d) + log_normal(eps_v, cfg.lambda_v) + log_normal(eps_z, cfg.lambda_z)
+    first = d_all[k].expand(batch.items.shape[0], -1)
+    history = model.f_e(model.item_text[batch.items[:, :-1]])
+    user = model.f_seq(first, history) + eps_u  # [R, L, B]
+    rows = batch.candidate_rows  # full catalogue of domain k
+    logits = []
+    for r in range(batch.items.shape[0]):
+        for t in range(batch.items.shape[1]):
+            z = model.f_pop(batch.factors_candidates[batch.period_index[r, t]]) + eps_z[rows]  # [J, B]
+            v = eps_v[rows] + d_all[k] + z + model.f_e(model.item_text[rows])
+            logits.append(user[r, t] @ v.T + d_all[k] @ model.w_d + z @ model.w_z)
+    logits = torch.stack(logits).reshape(*batch.items.shape, -1)
+    log_lik = torch.log_softmax(logits, -1).gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)
+    scale = model.n_users / len(batch.user_index)
+    user_terms = log_normal(eps_u, cfg.lambda_u) + (log_lik * batch.target_mask).sum()
+    return priors + scale * user_terms
+
+
+def test_trace_elbo_with_delta_guide_equals_eq7(model, tiny_sources):
+    model.eval()
+    batch = make_batch(tiny_sources, negatives=None, domain=1)
+    guide = make_guide("delta", model)
+    guide(batch)
+    with torch.no_grad():  # move the point estimates away from zero so every term matters
+        for name, param in guide.named_parameters():
+            param.copy_(0.3 * torch.randn_like(param))
+    values = {name: value.detach() for name, value in guide(batch).items()}
+    loss = Trace_ELBO().differentiable_loss(model, guide, batch)
+    expected = -manual_log_joint(model, batch, values)
+    assert torch.allclose(loss, expected, rtol=1e-5), (loss.item(), expected.item())
+
+
+def test_sampled_likelihood_masks_duplicate_negatives(model, tiny_sources):
+    model.eval()
+    batch = make_batch(tiny_sources, negatives=40)
+    logits = poutine.trace(model).get_trace(batch).nodes["_RETURN"]["value"]  # [R, L, 41]
+    duplicate = batch.negatives == batch.targets.unsqueeze(-1)
+    assert duplicate.any(), "fixture should contain a negative equal to a target"
+    assert (logits[..., 1:][duplicate] == torch.finfo(logits.dtype).min).all()
+    assert (logits[..., 0] > torch.finfo(logits.dtype).min).all()
+
+
+def test_candidate_categorical_matches_log_softmax():
+    logits = torch.randn(2, 3, 5)
+    full = CandidateCategorical(logits)
+    value = torch.tensor([[0, 4, 2], [1, 1, 3]])
+    expected = torch.log_softmax(logits, -1).gather(-1, value.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(full.log_prob(value), expected)
+    candidates = torch.tensor([7, 3, 9, 3, 1]).expand(2, 3, 5)
+    sampled = CandidateCategorical(logits, candidates, n_items=10)
+    got = sampled.log_prob(torch.tensor([[7, 3, 1], [9, 5, 3]]))
+    assert torch.allclose(got[0, 0], torch.log_softmax(logits[0, 0], -1)[0])
+    assert torch.allclose(got[0, 1], torch.log_softmax(logits[0, 1], -1)[1])  # first slot holding item 3
+    assert got[1, 1] == -math.inf  # item 5 is not a candidate
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="lambda_u"):
+        PreRecConfig(lambda_u=0.0)
+    with pytest.raises(ValueError, match="sequence_model"):
+        PreRecConfig(sequence_model="lstm")
+
+
+def test_gru_sequence_model_runs(tiny_sources, encode_hash):
+    gru = PreRecModel(PreRecConfig(hidden_dim=16, n_heads=2, max_len=8, sequence_model="gru"), 3,
+                      tiny_sources.n_fit_users, encode_hash(tiny_sources))
+    logits = gru(make_batch(tiny_sources, negatives=None))
+    assert logits.shape == (6, 8, tiny_sources.domains[0].n_items)
+    assert pyro.get_param_store().keys()  # the nets were registered with pyro.module
