@@ -111,3 +111,23 @@ def latent_values(guide, batch: PreRecBatch) -> dict[str, Tensor]:
     if users is not None and users.shape[0] != len(batch.user_index):
         values[EPS_U] = users[batch.user_index]  # [R, 1, B]
     return values
+
+
+def posterior_spread(guide, model: PreRecModel) -> dict | None:
+    """For a guide with a posterior (AutoNormal): mean posterior standard deviation of each latent site beside its
+    prior's, and per domain for D. ``None`` for point-estimate guides."""
+    if not isinstance(guide, AutoNormal):
+        return None
+    cfg = model.config
+    priors = {D: cfg.lambda_d, EPS_V: cfg.lambda_v, EPS_Z: cfg.lambda_z, EPS_U: cfg.lambda_u}
+    out = {}
+    with torch.no_grad():
+        for site, precision in priors.items():
+            if not hasattr(guide.scales, site):
+                continue
+            scale = getattr(guide.scales, site)
+            out[site] = {"posterior_std_mean": float(scale.mean()), "prior_std": precision**-0.5}
+        if hasattr(guide.scales, D):
+            out[D]["posterior_std_per_domain"] = getattr(guide.scales, D).mean(-1).tolist()
+            out[D]["posterior_mean_norm_per_domain"] = getattr(guide.locs, D).norm(dim=-1).tolist()
+    return out

@@ -22,7 +22,7 @@ import torch
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.data.synthetic import PlantedTruth
-from prerec_pyro.models.prerec import D, EPS_Z, PreRecModel
+from prerec_pyro.models.prerec import EPS_Z, D, PreRecModel
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

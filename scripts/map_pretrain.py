@@ -23,7 +23,7 @@ from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.data.dataset import SequenceConfig
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.inference.checkpoint import save_json
-from prerec_pyro.inference.guides import GUIDES, make_guide
+from prerec_pyro.inference.guides import GUIDES, make_guide, posterior_spread
 from prerec_pyro.inference.map import LIKELIHOODS, MapTrainer, TrainConfig, training_windows
 from prerec_pyro.inference.runs import METHODS, RunConfig, build_model, load_run_config, save_run_config
 from prerec_pyro.inference.scoring import MapScorer
@@ -143,7 +143,8 @@ def main(args: argparse.Namespace) -> Path:
     validate()  # metrics of the best checkpoint, which fit() loaded last
     metrics = {"benchmark": config.benchmark, "method": config.method, "guide": config.guide,
                "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "n_obs": trainer.n_obs,
-               "wall_seconds": time.perf_counter() - started, "valid": validate.last}
+               "wall_seconds": time.perf_counter() - started, "valid": validate.last,
+               "posterior": posterior_spread(guide, model)}
     save_json(run_dir / "metrics.json", metrics)
     for name, values in validate.last.items():
         logger.info("%s valid: r-NDCG@K%% %.4f  Recall@K%% %.4f  (%d samples)", name, values.get("rndcg@k%", 0),
