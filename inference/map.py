@@ -8,6 +8,7 @@ the choice of ``best.pt``; ``last.pt`` lets an interrupted run resume where it s
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -82,6 +83,7 @@ class MapTrainer:
         self.elbo = Trace_ELBO()
         self.state = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
         self._optimizers = None
+        self._best = None
 
     def _batch(self, domain: int, rows: np.ndarray, generator: torch.Generator):
         return self.builder.make(domain, self.windows[domain].select(rows), generator)
@@ -145,6 +147,9 @@ class MapTrainer:
                                                  for k, v in record.items()})
         if self.run_dir and (self.run_dir / "best.pt").exists():
             self.load(self.run_dir / "best.pt", optimizers=False)
+        elif self._best is not None:
+            self.model.load_state_dict(self._best["model"])
+            self.guide.load_state_dict(self._best["guide"])
         return self.state
 
     def _update_best(self, record: dict) -> None:
@@ -155,6 +160,8 @@ class MapTrainer:
             state.update(best_score=record["score"], best_epoch=record["epoch"], bad_epochs=0)
             if self.run_dir:
                 save_checkpoint(self.run_dir / "best.pt", self.checkpoint())
+            else:  # keep the best weights in memory
+                self._best = copy.deepcopy({"model": self.model.state_dict(), "guide": self.guide.state_dict()})
         else:
             state["bad_epochs"] += 1
         if self.run_dir:

@@ -34,9 +34,19 @@ class MapScorer:
         try:
             fitted = batch.user_index < self.model.n_users  # [R]
             batch = replace(batch, user_index=torch.where(fitted, batch.user_index, 0))
-            values = latent_values(self.guide, batch)
-            if EPS_U in values:
-                values[EPS_U] = values[EPS_U] * fitted[:, None, None]  # [R, 1, B]
+            values = self._point_estimates(batch, fitted)
             return poutine.condition(self.model, data=values)(batch)  # [R, L, J]
         finally:
             self.model.train(was_training)
+
+    def _point_estimates(self, batch: PreRecBatch, fitted: Tensor) -> dict[str, Tensor]:
+        """The guide's estimates, asked once per distinct fitted user (a subsampled plate must not be asked for
+        more rows than it has); eps_u of users outside the plate is 0."""
+        rows = torch.unique(batch.user_index[fitted])  # sorted
+        rows = rows if len(rows) else batch.user_index[:1]
+        values = latent_values(self.guide, replace(batch, user_index=rows))
+        if EPS_U in values:
+            table = values[EPS_U]  # [len(rows), 1, B]
+            position = torch.searchsorted(rows, batch.user_index)  # [R]
+            values[EPS_U] = table[position] * fitted[:, None, None]  # [R, 1, B]
+        return values

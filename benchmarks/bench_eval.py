@@ -1,0 +1,122 @@
+"""Full-catalogue evaluation throughput (scored user-item pairs per second) against a bare matrix multiply.
+
+    python benchmarks/bench_eval.py                               # CPU-sized synthetic data, a minute on 2 cores
+    python benchmarks/bench_eval.py --device cuda --hidden-dim 256 --heads 4
+
+``evaluate_domain`` (prerec_pyro/evaluate.py) ranks the whole catalogue of one source domain for every evaluated
+position (history >= 1) of its ``--split`` users, with PreRec's ``MapScorer`` (the guide's point estimates) and the
+zero-shot ``InterventionScorer`` (do(D = 0, eps = 0)). Both run everything evaluation runs: windows, batches with
+popularity factors, the causal Transformer, the logits and the average ranks. The floor is the bare matrix multiply
+of the same shapes, ``[targets, B] @ [B, J]`` (in chunks of the same ``--score-budget``). Throughput counts the
+evaluated (target, item) pairs, targets x J. The model is untrained: throughput does not depend on the weights.
+
+Prints a table and the ratio of each scorer's time to the floor's; ``--out`` writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import bench_common as bc
+import torch
+
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.evaluate import EvalConfig, eval_samples, evaluate_domain
+from prerec_pyro.inference.guides import make_guide
+from prerec_pyro.inference.intervene import InterventionScorer
+from prerec_pyro.inference.scoring import MapScorer
+from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
+
+logger = logging.getLogger("bench_eval")
+TARGET_RATIO = 2.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bc.add_common_args(p, repeats=5, warmup=1)
+    bc.add_model_args(p)
+    bc.add_synthetic_args(p)
+    p.add_argument("--domain", default=None, help="source domain to evaluate (default: the first)")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test", "all"),
+                   help="users to evaluate (default: test)")
+    p.add_argument("--max-users", type=int, default=None, help="evaluate at most this many users (default: all)")
+    p.add_argument("--score-budget", type=int, default=EvalConfig.score_budget,
+                   help=f"scores held at once, R*L*J (default: {EvalConfig.score_budget})")
+    return p.parse_args(argv)
+
+
+def build_scorers(args: argparse.Namespace, data, text: torch.Tensor, device: torch.device) -> dict:
+    """PreRec's MapScorer (AutoDelta guide, tables created by one call) and the zero-shot InterventionScorer."""
+    config = PreRecConfig(hidden_dim=args.hidden_dim, n_layers=args.layers, n_heads=args.heads, max_len=args.max_len)
+    torch.manual_seed(args.seed)
+    model = PreRecModel(config, len(data.domains), data.n_fit_users, text.to(device)).to(device)
+    guide = make_guide("delta", model, name="bench_eval_guide")
+    dom = data.domains[0]
+    first = dom.windows(dom.users_in("train")[:4], data.sequences)
+    guide(BatchBuilder(data, n_negatives=8, device=device).make(0, first))
+    return {"map": MapScorer(model, guide), "intervention": InterventionScorer(model)}
+
+
+def matmul_floor(n_targets: int, hidden: int, n_items: int, budget: int, device: torch.device):
+    """The bare ``[targets, B] @ [B, J]`` in chunks of at most ``budget`` scores."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    users = torch.randn(n_targets, hidden, device=device, generator=generator)  # [T, B]
+    items = torch.randn(hidden, n_items, device=device, generator=generator)  # [B, J]
+    rows = max(1, budget // n_items)
+
+    def run() -> None:
+        for start in range(0, n_targets, rows):
+            users[start: start + rows] @ items  # [rows, J]
+
+    return run
+
+
+def main(args: argparse.Namespace) -> dict:
+    device = bc.setup(args)
+    data, text = bc.synthetic_sources(args)
+    domain = data.index(args.domain) if args.domain else 0
+    n_items = data.domains[domain].n_items
+    config = EvalConfig(split=args.split, score_budget=args.score_budget, device=args.device,
+                        max_users=args.max_users, seed=args.seed)
+    windows, mask = eval_samples(data, domain, args.split, args.max_users, args.seed)
+    n_targets = int(mask.sum())
+    if n_targets == 0:
+        raise ValueError(f"domain {data.names[domain]!r} has no evaluated positions among its {args.split!r} users; "
+                         "raise --source-users or --mean-seq-len")
+    scorers = build_scorers(args, data, text, device)
+    runs = {name: (lambda s=scorer: evaluate_domain(s, data, domain, config)) for name, scorer in scorers.items()}
+    runs["matmul"] = matmul_floor(n_targets, args.hidden_dim, n_items, args.score_budget, device)
+    seconds = bc.alternate(runs, args.repeats, args.warmup, device)
+    pairs = n_targets * n_items
+    results = {name: {"seconds_per_round": values, "seconds": bc.median(values),
+                      "pairs_per_s": pairs / bc.median(values)} for name, values in seconds.items()}
+    floor = results["matmul"]["seconds"]
+    ratios = {name: results[name]["seconds"] / floor for name in scorers}
+    payload = {"benchmark": "eval", "args": vars(args), "environment": bc.environment(device),
+               "domain": data.names[domain], "n_items": n_items, "n_targets": n_targets,
+               "n_windows": len(windows), "scored_pairs": pairs,
+               "window_slots_scored": int(mask.size) * n_items,
+               "target_fraction_of_window_slots": n_targets / mask.size,
+               "results": results, "ratio_to_matmul": ratios,
+               "targets_met": {f"{name} / matmul <= {TARGET_RATIO}": r <= TARGET_RATIO for name, r in ratios.items()}}
+    report(payload)
+    if args.out:
+        bc.write_json(args.out, payload)
+    return payload
+
+
+def report(payload: dict) -> None:
+    floor = payload["results"]["matmul"]["seconds"]
+    rows = [{"contender": name, "seconds": r["seconds"], "pairs/s": r["pairs_per_s"], "x matmul": r["seconds"] / floor}
+            for name, r in payload["results"].items()]
+    print(bc.format_table(rows, ["contender", "seconds", "pairs/s", "x matmul"]))
+    print(f"{payload['domain']}: {payload['n_targets']:,} targets x {payload['n_items']:,} items; targets fill "
+          f"{payload['target_fraction_of_window_slots']:.3f} of the {payload['n_windows']:,} windows' positions")
+    for name, ratio in payload["ratio_to_matmul"].items():
+        print(f"{name} vs bare matmul: {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    main(parse_args())

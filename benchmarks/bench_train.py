@@ -1,0 +1,169 @@
+"""Training throughput (target interactions per second) of PreRec's MAP step against plain-PyTorch contenders.
+
+    python benchmarks/bench_train.py                            # CPU-sized synthetic data, a few minutes on 2 cores
+    python benchmarks/bench_train.py --device cuda --hidden-dim 256 --heads 4 --batch-size 256   # paper sizes
+
+Contenders, on the same synthetic source domains, embedding size B, layers, negatives, Adam and clipping:
+
+- ``ours``: ``MapTrainer.step`` (inference/map.py): ``Trace_ELBO`` under the AutoDelta guide; one causal pass per
+  window of ``--max-len`` items scores every position against the batch's shared negatives;
+- ``ours-cut`` (diagnostic): the same step on the same batches cut to the batch's longest window (results are
+  identical: the Transformer is causal); it shows what the padding of short sequences costs;
+- ``hand``: our model's loss written by hand in plain torch (the same nets, logits, priors and sampled softmax,
+  dense tables, one Adam): ``ours / hand`` is Pyro's overhead. Its loss is checked against Pyro's on one batch;
+- ``reference``: trained the way the official PreRec code does: one Transformer pass per (history, target) sample,
+  history padded to ``--max-len``, ``--negatives`` drawn per sample, dense Adam over per-item and per-user tables;
+  ``--batch-size`` samples per step.
+
+Each timed round runs ``--steps`` optimiser steps of every contender (side by side, see bench_common). Prints a
+table, ``ours vs per-sample reference: N.Nx`` and ``pyro overhead: N.NNx``; ``--out`` writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import time
+from dataclasses import replace
+
+import bench_common as bc
+import numpy as np
+import torch
+from train_contenders import HandLoss, PerSampleReference, PlainTrainer, SampleMaker, map_loss, prior_constant
+
+from prerec_pyro.inference.guides import latent_values, make_guide
+from prerec_pyro.inference.map import MapTrainer, TrainConfig
+from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
+
+logger = logging.getLogger("bench_train")
+TARGET_SPEEDUP, TARGET_OVERHEAD = 10.0, 1.15
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bc.add_common_args(p, repeats=5, warmup=1)
+    bc.add_model_args(p)
+    bc.add_synthetic_args(p)
+    p.add_argument("--batch-size", type=int, default=64, help="sequences (ours) or samples (reference) per step "
+                                                              "(default: 64; paper: 256)")
+    p.add_argument("--negatives", type=int, default=255, help="sampled negatives (default: 255, as the paper)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--steps", type=int, default=6, help="optimiser steps per contender per round (default: 6)")
+    return p.parse_args(argv)
+
+
+def cut_batch(batch):
+    """The batch cut to its longest window (every position after it is padding)."""
+    length = int(torch.nonzero(batch.target_mask.any(0)).max()) + 1
+    return replace(batch, items=batch.items[:, :length], targets=batch.targets[:, :length],
+                   target_mask=batch.target_mask[:, :length], period_index=batch.period_index[:, :length],
+                   factors_targets=batch.factors_targets[:, :length])
+
+
+def build_ours(args: argparse.Namespace, data, text: torch.Tensor, device: torch.device):
+    """Model, AutoDelta guide and MapTrainer (optimisers created), and ``--steps`` training batches."""
+    config = PreRecConfig(hidden_dim=args.hidden_dim, n_layers=args.layers, n_heads=args.heads, max_len=args.max_len)
+    model = PreRecModel(config, len(data.domains), data.n_fit_users, text.to(device)).to(device)
+    guide = make_guide("delta", model, name="bench_train_guide")
+    train = TrainConfig(n_negatives=args.negatives, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                        device=args.device)
+    trainer = MapTrainer(model, guide, data, train)
+    trainer._setup()  # creates the guide's tables and the optimisers, as fit() does first
+    generator = torch.Generator().manual_seed(args.seed)
+    started, batches = time.perf_counter(), []
+    for _, (domain, rows) in zip(range(args.steps), trainer.sampler.epoch(0)):
+        batches.append(trainer.builder.make(domain, trainer.windows[domain].select(rows), generator))
+    build_ms = 1e3 * (time.perf_counter() - started) / len(batches)
+    return trainer, batches, build_ms
+
+
+def loss_check(trainer: MapTrainer, batch) -> dict:
+    """Pyro's loss and the hand-written one on the same batch and values (dropout off)."""
+    model = trainer.model
+    model.eval()
+    try:
+        with torch.no_grad():
+            pyro_loss = float(trainer.elbo.differentiable_loss(trainer.scaled_model, trainer.scaled_guide, batch))
+            hand = float(map_loss(model, batch, latent_values(trainer.guide, batch), trainer.n_obs))
+    finally:
+        model.train()
+    hand += prior_constant(model, trainer.n_obs)
+    return {"pyro_loss": pyro_loss, "hand_loss": hand, "abs_diff": abs(pyro_loss - hand),
+            "rel_diff": abs(pyro_loss - hand) / max(abs(pyro_loss), 1e-12)}
+
+
+def contenders(args: argparse.Namespace, device: torch.device) -> tuple[dict, dict, dict]:
+    """Step functions ``{name: run one round}``, targets per round, and facts about the setup."""
+    data, text = bc.synthetic_sources(args)
+    torch.manual_seed(args.seed)
+    trainer, batches, build_ms = build_ours(args, data, text, device)
+    hand = PlainTrainer(HandLoss(copy.deepcopy(trainer.model), trainer.n_obs), args.lr, 10.0)
+    reference_model = PerSampleReference(trainer.model.config, len(data.domains), data.n_fit_users,
+                                         text.to(device), trainer.n_obs)
+    reference = PlainTrainer(reference_model, args.lr, 10.0)
+    maker, rng = SampleMaker(data, trainer.windows, args.negatives, device), np.random.default_rng(args.seed)
+    started = time.perf_counter()
+    samples = [maker.make(i % len(data.domains), args.batch_size, rng) for i in range(args.steps)]
+    sample_ms = 1e3 * (time.perf_counter() - started) / len(samples)
+    cut = [cut_batch(b) for b in batches]
+    for batch in batches[:2]:
+        trainer.step(batch)  # non-zero tables before the loss check
+    check = loss_check(trainer, batches[0])
+
+    def loop(step, items):
+        return lambda: [step(item) for item in items]
+
+    runs = {"ours": loop(trainer.step, batches), "ours-cut": loop(trainer.step, cut),
+            "hand": loop(hand.step, batches), "reference": loop(reference.step, samples)}
+    targets = {name: sum(b.n_targets for b in batches) for name in ("ours", "ours-cut", "hand")}
+    targets["reference"] = args.batch_size * args.steps
+    slots = sum(b.target_mask.numel() for b in batches)
+    facts = {"loss_check": check, "batch_build_ms": build_ms, "sample_build_ms": sample_ms,
+             "n_obs": trainer.n_obs, "n_users": data.n_fit_users, "n_items": data.n_items,
+             "n_interactions": sum(d.n_interactions for d in data.domains),
+             "target_fraction_of_window_slots": targets["ours"] / slots,
+             "mean_cut_length": float(np.mean([b.items.shape[1] for b in cut]))}
+    return runs, targets, facts
+
+
+def main(args: argparse.Namespace) -> dict:
+    device = bc.setup(args)
+    runs, targets, facts = contenders(args, device)
+    seconds = bc.alternate(runs, args.repeats, args.warmup, device)
+    results = {}
+    for name, values in seconds.items():
+        mid = bc.median(values)
+        results[name] = {"seconds_per_round": values, "ms_per_step": 1e3 * mid / args.steps,
+                         "targets_per_step": targets[name] / args.steps, "targets_per_s": targets[name] / mid}
+    speed = {name: r["targets_per_s"] for name, r in results.items()}
+    ratios = {"ours_vs_reference": speed["ours"] / speed["reference"],
+              "pyro_overhead": results["ours"]["ms_per_step"] / results["hand"]["ms_per_step"],
+              "cut_vs_ours": speed["ours-cut"] / speed["ours"]}
+    goals = {"ours_vs_reference >= 10": ratios["ours_vs_reference"] >= TARGET_SPEEDUP,
+             "pyro_overhead <= 1.15": ratios["pyro_overhead"] <= TARGET_OVERHEAD}
+    payload = {"benchmark": "train", "args": vars(args), "environment": bc.environment(device), **facts,
+               "results": results, "ratios": ratios, "targets_met": goals}
+    report(payload)
+    if args.out:
+        bc.write_json(args.out, payload)
+    return payload
+
+
+def report(payload: dict) -> None:
+    rows = [{"contender": name, "ms/step": r["ms_per_step"], "targets/step": r["targets_per_step"],
+             "targets/s": r["targets_per_s"],
+             "vs reference": r["targets_per_s"] / payload["results"]["reference"]["targets_per_s"]}
+            for name, r in payload["results"].items()]
+    print(bc.format_table(rows, ["contender", "ms/step", "targets/step", "targets/s", "vs reference"]))
+    ratios, check = payload["ratios"], payload["loss_check"]
+    print(f"targets / window slots: {payload['target_fraction_of_window_slots']:.3f}  "
+          f"(mean cut length {payload['mean_cut_length']:.1f} of {payload['args']['max_len']})")
+    print(f"hand-written vs Pyro loss: |diff| = {check['abs_diff']:.3g} (relative {check['rel_diff']:.2g})")
+    print(f"ours vs per-sample reference: {ratios['ours_vs_reference']:.1f}x")
+    print(f"pyro overhead: {ratios['pyro_overhead']:.2f}x")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    main(parse_args())

@@ -1,0 +1,236 @@
+"""Training and scoring of the learnable baselines (plain PyTorch: they are not probabilistic programs).
+
+Training sees exactly what PreRec's MAP training sees: the windows of every domain's training users
+(``training_windows``), domain-balanced batches (``DomainBalancedSampler``) built by the same ``BatchBuilder``.
+Losses:
+
+- ``"sampled"``: softmax over [positive, 255 negatives shared by the batch] (a negative equal to the target masked);
+- ``"full"``: softmax over the domain's whole catalogue;
+- ``"contrastive"``: UniSRec's in-batch loss: each target's positive against the positives of the batch's other
+  targets (the batch holds one domain), a repeat of the same item masked so it is not its own negative.
+
+Early stopping follows ``validate()`` (its ``"score"``, higher is better); the best weights are kept in memory and
+restored at the end.
+
+Shape legend: R = sequences, L = positions, C = candidates, N = targets in a batch, B = embedding size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler, PreRecBatch
+from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
+from prerec_pyro.inference.map import training_windows
+
+from .sequential import SequentialRecommender
+
+logger = logging.getLogger(__name__)
+LOSSES = ("sampled", "full", "contrastive")
+
+
+@dataclass(frozen=True)
+class BaselineTrainConfig:
+    """Optimisation settings (PreRec's CPU-sized defaults: Adam 1e-3, batches of 64 sequences, 255 negatives)."""
+
+    loss: str = "sampled"
+    n_negatives: int = 255
+    batch_size: int = 64
+    lr: float = 1e-3
+    max_epochs: int = 20
+    patience: int = 3
+    max_steps_per_epoch: int | None = None
+    grad_clip_norm: float | None = 10.0
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.max_epochs < 1 or self.patience < 1:
+            raise ValueError(f"max_epochs and patience must be >= 1, got {self.max_epochs}, {self.patience}")
+        if self.n_negatives < 1 or self.batch_size < 1:
+            raise ValueError(f"n_negatives and batch_size must be >= 1, got {self.n_negatives}, {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def next_item_loss(model: SequentialRecommender, batch: PreRecBatch) -> Tensor:
+    """Mean cross-entropy of the observed next items (sampled: the positive is slot 0; full: the item index)."""
+    logits = model.logits(batch)  # [R, L, C']
+    mask = batch.target_mask  # [R, L]
+    target = torch.zeros_like(batch.targets) if batch.negatives is not None else batch.targets  # [R, L]
+    return F.cross_entropy(logits[mask], target[mask])
+
+
+def in_batch_logits(scores: Tensor, rows: Tensor) -> Tensor:
+    """Mask a column that holds the same item as the row's own positive (other than the diagonal). [N, N]"""
+    same = rows.unsqueeze(1) == rows.unsqueeze(0)  # [N, N]
+    same.fill_diagonal_(False)
+    return scores.masked_fill(same, torch.finfo(scores.dtype).min)
+
+
+def contrastive_loss(model: SequentialRecommender, batch: PreRecBatch) -> Tensor:
+    """In-batch contrastive loss: target n's positive (column n) against the batch's other positives."""
+    mask = batch.target_mask  # [R, L]
+    users = model.user_states(batch)[mask]  # [N, B]
+    rows = batch.items[mask]  # [N] global item rows of the positives
+    scores = in_batch_logits(model.pair_scores(users, model.item_embedding(rows)), rows)  # [N, N]
+    return F.cross_entropy(scores, torch.arange(len(rows), device=scores.device))
+
+
+def batch_loss(model: SequentialRecommender, batch: PreRecBatch, loss: str) -> Tensor:
+    """The training loss ``loss`` (one of ``LOSSES``) of one batch."""
+    if loss == "contrastive":
+        return contrastive_loss(model, batch)
+    return next_item_loss(model, batch)
+
+
+class _Fitter:
+    """One training run's state: windows, sampler, batch builder and optimiser."""
+
+    def __init__(self, model: SequentialRecommender, data: MultiDomainData, config: BaselineTrainConfig,
+                 first_n: int | None, params: list[nn.Parameter]):
+        self.model, self.config = model, config
+        self.windows = training_windows(data, first_n)
+        if sum(int(w.target_mask.sum()) for w in self.windows) == 0:
+            raise ValueError("no training interactions: every domain's training users are empty")
+        self.sampler = DomainBalancedSampler(self.windows, config.batch_size, config.seed)
+        n_neg = config.n_negatives if config.loss == "sampled" else None
+        self.builder = BatchBuilder(data, n_negatives=n_neg, device=config.device)
+        self.params = params
+        self.optimizer = torch.optim.Adam(params, lr=config.lr)
+
+    def step(self, batch: PreRecBatch) -> float:
+        loss = batch_loss(self.model, batch, self.config.loss)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} (domain {batch.domain}); lower the "
+                                     "learning rate or check the data for degenerate sequences")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def run_epoch(self, epoch: int) -> float:
+        self.model.train()
+        seed = self.config.seed * 100_003 + epoch
+        torch.manual_seed(seed)  # dropout: an epoch repeats exactly
+        generator = torch.Generator().manual_seed(seed)  # sampled negatives
+        n_steps = len(self.sampler)
+        if self.config.max_steps_per_epoch:
+            n_steps = min(n_steps, self.config.max_steps_per_epoch)
+        losses = []
+        progress = tqdm(self.sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
+        for step, (domain, rows) in enumerate(progress):
+            if step >= n_steps:
+                break
+            batch = self.builder.make(domain, self.windows[domain].select(rows), generator)
+            losses.append(self.step(batch))
+            progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        progress.close()
+        return float(np.mean(losses))
+
+
+def _trainable(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -> list[nn.Parameter]:
+    """The parameters to optimise (all by default), checked to belong to ``model``."""
+    if trainable is None:
+        return [p for p in model.parameters() if p.requires_grad]
+    params, owned = list(trainable), {id(p) for p in model.parameters()}
+    if not params:
+        raise ValueError("trainable is empty: nothing to fit")
+    if any(id(p) not in owned for p in params):
+        raise ValueError("trainable holds a parameter that is not one of the model's parameters")
+    return params
+
+
+def fit_baseline(model: SequentialRecommender, data: MultiDomainData, config: BaselineTrainConfig,
+                 validate: Callable[[], dict] | None = None, first_n: int | None = None,
+                 trainable: Iterable[nn.Parameter] | None = None) -> list[dict]:
+    """Train ``model`` on the training users of ``data`` (its text vectors must be ``data``'s global rows).
+
+    Early-stops after ``patience`` epochs without a better ``validate()["score"]`` (``-loss`` without
+    ``validate``) and restores the best weights. ``first_n`` keeps only the first interactions (incremental
+    fine-tuning); ``trainable`` restricts the optimised parameters (the others are frozen while fitting).
+    Returns one record per epoch: epoch, loss, seconds, score and whatever ``validate`` returned.
+    """
+    if model.n_items != data.n_items:
+        raise ValueError(f"the model holds {model.n_items} text vectors but the data has {data.n_items} items; "
+                         "call set_item_text with the text vectors of data.all_texts()")
+    model.to(config.device)
+    params = _trainable(model, trainable)
+    keep = {id(p) for p in params}
+    frozen = [p for p in model.parameters() if id(p) not in keep and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        return _fit(_Fitter(model, data, config, first_n, params), validate)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def _fit(fitter: _Fitter, validate: Callable[[], dict] | None) -> list[dict]:
+    """The epoch loop with early stopping on the validation score; restores the best state dict."""
+    model, config = fitter.model, fitter.config
+    history: list[dict] = []
+    best_score, best_state, bad_epochs = -math.inf, None, 0
+    for epoch in range(config.max_epochs):
+        started = time.perf_counter()
+        record = {"epoch": epoch, "loss": fitter.run_epoch(epoch), "seconds": time.perf_counter() - started}
+        record.update(validate() if validate else {"score": -record["loss"]})
+        history.append(record)
+        logger.info("%s epoch %d: %s", type(model).__name__, epoch,
+                    {k: round(v, 5) if isinstance(v, float) else v for k, v in record.items()})
+        if record["score"] > best_score:
+            best_score, bad_epochs = record["score"], 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+            if bad_epochs >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+class BaselineScorer:
+    """The Scorer protocol for a trained baseline: logits over the domain's full catalogue. [R, L, J]"""
+
+    def __init__(self, model: SequentialRecommender, name: str | None = None):
+        self.model = model
+        self.name = name if name is not None else model.label
+
+    def __call__(self, batch: PreRecBatch) -> Tensor:
+        if batch.negatives is not None:
+            raise ValueError("BaselineScorer ranks the full catalogue; build the batch with n_negatives=None")
+        self.model.eval()
+        with torch.no_grad():
+            return self.model.logits(batch)  # [R, L, J]
+
+
+def validation_callback(model: SequentialRecommender, data: MultiDomainData,
+                        eval_config: EvalConfig) -> Callable[[], dict]:
+    """``validate()`` for ``fit_baseline``: mean r-NDCG@K% over the domains of ``data`` (``eval_config.split``)."""
+    scorer = BaselineScorer(model)
+
+    def validate() -> dict:
+        per_domain = {d.name: summarize(evaluate_domain(scorer, data, k, eval_config), eval_config)
+                      for k, d in enumerate(data.domains)}
+        record = {f"{name}/rndcg@k%": m.get("rndcg@k%", 0.0) for name, m in per_domain.items()}
+        record["score"] = sum(record.values()) / len(per_domain)
+        return record
+
+    return validate

@@ -1,0 +1,94 @@
+"""UniSRec (Hou et al., KDD 2022) on frozen text vectors, as in PreRec's Appendix B (SPEC §7).
+
+SASRec whose item embedding is a mixture-of-experts adaptor over the text vector x (parametric whitening)::
+
+    e_k(x) = (x - c_k) W_k                 k = 1..8, c_k [T] a learned centre, W_k [T, B]
+    g(x)   = softmax(x W_g)                a gate over the experts from the text vector itself
+    v(x)   = sum_k g_k(x) e_k(x)
+
+Scores are cosine similarities divided by the temperature τ = 0.07 (user state and item embedding both
+L2-normalised), in training and in scoring alike. Pre-train on the sources with the in-batch contrastive loss
+(``BaselineTrainConfig(loss="contrastive")``), score a target zero-shot (``set_item_text``), fine-tune by training
+the adaptor only (``fit_baseline(..., trainable=model.adaptor_parameters())``: the Transformer stays frozen).
+
+Not kept from the original: the noisy gating and the sequence-sequence contrastive task of pre-training, and the
+item-id embeddings of its transductive setting (this setting is inductive: text only).
+
+Shape legend: T = text dimension, B = embedding size, E = experts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .sequential import SequentialConfig, SequentialRecommender
+
+
+class MoEAdaptor(nn.Module):
+    """The MoE adaptor: a softmax-gated sum of ``n_experts`` whitening projections (x - c_k) W_k."""
+
+    def __init__(self, text_dim: int, hidden_dim: int, n_experts: int = 8, dropout: float = 0.0):
+        super().__init__()
+        if n_experts < 1:
+            raise ValueError(f"n_experts must be >= 1, got {n_experts}")
+        bound = 1.0 / math.sqrt(text_dim)  # nn.Linear's default initialisation
+        self.centres = nn.Parameter(torch.zeros(n_experts, text_dim))  # [E, T]
+        self.weights = nn.Parameter(torch.empty(n_experts, text_dim, hidden_dim).uniform_(-bound, bound))  # [E, T, B]
+        self.gate = nn.Parameter(torch.zeros(text_dim, n_experts))  # [T, E]
+        self.dropout = nn.Dropout(dropout)
+
+    def experts(self, text: Tensor) -> Tensor:
+        """Every expert's projection of ``text`` [..., T] -> [..., E, B]."""
+        centred = self.dropout(text).unsqueeze(-2) - self.centres  # [..., E, T]
+        return torch.einsum("...et,etb->...eb", centred, self.weights)
+
+    def gates(self, text: Tensor) -> Tensor:
+        """Expert weights from the text vector [..., T] -> [..., E] (rows sum to 1)."""
+        return torch.softmax(text @ self.gate, dim=-1)
+
+    def forward(self, text: Tensor) -> Tensor:
+        return (self.gates(text).unsqueeze(-1) * self.experts(text)).sum(-2)  # [..., B]
+
+
+class UniSRec(SequentialRecommender):
+    """SASRec over MoE-adapted text vectors with temperature-scaled cosine scores.
+
+    Args:
+        item_text: frozen text vectors in global item-row order. [J_all, T]
+        hidden_dim, n_layers, n_heads, max_len, dropout: the Transformer (PreRec's sizes by default).
+        n_experts: experts of the adaptor (8 in the paper).
+        temperature: τ of the contrastive loss and of the scores (0.07).
+        adaptor_dropout: dropout on the text vector inside the adaptor (0.2, the official UniSRec setting).
+    """
+
+    label = "UniSRec"
+
+    def __init__(self, item_text: Tensor, hidden_dim: int = 256, n_layers: int = 2, n_heads: int = 4,
+                 max_len: int = 64, dropout: float = 0.1, n_experts: int = 8, temperature: float = 0.07,
+                 adaptor_dropout: float = 0.2):
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        config = SequentialConfig(hidden_dim, n_layers, n_heads, max_len, dropout, sequence_model="transformer")
+        adaptor = MoEAdaptor(item_text.shape[-1], hidden_dim, n_experts, adaptor_dropout)
+        super().__init__(item_text, config, item_encoder=adaptor)
+        self.temperature = temperature
+
+    @property
+    def adaptor(self) -> MoEAdaptor:
+        return self.item_encoder
+
+    def adaptor_parameters(self) -> list[nn.Parameter]:
+        """The parameters fine-tuned on a target (everything else, the Transformer and start token, is frozen)."""
+        return list(self.adaptor.parameters())
+
+    def pair_scores(self, users: Tensor, items: Tensor) -> Tensor:
+        """cos(user, item) / τ for users [..., N, B] and items [M, B] -> [..., N, M]."""
+        return F.normalize(users, dim=-1) @ F.normalize(items, dim=-1).T / self.temperature
+
+    def target_scores(self, users: Tensor, items: Tensor) -> Tensor:
+        """cos(user, item) / τ of each user [..., B] with its own item [..., B] -> [...]."""
+        return (F.normalize(users, dim=-1) * F.normalize(items, dim=-1)).sum(-1) / self.temperature
