@@ -28,7 +28,7 @@ def users_plate(model: PreRecModel):
     """``create_plates`` for autoguides: the model's ``users`` plate subsampled to the batch's users."""
 
     def create_plates(batch: PreRecBatch):
-        return pyro.plate("users", model.n_users, subsample=batch.user_index, dim=-2, device=batch.items.device)
+        return pyro.plate("users", model.n_users, subsample=batch.user_index, dim=-1, device=batch.items.device)
 
     return create_plates
 
@@ -65,8 +65,8 @@ class SparseDeltaGuide(nn.Module):
             if self.eps_v is not None:
                 values[EPS_V] = pyro.sample(EPS_V, dist.Delta(self.eps_v).to_event(1))  # [J, B]
         if self.eps_u is not None:
-            with pyro.plate("users", model.n_users, subsample=batch.user_index, dim=-2, device=device):
-                rows = self.eps_u(batch.user_index).unsqueeze(1)  # [R, 1, B]
+            with pyro.plate("users", model.n_users, subsample=batch.user_index, dim=-1, device=device):
+                rows = self.eps_u(batch.user_index)  # [U, B]
                 values[EPS_U] = pyro.sample(EPS_U, dist.Delta(rows).to_event(1))
         return values
 
@@ -109,7 +109,7 @@ def latent_values(guide, batch: PreRecBatch) -> dict[str, Tensor]:
         values = {name: value.detach() for name, value in guide.median(batch).items()}
     users = values.get(EPS_U)
     if users is not None and users.shape[0] != len(batch.user_index):
-        values[EPS_U] = users[batch.user_index]  # [R, 1, B]
+        values[EPS_U] = users[batch.user_index]  # [U, B]
     return values
 
 

@@ -38,7 +38,7 @@ def zero_interventions(model: PreRecModel, batch: PreRecBatch) -> dict[str, Tens
     values = {D: torch.zeros(model.n_domains, hidden, device=device),  # [K, B]
               EPS_V: torch.zeros(model.n_items, hidden, device=device),  # [J, B]
               EPS_Z: torch.zeros(model.n_items, hidden, device=device),  # [J, B]
-              EPS_U: torch.zeros(len(batch.user_index), 1, hidden, device=device)}  # [R, 1, B]
+              EPS_U: torch.zeros(len(batch.user_index), hidden, device=device)}  # [U, B]
     return values
 
 

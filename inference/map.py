@@ -86,7 +86,8 @@ class MapTrainer:
         self._best = None
 
     def _batch(self, domain: int, rows: np.ndarray, generator: torch.Generator):
-        return self.builder.make(domain, self.windows[domain].select(rows), generator)
+        n_sequences = sum(len(w) for w in self.windows)  # the training windows of every domain
+        return self.builder.make(domain, self.windows[domain].select(rows), generator, n_sequences=n_sequences)
 
     def _setup(self) -> None:
         """Create the guide's parameters (autoguides build them on first call) and the optimisers."""

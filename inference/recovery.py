@@ -62,24 +62,41 @@ def taste_correlations(model: PreRecModel, values: dict, data: MultiDomainData, 
 
 
 @torch.no_grad()
+def popularity_scores(model: PreRecModel, values: dict, data: MultiDomainData, domain: int,
+                      periods: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Learned popularity score Z_j(l)·(W_z + ū_k) and the factors F of every item at ``periods``.
+    Returns ([P, J], [P, J, F])."""
+    model.eval()
+    dom = data.domains[domain]
+    batch = BatchBuilder(data, n_negatives=None).make(domain, dom.windows(dom.users_in("valid")[:200],
+                                                                         data.sequences))
+    latent = {name: values.get(name) for name in (D, "eps_v", EPS_Z)} | {"eps_u": None}
+    mean_user = model.user_state(batch, latent)[batch.target_mask].mean(0)  # [B]
+    items = torch.arange(dom.n_items)  # [J]
+    factors = dom.popularity.factors(periods, items)  # [P, J, F]
+    z = model.popularity_parts(items + int(data.item_offsets[domain]), factors, latent)  # [P, J, B]
+    return (z @ (model.w_z + mean_user)).cpu().numpy(), factors.cpu().numpy()
+
+
 def popularity_recovery(model: PreRecModel, values: dict, data: MultiDomainData, truth: PlantedTruth) -> pd.Series:
     """Per domain: Spearman(learned popularity score, planted log-popularity) over (interval >= 1, item)."""
-    model.eval()
-    builder, out = BatchBuilder(data, n_negatives=None), {}
+    out = {}
     for k, dom in enumerate(data.domains):
-        windows = dom.windows(dom.users_in("valid")[:200], data.sequences)
-        batch = builder.make(k, windows)
-        latent = {name: values.get(name) for name in (D, "eps_v", EPS_Z, "eps_u")}
-        latent["eps_u"] = None
-        mean_user = model.user_state(batch, latent)[batch.target_mask].mean(0)  # [B]
-        table = dom.popularity
         n_intervals = truth.log_popularity[dom.name].shape[0]
-        periods = torch.arange(1, n_intervals)  # [P]
-        items = torch.arange(dom.n_items)  # [J]
-        rows = items + int(data.item_offsets[k])
-        z = model.popularity_parts(rows, table.factors(periods, items), latent)  # [P, J, B]
-        score = (z @ (model.w_z + mean_user)).cpu().numpy()  # [P, J]
+        score, _ = popularity_scores(model, values, data, k, torch.arange(1, n_intervals))  # [P, J]
         order = pd.Index(truth.domain_items[dom.name]).get_indexer(dom.item_ids)  # our items in truth's order
         planted = truth.log_popularity[dom.name][1:][:, order]  # [P, J]
         out[dom.name] = spearman(score.ravel(), planted.ravel())
     return pd.Series(out)
+
+
+def popularity_panel(model: PreRecModel, values: dict, data: MultiDomainData, domain: int) -> dict:
+    """The data of one row of the popularity figure (Fig. 5) for ``domain``."""
+    dom = data.domains[domain]
+    periods_of_log = dom.popularity.period_of(dom.seq_times)
+    traffic = np.bincount(periods_of_log - periods_of_log.min())
+    periods = torch.arange(int(periods_of_log.min()) + 1, int(periods_of_log.max()) + 1)
+    score, factors = popularity_scores(model, values, data, domain, periods)
+    seen = factors[..., 0] > 0
+    return {"domain": dom.name, "traffic": traffic, "f1": factors[..., 0][seen], "f2": factors[..., 1][seen],
+            "score": score[seen]}

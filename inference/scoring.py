@@ -32,7 +32,7 @@ class MapScorer:
         was_training = self.model.training
         self.model.eval()
         try:
-            fitted = batch.user_index < self.model.n_users  # [R]
+            fitted = batch.user_index < self.model.n_users  # [U]
             batch = replace(batch, user_index=torch.where(fitted, batch.user_index, 0))
             values = self._point_estimates(batch, fitted)
             return poutine.condition(self.model, data=values)(batch)  # [R, L, J]
@@ -46,7 +46,7 @@ class MapScorer:
         rows = rows if len(rows) else batch.user_index[:1]
         values = latent_values(self.guide, replace(batch, user_index=rows))
         if EPS_U in values:
-            table = values[EPS_U]  # [len(rows), 1, B]
-            position = torch.searchsorted(rows, batch.user_index)  # [R]
-            values[EPS_U] = table[position] * fitted[:, None, None]  # [R, 1, B]
+            table = values[EPS_U]  # [len(rows), B]
+            position = torch.searchsorted(rows, batch.user_index)  # [U]
+            values[EPS_U] = table[position] * fitted[:, None]  # [U, B]
         return values

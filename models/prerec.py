@@ -8,10 +8,11 @@ Generative story, in the paper's symbols (B = embedding size; precision λ means
         m_j     = f_e(X_j)                                  text embedding of the item's text vector X_j
         eps_z_j ~ N(0, λ_z⁻¹ I_B);  Z_j(t) = f_pop(F_j(t)) + eps_z_j     in-domain (popularity) bias
         eps_v_j ~ N(0, λ_v⁻¹ I_B);  V_j(t) = eps_v_j + D_k + Z_j(t) + m_j
-    for each user i of domain k        (plate "users", subsampled to the batch)
+    for each user i of domain k        (plate "users", subsampled to the batch's users)
         n_i     = f_seq(D_k, H_i)                           causal Transformer, D_k as the first token
         eps_u_i ~ N(0, λ_u⁻¹ I_B);  U_i = eps_u_i + n_i
-        for each position t            (plate "positions")
+        for each window of i's sequence  (plate "sequences", subsampled to the batch)
+          for each position t          (plate "positions")
             R_it ~ Categorical(softmax_j(U_it·V_j(t) + D_k·W_d + Z_j(t)·W_z)),  j over the items of domain k
 
 F_j(t) are the popularity factors of item j in the interval before t (data). Sample sites are named by the symbols
@@ -138,11 +139,13 @@ class PreRecModel(nn.Module):
                 latent[EPS_Z] = pyro.sample(EPS_Z, self.item_offset_prior(cfg.lambda_z))  # [J, B]
             if cfg.use_offsets:
                 latent[EPS_V] = pyro.sample(EPS_V, self.item_offset_prior(cfg.lambda_v))  # [J, B]
-        length = batch.items.shape[1]
-        with pyro.plate("users", self.n_users, subsample=batch.user_index, dim=-2, device=device):
-            if cfg.use_offsets:
-                latent[EPS_U] = pyro.sample(EPS_U, self.user_offset_prior())  # [R, 1, B]
-            logits, candidates, n_items = self.logits(batch, latent)  # [R, L, C']
+        if cfg.use_offsets:
+            with pyro.plate("users", self.n_users, subsample=batch.user_index, dim=-1, device=device):
+                latent[EPS_U] = pyro.sample(EPS_U, self.user_offset_prior())  # [U, B]
+        logits, candidates, n_items = self.logits(batch, latent)  # [R, L, C']
+        rows, length = batch.items.shape
+        with pyro.plate("sequences", batch.n_sequences, subsample=torch.arange(rows, device=device), dim=-2,
+                        device=device):
             with pyro.plate("positions", length, dim=-1, device=device):
                 pyro.sample(R, self.next_item(logits, candidates, n_items).mask(batch.target_mask),
                             obs=batch.targets)
@@ -160,7 +163,9 @@ class PreRecModel(nn.Module):
         """U = eps_u + f_seq(D_k, H): the user state before each position. [R, L, B]"""
         history = self.f_e(self.item_text[batch.items[:, :-1]])  # [R, L-1, B]
         state = self.f_seq(self.first_token(batch, latent), history)  # [R, L, B]
-        return state if latent[EPS_U] is None else state + latent[EPS_U]
+        if latent[EPS_U] is None:
+            return state
+        return state + latent[EPS_U][batch.user_position].unsqueeze(1)  # [R, L, B]
 
     def static_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
         """The time-invariant part of V (m + eps_v + D_k) and of the bias (D_k·W_d) for items ``rows``."""

@@ -26,7 +26,9 @@ class PreRecBatch:
     domain: int
     item_offset: int  # global row of the domain's item 0
     n_domain_items: int  # J_k
-    user_index: Tensor  # [R] global user rows (training users first: see MultiDomainData)
+    user_index: Tensor  # [U] the batch's distinct global user rows, sorted (training users first)
+    user_position: Tensor  # [R] each sequence's user as a position in ``user_index``
+    n_sequences: int  # how many sequences the batch's rows were drawn from (the "sequences" plate size)
     items: Tensor  # [R, L] global item rows
     targets: Tensor  # [R, L] local item index (the observed next items)
     target_mask: Tensor  # [R, L] bool
@@ -64,8 +66,12 @@ class BatchBuilder:
         self.n_negatives = n_negatives
         self.device = torch.device(device)
 
-    def make(self, domain: int, windows: Windows, generator: torch.Generator | None = None) -> PreRecBatch:
+    def make(self, domain: int, windows: Windows, generator: torch.Generator | None = None,
+             n_sequences: int | None = None) -> PreRecBatch:
+        """A batch of ``windows`` of ``domain``; ``n_sequences`` is the size of the set they were sampled from
+        (default: the batch itself, i.e. no subsampling)."""
         data, dom = self.data, self.data.domains[domain]
+        users, position = np.unique(data.user_rows[domain][windows.user], return_inverse=True)  # [U], [R]
         offset = int(data.item_offsets[domain])
         periods = dom.popularity.period_of(windows.times)  # [R, L]
         unique, inverse = np.unique(periods, return_inverse=True)  # [P], [R*L]
@@ -82,7 +88,9 @@ class BatchBuilder:
         to = self.device
         return PreRecBatch(
             domain=domain, item_offset=offset, n_domain_items=dom.n_items,
-            user_index=torch.as_tensor(data.user_rows[domain][windows.user], dtype=torch.long).to(to),
+            user_index=torch.as_tensor(users, dtype=torch.long).to(to),
+            user_position=torch.as_tensor(position.reshape(-1), dtype=torch.long).to(to),
+            n_sequences=len(windows) if n_sequences is None else n_sequences,
             items=(items + offset).to(to), targets=items.to(to),
             target_mask=torch.as_tensor(windows.target_mask).to(to), period_index=period_index.to(to),
             factors_targets=factors_targets.to(to), factors_candidates=factors_candidates.to(to),

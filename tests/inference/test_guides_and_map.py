@@ -38,7 +38,7 @@ def test_step_updates_only_the_batch_users_offsets(kind, tiny_sources, encode_ha
     def offsets():
         probe = BatchBuilder(tiny_sources, n_negatives=15).make(1, windows)
         probe.user_index = everyone
-        return latent_values(guide, probe)[EPS_U].squeeze(1).clone()  # [N, B]
+        return latent_values(guide, probe)[EPS_U].clone()  # [N, B]
 
     before = offsets()
     trainer.step(batch)

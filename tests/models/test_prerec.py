@@ -21,7 +21,7 @@ def make_batch(data, negatives, domain=0, rows=6, seed=0):
     dom = data.domains[domain]
     windows = dom.windows(dom.users_in("train"), data.sequences)
     return BatchBuilder(data, n_negatives=negatives).make(domain, windows.select(list(range(rows))),
-                                                          torch.Generator().manual_seed(seed))
+                                                          torch.Generator().manual_seed(seed), n_sequences=len(windows))
 
 
 @pytest.fixture
@@ -36,11 +36,12 @@ def test_sites_and_shapes(model, tiny_sources):
     assert trace.nodes[D]["value"].shape == (3, hidden)
     assert trace.nodes[EPS_V]["value"].shape == (n_items, hidden)
     assert trace.nodes[EPS_Z]["value"].shape == (n_items, hidden)
-    assert trace.nodes[EPS_U]["value"].shape == (rows, 1, hidden)
+    assert trace.nodes[EPS_U]["value"].shape == (len(batch.user_index), hidden)
     assert trace.nodes[R]["value"].shape == (rows, length) and trace.nodes[R]["is_observed"]
     assert trace.nodes["_RETURN"]["value"].shape == (rows, length, 8)  # positive + 7 negatives
     frames = {f.name: f.dim for f in trace.nodes[R]["cond_indep_stack"]}
-    assert frames == {"users": -2, "positions": -1}
+    assert frames == {"sequences": -2, "positions": -1}
+    assert {f.name: f.dim for f in trace.nodes[EPS_U]["cond_indep_stack"]} == {"users": -1}
 
 
 def test_ablation_has_no_debiasing_sites(tiny_sources, encode_hash):
@@ -62,7 +63,7 @@ def manual_log_joint(model, batch, values):
     priors = log_normal(d_all, cfg.lambda_d) + log_normal(eps_v, cfg.lambda_v) + log_normal(eps_z, cfg.lambda_z)
     first = d_all[k].expand(batch.items.shape[0], -1)
     history = model.f_e(model.item_text[batch.items[:, :-1]])
-    user = model.f_seq(first, history) + eps_u  # [R, L, B]
+    user = model.f_seq(first, history) + eps_u[batch.user_position].unsqueeze(1)  # [R, L, B]
     rows = batch.candidate_rows  # full catalogue of domain k
     logits = []
     for r in range(batch.items.shape[0]):
@@ -72,9 +73,10 @@ def manual_log_joint(model, batch, values):
             logits.append(user[r, t] @ v.T + d_all[k] @ model.w_d + z @ model.w_z)
     logits = torch.stack(logits).reshape(*batch.items.shape, -1)
     log_lik = torch.log_softmax(logits, -1).gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)
-    scale = model.n_users / len(batch.user_index)
-    user_terms = log_normal(eps_u, cfg.lambda_u) + (log_lik * batch.target_mask).sum()
-    return priors + scale * user_terms
+    user_scale = model.n_users / len(batch.user_index)
+    sequence_scale = batch.n_sequences / batch.items.shape[0]
+    return (priors + user_scale * log_normal(eps_u, cfg.lambda_u)
+            + sequence_scale * (log_lik * batch.target_mask).sum())
 
 
 def test_trace_elbo_with_delta_guide_equals_eq7(model, tiny_sources):
@@ -86,6 +88,7 @@ def test_trace_elbo_with_delta_guide_equals_eq7(model, tiny_sources):
         for name, param in guide.named_parameters():
             param.copy_(0.3 * torch.randn_like(param))
     values = {name: value.detach() for name, value in guide(batch).items()}
+    assert len(batch.user_index) < batch.items.shape[0] < batch.n_sequences  # windows share users; subsampled
     loss = Trace_ELBO().differentiable_loss(model, guide, batch)
     expected = -manual_log_joint(model, batch, values)
     assert torch.allclose(loss, expected, rtol=1e-5), (loss.item(), expected.item())

@@ -1,0 +1,76 @@
+"""Figures of the study, with matplotlib: incremental fine-tuning curves (Fig. 3) and popularity (Fig. 5).
+
+Both write PNGs atomically (a temporary file beside the target, then a rename).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def save_figure(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(handle)
+    try:
+        fig.savefig(tmp, dpi=130, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
+    return path
+
+
+def plot_incremental(curves: pd.DataFrame, path: Path, metric: str = "rndcg@k%") -> Path:
+    """Fig. 3: x = target training interactions (log scale), y = ``metric``; solid = pre-trained, dashed = scratch.
+
+    ``curves`` has columns domain, method, n_train, ``metric`` (zero-shot rows have n_train = 0, drawn at x = 1)."""
+    domains = list(dict.fromkeys(curves["domain"]))
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.6), squeeze=False)
+    for ax, domain in zip(axes[0], domains):
+        part = curves[curves["domain"] == domain]
+        for method, rows in part.groupby("method", sort=False):
+            rows = rows.sort_values("n_train")
+            style = "--" if "scratch" in method else "-"
+            ax.plot(np.maximum(rows["n_train"], 1), rows[metric], style, marker="o", label=method)
+        ax.set_xscale("log")
+        ax.set_title(domain)
+        ax.set_xlabel("target training interactions (zero-shot at 1)")
+        ax.set_ylabel(metric.replace("rndcg", "r-NDCG").replace("k%", "K%"))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Incremental fine-tuning: pre-trained (solid) vs from scratch (dashed)", y=1.04)
+    return save_figure(fig, path)
+
+
+def plot_popularity(panels: list[dict], path: Path) -> Path:
+    """Fig. 5: per domain, traffic per interval, the distributions of F_1 and F_2, and the learned popularity score.
+
+    Each panel: {"domain", "traffic" [n_intervals], "f1" [n], "f2" [n], "score" [n]} (F and the score over the
+    (interval, item) pairs with a non-zero count)."""
+    fig, axes = plt.subplots(len(panels), 3, figsize=(12, 2.8 * len(panels)), squeeze=False)
+    for row, panel in zip(axes, panels):
+        row[0].bar(np.arange(len(panel["traffic"])), panel["traffic"], color="tab:gray")
+        row[0].set_title(f"{panel['domain']}: interactions per interval")
+        row[0].set_xlabel("interval")
+        for index, key in ((1, "f1"), (1, "f2")):
+            row[index].hist(np.log1p(panel[key]), bins=40, alpha=0.6, label=key.upper())
+        row[1].set_title("popularity factors (non-zero counts)")
+        row[1].set_xlabel("log(1 + F_w)")
+        row[1].legend()
+        row[2].scatter(np.log1p(panel["f1"]), panel["score"], s=4, alpha=0.4)
+        row[2].set_title("learned popularity score")
+        row[2].set_xlabel("log(1 + F_1)")
+        row[2].set_ylabel("Z·(W_z + mean user state)")
+    fig.tight_layout()
+    return save_figure(fig, path)

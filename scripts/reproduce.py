@@ -1,0 +1,102 @@
+"""The whole study of a benchmark: pre-training, zero-shot (Table 1), fine-tuning (Table 2), incremental curves
+(Fig. 3) and popularity (Fig. 5). Resumable: every finished step is kept in the study directory and skipped.
+
+    python scripts/reproduce.py                                          # synthetic benchmark
+    python scripts/reproduce.py --benchmark movielens-ages --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from prerec_pyro.data.benchmarks import BENCHMARKS
+from prerec_pyro.inference.checkpoint import save_json
+from prerec_pyro.inference.runs import find_latest_run, load_run_config
+from prerec_pyro.pipeline import prepare_benchmark
+from prerec_pyro.study import Study, StudyConfig
+from prerec_pyro.text import TextEncoderConfig
+
+logger = logging.getLogger("reproduce")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--benchmark", default="synthetic", choices=sorted(BENCHMARKS), help="named benchmark")
+    p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
+    p.add_argument("--runs", default="runs", help="root of run directories (pre-training runs are reused)")
+    p.add_argument("--out", default=None, help="study directory (default: <runs>/<benchmark>/study)")
+    p.add_argument("--first-n", nargs="+", default=["0", "100", "1000", "10000", "all"],
+                   help="incremental fine-tuning sizes (0 = zero-shot, 'all' = every training interaction)")
+    p.add_argument("--pretrain-args", nargs=argparse.REMAINDER, default=[],
+                   help="extra flags for scripts/map_pretrain.py when a run must be trained (put last)")
+    p.add_argument("--ft-epochs", type=int, default=10, help="maximum fine-tuning epochs")
+    p.add_argument("--baseline-epochs", type=int, default=10, help="maximum epochs of the learnable baselines")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    return p.parse_args(argv)
+
+
+def ensure_run(args: argparse.Namespace, method: str) -> Path:
+    """The latest finished run of ``method``, pre-training one with scripts/map_pretrain.py if there is none."""
+    run = find_latest_run(Path(args.runs), args.benchmark, method)
+    if run is not None:
+        return run
+    spec = importlib.util.spec_from_file_location("map_pretrain", Path(__file__).with_name("map_pretrain.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    flags = ["--benchmark", args.benchmark, "--ablation", method, "--out", args.runs, "--device", args.device]
+    flags += ["--data-dir", args.data_dir] if args.data_dir else []
+    return script.main(script.parse_args(flags + list(args.pretrain_args)))
+
+
+def parse_sizes(values: list[str]) -> tuple[int | None, ...]:
+    if any(v != "all" and not v.isdigit() for v in values):
+        raise ValueError(f"--first-n takes non-negative integers or 'all', got {values}")
+    return tuple(None if v == "all" else int(v) for v in values)
+
+
+def main(args: argparse.Namespace) -> Path:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    started, timings = time.perf_counter(), {}
+    steps = tqdm(total=6, desc=f"study {args.benchmark}")
+    runs = {}
+    for method in ("prerec_n", "prerec"):
+        runs[method] = ensure_run(args, method)
+        steps.update()
+    timings["pretraining"] = time.perf_counter() - started
+    config = load_run_config(runs["prerec"])
+    prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
+                                 config.popularity, TextEncoderConfig(model=config.text_model))
+    base = StudyConfig()
+    study_config = replace(base, sizes=parse_sizes(args.first_n), n_boot=args.n_boot, device=args.device,
+                           finetune=replace(base.finetune, max_epochs=args.ft_epochs),
+                           baseline=replace(base.baseline, max_epochs=args.baseline_epochs))
+    directory = Path(args.out) if args.out else Path(args.runs) / args.benchmark / "study"
+    study = Study(prepared, runs, directory, study_config)
+    for name, step in (("zero_shot", study.zero_shot), ("fine_tuned", study.fine_tuned), ("curves", study.curves)):
+        step_started = time.perf_counter()
+        table = step()
+        timings[name] = time.perf_counter() - step_started
+        steps.update()
+    figures = study.figures(table)
+    steps.update()
+    steps.close()
+    timings["total"] = time.perf_counter() - started
+    save_json(directory / "study.json", {"benchmark": args.benchmark, "runs": {k: str(v) for k, v in runs.items()},
+                                         "seconds": timings, "figures": [str(p) for p in figures]})
+    for name in ("table1_zero_shot.csv", "table2_fine_tuned.csv", "incremental_curves.csv"):
+        print(f"{directory / name}")
+    print(*map(str, figures), sep="\n")
+    return directory
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,128 @@
+"""Each benchmark script's main() with tiny arguments: it runs, prints its table and writes JSON with the expected keys.
+
+No timing is asserted (timings depend on the machine); the exact checks are on what the benchmarks compute besides
+time: the hand-written loss equals Pyro's, cutting a batch to its longest window changes no loss, the counts of
+evaluated targets.
+"""
+
+import importlib
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SYNTHETIC = ["--source-users", "40", "--items-per-domain", "60", "--pool-items", "80", "--unique-items", "5",
+             "--min-seq-len", "2", "--mean-seq-len", "6", "--max-seq-len", "12", "--max-len", "8", "--text-dim", "16"]
+MODEL = ["--hidden-dim", "8", "--heads", "2", "--layers", "1"]
+TIMING = ["--repeats", "2", "--warmup", "0", "--threads", "1"]  # one thread: tiny ops, no contention
+
+
+@pytest.fixture
+def load(monkeypatch):
+    """Import a benchmark script as a module (the scripts import their helpers from the benchmarks folder);
+    torch's thread count, which ``--threads`` sets, is restored afterwards."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    threads = torch.get_num_threads()
+    yield importlib.import_module
+    torch.set_num_threads(threads)
+
+
+def run(module, tmp_path, *argv):
+    out = tmp_path / f"{module.__name__}.json"
+    payload = module.main(module.parse_args([*argv, "--out", str(out)]))
+    written = json.loads(out.read_text())
+    assert set(written) == set(payload)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "atomic write left a temp file"
+    return written
+
+
+def test_bench_train(load, tmp_path, capsys):
+    bench = load("bench_train")
+    result = run(bench, tmp_path, *SYNTHETIC, *MODEL, *TIMING, "--batch-size", "4", "--negatives", "7",
+                 "--steps", "2")
+    assert {"results", "ratios", "loss_check", "targets_met", "environment", "batch_build_ms"} <= set(result)
+    assert set(result["results"]) == {"ours", "ours-cut", "hand", "reference"}
+    for row in result["results"].values():
+        assert len(row["seconds_per_round"]) == 2 and row["targets_per_s"] > 0
+    assert result["results"]["reference"]["targets_per_step"] == 4  # one target per sample
+    assert result["results"]["ours"]["targets_per_step"] == result["results"]["hand"]["targets_per_step"]
+    assert set(result["ratios"]) == {"ours_vs_reference", "pyro_overhead", "cut_vs_ours"}
+    assert result["loss_check"]["rel_diff"] < 1e-5  # the hand-written loss is Pyro's, up to the prior constants
+    out = capsys.readouterr().out
+    assert "ours vs per-sample reference: " in out and "pyro overhead: " in out
+
+
+def test_cut_batch_changes_no_loss(load):
+    bench = load("bench_train")
+    args = bench.parse_args([*SYNTHETIC, *MODEL, "--batch-size", "6", "--negatives", "7", "--steps", "2",
+                             "--max-len", "16"])
+    data, text = load("bench_common").synthetic_sources(args)
+    trainer, batches, _ = bench.build_ours(args, data, text, torch.device("cpu"))
+    trainer.model.eval()
+    for batch in batches:
+        cut = bench.cut_batch(batch)
+        assert cut.items.shape[1] < batch.items.shape[1] and cut.n_targets == batch.n_targets
+        with torch.no_grad():
+            full = trainer.elbo.differentiable_loss(trainer.scaled_model, trainer.scaled_guide, batch)
+            short = trainer.elbo.differentiable_loss(trainer.scaled_model, trainer.scaled_guide, cut)
+        assert torch.allclose(full, short, rtol=1e-5)
+
+
+def test_bench_scale(load, tmp_path, capsys):
+    bench = load("bench_scale")
+    result = run(bench, tmp_path, *MODEL, *TIMING, "--users", "50,400", "--items", "30", "--text-dim", "8",
+                 "--batch-size", "4", "--seq-len", "4", "--negatives", "7", "--steps", "2")
+    rows = {(r["guide"], r["users"]): r for r in result["results"]}
+    assert set(rows) == {(g, n) for g in ("delta", "sparse-delta") for n in (50, 400)}
+    for row in rows.values():
+        assert row["step_ms"] > 0 and row["peak_mb"] > 0 and len(row["step_ms_per_round"]) == 2
+    ratios = result["ratio_largest_to_smallest"]
+    assert ratios["delta"] == pytest.approx(rows[("delta", 400)]["step_ms"] / rows[("delta", 50)]["step_ms"])
+    assert set(ratios) == {"delta", "sparse-delta"} and len(result["targets_met"]) == 1
+    assert "sparse-delta: step time at 400 users / at 50 users" in capsys.readouterr().out
+
+
+def test_bench_eval_counts_every_evaluated_position(load, tmp_path):
+    bench = load("bench_eval")
+    cache = tmp_path / "data"
+    argv = [*SYNTHETIC, *MODEL, *TIMING, "--data-cache", str(cache)]
+    result = run(bench, tmp_path, *argv)
+    assert set(result["results"]) == {"map", "intervention", "matmul"}
+    assert set(result["ratio_to_matmul"]) == {"map", "intervention"}
+    data, _ = load("bench_common").synthetic_sources(bench.parse_args(argv))  # read back from the cache
+    assert len(list(cache.glob("synthetic-*/manifest.json"))) == 1
+    dom = data.domains[0]
+    lengths = np.diff(dom.seq_offsets)[dom.users_in("test")]
+    assert result["n_targets"] == int(np.maximum(lengths - 1, 0).sum())  # positions >= 1, each once
+    assert result["scored_pairs"] == result["n_targets"] * dom.n_items == result["n_targets"] * result["n_items"]
+
+
+def test_bench_encode_hash_bow(load, tmp_path, monkeypatch):
+    monkeypatch.setenv("PREREC_CACHE_DIR", str(tmp_path / "unused"))
+    bench = load("bench_encode")
+    result = run(bench, tmp_path, "--n-texts", "30", "--models", "hash-bow-32", "--repeats", "2", "--threads", "1")
+    row = result["results"]["hash-bow-32"]
+    assert result["n_texts"] == 30 and row["dim"] == 32 and row["cached_equals_cold"] is True
+    assert row["cold_texts_per_s"] > 0 and row["cached_texts_per_s"] > 0 and len(row["cold_s_per_round"]) == 2
+    assert len(set(bench.synthetic_texts(30, 0))) == 30
+
+
+def test_common_helpers(load, tmp_path):
+    common = load("bench_common")
+    assert common.paired_ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == 3.0  # median of 2, 4, 3
+    calls = []
+    seconds = common.alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3,
+                               warmup=1, device=torch.device("cpu"))
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"] and [len(v) for v in seconds.values()] == [3, 3]
+    table = common.format_table([{"name": "x", "value": 1.23456}], ["name", "value"]).splitlines()
+    assert table[0].split() == ["name", "value"] and table[2].split() == ["x", "1.235"]
+    common.write_json(tmp_path / "sub" / "r.json", {"n": np.int64(3)})
+    assert json.loads((tmp_path / "sub" / "r.json").read_text()) == {"n": 3}
+
+
+def test_gpu_check_script_parses():
+    subprocess.run(["bash", "-n", str(BENCHMARKS / "gpu_check.sh")], check=True)
