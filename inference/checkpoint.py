@@ -8,30 +8,16 @@ directory and moved into place, so an interrupted write never leaves a half-writ
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-
-def atomic_write_bytes(path: Path, writer) -> None:
-    """Call ``writer(file_object)`` on a temporary file beside ``path`` and move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            writer(stream)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from prerec_pyro.io import atomic_write
 
 
 def save_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, lambda f: f.write(json.dumps(payload, indent=2, default=str).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2, default=str).encode()))
 
 
 def load_json(path: Path) -> Any:
@@ -42,7 +28,7 @@ def load_json(path: Path) -> Any:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:

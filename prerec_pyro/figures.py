@@ -5,8 +5,6 @@ Both write PNGs atomically (a temporary file beside the target, then a rename).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -16,19 +14,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from prerec_pyro.io import atomic_write  # noqa: E402
+
 
 def save_figure(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(handle)
     try:
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
-        os.replace(tmp, path)
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=130, bbox_inches="tight"))
     finally:
-        Path(tmp).unlink(missing_ok=True)
         plt.close(fig)
-    return path
 
 
 def plot_incremental(curves: pd.DataFrame, path: Path, metric: str = "rndcg@k%") -> Path:

@@ -22,13 +22,14 @@ from prerec_pyro.baselines.train import BaselineScorer, BaselineTrainConfig, fit
 from prerec_pyro.baselines.unisrec import UniSRec
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, results_table, summarize
 from prerec_pyro.figures import plot_incremental, plot_popularity
-from prerec_pyro.inference.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from prerec_pyro.inference.checkpoint import load_checkpoint, save_checkpoint
 from prerec_pyro.inference.finetune import finetune, incremental_study
 from prerec_pyro.inference.intervene import target_model
 from prerec_pyro.inference.map import TrainConfig
 from prerec_pyro.inference.recovery import popularity_panel
 from prerec_pyro.inference.runs import build_model, load_nets, load_run_config
 from prerec_pyro.inference.zero_shot import evaluate_target
+from prerec_pyro.io import atomic_write
 from prerec_pyro.models.prerec import D
 from prerec_pyro.pipeline import PreparedBenchmark
 
@@ -46,7 +47,7 @@ class StudyConfig:
 
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:
-    atomic_write_bytes(path, lambda f: f.write(table.to_csv(index=False).encode()))
+    atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))
 
 
 def cached_table(path: Path, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:

@@ -22,7 +22,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -32,6 +31,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+
+from prerec_pyro.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -219,18 +220,9 @@ def load_cache(folder: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def write_shard(folder: Path, keys: np.ndarray, vectors: np.ndarray) -> Path:
-    """Write one shard atomically (temp file in the same folder, then ``os.replace``)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write one shard atomically (temp file in the same folder, then a rename)."""
     target = folder / f"shard-{time.time_ns()}-{uuid.uuid4().hex[:8]}.npz"
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, keys=keys.astype("<U40"), vectors=vectors.astype(np.float32))
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(target, lambda f: np.savez(f, keys=keys.astype("<U40"), vectors=vectors.astype(np.float32)))
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -19,10 +19,11 @@ import torch
 
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
-from prerec_pyro.inference.checkpoint import atomic_write_bytes, save_json
+from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.finetune import incremental_study
 from prerec_pyro.inference.map import TrainConfig
 from prerec_pyro.inference.runs import find_latest_run, load_run_config
+from prerec_pyro.io import atomic_write
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.text import TextEncoderConfig
 
@@ -80,7 +81,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     columns = ["domain", "method", "first_n", "n_train", "epochs", "recall@k%", "rndcg@k%", "recall@10", "ndcg@10"]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     stem = run / f"finetune_{args.target}"
-    atomic_write_bytes(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
+    atomic_write(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
     save_json(stem.with_suffix(".json"), {"benchmark": args.benchmark, "run": str(run), "rows": rows})
     print(f"written: {stem}.csv, {stem}.json")
     return table

@@ -19,9 +19,10 @@ import torch
 
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig, results_table
-from prerec_pyro.inference.checkpoint import atomic_write_bytes, save_json
+from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.runs import find_latest_run, load_run_config
 from prerec_pyro.inference.zero_shot import evaluate_target
+from prerec_pyro.io import atomic_write
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.text import TextEncoderConfig
 
@@ -85,7 +86,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     table = results_table(rows)
     print(format_table(table))
     stem = runs["prerec"] / f"zero_shot_{args.target}"
-    atomic_write_bytes(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
+    atomic_write(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
     save_json(stem.with_suffix(".json"), {"benchmark": args.benchmark, "k_percent": config.k_percent,
                                           "runs": {k: str(v) for k, v in runs.items()},
                                           "rows": table.to_dict(orient="records")})

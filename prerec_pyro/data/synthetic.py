@@ -35,16 +35,15 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from prerec_pyro.data.domain import Domain, make_domain
+from prerec_pyro.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +175,8 @@ class PlantedTruth:
                 arrays[field.name] = value
             else:
                 meta[field.name] = value
-        _atomic_write(directory / "truth.npz", lambda f: np.savez(f, **arrays))
-        _atomic_write(directory / "truth.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        atomic_write(directory / "truth.npz", lambda f: np.savez(f, **arrays))
+        atomic_write(directory / "truth.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
 
     @classmethod
     def load(cls, directory: str | Path) -> PlantedTruth:
@@ -210,18 +209,6 @@ class SyntheticData:
             if domain.name == name:
                 return domain
         raise ValueError(f"no synthetic domain {name!r}; expected one of {[d.name for d in self.domains]}")
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _existing(path: Path, writer: str) -> Path:
@@ -418,10 +405,10 @@ def write_synthetic(config: SyntheticConfig, directory: str | Path) -> Synthetic
         (directory / domain.name).mkdir(parents=True, exist_ok=True)
         for table in ("items", "interactions"):
             frame = getattr(domain, table)
-            _atomic_write(directory / domain.name / f"{table}.parquet", lambda f, fr=frame: fr.to_parquet(f))
+            atomic_write(directory / domain.name / f"{table}.parquet", lambda f, fr=frame: fr.to_parquet(f))
     data.truth.save(directory)
     manifest = {"sources": list(data.sources), "targets": list(data.targets), "config": dataclasses.asdict(config)}
-    _atomic_write(directory / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    atomic_write(directory / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     return data
 
 
