@@ -2,9 +2,9 @@
 
 Timing protocol (``alternate``): every contender runs ``warmup`` times first, then ``repeats`` rounds in which each
 contender runs once, the order rotated by one every round (no contender always runs first or right after the same
-one); the reported figure is the median over rounds. All contenders live in one process with the same torch
-threads, so a ratio compares like with like on a machine shared with other jobs. CUDA work is synchronised around
-every timed call.
+one). The reported time is the median over rounds; a ratio is the median over rounds of the per-round ratio. All
+contenders live in one process with the same torch threads, so a ratio compares like with like on a machine shared
+with other jobs. CUDA work is synchronised around every timed call.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import os
 import platform
 import resource
 import statistics
-import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +28,7 @@ import torch
 
 from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
 from prerec_pyro.data.synthetic import SyntheticConfig, generate_synthetic, load_synthetic, write_synthetic
+from prerec_pyro.io import atomic_write
 from prerec_pyro.text import HashBowEncoder
 
 logger = logging.getLogger(__name__)
@@ -129,6 +129,13 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of ``numerator[i] / denominator[i]``: the two ran side by side in round i, so a slow
+    spell of a shared machine that hits one round cancels out of its ratio."""
+    assert len(numerator) == len(denominator) > 0
+    return median([a / b for a, b in zip(numerator, denominator)])
+
+
 # ---- memory ---------------------------------------------------------------------------------------------------------
 def reset_peak_memory(device: torch.device) -> str:
     """Reset the peak-memory counter; returns what will be measured (CUDA allocator or process RSS)."""
@@ -194,6 +201,15 @@ def synthetic_sources(args: argparse.Namespace) -> tuple[MultiDomainData, torch.
     return data, torch.as_tensor(text, dtype=torch.float32)
 
 
+def cut_batch(batch):
+    """A ``PreRecBatch`` cut to its longest window (every later position is padding). The model is causal, so
+    every kept position gets the same logits."""
+    length = int(torch.nonzero(batch.target_mask.any(0)).max()) + 1
+    return replace(batch, items=batch.items[:, :length], targets=batch.targets[:, :length],
+                   target_mask=batch.target_mask[:, :length], period_index=batch.period_index[:, :length],
+                   factors_targets=batch.factors_targets[:, :length])
+
+
 # ---- output ---------------------------------------------------------------------------------------------------------
 def environment(device: torch.device) -> dict:
     """What the numbers were measured on."""
@@ -203,17 +219,9 @@ def environment(device: torch.device) -> dict:
 
 
 def write_json(path: str | Path, payload: dict) -> None:
-    """Write ``payload`` as JSON to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1, default=_jsonable)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``payload`` as JSON to ``path`` atomically (``prerec_pyro.io.atomic_write``)."""
+    text = json.dumps(payload, indent=1, default=_jsonable).encode()
+    atomic_write(path, lambda stream: stream.write(text))
 
 
 def _jsonable(value: object) -> object:

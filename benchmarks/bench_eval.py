@@ -6,9 +6,11 @@
 ``evaluate_domain`` (prerec_pyro/evaluate.py) ranks the whole catalogue of one source domain for every evaluated
 position (history >= 1) of its ``--split`` users, with PreRec's ``MapScorer`` (the guide's point estimates) and the
 zero-shot ``InterventionScorer`` (do(D = 0, eps = 0)). Both run everything evaluation runs: windows, batches with
-popularity factors, the causal Transformer, the logits and the average ranks. The floor is the bare matrix multiply
-of the same shapes, ``[targets, B] @ [B, J]`` (in chunks of the same ``--score-budget``). Throughput counts the
-evaluated (target, item) pairs, targets x J. The model is untrained: throughput does not depend on the weights.
+popularity factors, the causal Transformer, the logits and the average ranks. ``map-cut`` (a diagnostic) is
+``MapScorer`` on batches cut to their longest window: what the padding of short sequences costs. The floor is the
+bare matrix multiply of the same shapes, ``[targets, B] @ [B, J]`` (in chunks of the same ``--score-budget``).
+Throughput counts the evaluated (target, item) pairs, targets x J. The model is untrained: throughput does not
+depend on the weights.
 
 Prints a table and the ratio of each scorer's time to the floor's; ``--out`` writes JSON.
 """
@@ -55,7 +57,20 @@ def build_scorers(args: argparse.Namespace, data, text: torch.Tensor, device: to
     dom = data.domains[0]
     first = dom.windows(dom.users_in("train")[:4], data.sequences)
     guide(BatchBuilder(data, n_negatives=8, device=device).make(0, first))
-    return {"map": MapScorer(model, guide), "intervention": InterventionScorer(model)}
+    scorers = {"map": MapScorer(model, guide), "intervention": InterventionScorer(model)}
+    return {**scorers, "map-cut": CutScorer(scorers["map"])}
+
+
+class CutScorer:
+    """Diagnostic: ``scorer`` on the batch cut to its longest window, padded back to the batch's length (the
+    evaluation harness expects [R, L, J]; the padded positions are never ranked)."""
+
+    def __init__(self, scorer):
+        self.scorer, self.name = scorer, f"{scorer.name} (cut)"
+
+    def __call__(self, batch) -> torch.Tensor:
+        scores = self.scorer(bc.cut_batch(batch))  # [R, L', J]
+        return torch.nn.functional.pad(scores, (0, 0, 0, batch.items.shape[1] - scores.shape[1]))  # [R, L, J]
 
 
 def matmul_floor(n_targets: int, hidden: int, n_items: int, budget: int, device: torch.device):
@@ -91,15 +106,15 @@ def main(args: argparse.Namespace) -> dict:
     pairs = n_targets * n_items
     results = {name: {"seconds_per_round": values, "seconds": bc.median(values),
                       "pairs_per_s": pairs / bc.median(values)} for name, values in seconds.items()}
-    floor = results["matmul"]["seconds"]
-    ratios = {name: results[name]["seconds"] / floor for name in scorers}
+    ratios = {name: bc.paired_ratio(seconds[name], seconds["matmul"]) for name in scorers}
     payload = {"benchmark": "eval", "args": vars(args), "environment": bc.environment(device),
                "domain": data.names[domain], "n_items": n_items, "n_targets": n_targets,
                "n_windows": len(windows), "scored_pairs": pairs,
                "window_slots_scored": int(mask.size) * n_items,
                "target_fraction_of_window_slots": n_targets / mask.size,
                "results": results, "ratio_to_matmul": ratios,
-               "targets_met": {f"{name} / matmul <= {TARGET_RATIO}": r <= TARGET_RATIO for name, r in ratios.items()}}
+               "targets_met": {f"{name} / matmul <= {TARGET_RATIO}": ratios[name] <= TARGET_RATIO
+                               for name in ("map", "intervention")}}
     report(payload)
     if args.out:
         bc.write_json(args.out, payload)

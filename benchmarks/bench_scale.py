@@ -20,6 +20,7 @@ to that at the smallest number of users.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import logging
 import time
@@ -103,7 +104,8 @@ def random_batches(args: argparse.Namespace, n_users: int, count: int, rng: np.r
         items = torch.as_tensor(rng.integers(0, args.items, (rows, length)), device=device)  # [R, L]
         batches.append(PreRecBatch(
             domain=0, item_offset=0, n_domain_items=args.items,
-            user_index=torch.as_tensor(rng.choice(n_users, rows, replace=False), device=device),
+            user_index=torch.as_tensor(np.sort(rng.choice(n_users, rows, replace=False)), device=device),
+            user_position=torch.arange(rows, device=device), n_sequences=n_users,  # a sequence per user
             items=items, targets=items, target_mask=torch.ones(rows, length, dtype=torch.bool, device=device),
             period_index=torch.zeros(rows, length, dtype=torch.long, device=device),
             factors_targets=torch.as_tensor(rng.random((rows, length, 4)), dtype=torch.float32, device=device),
@@ -132,7 +134,7 @@ def measure(args: argparse.Namespace, kind: str, n_users: int, round_: int, devi
     setup_s = time.perf_counter() - started
     for batch in batches[: args.warmup]:
         trainer.step(batch)
-    times = [bc.timed(lambda b=batch: trainer.step(b), device) for batch in batches[args.warmup: -1]]
+    times = [bc.timed(functools.partial(trainer.step, batch), device) for batch in batches[args.warmup: -1]]
     peak = bc.peak_memory_mb(device)
     del trainer, guide, model, batches
     pyro.clear_param_store()

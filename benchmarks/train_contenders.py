@@ -38,15 +38,16 @@ def _squares(table: Tensor) -> Tensor:
 
 def map_loss(model: PreRecModel, batch, latent: dict[str, Tensor], n_obs: int) -> Tensor:
     """-(log-likelihood + log-priors) / n_obs as ``Trace_ELBO`` computes it under a Delta guide, without the priors'
-    normalising constants. ``latent[EPS_U]`` holds the batch's rows [R, 1, B]; the subsampled users plate scales
-    every user term by N / R."""
+    normalising constants. ``latent[EPS_U]`` holds the rows of the batch's users [U, B]. The subsampled plates scale
+    the user priors by N / U and the likelihood by (sequences sampled from) / (sequences in the batch)."""
     cfg = model.config
     logits, _, _ = model.logits(batch, latent)  # [R, L, 1 + C], the observed item in slot 0
     log_lik = (logits[..., 0] - torch.logsumexp(logits, dim=-1))[batch.target_mask].sum()
     user_scale = model.n_users / len(batch.user_index)
+    sequence_scale = batch.n_sequences / batch.items.shape[0]
     log_prior = -0.5 * (cfg.lambda_d * _squares(latent[D]) + cfg.lambda_v * _squares(latent[EPS_V])
                         + cfg.lambda_z * _squares(latent[EPS_Z]) + cfg.lambda_u * user_scale * _squares(latent[EPS_U]))
-    return -(user_scale * log_lik + log_prior) / n_obs
+    return -(sequence_scale * log_lik + log_prior) / n_obs
 
 
 def prior_constant(model: PreRecModel, n_obs: int) -> float:
@@ -75,8 +76,7 @@ class HandLoss(nn.Module):
         self.eps_u = nn.Parameter(torch.zeros(model.n_users, hidden, device=device))
 
     def forward(self, batch) -> Tensor:
-        latent = {D: self.domains, EPS_V: self.eps_v, EPS_Z: self.eps_z,
-                  EPS_U: self.eps_u[batch.user_index].unsqueeze(1)}  # [R, 1, B]
+        latent = {D: self.domains, EPS_V: self.eps_v, EPS_Z: self.eps_z, EPS_U: self.eps_u[batch.user_index]}  # [U, B]
         return map_loss(self.model, batch, latent, self.n_obs)
 
 

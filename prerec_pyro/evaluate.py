@@ -86,18 +86,20 @@ def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: 
     builder = BatchBuilder(data, n_negatives=None, device=config.device)
     rows_per_batch = max(1, config.score_budget // (data.sequences.max_len * dom.n_items))
     ranks, users, items = [], [], []
+    by_length = np.argsort(windows.target_mask.sum(axis=1), kind="stable")  # similar lengths share a batch
     for start in range(0, len(windows), rows_per_batch):
-        rows = np.arange(start, min(start + rows_per_batch, len(windows)))
+        rows = by_length[start: start + rows_per_batch]
         keep = mask[rows]  # [R, L]
         if not keep.any():
             continue
-        batch = builder.make(domain, windows.select(rows))
-        scores = scorer(batch)  # [R, L, J]
+        batch = builder.make(domain, windows.select(rows))  # trailing padding trimmed: L' <= L
+        keep = keep[:, : batch.items.shape[1]]  # [R, L']
+        scores = scorer(batch)  # [R, L', J]
         assert scores.shape == (*keep.shape, dom.n_items), (scorer.name, tuple(scores.shape))
         keep_t = torch.as_tensor(keep, device=scores.device)
         ranks.append(average_ranks(scores[keep_t], batch.targets[keep_t]).cpu().numpy())
         users.append(np.broadcast_to(windows.user[rows][:, None], keep.shape)[keep])
-        items.append(windows.items[rows][keep])
+        items.append(windows.items[rows][:, : keep.shape[1]][keep])
     ranks = np.concatenate(ranks) if ranks else np.zeros(0)
     users = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
     items = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)

@@ -71,6 +71,7 @@ class BatchBuilder:
         """A batch of ``windows`` of ``domain``; ``n_sequences`` is the size of the set they were sampled from
         (default: the batch itself, i.e. no subsampling)."""
         data, dom = self.data, self.data.domains[domain]
+        windows = trim(windows)
         users, position = np.unique(data.user_rows[domain][windows.user], return_inverse=True)  # [U], [R]
         offset = int(data.item_offsets[domain])
         periods = dom.popularity.period_of(windows.times)  # [R, L]
@@ -95,6 +96,17 @@ class BatchBuilder:
             target_mask=torch.as_tensor(windows.target_mask).to(to), period_index=period_index.to(to),
             factors_targets=factors_targets.to(to), factors_candidates=factors_candidates.to(to),
             negatives=None if negatives is None else negatives.to(to))
+
+
+def trim(windows: Windows) -> Windows:
+    """Drop the trailing positions that are padding in every row (a causal pass gives the same states for the
+    positions kept), so short sequences do not pay for ``max_len``."""
+    filled = windows.target_mask.any(axis=0)  # [L]
+    length = int(np.flatnonzero(filled)[-1]) + 1 if filled.any() else 1
+    if length == windows.items.shape[1]:
+        return windows
+    return Windows(windows.user, windows.items[:, :length], windows.times[:, :length],
+                   windows.target_mask[:, :length], windows.position[:, :length])
 
 
 class DomainBalancedSampler:

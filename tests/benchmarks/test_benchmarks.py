@@ -5,6 +5,7 @@ time: the hand-written loss equals Pyro's, cutting a batch to its longest window
 evaluated targets.
 """
 
+import dataclasses
 import importlib
 import json
 import subprocess
@@ -56,7 +57,8 @@ def test_bench_train(load, tmp_path, capsys):
     assert "ours vs per-sample reference: " in out and "pyro overhead: " in out
 
 
-def test_cut_batch_changes_no_loss(load):
+def test_trailing_padding_changes_no_loss(load):
+    """BatchBuilder trims trailing padding (cut_batch then has nothing to cut); padding it back changes no loss."""
     bench = load("bench_train")
     args = bench.parse_args([*SYNTHETIC, *MODEL, "--batch-size", "6", "--negatives", "7", "--steps", "2",
                              "--max-len", "16"])
@@ -64,12 +66,21 @@ def test_cut_batch_changes_no_loss(load):
     trainer, batches, _ = bench.build_ours(args, data, text, torch.device("cpu"))
     trainer.model.eval()
     for batch in batches:
-        cut = bench.cut_batch(batch)
-        assert cut.items.shape[1] < batch.items.shape[1] and cut.n_targets == batch.n_targets
+        assert load("bench_common").cut_batch(batch).items.shape == batch.items.shape
+        padded = dataclasses.replace(
+            batch, items=pad(batch.items), targets=pad(batch.targets), target_mask=pad(batch.target_mask),
+            period_index=pad(batch.period_index), factors_targets=pad(batch.factors_targets))
         with torch.no_grad():
-            full = trainer.elbo.differentiable_loss(trainer.scaled_model, trainer.scaled_guide, batch)
-            short = trainer.elbo.differentiable_loss(trainer.scaled_model, trainer.scaled_guide, cut)
+            full = trainer.elbo.differentiable_loss(trainer.scaled_model, trainer.scaled_guide, padded)
+            short = trainer.elbo.differentiable_loss(trainer.scaled_model, trainer.scaled_guide, batch)
         assert torch.allclose(full, short, rtol=1e-5)
+
+
+def pad(tensor, extra=3):
+    """Append ``extra`` padding positions (zeros / False) along dim 1."""
+    shape = list(tensor.shape)
+    shape[1] = extra
+    return torch.cat([tensor, torch.zeros(shape, dtype=tensor.dtype)], dim=1)
 
 
 def test_bench_scale(load, tmp_path, capsys):
@@ -91,14 +102,25 @@ def test_bench_eval_counts_every_evaluated_position(load, tmp_path):
     cache = tmp_path / "data"
     argv = [*SYNTHETIC, *MODEL, *TIMING, "--data-cache", str(cache)]
     result = run(bench, tmp_path, *argv)
-    assert set(result["results"]) == {"map", "intervention", "matmul"}
-    assert set(result["ratio_to_matmul"]) == {"map", "intervention"}
+    assert set(result["results"]) == {"map", "intervention", "map-cut", "matmul"}
+    assert set(result["ratio_to_matmul"]) == {"map", "intervention", "map-cut"} and len(result["targets_met"]) == 2
     data, _ = load("bench_common").synthetic_sources(bench.parse_args(argv))  # read back from the cache
     assert len(list(cache.glob("synthetic-*/manifest.json"))) == 1
     dom = data.domains[0]
     lengths = np.diff(dom.seq_offsets)[dom.users_in("test")]
     assert result["n_targets"] == int(np.maximum(lengths - 1, 0).sum())  # positions >= 1, each once
     assert result["scored_pairs"] == result["n_targets"] * dom.n_items == result["n_targets"] * result["n_items"]
+
+
+def test_cut_scorer_ranks_like_the_full_scorer(load):
+    bench = load("bench_eval")
+    args = bench.parse_args([*SYNTHETIC, *MODEL, "--max-len", "16"])
+    data, text = load("bench_common").synthetic_sources(args)
+    scorers = bench.build_scorers(args, data, text, torch.device("cpu"))
+    config = bench.EvalConfig(split="test")
+    full, cut = (bench.evaluate_domain(scorers[name], data, 0, config) for name in ("map", "map-cut"))
+    assert len(full.ranks) > 0
+    np.testing.assert_allclose(cut.ranks, full.ranks)
 
 
 def test_bench_encode_hash_bow(load, tmp_path, monkeypatch):
