@@ -78,10 +78,11 @@ class SparseDeltaGuide(nn.Module):
 def make_guide(kind: str, model: PreRecModel, name: str = "guide"):
     """Build a guide by name (``delta``, ``normal``, ``sparse-delta``); ``name`` prefixes its parameters so a
     pre-training and a fine-tuning guide never share parameter-store entries (SPEC §6 pitfall 8)."""
+    plates = users_plate(model) if model.config.use_offsets else None  # PreRec_n has no user offsets
     if kind == "delta":
-        guide = AutoDelta(model, init_loc_fn=init_to_mean, create_plates=users_plate(model))
+        guide = AutoDelta(model, init_loc_fn=init_to_mean, create_plates=plates)
     elif kind == "normal":
-        guide = AutoNormal(model, init_loc_fn=init_to_mean, init_scale=0.01, create_plates=users_plate(model))
+        guide = AutoNormal(model, init_loc_fn=init_to_mean, init_scale=0.01, create_plates=plates)
     elif kind == "sparse-delta":
         return SparseDeltaGuide(model)
     else:

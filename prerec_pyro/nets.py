@@ -46,6 +46,7 @@ class CausalTransformer(nn.Module):
     def __init__(self, hidden_dim: int, n_layers: int, n_heads: int, max_len: int, dropout: float):
         super().__init__()
         self.positions = nn.Embedding(max_len, hidden_dim)
+        nn.init.normal_(self.positions.weight, std=0.02)  # small beside the item tokens (N(0, 1) would drown them)
         layer = nn.TransformerEncoderLayer(hidden_dim, n_heads, dim_feedforward=4 * hidden_dim, dropout=dropout,
                                            batch_first=True, norm_first=True, activation="gelu")
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
