@@ -98,3 +98,10 @@ def test_reproduce_runs_the_whole_study_and_resumes(tmp_path):
     before = (study / "table2_fine_tuned.csv").stat().st_mtime_ns
     script.main(script.parse_args(args))  # resumes: every step is on disk already
     assert (study / "table2_fine_tuned.csv").stat().st_mtime_ns == before
+
+
+def test_synthetic_recovery_refuses_other_benchmarks(tmp_path):
+    run_dir = pretrain(tmp_path)
+    script = load_script("synthetic_recovery")
+    with pytest.raises(ValueError, match="planted truth exists for 'synthetic' only"):
+        script.main(script.parse_args(["--run", str(run_dir)]))
