@@ -182,8 +182,19 @@ class PreRecModel(nn.Module):
         """Z = f_pop(F) + eps_z for items ``rows`` [*S] with factors ``factors`` [*S, F] (None without Z)."""
         if not self.config.use_popularity:
             return None
-        z = self.f_pop(factors)  # [*S, B]
+        z = self._f_pop_sparse(factors)  # [*S, B]
         return z if latent[EPS_Z] is None else z + latent[EPS_Z][rows]
+
+    def _f_pop_sparse(self, factors: Tensor) -> Tensor:
+        """f_pop(F), evaluated once for the many items with F = 0 (no count in the window) and per row otherwise."""
+        counted = factors.ne(0).any(-1)  # [*S]
+        if bool(counted.all()):
+            return self.f_pop(factors)
+        base = self.f_pop(factors.new_zeros(1, factors.shape[-1]))[0]  # [B]
+        z = base.expand(*factors.shape[:-1], base.shape[0])  # [*S, B]
+        if not bool(counted.any()):
+            return z
+        return z.index_put((counted,), self.f_pop(factors[counted]))  # [*S, B]
 
     def item_parts(self, rows: Tensor, factors: Tensor, batch: PreRecBatch, latent: dict,
                    static: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -208,11 +219,14 @@ class PreRecModel(nn.Module):
         return torch.cat([positive.unsqueeze(-1), scores], dim=-1), candidates, batch.n_domain_items
 
     def _candidate_logits(self, user: Tensor, batch: PreRecBatch, latent: dict) -> Tensor:
-        """U·V_c(t) + Z_c(t)·W_z + D_k·W_d for every candidate c, grouped by the period of each target."""
+        """U·V_c(t) + Z_c(t)·W_z + D_k·W_d for every candidate c, grouped by the period of each target.
+
+        Only target positions are scored; the others (padding, history-only positions) hold 0 and are masked."""
         rows = batch.candidate_rows  # [C]
-        flat_user = user.reshape(-1, user.shape[-1])  # [R*L, B]
-        flat_period = batch.period_index.reshape(-1)  # [R*L]
-        order = torch.argsort(flat_period, stable=True)  # [R*L]
+        active = batch.target_mask.reshape(-1).nonzero().squeeze(1)  # [A]
+        flat_user = user.reshape(-1, user.shape[-1])[active]  # [A, B]
+        flat_period = batch.period_index.reshape(-1)[active]  # [A]
+        order = torch.argsort(flat_period, stable=True)  # [A]
         counts = torch.bincount(flat_period, minlength=batch.factors_candidates.shape[0]).tolist()
         static = self.static_item_parts(rows, batch, latent)  # [C, B], []
         chunks = []
@@ -221,6 +235,9 @@ class PreRecModel(nn.Module):
                 continue
             value, bias = self.item_parts(rows, batch.factors_candidates[period], batch, latent, static)  # [C, B], [C]
             chunks.append(group @ value.T + bias)  # [n_p, C]
-        ordered = torch.cat(chunks)  # [R*L, C]
-        scores = torch.empty_like(ordered).index_copy(0, order, ordered)  # [R*L, C]
+        if not chunks:  # no target in the batch
+            return user.new_zeros(*user.shape[:-1], len(rows))  # [R, L, C]
+        ordered = torch.cat(chunks)  # [A, C]
+        scores = ordered.new_zeros(user.shape[0] * user.shape[1], ordered.shape[1])  # [R*L, C]
+        scores = scores.index_copy(0, active[order], ordered)  # [R*L, C]
         return scores.reshape(*user.shape[:-1], -1)  # [R, L, C]
