@@ -141,6 +141,8 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
     metric_cols = [c for c in table.columns if c not in ("method", "domain", "subset")]
     mean = table.groupby(["method", "subset"], sort=False)[metric_cols].mean().reset_index()
     mean.insert(1, "domain", "mean")
+    bounds = [c for c in metric_cols if c.endswith(("_low", "_high"))]
+    mean[bounds] = float("nan")  # averaged per-domain bounds are not an interval of the mean: left empty
     return pd.concat([table, mean], ignore_index=True)
 
 
