@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 
-import pyro
 import torch
 from pyro import poutine
 from torch import Tensor
@@ -82,8 +81,3 @@ class BackdoorScorer:
         finally:
             torch.random.set_rng_state(generator_state)
         return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(self.n_samples)  # [R, L, J]
-
-
-def clear_pyro_state() -> None:
-    """Forget parameter-store entries before rebuilding a model for another catalogue (SPEC §6 pitfall 8)."""
-    pyro.clear_param_store()

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from prerec_pyro.data.batches import BatchBuilder, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
-from prerec_pyro.metrics import average_ranks, bootstrap_ci, k_from_percent, random_baseline, sample_metrics
+from prerec_pyro.metrics import average_ranks, bootstrap_ci, random_baseline, sample_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +144,3 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
     bounds = [c for c in metric_cols if c.endswith(("_low", "_high"))]
     mean[bounds] = float("nan")  # averaged per-domain bounds are not an interval of the mean: left empty
     return pd.concat([table, mean], ignore_index=True)
-
-
-def check_k(n_items: int, k_percent: float) -> int:
-    """K for a catalogue, raising a clear error when K% of it is less than one item."""
-    return k_from_percent(n_items, k_percent)

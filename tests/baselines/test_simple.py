@@ -1,0 +1,38 @@
+"""Random, POP and SBERT scorers through the evaluation harness."""
+
+import numpy as np
+import torch
+
+from prerec_pyro.baselines.simple import PopScorer, RandomScorer, SbertScorer
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.evaluate import EvalConfig, evaluate_domain, random_summary, summarize
+
+
+def test_sampled_random_matches_the_closed_form(tiny_sources):
+    config = EvalConfig(k_percent=10.0, split="all", n_boot=10)
+    results = [evaluate_domain(RandomScorer(seed), tiny_sources, 0, config) for seed in range(20)]
+    sampled = np.mean([summarize(r, config)["recall@k%"] for r in results])
+    exact = random_summary(tiny_sources.domains[0].n_items, config, len(results[0].ranks))["recall@k%"]
+    assert abs(sampled - exact) < 0.25 * exact
+
+
+def test_pop_scores_are_the_previous_interval_counts(tiny_sources):
+    dom = tiny_sources.domains[0]
+    windows = dom.windows(dom.users_in("train")[:4], tiny_sources.sequences)
+    batch = BatchBuilder(tiny_sources, n_negatives=None).make(0, windows)
+    scores = PopScorer()(batch)  # [R, L, J]
+    periods = torch.as_tensor(dom.popularity.period_of(windows.times[:, : batch.items.shape[1]]))
+    counts = dom.popularity.counts(periods.reshape(-1), torch.arange(dom.n_items)).reshape(scores.shape)
+    order_scores, order_counts = scores.argsort(dim=-1, stable=True), counts.argsort(dim=-1, stable=True)
+    assert torch.equal(order_scores, order_counts)
+
+
+def test_sbert_scores_the_last_history_item(tiny_sources, encode_hash):
+    text = encode_hash(tiny_sources)
+    dom = tiny_sources.domains[1]
+    batch = BatchBuilder(tiny_sources, n_negatives=None).make(1, dom.windows(dom.users_in("test")[:3],
+                                                                             tiny_sources.sequences))
+    scores = SbertScorer(text)(batch)
+    last = batch.items[0, 1]  # the item at position 1 is the last history item of position 2
+    expected = text[last] @ text[batch.candidate_rows].T
+    torch.testing.assert_close(scores[0, 2], expected)
