@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyro
@@ -60,7 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="runs", help="root of run directories")
-    p.add_argument("--resume", default=None, help="a run directory to continue from its last checkpoint")
+    p.add_argument("--resume", default=None,
+                   help="a run directory to continue from its last checkpoint (--epochs/--patience change its limits)")
     p.add_argument("--print-shapes", action="store_true", help="print the model and guide trace shapes and exit")
     return p.parse_args(argv)
 
@@ -112,6 +114,13 @@ def print_shapes(model, guide, builder, data) -> None:
     print(model_trace.format_shapes())
 
 
+def resumed_config(args: argparse.Namespace) -> RunConfig:
+    """A run's own configuration; ``--epochs`` / ``--patience`` given with ``--resume`` extend or shorten it."""
+    config = load_run_config(Path(args.resume))
+    changes = {k: v for k, v in (("max_epochs", args.epochs), ("patience", args.patience)) if v is not None}
+    return replace(config, train=replace(config.train, **changes)) if changes else config
+
+
 def unused_dir(path: Path) -> Path:
     """``path``, or ``path-2``, ``path-3``, ... if a run started in the same second already took it."""
     candidate, n = path, 1
@@ -123,7 +132,7 @@ def unused_dir(path: Path) -> Path:
 
 def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = load_run_config(Path(args.resume)) if args.resume else run_config_from_args(args)
+    config = resumed_config(args) if args.resume else run_config_from_args(args)
     pyro.set_rng_seed(config.train.seed)
     prepared = prepare_benchmark(config.benchmark, config.data_dir, config.sequences, config.popularity,
                                  TextEncoderConfig(model=config.text_model))

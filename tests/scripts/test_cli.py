@@ -105,3 +105,12 @@ def test_synthetic_recovery_refuses_other_benchmarks(tmp_path):
     script = load_script("synthetic_recovery")
     with pytest.raises(ValueError, match="planted truth exists for 'synthetic' only"):
         script.main(script.parse_args(["--run", str(run_dir)]))
+
+
+def test_resume_with_more_epochs_continues_training(tmp_path):
+    run_dir = pretrain(tmp_path)
+    script = load_script("map_pretrain")
+    script.main(script.parse_args(["--resume", str(run_dir), "--epochs", "3", "--patience", "5"]))
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [r["epoch"] for r in history["history"]] == [0, 1, 2]
+    assert json.loads((run_dir / "config.json").read_text())["train"]["max_epochs"] == 3
