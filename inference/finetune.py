@@ -27,6 +27,14 @@ from .scoring import MapScorer
 logger = logging.getLogger(__name__)
 
 
+def parse_sizes(values: list[str]) -> list[int | None]:
+    """``--first-n`` values: non-negative integers, or "all" (``None``: every training interaction)."""
+    bad = [v for v in values if v != "all" and not v.isdigit()]
+    if bad:
+        raise ValueError(f"--first-n takes non-negative integers or 'all', got {bad[0]!r}")
+    return [None if v == "all" else int(v) for v in values]
+
+
 @dataclass(frozen=True)
 class FinetuneResult:
     first_n: int | None

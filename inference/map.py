@@ -72,6 +72,7 @@ class MapTrainer:
         self.validate, self.run_dir = validate, Path(run_dir) if run_dir else None
         self.windows = training_windows(data, first_n)
         self.n_obs = sum(int(w.target_mask.sum()) for w in self.windows)
+        self.n_sequences = sum(len(w) for w in self.windows)  # the "sequences" plate: every domain's windows
         if self.n_obs == 0:
             raise ValueError("no training interactions: every domain's training users are empty")
         self.sampler = DomainBalancedSampler(self.windows, config.batch_size, config.seed)
@@ -86,8 +87,7 @@ class MapTrainer:
         self._best = None
 
     def _batch(self, domain: int, rows: np.ndarray, generator: torch.Generator):
-        n_sequences = sum(len(w) for w in self.windows)  # the training windows of every domain
-        return self.builder.make(domain, self.windows[domain].select(rows), generator, n_sequences=n_sequences)
+        return self.builder.make(domain, self.windows[domain].select(rows), generator, n_sequences=self.n_sequences)
 
     def _setup(self) -> None:
         """Create the guide's parameters (autoguides build them on first call) and the optimisers."""

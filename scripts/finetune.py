@@ -20,7 +20,7 @@ import torch
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.checkpoint import save_json
-from prerec_pyro.inference.finetune import incremental_study
+from prerec_pyro.inference.finetune import incremental_study, parse_sizes
 from prerec_pyro.inference.map import TrainConfig
 from prerec_pyro.inference.runs import find_latest_run, load_run_config
 from prerec_pyro.io import atomic_write
@@ -46,18 +46,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     return p.parse_args(argv)
-
-
-def parse_sizes(values: list[str]) -> list[int | None]:
-    sizes = []
-    for value in values:
-        if value == "all":
-            sizes.append(None)
-        elif value.isdigit():
-            sizes.append(int(value))
-        else:
-            raise ValueError(f"--first-n takes non-negative integers or 'all', got {value!r}")
-    return sizes
 
 
 def main(args: argparse.Namespace) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from prerec_pyro.data.benchmarks import BENCHMARKS
 from prerec_pyro.inference.checkpoint import save_json
+from prerec_pyro.inference.finetune import parse_sizes
 from prerec_pyro.inference.runs import find_latest_run, load_run_config
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.study import Study, StudyConfig
@@ -57,12 +58,6 @@ def ensure_run(args: argparse.Namespace, method: str) -> Path:
     return script.main(script.parse_args(flags + list(args.pretrain_args)))
 
 
-def parse_sizes(values: list[str]) -> tuple[int | None, ...]:
-    if any(v != "all" and not v.isdigit() for v in values):
-        raise ValueError(f"--first-n takes non-negative integers or 'all', got {values}")
-    return tuple(None if v == "all" else int(v) for v in values)
-
-
 def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     started, timings = time.perf_counter(), {}
@@ -76,7 +71,7 @@ def main(args: argparse.Namespace) -> Path:
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
                                  config.popularity, TextEncoderConfig(model=config.text_model))
     base = StudyConfig()
-    study_config = replace(base, sizes=parse_sizes(args.first_n), n_boot=args.n_boot, device=args.device,
+    study_config = replace(base, sizes=tuple(parse_sizes(args.first_n)), n_boot=args.n_boot, device=args.device,
                            finetune=replace(base.finetune, max_epochs=args.ft_epochs),
                            baseline=replace(base.baseline, max_epochs=args.baseline_epochs))
     directory = Path(args.out) if args.out else Path(args.runs) / args.benchmark / "study"
