@@ -42,8 +42,11 @@ def zero_interventions(model: PreRecModel, batch: PreRecBatch) -> dict[str, Tens
 
 
 def _logits_under(model: PreRecModel, values: dict[str, Tensor], batch: PreRecBatch) -> Tensor:
+    """The logits of ``do(values)``. ``do`` splits each site into the intervened node, whose value its children
+    see, and the original node, which it samples from the prior again; conditioning that original node on the same
+    values spares the draw (a [J, B] table per batch) and changes no logit."""
     with poutine.block():
-        return poutine.do(model, data=values)(batch)  # [R, L, J]
+        return poutine.condition(poutine.do(model, data=values), data=values)(batch)  # [R, L, J]
 
 
 class InterventionScorer:

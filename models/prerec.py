@@ -229,15 +229,14 @@ class PreRecModel(nn.Module):
         order = torch.argsort(flat_period, stable=True)  # [A]
         counts = torch.bincount(flat_period, minlength=batch.factors_candidates.shape[0]).tolist()
         static = self.static_item_parts(rows, batch, latent)  # [C, B], []
-        chunks = []
-        for period, group in enumerate(torch.split(flat_user[order], counts)):
+        scores = user.new_empty(user.shape[0] * user.shape[1], len(rows))  # [R*L, C]
+        idle = batch.target_mask.reshape(-1).logical_not().nonzero().squeeze(1)  # [R*L - A]
+        scores.index_fill_(0, idle, 0.0)
+        positions = active[order]  # [A], grouped by period
+        for period, (group, where) in enumerate(zip(torch.split(flat_user[order], counts),
+                                                    torch.split(positions, counts))):
             if not len(group):
                 continue
             value, bias = self.item_parts(rows, batch.factors_candidates[period], batch, latent, static)  # [C, B], [C]
-            chunks.append(group @ value.T + bias)  # [n_p, C]
-        if not chunks:  # no target in the batch
-            return user.new_zeros(*user.shape[:-1], len(rows))  # [R, L, C]
-        ordered = torch.cat(chunks)  # [A, C]
-        scores = ordered.new_zeros(user.shape[0] * user.shape[1], ordered.shape[1])  # [R*L, C]
-        scores = scores.index_copy(0, active[order], ordered)  # [R*L, C]
+            scores.index_copy_(0, where, torch.addmm(bias, group, value.T))  # [n_p, C] into their rows
         return scores.reshape(*user.shape[:-1], -1)  # [R, L, C]

@@ -24,6 +24,7 @@ from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.metrics import average_ranks, bootstrap_ci, random_baseline, sample_metrics
 
 logger = logging.getLogger(__name__)
+RANK_BLOCK_SCORES = 1 << 17  # scores gathered and ranked at once (fits in a CPU core's L2 cache)
 
 
 class Scorer(Protocol):
@@ -68,6 +69,27 @@ def eval_samples(data: MultiDomainData, domain: int, split: str, max_users: int 
     return windows, mask
 
 
+def trimmed_lengths(target_mask: np.ndarray) -> np.ndarray:
+    """Positions up to the last target of each window (what a batch keeps after trimming padding). [W]"""
+    filled = target_mask.any(axis=1)  # [W]
+    last = target_mask.shape[1] - np.argmax(target_mask[:, ::-1], axis=1)  # [W]
+    return np.where(filled, last, 1)
+
+
+def pack_by_length(order: np.ndarray, lengths: np.ndarray, n_items: int, budget: int) -> list[np.ndarray]:
+    """Split windows ``order`` (sorted by ascending ``lengths``) into consecutive batches whose scores
+    rows x longest length x ``n_items`` stay within ``budget`` (at least one window per batch)."""
+    batches, start, sorted_lengths = [], 0, lengths[order]
+    most = max(1, budget // n_items)  # no batch holds more windows than this (every length is >= 1)
+    while start < len(order):
+        stop = min(len(order), start + most)
+        sizes = np.arange(1, stop - start + 1) * sorted_lengths[start:stop] * n_items  # increasing
+        count = max(1, int(np.searchsorted(sizes, budget, side="right")))
+        batches.append(order[start: start + count])
+        start += count
+    return batches
+
+
 def unseen_flags(data: MultiDomainData, domain: int, items: np.ndarray, users: np.ndarray,
                  source_items: set[str], source_users: set[str]) -> np.ndarray:
     """A target sample is unseen when its item is in no source catalogue and its user in no source domain."""
@@ -84,11 +106,10 @@ def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: 
     dom = data.domains[domain]
     windows, mask = eval_samples(data, domain, config.split, config.max_users, config.seed)
     builder = BatchBuilder(data, n_negatives=None, device=config.device)
-    rows_per_batch = max(1, config.score_budget // (data.sequences.max_len * dom.n_items))
+    lengths = trimmed_lengths(windows.target_mask)  # [W]
+    by_length = np.argsort(lengths, kind="stable")  # similar lengths share a batch
     ranks, users, items = [], [], []
-    by_length = np.argsort(windows.target_mask.sum(axis=1), kind="stable")  # similar lengths share a batch
-    for start in range(0, len(windows), rows_per_batch):
-        rows = by_length[start: start + rows_per_batch]
+    for rows in pack_by_length(by_length, lengths, dom.n_items, config.score_budget):
         keep = mask[rows]  # [R, L]
         if not keep.any():
             continue
@@ -96,8 +117,7 @@ def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: 
         keep = keep[:, : batch.items.shape[1]]  # [R, L']
         scores = scorer(batch)  # [R, L', J]
         assert scores.shape == (*keep.shape, dom.n_items), (scorer.name, tuple(scores.shape))
-        keep_t = torch.as_tensor(keep, device=scores.device)
-        ranks.append(average_ranks(scores[keep_t], batch.targets[keep_t]).cpu().numpy())
+        ranks.append(ranks_at(scores, batch.targets, keep).cpu().numpy())
         users.append(np.broadcast_to(windows.user[rows][:, None], keep.shape)[keep])
         items.append(windows.items[rows][:, : keep.shape[1]][keep])
     ranks = np.concatenate(ranks) if ranks else np.zeros(0)
@@ -108,6 +128,17 @@ def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: 
     else:
         unseen = unseen_flags(data, domain, items, users, source_items, source_users)
     return SampleRanks(dom.name, dom.n_items, ranks, users, unseen)
+
+
+def ranks_at(scores: Tensor, targets: Tensor, keep: np.ndarray) -> Tensor:
+    """Average ranks of the ``keep`` positions ``[R, L]`` of ``scores [R, L, J]``, gathered block by block so
+    that each block's rows are compared while they are still in cache. [T]"""
+    flat = scores.reshape(-1, scores.shape[-1])  # [R*L, J]
+    where = torch.as_tensor(np.flatnonzero(keep), device=scores.device)  # [T]
+    flat_targets = targets.reshape(-1)[where]  # [T]
+    step = max(1, RANK_BLOCK_SCORES // scores.shape[-1])
+    blocks = [average_ranks(flat[where[i: i + step]], flat_targets[i: i + step]) for i in range(0, len(where), step)]
+    return torch.cat(blocks) if blocks else flat.new_zeros(0, dtype=torch.float64)
 
 
 def summarize(result: SampleRanks, config: EvalConfig, subset: str = "all") -> dict[str, float]:

@@ -21,7 +21,7 @@ from torch import Tensor
 
 DEFAULT_A = 2.0
 DEFAULT_B = 15000.0
-_RANK_CHUNK_ELEMENTS = 1 << 25  # rows of the score matrix compared at once (bounds the temporary boolean masks)
+_RANK_CHUNK_ELEMENTS = 1 << 17  # scores compared at once: a block that stays in cache across its three passes
 _BOOT_CHUNK_ELEMENTS = 1 << 24  # bootstrap replicates x groups held at once
 
 
@@ -79,20 +79,21 @@ def average_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     targets = targets.to(device=scores.device, dtype=torch.long)
     if bool(((targets < 0) | (targets >= n_cols)).any()):
         raise ValueError(f"targets must be column indices in [0, {n_cols}), got values outside that range")
-    if scores.dtype.is_floating_point and bool(torch.isnan(scores).any()):
-        raise ValueError(f"scores contain NaN in {int(torch.isnan(scores).any(dim=1).sum())} of {n_rows} rows")
-    target_scores = scores.gather(1, targets[:, None])
+    target_scores = scores.gather(1, targets[:, None])  # [T, 1]
     if bool(torch.isneginf(target_scores).any()):
         raise ValueError("a target item has score -inf (masked/padding); targets must be real catalogue items")
     rows_per_chunk = max(1, _RANK_CHUNK_ELEMENTS // max(n_cols, 1))
-    ranks = []
+    greater, equal, nan_rows = [], [], []
     for start in range(0, n_rows, rows_per_chunk):
-        block = scores[start : start + rows_per_chunk]
-        t = target_scores[start : start + rows_per_chunk]
-        greater = (block > t).sum(dim=1, dtype=torch.float64)
-        equal = (block == t).sum(dim=1, dtype=torch.float64)
-        ranks.append(greater + (equal + 1.0) / 2.0)
-    return torch.cat(ranks)
+        block = scores[start : start + rows_per_chunk]  # [c, J]
+        t = target_scores[start : start + rows_per_chunk]  # [c, 1]
+        greater.append((block > t).sum(dim=1))
+        equal.append((block == t).sum(dim=1))
+        if block.dtype.is_floating_point:
+            nan_rows.append(torch.isnan(block).any(dim=1))
+    if nan_rows and bool(torch.cat(nan_rows).any()):
+        raise ValueError(f"scores contain NaN in {int(torch.cat(nan_rows).sum())} of {n_rows} rows")
+    return torch.cat(greater).double() + (torch.cat(equal).double() + 1.0) / 2.0
 
 
 def _check_ranks(ranks: Tensor) -> Tensor:

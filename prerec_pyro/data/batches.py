@@ -18,6 +18,8 @@ from torch import Tensor
 
 from prerec_pyro.data.dataset import MultiDomainData, Windows
 
+CATALOGUE_FACTOR_CACHE = 1 << 22  # (period, item) rows of full-catalogue factors a BatchBuilder keeps
+
 
 @dataclass
 class PreRecBatch:
@@ -65,6 +67,21 @@ class BatchBuilder:
         self.data = data
         self.n_negatives = n_negatives
         self.device = torch.device(device)
+        self._catalogue_factors: dict[tuple[int, int], Tensor] = {}  # (domain, period) -> [J_k, F], full catalogue
+
+    def catalogue_factors(self, domain: int, periods: Tensor) -> Tensor:
+        """F of every item of ``domain`` at each of ``periods`` [P], kept between batches (the batches of one
+        evaluation share their periods): [P, J_k, F]."""
+        table, n_items = self.data.domains[domain].popularity, self.data.domains[domain].n_items
+        missing = [int(p) for p in periods if (domain, int(p)) not in self._catalogue_factors]
+        if missing:
+            fresh = table.factors(torch.as_tensor(missing), torch.arange(n_items))  # [M, J, F]
+            for period, rows in zip(missing, fresh):
+                self._catalogue_factors[(domain, period)] = rows
+        stacked = torch.stack([self._catalogue_factors[(domain, int(p))] for p in periods])  # [P, J, F]
+        while len(self._catalogue_factors) * n_items > CATALOGUE_FACTOR_CACHE:  # oldest periods first
+            del self._catalogue_factors[next(iter(self._catalogue_factors))]
+        return stacked
 
     def make(self, domain: int, windows: Windows, generator: torch.Generator | None = None,
              n_sequences: int | None = None) -> PreRecBatch:
@@ -82,10 +99,12 @@ class BatchBuilder:
         negatives = None
         if self.n_negatives is not None:
             negatives = torch.randint(0, dom.n_items, (self.n_negatives,), generator=generator)  # [C]
-        candidates = negatives if negatives is not None else torch.arange(dom.n_items)  # [C]
         table = dom.popularity
         factors_targets = table.factors_at(unique_t[period_index], items)  # [R, L, F]
-        factors_candidates = table.factors(unique_t, candidates)  # [P, C, F]
+        if negatives is None:
+            factors_candidates = self.catalogue_factors(domain, unique_t)  # [P, J, F]
+        else:
+            factors_candidates = table.factors(unique_t, negatives)  # [P, C, F]
         to = self.device
         return PreRecBatch(
             domain=domain, item_offset=offset, n_domain_items=dom.n_items,

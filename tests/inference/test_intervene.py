@@ -70,3 +70,13 @@ def test_backdoor_average_is_a_normalised_log_probability(zero_shot_model, targe
     torch.testing.assert_close(log_probs, again)
     with pytest.raises(ValueError, match="n_samples"):
         BackdoorScorer(zero_shot_model, n_samples=0)
+
+
+def test_scorer_logits_equal_plain_do(zero_shot_model, target):
+    """The scorer also pins the do'd sites' original nodes (no prior draw); the logits are those of do alone."""
+    dom = target.domains[0]
+    batch = BatchBuilder(target, n_negatives=None).make(0, dom.windows(dom.users_in("test")[:3], target.sequences))
+    zero_shot_model.eval()
+    with torch.no_grad():
+        plain = poutine.do(zero_shot_model, data=zero_interventions(zero_shot_model, batch))(batch)
+    torch.testing.assert_close(InterventionScorer(zero_shot_model)(batch), plain)

@@ -1,0 +1,72 @@
+"""The evaluation harness: batch packing, block-wise ranking, and that packing changes no rank."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from prerec_pyro.data import batches
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.evaluate import EvalConfig, evaluate_domain, pack_by_length, ranks_at, trimmed_lengths
+from prerec_pyro.metrics import average_ranks
+
+
+def test_trimmed_lengths_end_at_the_last_target():
+    mask = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=bool)
+    np.testing.assert_array_equal(trimmed_lengths(mask), [2, 3, 1, 4])
+
+
+@pytest.mark.parametrize("budget", [1, 40, 100, 10_000])
+def test_pack_by_length_covers_every_window_once_within_budget(budget):
+    lengths = np.random.default_rng(0).integers(1, 9, size=50)
+    order = np.argsort(lengths, kind="stable")
+    packed = pack_by_length(order, lengths, n_items=5, budget=budget)
+    np.testing.assert_array_equal(np.concatenate(packed), order)
+    for rows in packed:
+        assert len(rows) == 1 or len(rows) * lengths[rows].max() * 5 <= budget
+    if budget == 10_000:
+        assert len(packed) == 1
+
+
+def test_ranks_at_equals_ranking_the_gathered_rows(monkeypatch):
+    monkeypatch.setattr("prerec_pyro.evaluate.RANK_BLOCK_SCORES", 14)  # blocks of 2 rows of 7 items
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (3, 5, 7), generator=generator).float()  # ties on purpose
+    targets = torch.randint(0, 7, (3, 5), generator=generator)
+    keep = np.random.default_rng(0).random((3, 5)) < 0.6
+    keep_t = torch.as_tensor(keep)
+    expected = average_ranks(scores[keep_t], targets[keep_t])
+    torch.testing.assert_close(ranks_at(scores, targets, keep), expected)
+
+
+def test_catalogue_factors_match_the_table_after_eviction(tiny_sources, monkeypatch):
+    monkeypatch.setattr(batches, "CATALOGUE_FACTOR_CACHE", 2 * tiny_sources.domains[0].n_items)  # two periods
+    builder, table = BatchBuilder(tiny_sources, n_negatives=None), tiny_sources.domains[0].popularity
+    n_items = tiny_sources.domains[0].n_items
+    for periods in ([0, 1, 2], [2, 3], [0, 3, 1]):
+        periods_t = torch.as_tensor(periods)
+        torch.testing.assert_close(builder.catalogue_factors(0, periods_t),
+                                   table.factors(periods_t, torch.arange(n_items)))
+        assert len(builder._catalogue_factors) <= 2
+
+
+def test_packing_changes_no_rank(tiny_sources):
+    """One window per batch or every window in one batch: the same ranks for the same samples."""
+
+    class LastItemScorer:  # scores depend on each position's own history only
+        name = "last-item"
+
+        def __call__(self, batch):
+            n = batch.n_domain_items
+            last = batch.items - batch.item_offset  # [R, L]
+            return torch.cos(last.unsqueeze(-1).float() * torch.arange(n).float() / 7.0)  # [R, L, J]
+
+    config = EvalConfig(k_percent=5.0)
+    n_items, max_len = tiny_sources.domains[0].n_items, tiny_sources.sequences.max_len
+    small = evaluate_domain(LastItemScorer(), tiny_sources, 0, replace(config, score_budget=1))
+    large = evaluate_domain(LastItemScorer(), tiny_sources, 0, replace(config, score_budget=10**9))
+    assert len(small.ranks) > 0 and n_items * max_len > 1
+    by_user_small, by_user_large = np.lexsort((small.ranks, small.users)), np.lexsort((large.ranks, large.users))
+    np.testing.assert_array_equal(small.users[by_user_small], large.users[by_user_large])
+    np.testing.assert_array_equal(small.ranks[by_user_small], large.ranks[by_user_large])
