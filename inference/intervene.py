@@ -50,15 +50,27 @@ def _logits_under(model: PreRecModel, values: dict[str, Tensor], batch: PreRecBa
 
 
 class InterventionScorer:
-    """Zero-shot PreRec scores: the logits of the intervened model do(D = 0, eps = 0)."""
+    """Zero-shot PreRec scores: the logits of the intervened model do(D = 0, eps = 0).
 
-    def __init__(self, model: PreRecModel, name: str = "PreRec"):
-        self.model, self.name = model, name
+    ``item_offsets`` optionally replaces the zeros of ``eps_v`` / ``eps_z`` with given target tables ``[J, B]``
+    (see ``inference.zero_shot.shared_item_offsets``: an extension beyond Eq. 8, off by default)."""
+
+    def __init__(self, model: PreRecModel, name: str = "PreRec", item_offsets: dict[str, Tensor] | None = None):
+        unknown = set(item_offsets or {}) - {EPS_V, EPS_Z}
+        if unknown:
+            raise ValueError(f"item_offsets may set {EPS_V!r} and {EPS_Z!r} only, got {sorted(unknown)}")
+        for site, table in (item_offsets or {}).items():
+            if tuple(table.shape) != (model.n_items, model.config.hidden_dim):
+                raise ValueError(f"item_offsets[{site!r}] must have shape {(model.n_items, model.config.hidden_dim)}"
+                                 f" (the target's items x B), got {tuple(table.shape)}")
+        self.model, self.name, self.item_offsets = model, name, dict(item_offsets or {})
 
     @torch.no_grad()
     def __call__(self, batch: PreRecBatch) -> Tensor:
         self.model.eval()
-        return _logits_under(self.model, zero_interventions(self.model, batch), batch)
+        values = zero_interventions(self.model, batch)
+        values.update(self.item_offsets)
+        return _logits_under(self.model, values, batch)
 
 
 class BackdoorScorer:

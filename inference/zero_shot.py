@@ -3,6 +3,11 @@
 Methods: Random (closed form), POP, SBERT, and each pre-trained run (PreRec_n, PreRec) scored by intervention
 (``InterventionScorer``, or ``BackdoorScorer`` with ``samples > 0``). The target's training users are never read:
 only its catalogue, the evaluated users' own histories and the previous interval's item counts (online data).
+
+``item_offsets="shared"`` is an extension beyond Eq. 8 for catalogues that overlap the sources (XMarket's markets,
+MovieLens' age groups): an item that is also in a source catalogue keeps the mean of its source MAP offsets
+(eps_v, eps_z) instead of 0; every other site is intervened on as in the paper. It reads the pre-training run's
+guide, never the target's data.
 """
 
 from __future__ import annotations
@@ -10,37 +15,84 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+from torch import Tensor
+
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
+from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, random_summary, summarize
+from prerec_pyro.models.prerec import EPS_V, EPS_Z
 from prerec_pyro.pipeline import PreparedBenchmark
 
+from .guides import latent_values
 from .intervene import BackdoorScorer, InterventionScorer, target_model
-from .runs import METHOD_LABELS, build_model, load_nets, load_run_config
+from .map import training_windows
+from .runs import METHOD_LABELS, build_model, load_nets, load_run, load_run_config
 
 logger = logging.getLogger(__name__)
 SUBSETS = ("all", "unseen")
+ITEM_OFFSETS = ("zero", "shared")
 
 
-def pretrained_scorer(run_dir: Path, prepared: PreparedBenchmark, target: str, samples: int, device: str):
+def shared_item_offsets(run_dir: Path, prepared: PreparedBenchmark, target: str, device: str) -> dict[str, Tensor]:
+    """eps_v / eps_z tables ``[J_target, B]``: for each target item, the mean of the run's MAP estimates over the
+    source domains that list the same item id; 0 for items in no source catalogue."""
+    sources = prepared.sources
+    probe = BatchBuilder(sources, None, device=device).make(0, training_windows(sources)[0].select([0]))
+    _, _, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
+    estimates = latent_values(guide, probe)
+    target_ids = prepared.target(target).domains[0].item_ids
+    row_of = {item: row for row, item in enumerate(target_ids)}
+    out = {}
+    for site in (EPS_V, EPS_Z):
+        if site not in estimates:
+            continue
+        total = estimates[site].new_zeros(len(target_ids), estimates[site].shape[1])  # [J_t, B]
+        count = estimates[site].new_zeros(len(target_ids), 1)  # [J_t, 1]
+        for k, dom in enumerate(sources.domains):
+            pairs = [(row_of[item], j) for j, item in enumerate(dom.item_ids) if item in row_of]
+            if not pairs:
+                continue
+            rows, local = torch.as_tensor(pairs, device=total.device).T  # [M], [M]
+            total.index_add_(0, rows, estimates[site][int(sources.item_offsets[k]) + local])
+            count.index_add_(0, rows, torch.ones_like(count[: len(rows)]))
+        out[site] = total / count.clamp(min=1)
+    shared = int((count > 0).sum()) if out else 0
+    logger.info("%s: %d of %d target items are in a source catalogue and keep their source offsets",
+                target, shared, len(target_ids))
+    return out
+
+
+def pretrained_scorer(run_dir: Path, prepared: PreparedBenchmark, target: str, samples: int, device: str,
+                      item_offsets: str = "zero"):
     """A pre-trained run's networks pointed at ``target``'s catalogue and users, scored by intervention."""
+    if item_offsets not in ITEM_OFFSETS:
+        raise ValueError(f"item_offsets must be one of {ITEM_OFFSETS}, got {item_offsets!r}")
     config = load_run_config(run_dir)
+    shared = item_offsets == "shared" and config.model.use_offsets
+    if shared and samples > 0:
+        raise ValueError("item_offsets='shared' is defined for the plain intervention only (samples = 0)")
+    offsets = shared_item_offsets(run_dir, prepared, target, device) if shared else None
     data = prepared.target(target)
     text = prepared.item_text(data).to(device)
     model = target_model(build_model(config, data, text).to(device), data, text)  # plate: every target user
     load_nets(run_dir, model)
     label = METHOD_LABELS[config.method]
+    if shared:
+        return InterventionScorer(model, name=f"{label} (shared offsets)", item_offsets=offsets)
     if samples > 0 and config.model.use_domain:
         return BackdoorScorer(model, samples, name=label)
     return InterventionScorer(model, name=label)
 
 
 def evaluate_target(prepared: PreparedBenchmark, target: str, runs: dict[str, Path], config: EvalConfig,
-                    samples: int = 0) -> list[dict]:
+                    samples: int = 0, item_offsets: str = "zero") -> list[dict]:
     """Rows {method, domain, subset, n_samples, metrics...} for one target."""
     data = prepared.target(target)
     source_items, source_users = prepared.sources.item_id_set(), prepared.sources.user_id_set()
     scorers = [PopScorer(), SbertScorer(prepared.item_text(data).to(config.device))]
-    scorers += [pretrained_scorer(run, prepared, target, samples, config.device) for run in runs.values()]
+    scorers += [pretrained_scorer(run, prepared, target, samples, config.device, item_offsets)
+                for run in runs.values()]
     rows, n_samples = [], {}
     for scorer in scorers:
         result = evaluate_domain(scorer, data, 0, config, source_items, source_users)

@@ -41,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--split", default="test", choices=("test", "all"), help="which target users to evaluate")
     p.add_argument("--samples", type=int, default=0,
                    help="back-door draws of D from its prior (0: plain do(D=0))")
+    p.add_argument("--item-offsets", default="zero", choices=("zero", "shared"),
+                   help="zero: do(eps_v = eps_z = 0) as Eq. 8 (default); shared: items also in a source catalogue keep "
+                        "the mean of their source offsets (an extension for overlapping catalogues)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     return p.parse_args(argv)
@@ -82,10 +85,12 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
                         device=args.device)
     rows = []
     for target in targets:
-        rows += evaluate_target(prepared, target, runs, replace(config), samples=args.samples)
+        rows += evaluate_target(prepared, target, runs, replace(config), samples=args.samples,
+                                item_offsets=args.item_offsets)
     table = results_table(rows)
     print(format_table(table))
-    stem = runs["prerec"] / f"zero_shot_{args.target}"
+    suffix = "" if args.item_offsets == "zero" else f"_{args.item_offsets}_offsets"
+    stem = runs["prerec"] / f"zero_shot_{args.target}{suffix}"
     atomic_write(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
     save_json(stem.with_suffix(".json"), {"benchmark": args.benchmark, "k_percent": config.k_percent,
                                           "runs": {k: str(v) for k, v in runs.items()},

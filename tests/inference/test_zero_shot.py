@@ -1,0 +1,72 @@
+"""The zero-shot study's scorers: Eq. 8, and the opt-in shared item offsets."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.evaluate import EvalConfig, evaluate_domain
+from prerec_pyro.inference.guides import latent_values
+from prerec_pyro.inference.map import training_windows
+from prerec_pyro.inference.runs import load_run
+from prerec_pyro.inference.zero_shot import evaluate_target, pretrained_scorer, shared_item_offsets
+from prerec_pyro.models.prerec import EPS_V, EPS_Z
+
+TARGET = "japan"
+
+
+def source_estimates(run_dir, prepared):
+    sources = prepared.sources
+    probe = BatchBuilder(sources, None).make(0, training_windows(sources)[0].select([0]))
+    _, _, guide = load_run(run_dir, sources, prepared.item_text(sources), probe)
+    return latent_values(guide, probe)
+
+
+def test_shared_offsets_average_the_source_rows_of_the_same_item(pretrained):
+    run_dir, prepared = pretrained
+    offsets = shared_item_offsets(run_dir, prepared, TARGET, "cpu")
+    estimates = source_estimates(run_dir, prepared)
+    sources, target_ids = prepared.sources, prepared.target(TARGET).domains[0].item_ids
+    shared = unshared = 0
+    for row, item in enumerate(target_ids):
+        source_rows = [int(sources.item_offsets[k]) + list(dom.item_ids).index(item)
+                       for k, dom in enumerate(sources.domains) if item in set(dom.item_ids)]
+        for site in (EPS_V, EPS_Z):
+            expected = (estimates[site][source_rows].mean(0) if source_rows
+                        else torch.zeros(estimates[site].shape[1]))
+            torch.testing.assert_close(offsets[site][row], expected)
+        shared, unshared = shared + bool(source_rows), unshared + (not source_rows)
+    assert shared > 0 and unshared > 0, "the fixture must have both kinds of target items"
+
+
+def test_shared_offsets_read_no_target_training_data(pretrained):
+    run_dir, prepared = pretrained
+    data = prepared.target(TARGET)
+    scorer = pretrained_scorer(run_dir, prepared, TARGET, samples=0, device="cpu", item_offsets="shared")
+    assert scorer.name == "PreRec (shared offsets)"
+    config = EvalConfig(k_percent=5.0, n_boot=10)
+    before = evaluate_domain(scorer, data, 0, config)
+    dom = data.domains[0]
+    owner = np.repeat(np.arange(dom.n_users), np.diff(dom.seq_offsets))
+    in_train = np.isin(owner, dom.users_in("train"))
+    scrambled = dom.seq_items.copy()
+    scrambled[in_train] = np.random.default_rng(1).integers(0, dom.n_items, in_train.sum())
+    after = evaluate_domain(scorer, MultiDomainData([replace(dom, seq_items=scrambled)], data.sequences), 0, config)
+    assert len(before.ranks) > 0
+    np.testing.assert_array_equal(before.ranks, after.ranks)
+    plain = evaluate_domain(pretrained_scorer(run_dir, prepared, TARGET, 0, "cpu"), data, 0, config)
+    assert not np.array_equal(before.ranks, plain.ranks), "the shared offsets must change some score"
+
+
+def test_evaluate_target_rows_and_bad_options(pretrained):
+    run_dir, prepared = pretrained
+    rows = evaluate_target(prepared, TARGET, {"prerec": run_dir}, EvalConfig(k_percent=5.0, n_boot=10),
+                           item_offsets="shared")
+    assert {r["method"] for r in rows} == {"Random", "POP", "SBERT", "PreRec (shared offsets)"}
+    with pytest.raises(ValueError, match="item_offsets must be one of"):
+        pretrained_scorer(run_dir, prepared, TARGET, 0, "cpu", item_offsets="source")
+    with pytest.raises(ValueError, match="plain intervention only"):
+        pretrained_scorer(run_dir, prepared, TARGET, 4, "cpu", item_offsets="shared")
