@@ -34,10 +34,10 @@ LIKELIHOODS = ("sampled", "full")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings (paper: Adam 3e-4, batches of 256 sequences, 255 negatives)."""
+class OptimConfig:
+    """Optimisation settings shared by PreRec's MAP training and the learnable baselines (paper: Adam 3e-4,
+    batches of 256 sequences, 255 negatives)."""
 
-    likelihood: str = "sampled"
     n_negatives: int = 255
     batch_size: int = 256
     lr: float = 3e-4
@@ -49,15 +49,49 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self):
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if self.max_epochs < 1 or self.patience < 1:
             raise ValueError(f"max_epochs and patience must be >= 1, got {self.max_epochs}, {self.patience}")
+        if self.n_negatives < 1 or self.batch_size < 1:
+            raise ValueError(f"n_negatives and batch_size must be >= 1, got {self.n_negatives}, {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(OptimConfig):
+    """MAP training: ``likelihood`` "sampled" (softmax over the positive and shared negatives) or "full"."""
+
+    likelihood: str = "sampled"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
 
 
 def training_windows(data: MultiDomainData, first_n: int | None = None):
     """Windows of every domain's training users (optionally only their first ``first_n`` interactions)."""
     return [d.windows(d.users_in("train"), data.sequences, first_n=first_n) for d in data.domains]
+
+
+def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], float], sampler: DomainBalancedSampler,
+                    config: OptimConfig, epoch: int) -> float:
+    """One epoch of ``step(domain, rows, generator)`` over the sampler's batches (at most
+    ``max_steps_per_epoch``), with a progress bar; the mean loss. Seeded by (seed, epoch): dropout, guide draws and
+    sampled negatives repeat exactly when an epoch is rerun (resume)."""
+    seed = config.seed * 100_003 + epoch
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    n_steps = min(len(sampler), config.max_steps_per_epoch or len(sampler))
+    losses = []
+    progress = tqdm(sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
+    for index, (domain, rows) in enumerate(progress):
+        if index >= n_steps:
+            break
+        losses.append(step(domain, rows, generator))
+        progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    progress.close()
+    return float(np.mean(losses))
 
 
 class MapTrainer:
@@ -118,20 +152,8 @@ class MapTrainer:
 
     def run_epoch(self, epoch: int) -> float:
         self.model.train()
-        torch.manual_seed(self.config.seed * 100_003 + epoch)  # dropout and guide draws: a resumed epoch repeats
-        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-        n_steps = len(self.sampler)
-        if self.config.max_steps_per_epoch:
-            n_steps = min(n_steps, self.config.max_steps_per_epoch)
-        losses = []
-        progress = tqdm(self.sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
-        for step, (domain, rows) in enumerate(progress):
-            if step >= n_steps:
-                break
-            losses.append(self.step(self._batch(domain, rows, generator)))
-            progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        progress.close()
-        return float(np.mean(losses))
+        return run_epoch_steps(lambda domain, rows, generator: self.step(self._batch(domain, rows, generator)),
+                               self.sampler, self.config, epoch)
 
     def fit(self, resume: bool = False) -> dict:
         """Train until ``max_epochs`` or ``patience`` epochs without a better validation score."""

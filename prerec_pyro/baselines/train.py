@@ -23,16 +23,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
-from prerec_pyro.inference.map import training_windows
+from prerec_pyro.inference.map import OptimConfig, run_epoch_steps, training_windows
 
 from .sequential import SequentialRecommender
 
@@ -41,29 +39,18 @@ LOSSES = ("sampled", "full", "contrastive")
 
 
 @dataclass(frozen=True)
-class BaselineTrainConfig:
-    """Optimisation settings (PreRec's CPU-sized defaults: Adam 1e-3, batches of 64 sequences, 255 negatives)."""
+class BaselineTrainConfig(OptimConfig):
+    """The baselines' optimisation (PreRec's CPU-sized defaults: Adam 1e-3, batches of 64 sequences, 255
+    negatives) and ``loss``, one of ``LOSSES``."""
 
-    loss: str = "sampled"
-    n_negatives: int = 255
     batch_size: int = 64
     lr: float = 1e-3
-    max_epochs: int = 20
-    patience: int = 3
-    max_steps_per_epoch: int | None = None
-    grad_clip_norm: float | None = 10.0
-    seed: int = 0
-    device: str = "cpu"
+    loss: str = "sampled"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.max_epochs < 1 or self.patience < 1:
-            raise ValueError(f"max_epochs and patience must be >= 1, got {self.max_epochs}, {self.patience}")
-        if self.n_negatives < 1 or self.batch_size < 1:
-            raise ValueError(f"n_negatives and batch_size must be >= 1, got {self.n_negatives}, {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 def next_item_loss(model: SequentialRecommender, batch: PreRecBatch) -> Tensor:
@@ -126,22 +113,10 @@ class _Fitter:
 
     def run_epoch(self, epoch: int) -> float:
         self.model.train()
-        seed = self.config.seed * 100_003 + epoch
-        torch.manual_seed(seed)  # dropout: an epoch repeats exactly
-        generator = torch.Generator().manual_seed(seed)  # sampled negatives
-        n_steps = len(self.sampler)
-        if self.config.max_steps_per_epoch:
-            n_steps = min(n_steps, self.config.max_steps_per_epoch)
-        losses = []
-        progress = tqdm(self.sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
-        for step, (domain, rows) in enumerate(progress):
-            if step >= n_steps:
-                break
-            batch = self.builder.make(domain, self.windows[domain].select(rows), generator)
-            losses.append(self.step(batch))
-            progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        progress.close()
-        return float(np.mean(losses))
+        return run_epoch_steps(
+            lambda domain, rows, generator: self.step(self.builder.make(domain, self.windows[domain].select(rows),
+                                                                        generator)),
+            self.sampler, self.config, epoch)
 
 
 def _trainable(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -> list[nn.Parameter]:
