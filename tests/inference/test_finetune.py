@@ -1,7 +1,11 @@
 """Fine-tuning from a pre-training run: it improves on zero-shot, respects first_n, and keeps its own parameters."""
 
-import pytest
+from dataclasses import replace
 
+import pytest
+import torch
+
+from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.inference.finetune import finetune, incremental_study
 from prerec_pyro.inference.map import TrainConfig
@@ -29,3 +33,17 @@ def test_incremental_rows_respect_first_n(pretrained):
         ("PreRec (pre-trained)", 0, 0), ("PreRec (pre-trained)", 50, 50), ("PreRec (from scratch)", 50, 50)]
     with pytest.raises(ValueError, match="without pre-training"):
         finetune(run_dir, prepared, "japan", TRAIN, first_n=0, pretrained=False)
+
+
+def test_a_fine_tuned_scorer_keeps_its_estimates_after_another_fit(pretrained):
+    """Table 2 scores the fine-tuned model after fitting the one from scratch: each guide keeps its own values."""
+    run_dir, prepared = pretrained
+    short = replace(TRAIN, max_epochs=2)
+    data = prepared.target("japan")
+    dom = data.domains[0]
+    batch = BatchBuilder(data, n_negatives=None).make(0, dom.windows(dom.users_in("test")[:4], data.sequences))
+    tuned = finetune(run_dir, prepared, "japan", short)
+    before = tuned.scorer(batch)
+    scratch = finetune(run_dir, prepared, "japan", short, pretrained=False)
+    torch.testing.assert_close(tuned.scorer(batch), before)
+    assert not torch.allclose(scratch.scorer(batch), before)
