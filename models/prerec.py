@@ -196,14 +196,36 @@ class PreRecModel(nn.Module):
             return z
         return z.index_put((counted,), self.f_pop(factors[counted]))  # [*S, B]
 
-    def item_parts(self, rows: Tensor, factors: Tensor, batch: PreRecBatch, latent: dict,
-                   static: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    def item_parts(self, rows: Tensor, factors: Tensor, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
         """V and the item bias Z·W_z + D_k·W_d of items ``rows`` [*S] with popularity factors [*S, F]."""
-        value, bias = static if static is not None else self.static_item_parts(rows, batch, latent)
+        value, bias = self.static_item_parts(rows, batch, latent)
         z = self.popularity_parts(rows, factors, latent)
         if z is None:
             return value, bias.expand(value.shape[:-1])
         return value + z, bias + z @ self.w_z
+
+    def uncounted_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
+        """V and the bias of items ``rows`` [C] as if no item had a count in the window (F = 0): the part shared by
+        every period, computed once per batch. [C, B], [C]"""
+        value, bias = self.static_item_parts(rows, batch, latent)  # [C, B], []
+        bias = bias.expand(len(rows))  # [C]
+        if not self.config.use_popularity:
+            return value, bias
+        z = self.f_pop(value.new_zeros(1, self.config.n_factors))  # [1, B]
+        if latent[EPS_Z] is not None:
+            z = z + latent[EPS_Z][rows]  # [C, B]
+        return value + z, bias + z @ self.w_z
+
+    def at_period(self, value: Tensor, bias: Tensor, factors: Tensor) -> tuple[Tensor, Tensor]:
+        """V and the bias at one period from the uncounted parts: the items with a count (F != 0) get f_pop(F) in
+        place of f_pop(0). ``factors`` [C, F]; returns [C, B], [C]."""
+        if not self.config.use_popularity:
+            return value, bias
+        counted = factors.ne(0).any(-1).nonzero().squeeze(1)  # [n]
+        if not len(counted):
+            return value, bias
+        delta = self.f_pop(factors[counted]) - self.f_pop(factors.new_zeros(1, factors.shape[-1]))  # [n, B]
+        return value.index_add(0, counted, delta), bias.index_add(0, counted, delta @ self.w_z)
 
     def logits(self, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor | None, int]:
         """Logits of the observed site: (logits [R, L, C'], candidate items or None, catalogue size J_k)."""
@@ -228,7 +250,7 @@ class PreRecModel(nn.Module):
         flat_period = batch.period_index.reshape(-1)[active]  # [A]
         order = torch.argsort(flat_period, stable=True)  # [A]
         counts = torch.bincount(flat_period, minlength=batch.factors_candidates.shape[0]).tolist()
-        static = self.static_item_parts(rows, batch, latent)  # [C, B], []
+        value, bias = self.uncounted_item_parts(rows, batch, latent)  # [C, B], [C]
         scores = user.new_empty(user.shape[0] * user.shape[1], len(rows))  # [R*L, C]
         idle = batch.target_mask.reshape(-1).logical_not().nonzero().squeeze(1)  # [R*L - A]
         scores.index_fill_(0, idle, 0.0)
@@ -237,6 +259,6 @@ class PreRecModel(nn.Module):
                                                     torch.split(positions, counts))):
             if not len(group):
                 continue
-            value, bias = self.item_parts(rows, batch.factors_candidates[period], batch, latent, static)  # [C, B], [C]
-            scores.index_copy_(0, where, torch.addmm(bias, group, value.T))  # [n_p, C] into their rows
+            value_t, bias_t = self.at_period(value, bias, batch.factors_candidates[period])  # [C, B], [C]
+            scores.index_copy_(0, where, torch.addmm(bias_t, group, value_t.T))  # [n_p, C] into their rows
         return scores.reshape(*user.shape[:-1], -1)  # [R, L, C]
