@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from prerec_pyro.data.benchmarks import BENCHMARKS
-from prerec_pyro.inference.checkpoint import save_json
+from prerec_pyro.inference.checkpoint import load_json, save_json
 from prerec_pyro.inference.finetune import parse_sizes
 from prerec_pyro.inference.runs import find_latest_run, load_run_config
 from prerec_pyro.pipeline import prepare_benchmark
@@ -58,6 +58,10 @@ def ensure_run(args: argparse.Namespace, method: str) -> Path:
     return script.main(script.parse_args(flags + list(args.pretrain_args)))
 
 
+STEP_FILES = {"zero_shot": "table1_zero_shot.csv", "fine_tuned": "table2_fine_tuned.csv",
+              "curves": "incremental_curves.csv"}
+
+
 def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     started, timings = time.perf_counter(), {}
@@ -76,18 +80,25 @@ def main(args: argparse.Namespace) -> Path:
                            baseline=replace(base.baseline, max_epochs=args.baseline_epochs))
     directory = Path(args.out) if args.out else Path(args.runs) / args.benchmark / "study"
     study = Study(prepared, runs, directory, study_config)
+    previous = load_json(directory / "study.json").get("seconds", {}) if (directory / "study.json").exists() else {}
+    reused = []
     for name, step in (("zero_shot", study.zero_shot), ("fine_tuned", study.fine_tuned), ("curves", study.curves)):
         step_started = time.perf_counter()
+        if (directory / STEP_FILES[name]).exists() and name in previous:
+            reused.append(name)  # kept from an earlier invocation: report the time it took then
         table = step()
-        timings[name] = time.perf_counter() - step_started
+        timings[name] = previous[name] if name in reused else time.perf_counter() - step_started
         steps.update()
     figures = study.figures(table)
     steps.update()
     steps.close()
-    timings["total"] = time.perf_counter() - started
+    timings["this_invocation"] = time.perf_counter() - started
+    pretraining = {method: load_json(run / "metrics.json").get("wall_seconds") for method, run in runs.items()}
     save_json(directory / "study.json", {"benchmark": args.benchmark, "runs": {k: str(v) for k, v in runs.items()},
-                                         "seconds": timings, "figures": [str(p) for p in figures]})
-    for name in ("table1_zero_shot.csv", "table2_fine_tuned.csv", "incremental_curves.csv"):
+                                         "seconds": timings, "steps_reused": reused,
+                                         "pretraining_wall_seconds": pretraining,
+                                         "figures": [str(p) for p in figures]})
+    for name in STEP_FILES.values():
         print(f"{directory / name}")
     print(*map(str, figures), sep="\n")
     return directory

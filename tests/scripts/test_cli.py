@@ -96,8 +96,14 @@ def test_reproduce_runs_the_whole_study_and_resumes(tmp_path):
     assert (study / "fig3_incremental.png").stat().st_size > 10_000
     assert (study / "fig5_popularity.png").stat().st_size > 10_000
     before = (study / "table2_fine_tuned.csv").stat().st_mtime_ns
+    first = json.loads((study / "study.json").read_text())
+    assert first["steps_reused"] == [] and set(first["pretraining_wall_seconds"]) == {"prerec", "prerec_n"}
     script.main(script.parse_args(args))  # resumes: every step is on disk already
     assert (study / "table2_fine_tuned.csv").stat().st_mtime_ns == before
+    again = json.loads((study / "study.json").read_text())
+    assert again["steps_reused"] == ["zero_shot", "fine_tuned", "curves"]
+    for step in again["steps_reused"]:  # the time each step took when it ran, not the time to read it back
+        assert again["seconds"][step] == first["seconds"][step]
 
 
 def test_synthetic_recovery_refuses_other_benchmarks(tmp_path):
