@@ -84,7 +84,7 @@ def make_guide(kind: str, model: PreRecModel, name: str = "guide"):
     elif kind == "normal":
         guide = AutoNormal(model, init_loc_fn=init_to_mean, init_scale=0.01, create_plates=plates)
     elif kind == "sparse-delta":
-        return SparseDeltaGuide(model)
+        return SparseDeltaGuide(model).to(model.item_text.device)  # its tables live where the model does
     else:
         raise ValueError(f"unknown guide {kind!r}; expected one of {GUIDES}")
     guide._pyro_name = name

@@ -105,16 +105,23 @@ class BatchBuilder:
             factors_candidates = self.catalogue_factors(domain, unique_t)  # [P, J, F]
         else:
             factors_candidates = table.factors(unique_t, negatives)  # [P, C, F]
-        to = self.device
+        to = self._to
         return PreRecBatch(
             domain=domain, item_offset=offset, n_domain_items=dom.n_items,
-            user_index=torch.as_tensor(users, dtype=torch.long).to(to),
-            user_position=torch.as_tensor(position.reshape(-1), dtype=torch.long).to(to),
+            user_index=to(torch.as_tensor(users, dtype=torch.long)),
+            user_position=to(torch.as_tensor(position.reshape(-1), dtype=torch.long)),
             n_sequences=len(windows) if n_sequences is None else n_sequences,
-            items=(items + offset).to(to), targets=items.to(to),
-            target_mask=torch.as_tensor(windows.target_mask).to(to), period_index=period_index.to(to),
-            factors_targets=factors_targets.to(to), factors_candidates=factors_candidates.to(to),
-            negatives=None if negatives is None else negatives.to(to))
+            items=to(items + offset), targets=to(items),
+            target_mask=to(torch.as_tensor(windows.target_mask)), period_index=to(period_index),
+            factors_targets=to(factors_targets), factors_candidates=to(factors_candidates),
+            negatives=None if negatives is None else to(negatives))
+
+    def _to(self, tensor: Tensor) -> Tensor:
+        """To the batch's device; to a GPU through pinned memory, asynchronously (the copy overlaps the previous
+        step's kernels)."""
+        if self.device.type != "cuda":
+            return tensor.to(self.device)
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
 
 def trim(windows: Windows) -> Windows:
