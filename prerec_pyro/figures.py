@@ -29,20 +29,27 @@ def plot_incremental(curves: pd.DataFrame, path: Path, metric: str = "rndcg@k%")
 
     ``curves`` has columns domain, method, n_train, ``metric`` (zero-shot rows have n_train = 0, drawn at x = 1)."""
     domains = list(dict.fromkeys(curves["domain"]))
-    fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.6), squeeze=False)
-    for ax, domain in zip(axes[0], domains):
-        part = curves[curves["domain"] == domain]
+    n_cols = min(4, len(domains))
+    n_rows = -(-len(domains) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.4 * n_rows), squeeze=False, layout="constrained")
+    for index, ax in enumerate(axes.flat):
+        if index >= len(domains):
+            ax.set_visible(False)
+            continue
+        part = curves[curves["domain"] == domains[index]]
         for method, rows in part.groupby("method", sort=False):
             rows = rows.sort_values("n_train")
             style = "--" if "scratch" in method else "-"
             ax.plot(np.maximum(rows["n_train"], 1), rows[metric], style, marker="o", label=method)
         ax.set_xscale("log")
-        ax.set_title(domain)
-        ax.set_xlabel("target training interactions (zero-shot at 1)")
-        ax.set_ylabel(metric.replace("rndcg", "r-NDCG").replace("k%", "K%"))
+        ax.set_title(domains[index])
+        if index >= len(domains) - n_cols:  # the bottom plot of each column
+            ax.set_xlabel("target training interactions (zero-shot at 1)")
+        if index % n_cols == 0:
+            ax.set_ylabel(metric.replace("rndcg", "r-NDCG").replace("k%", "K%"))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Incremental fine-tuning: pre-trained (solid) vs from scratch (dashed)", y=1.04)
+    fig.suptitle("Incremental fine-tuning: pre-trained (solid) vs from scratch (dashed)")
     return save_figure(fig, path)
 
 
