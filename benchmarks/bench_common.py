@@ -29,6 +29,7 @@ import torch
 from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
 from prerec_pyro.data.synthetic import SyntheticConfig, generate_synthetic, load_synthetic, write_synthetic
 from prerec_pyro.io import atomic_write
+from prerec_pyro.models.prerec import TRANSFORMER_DTYPES
 from prerec_pyro.text import HashBowEncoder
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,13 @@ def add_common_args(parser: argparse.ArgumentParser, repeats: int = 5, warmup: i
 
 
 def add_model_args(parser: argparse.ArgumentParser, hidden_dim: int = 64, heads: int = 2) -> None:
-    """--hidden-dim, --heads, --layers (the CPU-sized defaults; the paper uses B = 256)."""
+    """--hidden-dim, --heads, --layers, --transformer-dtype (the CPU-sized defaults; the paper uses B = 256)."""
     parser.add_argument("--hidden-dim", type=int, default=hidden_dim, help=f"embedding size B (default: "
                                                                             f"{hidden_dim}; paper: 256)")
     parser.add_argument("--heads", type=int, default=heads, help=f"attention heads (default: {heads})")
     parser.add_argument("--layers", type=int, default=2, help="Transformer layers (default: 2, as the paper)")
+    parser.add_argument("--transformer-dtype", default="float32", choices=TRANSFORMER_DTYPES,
+                        help="bfloat16 runs the Transformer layers under autocast (a GPU option; default: float32)")
 
 
 def add_synthetic_args(parser: argparse.ArgumentParser) -> None:

@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_scorers(args: argparse.Namespace, data, text: torch.Tensor, device: torch.device) -> dict:
     """PreRec's MapScorer (AutoDelta guide, tables created by one call) and the zero-shot InterventionScorer."""
-    config = PreRecConfig(hidden_dim=args.hidden_dim, n_layers=args.layers, n_heads=args.heads, max_len=args.max_len)
+    config = PreRecConfig(hidden_dim=args.hidden_dim, n_layers=args.layers, n_heads=args.heads, max_len=args.max_len,
+                          transformer_dtype=args.transformer_dtype)
     torch.manual_seed(args.seed)
     model = PreRecModel(config, len(data.domains), data.n_fit_users, text.to(device)).to(device)
     guide = make_guide("delta", model, name="bench_eval_guide")

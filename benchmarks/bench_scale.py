@@ -124,7 +124,7 @@ def measure(args: argparse.Namespace, kind: str, n_users: int, round_: int, devi
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     config = PreRecConfig(hidden_dim=args.hidden_dim, n_layers=args.layers, n_heads=args.heads,
-                          max_len=args.seq_len)
+                          max_len=args.seq_len, transformer_dtype=args.transformer_dtype)
     text = torch.as_tensor(rng.standard_normal((args.items, args.text_dim)), dtype=torch.float32, device=device)
     model = PreRecModel(config, 1, n_users, text).to(device)
     guide = make_guide(kind, model, name="bench_scale_guide")

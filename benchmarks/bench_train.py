@@ -55,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_ours(args: argparse.Namespace, data, text: torch.Tensor, device: torch.device):
     """Model, AutoDelta guide and MapTrainer (optimisers created), and ``--steps`` training batches."""
-    config = PreRecConfig(hidden_dim=args.hidden_dim, n_layers=args.layers, n_heads=args.heads, max_len=args.max_len)
+    config = PreRecConfig(hidden_dim=args.hidden_dim, n_layers=args.layers, n_heads=args.heads, max_len=args.max_len,
+                          transformer_dtype=args.transformer_dtype)
     model = PreRecModel(config, len(data.domains), data.n_fit_users, text.to(device)).to(device)
     guide = make_guide("delta", model, name="bench_train_guide")
     train = TrainConfig(n_negatives=args.negatives, batch_size=args.batch_size, lr=args.lr, seed=args.seed,

@@ -4,11 +4,12 @@
 #     bash benchmarks/gpu_check.sh            # JSON and the log go to $OUT if set, else benchmarks/results/
 #
 # 1. pytest -m gpu (the tests marked as needing a CUDA device; none is fine);
-# 2. bench_train.py and bench_eval.py at paper scale with --device cuda: 3 synthetic source domains of 633,334 users
+# 2. bench_train.py (float32, then the Transformer in bf16) and bench_eval.py at paper scale with --device cuda:
+#    3 synthetic source domains of 633,334 users
 #    with sequences of 1.8 items on average (~1.9M users, ~3.4M interactions), B = 256, 4 heads, 2 layers, batches
 #    of 256, 255 negatives, windows of 64. The data is generated once (~1.5 min on the CPU) into a cache folder that
 #    bench_eval.py reuses; bench_eval ranks the full catalogue for 60,000 of the first source's test users. Each
-#    step has its own time limit (60 + 300 + 180 s at most); expected total: about 5 minutes.
+#    step has its own time limit (60 + 300 + 150 + 180 s at most); expected total: about 6 minutes.
 # Exit status: 0 when every step ran (targets missed are reported, not failures), else 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,10 @@ PAPER=(--device cuda --source-users 633334 --min-seq-len 1 --mean-seq-len 1.8 --
 
 run 300 "bench_train (paper scale)" "$PYTHON" benchmarks/bench_train.py "${PAPER[@]}" --batch-size 256 \
     --negatives 255 --lr 3e-4 --steps 10 --repeats 5 --out "$RESULTS/bench_train_paper.json" || status=1
+
+run 150 "bench_train (paper scale, bf16 Transformer)" "$PYTHON" benchmarks/bench_train.py "${PAPER[@]}" \
+    --transformer-dtype bfloat16 --batch-size 256 --negatives 255 --lr 3e-4 --steps 10 --repeats 3 \
+    --out "$RESULTS/bench_train_paper_bf16.json" || status=1
 
 run 180 "bench_eval (paper scale)" "$PYTHON" benchmarks/bench_eval.py "${PAPER[@]}" --repeats 3 \
     --max-users 60000 --out "$RESULTS/bench_eval_paper.json" || status=1

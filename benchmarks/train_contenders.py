@@ -129,7 +129,8 @@ class PerSampleReference(nn.Module):
         hidden, device = config.hidden_dim, item_text.device
         self.register_buffer("item_text", item_text.float(), persistent=False)  # [J, T]
         self.f_e = TextHead(item_text.shape[1], hidden)
-        self.f_seq = CausalTransformer(hidden, config.n_layers, config.n_heads, config.max_len, config.dropout)
+        self.f_seq = CausalTransformer(hidden, config.n_layers, config.n_heads, config.max_len, config.dropout,
+                                       getattr(torch, config.transformer_dtype))
         self.f_pop = PopularityNet(config.n_factors, hidden, config.pop_width)
         self.w_z = nn.Parameter(torch.randn(hidden) / hidden**0.5)
         self.w_d = nn.Parameter(torch.randn(hidden) / hidden**0.5)

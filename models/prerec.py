@@ -44,6 +44,7 @@ from .categorical import CandidateCategorical
 D, EPS_V, EPS_Z, EPS_U, R = "D", "eps_v", "eps_z", "eps_u", "R"
 LATENT_SITES = (D, EPS_V, EPS_Z, EPS_U)
 SEQUENCE_MODELS = ("transformer", "gru")
+TRANSFORMER_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class PreRecConfig:
     lambda_z: float = 100.0
     lambda_u: float = 1e4
     sequence_model: str = "transformer"
+    transformer_dtype: str = "float32"  # or "bfloat16": the Transformer layers under autocast (GPU)
     use_domain: bool = True
     use_popularity: bool = True
     use_offsets: bool = True
@@ -73,6 +75,8 @@ class PreRecConfig:
         for name in ("lambda_d", "lambda_v", "lambda_z", "lambda_u"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.transformer_dtype not in TRANSFORMER_DTYPES:
+            raise ValueError(f"transformer_dtype must be one of {TRANSFORMER_DTYPES}, got {self.transformer_dtype!r}")
         if self.hidden_dim % self.n_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by n_heads {self.n_heads}")
 
@@ -92,7 +96,8 @@ class PreRecModel(nn.Module):
         self.register_buffer("item_text", item_text.float(), persistent=False)  # [J, T]
         self.f_e = TextHead(item_text.shape[1], hidden)
         if config.sequence_model == "transformer":
-            self.f_seq = CausalTransformer(hidden, config.n_layers, config.n_heads, config.max_len, config.dropout)
+            self.f_seq = CausalTransformer(hidden, config.n_layers, config.n_heads, config.max_len, config.dropout,
+                                           getattr(torch, config.transformer_dtype))
         else:
             self.f_seq = CausalGRU(hidden, config.n_layers, config.dropout)
         if config.use_popularity:

@@ -41,10 +41,15 @@ class CausalTransformer(nn.Module):
     """f_seq: a causal Transformer over [first token, m_{h_1}, ..., m_{h_{L-1}}] with learned positions.
 
     The output at position p is the user state after p history items: it scores the item at position p.
+    ``compute_dtype=torch.bfloat16`` runs the encoder layers under autocast (a GPU option); the output is float32.
     """
 
-    def __init__(self, hidden_dim: int, n_layers: int, n_heads: int, max_len: int, dropout: float):
+    def __init__(self, hidden_dim: int, n_layers: int, n_heads: int, max_len: int, dropout: float,
+                 compute_dtype: torch.dtype | None = None):
         super().__init__()
+        if compute_dtype not in (None, torch.float32, torch.bfloat16):
+            raise ValueError(f"compute_dtype must be None, torch.float32 or torch.bfloat16, got {compute_dtype}")
+        self.compute_dtype = None if compute_dtype == torch.float32 else compute_dtype
         self.positions = nn.Embedding(max_len, hidden_dim)
         nn.init.normal_(self.positions.weight, std=0.02)  # small beside the item tokens (N(0, 1) would drown them)
         layer = nn.TransformerEncoderLayer(hidden_dim, n_heads, dim_feedforward=4 * hidden_dim, dropout=dropout,
@@ -61,7 +66,10 @@ class CausalTransformer(nn.Module):
             raise ValueError(f"sequence length {length} exceeds the model's max_len {self.max_len}")
         tokens = tokens + self.positions.weight[:length]  # [R, L, B]
         causal = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device, dtype=tokens.dtype)
-        return self.norm(self.encoder(tokens, mask=causal, is_causal=True))  # [R, L, B]
+        low_precision = self.compute_dtype is not None
+        with torch.autocast(tokens.device.type, dtype=self.compute_dtype or torch.bfloat16, enabled=low_precision):
+            states = self.encoder(tokens, mask=causal, is_causal=True)  # [R, L, B], bf16 under autocast
+        return self.norm(states.float())  # [R, L, B]
 
 
 class CausalGRU(nn.Module):

@@ -28,7 +28,7 @@ from prerec_pyro.inference.guides import GUIDES, make_guide, posterior_spread
 from prerec_pyro.inference.map import LIKELIHOODS, MapTrainer, TrainConfig, training_windows
 from prerec_pyro.inference.runs import METHODS, RunConfig, build_model, load_run_config, save_run_config
 from prerec_pyro.inference.scoring import MapScorer
-from prerec_pyro.models.prerec import PreRecConfig
+from prerec_pyro.models.prerec import TRANSFORMER_DTYPES, PreRecConfig
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.popularity import PopularityConfig
 from prerec_pyro.text import TextEncoderConfig
@@ -54,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hidden-dim", type=int, default=None, help="embedding size B (paper: 256)")
     p.add_argument("--heads", type=int, default=None, help="attention heads")
     p.add_argument("--max-len", type=int, default=64, help="history length (items)")
+    p.add_argument("--transformer-dtype", default="float32", choices=TRANSFORMER_DTYPES,
+                   help="bfloat16 runs the Transformer layers under autocast (for GPUs; default: float32)")
     for name, default in (("d", 0.3), ("v", 100.0), ("z", 100.0), ("u", 1e4)):
         p.add_argument(f"--lambda-{name}", type=float, default=default, help=f"prior precision λ_{name}")
     p.add_argument("--text-model", default=None, help="sentence-transformers name or path (default: benchmark's)")
@@ -73,7 +75,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     model = PreRecConfig(hidden_dim=args.hidden_dim or defaults.get("hidden_dim", 256),
                          n_heads=args.heads or defaults.get("n_heads", 4), max_len=args.max_len,
                          lambda_d=args.lambda_d, lambda_v=args.lambda_v, lambda_z=args.lambda_z,
-                         lambda_u=args.lambda_u)
+                         lambda_u=args.lambda_u, transformer_dtype=args.transformer_dtype)
     if args.ablation == "prerec_n":
         model = model.ablation()
     train = TrainConfig(likelihood=args.likelihood, n_negatives=args.negatives,

@@ -2,6 +2,8 @@
 
 Marked ``gpu`` and skipped without a CUDA device; ``benchmarks/gpu_check.sh`` runs them on a GPU machine."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -40,6 +42,15 @@ def test_map_training_runs_on_the_gpu(kind, tiny_sources, encode_hash):
     assert all(p.is_cuda for p in list(model.parameters()) + list(guide.parameters()))
     result = evaluate_domain(MapScorer(model, guide), tiny_sources, 0, EvalConfig(k_percent=5.0, device="cuda"))
     assert len(result.ranks) > 0
+
+
+def test_bfloat16_transformer_trains_on_the_gpu(tiny_sources, encode_hash):
+    config = replace(CONFIG, transformer_dtype="bfloat16")
+    model = PreRecModel(config, len(tiny_sources.domains), tiny_sources.n_fit_users, encode_hash(tiny_sources)).to(CUDA)
+    guide = make_guide("delta", model, name="gpu_bf16")
+    train = TrainConfig(n_negatives=15, batch_size=16, lr=3e-3, max_epochs=1, max_steps_per_epoch=4, device="cuda")
+    state = MapTrainer(model, guide, tiny_sources, train).fit()
+    assert np.isfinite(state["history"][-1]["loss"])
 
 
 def test_gpu_ranks_match_the_cpu(tiny_sources, encode_hash):

@@ -1,6 +1,7 @@
 """The PreRec Pyro model: sites and shapes, the loss against an independent Eq. 7, the ablation, the likelihood."""
 
 import math
+from dataclasses import replace
 
 import pyro
 import pytest
@@ -123,6 +124,26 @@ def test_config_validation():
         PreRecConfig(lambda_u=0.0)
     with pytest.raises(ValueError, match="sequence_model"):
         PreRecConfig(sequence_model="lstm")
+    with pytest.raises(ValueError, match="transformer_dtype"):
+        PreRecConfig(transformer_dtype="float16")
+
+
+def test_bfloat16_transformer_stays_close_to_float32(model, tiny_sources, encode_hash):
+    """The bf16 option changes the Transformer's arithmetic only: float32 logits close to the float32 model's."""
+    fast = PreRecModel(replace(CONFIG, transformer_dtype="bfloat16"), len(tiny_sources.domains),
+                       tiny_sources.n_fit_users, encode_hash(tiny_sources))
+    fast.load_state_dict(model.state_dict())
+    model.eval(), fast.eval()
+    batch = make_batch(tiny_sources, negatives=None)
+    trace = poutine.trace(model).get_trace(batch)
+    values = {site: torch.zeros_like(trace.nodes[site]["value"]) for site in LATENT_SITES}
+    with torch.no_grad():
+        exact = poutine.condition(model, data=values)(batch)
+        approx = poutine.condition(fast, data=values)(batch)
+    assert approx.dtype == torch.float32
+    scored = batch.target_mask.unsqueeze(-1).expand_as(exact)
+    torch.testing.assert_close(approx[scored], exact[scored], atol=0.05, rtol=0.05)
+    assert not torch.equal(approx, exact), "bf16 must actually run"
 
 
 def test_gru_sequence_model_runs(tiny_sources, encode_hash):
