@@ -24,7 +24,6 @@ from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.metrics import average_ranks, bootstrap_ci, random_baseline, sample_metrics
 
 logger = logging.getLogger(__name__)
-RANK_BLOCK_SCORES = 1 << 17  # scores gathered and ranked at once (fits in a CPU core's L2 cache)
 
 
 class Scorer(Protocol):
@@ -131,14 +130,11 @@ def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: 
 
 
 def ranks_at(scores: Tensor, targets: Tensor, keep: np.ndarray) -> Tensor:
-    """Average ranks of the ``keep`` positions ``[R, L]`` of ``scores [R, L, J]``, gathered block by block so
-    that each block's rows are compared while they are still in cache. [T]"""
+    """Average ranks of the ``keep`` positions ``[R, L]`` of ``scores [R, L, J]`` (gathered block by block by
+    ``average_ranks``, never copied out whole). [T]"""
     flat = scores.reshape(-1, scores.shape[-1])  # [R*L, J]
     where = torch.as_tensor(np.flatnonzero(keep), device=scores.device)  # [T]
-    flat_targets = targets.reshape(-1)[where]  # [T]
-    step = max(1, RANK_BLOCK_SCORES // scores.shape[-1])
-    blocks = [average_ranks(flat[where[i: i + step]], flat_targets[i: i + step]) for i in range(0, len(where), step)]
-    return torch.cat(blocks) if blocks else flat.new_zeros(0, dtype=torch.float64)
+    return average_ranks(flat, targets.reshape(-1)[where], rows=where)
 
 
 def summarize(result: SampleRanks, config: EvalConfig, subset: str = "all") -> dict[str, float]:

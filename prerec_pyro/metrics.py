@@ -54,12 +54,16 @@ def k_from_percent(n_items: int, k_percent: float) -> int:
     return int(k)
 
 
-def average_ranks(scores: Tensor, targets: Tensor) -> Tensor:
+def average_ranks(scores: Tensor, targets: Tensor, rows: Tensor | None = None) -> Tensor:
     """1-based rank of each row's target item among the row's scores, ties taking the average rank.
 
+    Rows are compared block by block (about ``_RANK_CHUNK_ELEMENTS`` scores at once), so each block stays in cache
+    through its passes; with ``rows`` the blocks are gathered from those rows of ``scores`` only.
+
     Args:
-        scores: ``[T, J]`` scores (higher is better); ``-inf`` marks masked (padding) items, ranked below all others.
-        targets: ``[T]`` integer column index of the target item in each row.
+        scores: ``[N, J]`` scores (higher is better); ``-inf`` marks masked (padding) items, ranked below all others.
+        targets: ``[T]`` integer column index of the target item in each ranked row.
+        rows: ``[T]`` row indices of ``scores`` to rank (default: every row, T = N).
 
     Returns:
         ``[T]`` float64 ranks on the device of ``scores``: ``#(s > s_t) + (#(s == s_t) + 1) / 2``.
@@ -69,28 +73,31 @@ def average_ranks(scores: Tensor, targets: Tensor) -> Tensor:
     """
     if scores.dim() != 2:
         raise ValueError(f"scores must be a [T, J] matrix, got shape {tuple(scores.shape)}")
-    if targets.dim() != 1 or targets.shape[0] != scores.shape[0]:
-        raise ValueError(f"targets must have shape [{scores.shape[0]}] to match scores, got {tuple(targets.shape)}")
+    if rows is not None and (rows.dim() != 1 or rows.dtype.is_floating_point or rows.dtype == torch.bool):
+        raise ValueError(f"rows must be a 1-D tensor of row indices, got shape {tuple(rows.shape)}, {rows.dtype}")
+    n_rows, n_cols = (scores.shape[0] if rows is None else rows.shape[0]), scores.shape[1]
+    if targets.dim() != 1 or targets.shape[0] != n_rows:
+        raise ValueError(f"targets must have shape [{n_rows}] to match the ranked rows, got {tuple(targets.shape)}")
     if targets.dtype.is_floating_point or targets.dtype == torch.bool:
         raise ValueError(f"targets must be integer item indices, got dtype {targets.dtype}")
-    n_rows, n_cols = scores.shape
     if n_rows == 0:
         return torch.zeros(0, dtype=torch.float64, device=scores.device)
     targets = targets.to(device=scores.device, dtype=torch.long)
     if bool(((targets < 0) | (targets >= n_cols)).any()):
         raise ValueError(f"targets must be column indices in [0, {n_cols}), got values outside that range")
-    target_scores = scores.gather(1, targets[:, None])  # [T, 1]
-    if bool(torch.isneginf(target_scores).any()):
-        raise ValueError("a target item has score -inf (masked/padding); targets must be real catalogue items")
     rows_per_chunk = max(1, _RANK_CHUNK_ELEMENTS // max(n_cols, 1))
-    greater, equal, nan_rows = [], [], []
+    greater, equal, nan_rows, masked = [], [], [], []
     for start in range(0, n_rows, rows_per_chunk):
-        block = scores[start : start + rows_per_chunk]  # [c, J]
-        t = target_scores[start : start + rows_per_chunk]  # [c, 1]
+        chunk = slice(start, start + rows_per_chunk)
+        block = scores[chunk] if rows is None else scores[rows[chunk]]  # [c, J]
+        t = block.gather(1, targets[chunk, None])  # [c, 1]
+        masked.append(torch.isneginf(t).any())
         greater.append((block > t).sum(dim=1))
         equal.append((block == t).sum(dim=1))
         if block.dtype.is_floating_point:
             nan_rows.append(torch.isnan(block).any(dim=1))
+    if bool(torch.stack(masked).any()):
+        raise ValueError("a target item has score -inf (masked/padding); targets must be real catalogue items")
     if nan_rows and bool(torch.cat(nan_rows).any()):
         raise ValueError(f"scores contain NaN in {int(torch.cat(nan_rows).sum())} of {n_rows} rows")
     return torch.cat(greater).double() + (torch.cat(equal).double() + 1.0) / 2.0

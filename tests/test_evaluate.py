@@ -30,7 +30,7 @@ def test_pack_by_length_covers_every_window_once_within_budget(budget):
 
 
 def test_ranks_at_equals_ranking_the_gathered_rows(monkeypatch):
-    monkeypatch.setattr("prerec_pyro.evaluate.RANK_BLOCK_SCORES", 14)  # blocks of 2 rows of 7 items
+    monkeypatch.setattr("prerec_pyro.metrics._RANK_CHUNK_ELEMENTS", 14)  # blocks of 2 rows of 7 items
     generator = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 4, (3, 5, 7), generator=generator).float()  # ties on purpose
     targets = torch.randint(0, 7, (3, 5), generator=generator)
