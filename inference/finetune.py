@@ -11,7 +11,6 @@ from scratch on the target: the comparison of the paper's Fig. 3.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from .runs import build_model, load_nets, load_run_config
 from .scoring import MapScorer
 
 logger = logging.getLogger(__name__)
-_GUIDE_NUMBERS = itertools.count()
 
 
 def parse_sizes(values: list[str]) -> list[int | None]:
@@ -62,9 +60,7 @@ def finetune(run_dir: Path, prepared: PreparedBenchmark, target: str, train: Tra
         if not pretrained:
             raise ValueError("first_n=0 without pre-training has nothing to score with")
         return FinetuneResult(0, True, InterventionScorer(target_model(model, data, text)), [], 0)
-    # Each fine-tuning guide gets a name of its own: a guide is a PyroModule and reads its values from the parameter
-    # store under its name, so a guide still scoring must not share the name of a guide trained after it.
-    guide = make_guide(config.guide, model, name=f"finetune{next(_GUIDE_NUMBERS)}")
+    guide = make_guide(config.guide, model, name="finetune")
     eval_config = eval_config or EvalConfig(k_percent=prepared.benchmark.k_percent, split="valid", n_boot=100,
                                             device=train.device)
     scorer = MapScorer(model, guide, name="PreRec (fine-tuned)" if pretrained else "PreRec (from scratch)")

@@ -12,6 +12,8 @@ Shape legend: K = domains, J = items, N = users, R = batch users, B = embedding 
 
 from __future__ import annotations
 
+import itertools
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -22,6 +24,8 @@ from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_Z, D, PreRecModel
 
 GUIDES = ("delta", "normal", "sparse-delta")
+
+_GUIDE_NUMBERS = itertools.count()
 
 
 def users_plate(model: PreRecModel):
@@ -76,8 +80,11 @@ class SparseDeltaGuide(nn.Module):
 
 
 def make_guide(kind: str, model: PreRecModel, name: str = "guide"):
-    """Build a guide by name (``delta``, ``normal``, ``sparse-delta``); ``name`` prefixes its parameters so a
-    pre-training and a fine-tuning guide never share parameter-store entries (SPEC §6 pitfall 8)."""
+    """Build a guide by name (``delta``, ``normal``, ``sparse-delta``).
+
+    An autoguide is a PyroModule: it reads its values from the parameter store under its own name. Each guide is
+    therefore named ``<name>-<n>`` with a number unique in the process, so a pre-training guide, a fine-tuning guide
+    and a guide still scoring after another was trained never share parameter-store entries (SPEC §6 pitfall 8)."""
     plates = users_plate(model) if model.config.use_offsets else None  # PreRec_n has no user offsets
     if kind == "delta":
         guide = AutoDelta(model, init_loc_fn=init_to_mean, create_plates=plates)
@@ -87,10 +94,7 @@ def make_guide(kind: str, model: PreRecModel, name: str = "guide"):
         return SparseDeltaGuide(model).to(model.item_text.device)  # its tables live where the model does
     else:
         raise ValueError(f"unknown guide {kind!r}; expected one of {GUIDES}")
-    guide._pyro_name = name
-    store = pyro.get_param_store()
-    for key in [k for k in store.keys() if k.startswith(f"{name}.")]:
-        del store[key]  # a new guide starts from its init, not from a previous guide's values of the same name
+    guide._pyro_name = f"{name}-{next(_GUIDE_NUMBERS)}"
     return guide
 
 
