@@ -209,27 +209,26 @@ class PreRecModel(nn.Module):
             return value, bias.expand(value.shape[:-1])
         return value + z, bias + z @ self.w_z
 
-    def uncounted_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
+    def uncounted_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict,
+                             base: Tensor | None) -> tuple[Tensor, Tensor]:
         """V and the bias of items ``rows`` [C] as if no item had a count in the window (F = 0): the part shared by
-        every period, computed once per batch. [C, B], [C]"""
+        every period, computed once per batch; ``base`` is f_pop(0) [1, B] (None without Z). [C, B], [C]"""
         value, bias = self.static_item_parts(rows, batch, latent)  # [C, B], []
         bias = bias.expand(len(rows))  # [C]
-        if not self.config.use_popularity:
+        if base is None:
             return value, bias
-        z = self.f_pop(value.new_zeros(1, self.config.n_factors))  # [1, B]
-        if latent[EPS_Z] is not None:
-            z = z + latent[EPS_Z][rows]  # [C, B]
+        z = base if latent[EPS_Z] is None else base + latent[EPS_Z][rows]  # [C, B]
         return value + z, bias + z @ self.w_z
 
-    def at_period(self, value: Tensor, bias: Tensor, factors: Tensor) -> tuple[Tensor, Tensor]:
+    def at_period(self, value: Tensor, bias: Tensor, factors: Tensor, base: Tensor | None) -> tuple[Tensor, Tensor]:
         """V and the bias at one period from the uncounted parts: the items with a count (F != 0) get f_pop(F) in
-        place of f_pop(0). ``factors`` [C, F]; returns [C, B], [C]."""
-        if not self.config.use_popularity:
+        place of ``base`` = f_pop(0). ``factors`` [C, F]; returns [C, B], [C]."""
+        if base is None:
             return value, bias
         counted = factors.ne(0).any(-1).nonzero().squeeze(1)  # [n]
         if not len(counted):
             return value, bias
-        delta = self.f_pop(factors[counted]) - self.f_pop(factors.new_zeros(1, factors.shape[-1]))  # [n, B]
+        delta = self.f_pop(factors[counted]) - base  # [n, B]
         return value.index_add(0, counted, delta), bias.index_add(0, counted, delta @ self.w_z)
 
     def logits(self, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor | None, int]:
@@ -255,7 +254,9 @@ class PreRecModel(nn.Module):
         flat_period = batch.period_index.reshape(-1)[active]  # [A]
         order = torch.argsort(flat_period, stable=True)  # [A]
         counts = torch.bincount(flat_period, minlength=batch.factors_candidates.shape[0]).tolist()
-        value, bias = self.uncounted_item_parts(rows, batch, latent)  # [C, B], [C]
+        factors = batch.factors_candidates  # [P, C, F]
+        base = self.f_pop(factors.new_zeros(1, factors.shape[-1])) if self.config.use_popularity else None  # [1, B]
+        value, bias = self.uncounted_item_parts(rows, batch, latent, base)  # [C, B], [C]
         scores = user.new_empty(user.shape[0] * user.shape[1], len(rows))  # [R*L, C]
         idle = batch.target_mask.reshape(-1).logical_not().nonzero().squeeze(1)  # [R*L - A]
         scores.index_fill_(0, idle, 0.0)
@@ -264,6 +265,6 @@ class PreRecModel(nn.Module):
                                                     torch.split(positions, counts))):
             if not len(group):
                 continue
-            value_t, bias_t = self.at_period(value, bias, batch.factors_candidates[period])  # [C, B], [C]
+            value_t, bias_t = self.at_period(value, bias, factors[period], base)  # [C, B], [C]
             scores.index_copy_(0, where, torch.addmm(bias_t, group, value_t.T))  # [n_p, C] into their rows
         return scores.reshape(*user.shape[:-1], -1)  # [R, L, C]
