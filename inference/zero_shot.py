@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
@@ -42,22 +44,17 @@ def shared_item_offsets(run_dir: Path, prepared: PreparedBenchmark, target: str,
     _, _, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
     estimates = latent_values(guide, probe)
     target_ids = prepared.target(target).domains[0].item_ids
-    row_of = {item: row for row, item in enumerate(target_ids)}
+    source_ids = np.concatenate([dom.item_ids for dom in sources.domains])  # [J_s], global row order
+    target_row = pd.Index(target_ids).get_indexer(source_ids)  # [J_s], -1 where the target lacks the item
+    rows = torch.as_tensor(target_row[target_row >= 0], device=device)  # [M] target rows
+    source_rows = torch.as_tensor(np.flatnonzero(target_row >= 0), device=device)  # [M] their source rows
+    count = torch.bincount(rows, minlength=len(target_ids)).unsqueeze(1)  # [J_t, 1]
     out = {}
     for site in (EPS_V, EPS_Z):
-        if site not in estimates:
-            continue
-        total = estimates[site].new_zeros(len(target_ids), estimates[site].shape[1])  # [J_t, B]
-        count = estimates[site].new_zeros(len(target_ids), 1)  # [J_t, 1]
-        for k, dom in enumerate(sources.domains):
-            pairs = [(row_of[item], j) for j, item in enumerate(dom.item_ids) if item in row_of]
-            if not pairs:
-                continue
-            rows, local = torch.as_tensor(pairs, device=total.device).T  # [M], [M]
-            total.index_add_(0, rows, estimates[site][int(sources.item_offsets[k]) + local])
-            count.index_add_(0, rows, torch.ones_like(count[: len(rows)]))
-        out[site] = total / count.clamp(min=1)
-    shared = int((count > 0).sum()) if out else 0
+        if site in estimates:
+            total = estimates[site].new_zeros(len(target_ids), estimates[site].shape[1])  # [J_t, B]
+            out[site] = total.index_add_(0, rows, estimates[site][source_rows]) / count.clamp(min=1)
+    shared = int((count > 0).sum())
     logger.info("%s: %d of %d target items are in a source catalogue and keep their source offsets",
                 target, shared, len(target_ids))
     return out
