@@ -34,6 +34,8 @@ from prerec_pyro.models.prerec import D
 from prerec_pyro.pipeline import PreparedBenchmark
 
 logger = logging.getLogger(__name__)
+STEP_FILES = {"zero_shot": "table1_zero_shot.csv", "fine_tuned": "table2_fine_tuned.csv",
+              "curves": "incremental_curves.csv"}  # each step's table in the study directory
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class Study:
                 rows += self._baseline_rows(target, baselines)
             return results_table(rows)
 
-        return cached_table(self.dir / "table1_zero_shot.csv", compute)
+        return cached_table(self.dir / STEP_FILES["zero_shot"], compute)
 
     def _baseline_rows(self, target: str, models: dict) -> list[dict]:
         data, config = self.prepared.target(target), self.eval_config()
@@ -128,7 +130,7 @@ class Study:
                 rows += self._fine_tuned_rows(target)
             return results_table(rows)
 
-        return cached_table(self.dir / "table2_fine_tuned.csv", compute)
+        return cached_table(self.dir / STEP_FILES["fine_tuned"], compute)
 
     def _fine_tuned_rows(self, target: str) -> list[dict]:
         data, config = self.prepared.target(target), self.eval_config()
@@ -166,7 +168,7 @@ class Study:
                                           list(self.config.sizes), self.eval_config())
             return pd.DataFrame(rows)
 
-        return cached_table(self.dir / "incremental_curves.csv", compute)
+        return cached_table(self.dir / STEP_FILES["curves"], compute)
 
     def figures(self, curves: pd.DataFrame) -> list[Path]:
         """Fig. 3 (incremental curves) and Fig. 5 (popularity in the targets, learned score of the PreRec run)."""

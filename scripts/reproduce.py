@@ -22,7 +22,7 @@ from prerec_pyro.inference.checkpoint import load_json, save_json
 from prerec_pyro.inference.finetune import parse_sizes
 from prerec_pyro.inference.runs import find_latest_run, load_run_config
 from prerec_pyro.pipeline import prepare_benchmark
-from prerec_pyro.study import Study, StudyConfig
+from prerec_pyro.study import STEP_FILES, Study, StudyConfig
 from prerec_pyro.text import TextEncoderConfig
 
 logger = logging.getLogger("reproduce")
@@ -56,10 +56,6 @@ def ensure_run(args: argparse.Namespace, method: str) -> Path:
     flags = ["--benchmark", args.benchmark, "--ablation", method, "--out", args.runs, "--device", args.device]
     flags += ["--data-dir", args.data_dir] if args.data_dir else []
     return script.main(script.parse_args(flags + list(args.pretrain_args)))
-
-
-STEP_FILES = {"zero_shot": "table1_zero_shot.csv", "fine_tuned": "table2_fine_tuned.csv",
-              "curves": "incremental_curves.csv"}
 
 
 def main(args: argparse.Namespace) -> Path:
