@@ -1,10 +1,14 @@
-"""Fixtures shared by the inference tests: one small pre-training run on synthetic-small."""
+"""Fixtures shared by the inference tests: one small pre-training run on synthetic-small, and a way to scramble a
+target's training users."""
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.inference.runs import load_run_config
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.text import TextEncoderConfig
@@ -26,3 +30,19 @@ def pretrained(tmp_path_factory):
     prepared = prepare_benchmark("synthetic-small", None, config.sequences, config.popularity,
                                  TextEncoderConfig(model="hash-bow-32", cache_dir=str(cache), show_progress=False))
     return run_dir, prepared
+
+
+@pytest.fixture(scope="session")
+def scramble_training_users():
+    """``scramble(data)``: a copy of one-domain ``data`` whose training users' items are random, everything else
+    (other users, the popularity table) unchanged."""
+
+    def scramble(data: MultiDomainData, seed: int = 1) -> MultiDomainData:
+        dom = data.domains[0]
+        owner = np.repeat(np.arange(dom.n_users), np.diff(dom.seq_offsets))
+        in_train = np.isin(owner, dom.users_in("train"))
+        scrambled = dom.seq_items.copy()
+        scrambled[in_train] = np.random.default_rng(seed).integers(0, dom.n_items, in_train.sum())
+        return MultiDomainData([replace(dom, seq_items=scrambled)], data.sequences)  # same popularity table
+
+    return scramble

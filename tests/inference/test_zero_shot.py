@@ -1,13 +1,11 @@
 """The zero-shot study's scorers: Eq. 8, and the opt-in shared item offsets."""
 
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from prerec_pyro.data.batches import BatchBuilder
-from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain
 from prerec_pyro.inference.guides import latent_values
 from prerec_pyro.inference.map import training_windows
@@ -42,19 +40,14 @@ def test_shared_offsets_average_the_source_rows_of_the_same_item(pretrained):
     assert shared > 0 and unshared > 0, "the fixture must have both kinds of target items"
 
 
-def test_shared_offsets_read_no_target_training_data(pretrained):
+def test_shared_offsets_read_no_target_training_data(pretrained, scramble_training_users):
     run_dir, prepared = pretrained
     data = prepared.target(TARGET)
     scorer = pretrained_scorer(run_dir, prepared, TARGET, samples=0, device="cpu", item_offsets="shared")
     assert scorer.name == "PreRec (shared offsets)"
     config = EvalConfig(k_percent=5.0, n_boot=10)
     before = evaluate_domain(scorer, data, 0, config)
-    dom = data.domains[0]
-    owner = np.repeat(np.arange(dom.n_users), np.diff(dom.seq_offsets))
-    in_train = np.isin(owner, dom.users_in("train"))
-    scrambled = dom.seq_items.copy()
-    scrambled[in_train] = np.random.default_rng(1).integers(0, dom.n_items, in_train.sum())
-    after = evaluate_domain(scorer, MultiDomainData([replace(dom, seq_items=scrambled)], data.sequences), 0, config)
+    after = evaluate_domain(scorer, scramble_training_users(data), 0, config)
     assert len(before.ranks) > 0
     np.testing.assert_array_equal(before.ranks, after.ranks)
     plain = evaluate_domain(pretrained_scorer(run_dir, prepared, TARGET, 0, "cpu"), data, 0, config)
