@@ -11,6 +11,7 @@ Shape legend: R = windows in a batch, L = positions, J = the domain's items, T =
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,6 +45,13 @@ class EvalConfig:
     seed: int = 0
     device: str = "cpu"
     max_users: int | None = None  # evaluate a fixed seeded subset of at most this many users (validation)
+    rndcg_b: float | None = None  # r-NDCG@K%'s b; None: 600 / K%, the paper's (see prerec_pyro.metrics)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.k_percent) and 0.0 < self.k_percent <= 100.0):
+            raise ValueError(f"EvalConfig.k_percent must be in (0, 100] (a percentage), got {self.k_percent!r}")
+        if self.rndcg_b is not None and not (math.isfinite(self.rndcg_b) and self.rndcg_b > 0.0):
+            raise ValueError(f"EvalConfig.rndcg_b must be None (600 / K%) or a number > 0, got {self.rndcg_b!r}")
 
 
 @dataclass
@@ -145,7 +153,7 @@ def summarize(result: SampleRanks, config: EvalConfig, subset: str = "all") -> d
         return out
     ranks = torch.as_tensor(result.ranks[keep], dtype=torch.float64)
     users = torch.as_tensor(result.users[keep], dtype=torch.long)
-    for name, values in sample_metrics(ranks, result.n_items, config.k_percent).items():
+    for name, values in sample_metrics(ranks, result.n_items, config.k_percent, config.rndcg_b).items():
         low, high = bootstrap_ci(values.double(), users, n_boot=config.n_boot, seed=config.seed)
         out[name] = float(values.double().mean())
         out[f"{name}_low"], out[f"{name}_high"] = float(low), float(high)
@@ -155,7 +163,7 @@ def summarize(result: SampleRanks, config: EvalConfig, subset: str = "all") -> d
 def random_summary(n_items: int, config: EvalConfig, n_samples: int) -> dict[str, float]:
     """The closed-form Random baseline in the same layout as ``summarize`` (no interval: it is exact)."""
     out: dict[str, float] = {"n_samples": n_samples}
-    for name, value in random_baseline(n_items, config.k_percent).items():
+    for name, value in random_baseline(n_items, config.k_percent, b=config.rndcg_b).items():
         out[name] = out[f"{name}_low"] = out[f"{name}_high"] = float(value)
     return out
 

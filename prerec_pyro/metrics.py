@@ -1,12 +1,19 @@
-"""Ranking metrics of the paper (SPEC §5): full-catalogue ranks, Recall/r-NDCG@K%, Recall/NDCG@10, bootstrap CIs.
+"""Ranking metrics of the paper: full-catalogue ranks, Recall/r-NDCG@K%, Recall/NDCG@10, bootstrap CIs.
 
 Every metric is returned per evaluated sample (one next-item position of one test user) so callers can average,
 group by domain or bootstrap over users. With ``N`` items and ``K = int(N * K% / 100)``:
 
 - rank of the target: 1-based, ties take the average rank, ``rank = #(s > s_t) + (#(s == s_t) + 1) / 2``;
 - ``Recall@K% = 1[rank <= K]``;
-- ``r-NDCG@K% = log(a) / log(a + b * (rank - 1) / N)`` if ``rank <= K`` else 0 (``a = 2``, ``b = 15000``);
+- ``r-NDCG@K% = log(a) / log(a + b * (rank - 1) / N)`` if ``rank <= K`` else 0, with ``a = 2`` and, by default,
+  ``b = 600 / K%`` (K% in percent: ``b = 15000`` at K% = 0.04, ``b = 1200`` at K% = 0.5), so that at the cut-off
+  ``b * (K - 1) / N ~ 6`` (gain ``log 2 / log 8 = 1/3``) and the curve's range is the same for every K%;
 - ``Recall@10 = 1[rank <= 10]`` and ``NDCG@10 = 1 / log2(rank + 1)`` if ``rank <= 10`` else 0.
+
+The evidence for ``b = 600 / K%`` is the Random rows of the paper's Table 1: a uniformly random ranking scores
+r-NDCG@K% = 0.0025 on Online Retail (N = 4,223 items, K% = 0.5, K = 21) with ``b = 1200`` (``b = 15000`` would
+give 0.0012), and 0.0002 on XMarket (K% = 0.04, e.g. N = 10,000, K = 4) with ``b = 15000`` (``b = 1200`` would give
+0.0004).
 
 Fractional (average) ranks are plugged into the same formulas. All functions work on CPU and CUDA tensors.
 """
@@ -20,7 +27,7 @@ import torch
 from torch import Tensor
 
 DEFAULT_A = 2.0
-DEFAULT_B = 15000.0
+B_TIMES_K_PERCENT = 600.0  # default r-NDCG b = B_TIMES_K_PERCENT / K% (K% in percent), see the module docstring
 _RANK_CHUNK_ELEMENTS = 1 << 17  # scores compared at once: a block that stays in cache across its three passes
 _BOOT_CHUNK_ELEMENTS = 1 << 24  # bootstrap replicates x groups held at once
 
@@ -35,6 +42,11 @@ class MetricNames:
     ALL = (RECALL_K, RNDCG_K, RECALL_10, NDCG_10)
 
 
+def _check_k_percent(k_percent: float) -> None:
+    if not (math.isfinite(k_percent) and 0.0 < k_percent <= 100.0):
+        raise ValueError(f"k_percent must be in (0, 100] (a percentage), got {k_percent!r}")
+
+
 def k_from_percent(n_items: int, k_percent: float) -> int:
     """Return ``K = int(N * k_percent / 100)`` (``k_percent`` in percent: 0.5 means 0.5%).
 
@@ -43,8 +55,7 @@ def k_from_percent(n_items: int, k_percent: float) -> int:
     """
     if isinstance(n_items, bool) or int(n_items) != n_items or n_items < 1:
         raise ValueError(f"n_items must be a positive integer, got {n_items!r}")
-    if not (math.isfinite(k_percent) and 0.0 < k_percent <= 100.0):
-        raise ValueError(f"k_percent must be in (0, 100] (a percentage), got {k_percent!r}")
+    _check_k_percent(k_percent)
     k = math.floor(Decimal(repr(float(k_percent))) * int(n_items) / 100)
     if k < 1:
         raise ValueError(
@@ -113,6 +124,16 @@ def _check_ranks(ranks: Tensor) -> Tensor:
     return ranks
 
 
+def rndcg_b(k_percent: float, b: float | None = None) -> float:
+    """The r-NDCG constant ``b``: ``B_TIMES_K_PERCENT / k_percent`` (600 / K%, the paper's) unless ``b`` is given."""
+    if b is not None:
+        if not (math.isfinite(b) and b > 0.0):
+            raise ValueError(f"r-NDCG b must be a finite number > 0, got b = {b!r}")
+        return float(b)
+    _check_k_percent(k_percent)
+    return B_TIMES_K_PERCENT / k_percent
+
+
 def recall_at_k(ranks: Tensor, k: int) -> Tensor:
     """Per-sample ``1[rank <= k]`` as float64."""
     if k < 1:
@@ -120,11 +141,14 @@ def recall_at_k(ranks: Tensor, k: int) -> Tensor:
     return (_check_ranks(ranks) <= k).to(torch.float64)
 
 
-def rndcg_at_k(ranks: Tensor, n_items: int, k: int, a: float = DEFAULT_A, b: float = DEFAULT_B) -> Tensor:
-    """Per-sample ``log(a) / log(a + b * (rank - 1) / N)`` if ``rank <= k`` else 0, as float64."""
+def rndcg_at_k(ranks: Tensor, n_items: int, k: int, a: float = DEFAULT_A, *, b: float) -> Tensor:
+    """Per-sample ``log(a) / log(a + b * (rank - 1) / N)`` if ``rank <= k`` else 0, as float64.
+
+    ``b`` has no default: it follows K% (see :func:`rndcg_b`).
+    """
     if n_items < 1 or k < 1:
         raise ValueError(f"n_items and k must be >= 1, got n_items = {n_items}, k = {k}")
-    if a <= 1.0 or b <= 0.0:
+    if not (a > 1.0 and b > 0.0):
         raise ValueError(f"r-NDCG needs a > 1 and b > 0, got a = {a}, b = {b}")
     ranks = _check_ranks(ranks)
     gain = math.log(a) / torch.log(a + b * (ranks - 1.0) / n_items)
@@ -143,19 +167,24 @@ def ndcg_at_10(ranks: Tensor) -> Tensor:
     return torch.where(ranks <= 10, gain, torch.zeros_like(gain))
 
 
-def sample_metrics(ranks: Tensor, n_items: int, k_percent: float) -> dict[str, Tensor]:
-    """All four per-sample metrics keyed by :class:`MetricNames` (K from ``k_from_percent(n_items, k_percent)``)."""
+def sample_metrics(ranks: Tensor, n_items: int, k_percent: float, b: float | None = None) -> dict[str, Tensor]:
+    """All four per-sample metrics keyed by :class:`MetricNames` (K from ``k_from_percent(n_items, k_percent)``,
+    r-NDCG's b from ``rndcg_b(k_percent, b)``)."""
     k = k_from_percent(n_items, k_percent)
     return {
         MetricNames.RECALL_K: recall_at_k(ranks, k),
-        MetricNames.RNDCG_K: rndcg_at_k(ranks, n_items, k),
+        MetricNames.RNDCG_K: rndcg_at_k(ranks, n_items, k, b=rndcg_b(k_percent, b)),
         MetricNames.RECALL_10: recall_at_10(ranks),
         MetricNames.NDCG_10: ndcg_at_10(ranks),
     }
 
 
-def random_baseline(n_items: int, k_percent: float, a: float = DEFAULT_A, b: float = DEFAULT_B) -> dict[str, float]:
+def random_baseline(
+    n_items: int, k_percent: float, a: float = DEFAULT_A, b: float | None = None
+) -> dict[str, float]:
     """Exact expected metrics of a uniformly random ranking of ``n_items`` (rank uniform on 1..N).
+
+    r-NDCG's b is ``rndcg_b(k_percent, b)``: 600 / K% unless given.
 
     Recall@K% = K/N, r-NDCG@K% = (1/N) sum_{r<=K} rndcg(r), Recall@10 = min(10, N)/N,
     NDCG@10 = (1/N) sum_{r<=min(10, N)} 1/log2(r + 1).
@@ -165,7 +194,7 @@ def random_baseline(n_items: int, k_percent: float, a: float = DEFAULT_A, b: flo
     top_10 = torch.arange(1, min(10, n_items) + 1, dtype=torch.float64)
     return {
         MetricNames.RECALL_K: k / n_items,
-        MetricNames.RNDCG_K: float(rndcg_at_k(top_k, n_items, k, a, b).sum()) / n_items,
+        MetricNames.RNDCG_K: float(rndcg_at_k(top_k, n_items, k, a, b=rndcg_b(k_percent, b)).sum()) / n_items,
         MetricNames.RECALL_10: min(10, n_items) / n_items,
         MetricNames.NDCG_10: float(ndcg_at_10(top_10).sum()) / n_items,
     }

@@ -46,6 +46,7 @@ class StudyConfig:
     baseline: BaselineTrainConfig = field(default_factory=lambda: BaselineTrainConfig(max_epochs=10, patience=2))
     n_boot: int = 1000
     device: str = "cpu"
+    rndcg_b: float | None = None  # r-NDCG@K%'s b; None: 600 / K%, the paper's
 
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:
@@ -73,7 +74,7 @@ class Study:
 
     def eval_config(self, split: str = "test") -> EvalConfig:
         return EvalConfig(k_percent=self.prepared.benchmark.k_percent, split=split, n_boot=self.config.n_boot,
-                          device=self.config.device)
+                          device=self.config.device, rndcg_b=self.config.rndcg_b)
 
     def _text(self, data) -> torch.Tensor:
         return self.prepared.item_text(data).to(self.config.device)

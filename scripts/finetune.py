@@ -43,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (paper: 1e-4)")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per batch")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     return p.parse_args(argv)
@@ -61,7 +62,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     train = TrainConfig(likelihood=config.train.likelihood, n_negatives=config.train.n_negatives,
                         batch_size=args.batch_size, lr=args.lr, max_epochs=args.epochs, patience=args.patience,
                         seed=args.seed, device=args.device)
-    test = EvalConfig(k_percent=benchmark.k_percent, n_boot=args.n_boot, device=args.device)
+    test = EvalConfig(k_percent=benchmark.k_percent, n_boot=args.n_boot, device=args.device, rndcg_b=args.rndcg_b)
     rows = []
     for target in targets:
         rows += incremental_study(run, prepared, target, train, sizes, test, from_scratch=not args.no_scratch)

@@ -45,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="zero: do(eps_v = eps_z = 0) as Eq. 8 (default); shared: items also in a source catalogue keep "
                         "the mean of their source offsets (an extension for overlapping catalogues)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     return p.parse_args(argv)
 
@@ -82,7 +83,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     prepared = prepare_benchmark(args.benchmark, args.data_dir or run_config.data_dir, run_config.sequences,
                                  run_config.popularity, TextEncoderConfig(model=run_config.text_model))
     config = EvalConfig(k_percent=args.k_percent or benchmark.k_percent, split=args.split, n_boot=args.n_boot,
-                        device=args.device)
+                        device=args.device, rndcg_b=args.rndcg_b)
     rows = []
     for target in targets:
         rows += evaluate_target(prepared, target, runs, replace(config), samples=args.samples,

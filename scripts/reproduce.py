@@ -41,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ft-epochs", type=int, default=10, help="maximum fine-tuning epochs")
     p.add_argument("--baseline-epochs", type=int, default=10, help="maximum epochs of the learnable baselines")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     return p.parse_args(argv)
 
@@ -72,6 +73,7 @@ def main(args: argparse.Namespace) -> Path:
                                  config.popularity, TextEncoderConfig(model=config.text_model))
     base = StudyConfig()
     study_config = replace(base, sizes=tuple(parse_sizes(args.first_n)), n_boot=args.n_boot, device=args.device,
+                           rndcg_b=args.rndcg_b,
                            finetune=replace(base.finetune, max_epochs=args.ft_epochs),
                            baseline=replace(base.baseline, max_epochs=args.baseline_epochs))
     directory = Path(args.out) if args.out else Path(args.runs) / args.benchmark / "study"

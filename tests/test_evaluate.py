@@ -1,5 +1,6 @@
 """The evaluation harness: batch packing, block-wise ranking, and that packing changes no rank."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -8,7 +9,16 @@ import torch
 
 from prerec_pyro.data import batches
 from prerec_pyro.data.batches import BatchBuilder
-from prerec_pyro.evaluate import EvalConfig, evaluate_domain, pack_by_length, ranks_at, trimmed_lengths
+from prerec_pyro.evaluate import (
+    EvalConfig,
+    SampleRanks,
+    evaluate_domain,
+    pack_by_length,
+    random_summary,
+    ranks_at,
+    summarize,
+    trimmed_lengths,
+)
 from prerec_pyro.metrics import average_ranks
 
 
@@ -70,3 +80,28 @@ def test_packing_changes_no_rank(tiny_sources):
     by_user_small, by_user_large = np.lexsort((small.ranks, small.users)), np.lexsort((large.ranks, large.users))
     np.testing.assert_array_equal(small.users[by_user_small], large.users[by_user_large])
     np.testing.assert_array_equal(small.ranks[by_user_small], large.ranks[by_user_large])
+
+
+def _rndcg(rank: float, n_items: int, b: float) -> float:
+    return math.log(2) / math.log(2 + b * (rank - 1) / n_items)
+
+
+def test_summarize_rndcg_b_follows_k_percent_unless_given():
+    """rank 1, 3 (inside K = 5 of N = 1000 at K% = 0.5) and 30 (outside): b = 600 / 0.5 = 1200 by default."""
+    result = SampleRanks("d", 1000, np.array([1.0, 3.0, 30.0]), np.array([0, 1, 2]), np.zeros(3, bool))
+    default, fixed = EvalConfig(k_percent=0.5, n_boot=10), EvalConfig(k_percent=0.5, n_boot=10, rndcg_b=15000.0)
+    by_default, by_fixed = summarize(result, default), summarize(result, fixed)
+    assert by_default["rndcg@k%"] == pytest.approx((1 + _rndcg(3, 1000, 1200.0)) / 3, rel=1e-12)
+    assert by_fixed["rndcg@k%"] == pytest.approx((1 + _rndcg(3, 1000, 15000.0)) / 3, rel=1e-12)
+    assert by_fixed["rndcg@k%"] < by_default["rndcg@k%"]
+    assert by_fixed["recall@k%"] == by_default["recall@k%"] == pytest.approx(2 / 3)
+    assert random_summary(1000, fixed, 3)["rndcg@k%"] < random_summary(1000, default, 3)["rndcg@k%"]
+
+
+@pytest.mark.parametrize("kwargs, message", [({"k_percent": 0.0}, r"k_percent .*got 0\.0"),
+                                             ({"k_percent": 101.0}, r"k_percent .*got 101\.0"),
+                                             ({"rndcg_b": 0.0}, r"rndcg_b .*got 0\.0"),
+                                             ({"rndcg_b": -5.0}, r"rndcg_b .*got -5\.0")])
+def test_eval_config_rejects_bad_k_percent_and_rndcg_b(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        EvalConfig(**kwargs)

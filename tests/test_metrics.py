@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from prerec_pyro.metrics import (
     recall_at_10,
     recall_at_k,
     rndcg_at_k,
+    rndcg_b,
     sample_metrics,
 )
 
@@ -82,13 +84,43 @@ def test_recall_and_rndcg_by_hand() -> None:
     ranks = torch.tensor([1.0, 2.0, 4.0, 4.5, 5.0, 100.0])
     n_items, k = 10000, 4
     assert recall_at_k(ranks, k).tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
-    got = rndcg_at_k(ranks, n_items, k)
+    got = rndcg_at_k(ranks, n_items, k, b=15000.0)
     # rank 2: log 2 / log(2 + 15000 * 1 / 10000) = log 2 / log 3.5; rank 4: log 2 / log(2 + 4.5) = log 2 / log 6.5
     expected = [1.0, math.log(2) / math.log(3.5), math.log(2) / math.log(6.5), 0.0, 0.0, 0.0]
     assert got.tolist() == pytest.approx(expected, rel=1e-12)
     # fractional rank inside K uses the formula on the fractional rank
-    frac = rndcg_at_k(torch.tensor([2.5]), 1000, 3)
+    frac = rndcg_at_k(torch.tensor([2.5]), 1000, 3, b=15000.0)
     assert frac.item() == pytest.approx(math.log(2) / math.log(2 + 15000 * 1.5 / 1000), rel=1e-12)
+
+
+def test_rndcg_b_follows_k_percent() -> None:
+    assert rndcg_b(0.5) == pytest.approx(1200.0, rel=1e-12)
+    assert rndcg_b(0.04) == pytest.approx(15000.0, rel=1e-12)
+    assert rndcg_b(5.0) == pytest.approx(120.0, rel=1e-12)
+    assert rndcg_b(0.5, 15000.0) == 15000.0  # an explicit b overrides
+    assert rndcg_b(0.04, b=7.5) == 7.5
+
+
+@pytest.mark.parametrize("b", [0.0, -1.0, float("nan"), float("inf")])
+def test_rndcg_b_rejects_bad_b(b: float) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"b = {b!r}")):
+        rndcg_b(0.5, b)
+    with pytest.raises(ValueError, match=re.escape(f"b = {b!r}")):
+        sample_metrics(torch.tensor([1.0]), 1000, 0.5, b=b)
+    with pytest.raises(ValueError, match=re.escape(f"b = {b!r}")):
+        random_baseline(1000, 0.5, b=b)
+    with pytest.raises(ValueError, match="b > 0"):
+        rndcg_at_k(torch.tensor([1.0]), 1000, 5, b=0.0)
+
+
+def test_rndcg_b_rejects_bad_k_percent() -> None:
+    with pytest.raises(ValueError, match="k_percent"):
+        rndcg_b(0.0)
+
+
+def test_rndcg_at_k_needs_b() -> None:
+    with pytest.raises(TypeError):
+        rndcg_at_k(torch.tensor([1.0]), 1000, 5)  # b has no default: it follows K%
 
 
 def test_recall_and_ndcg_at_10_by_hand() -> None:
@@ -102,23 +134,47 @@ def test_sample_metrics_keys_and_values() -> None:
     metrics = sample_metrics(ranks, n_items=1000, k_percent=0.5)  # K = 5
     assert tuple(metrics) == MetricNames.ALL
     assert metrics[MetricNames.RECALL_K].tolist() == [1.0, 1.0, 0.0]
-    assert metrics[MetricNames.RNDCG_K][1].item() == pytest.approx(math.log(2) / math.log(2 + 15000 * 2 / 1000))
+    # b = 600 / 0.5 = 1200: rank 3 of N = 1000 gives log 2 / log(2 + 1200 * 2 / 1000) = log 2 / log 4.4
+    assert metrics[MetricNames.RNDCG_K][1].item() == pytest.approx(math.log(2) / math.log(2 + 1200 * 2 / 1000),
+                                                                   rel=1e-12)
+    assert metrics[MetricNames.RNDCG_K][1].item() == pytest.approx(math.log(2) / math.log(4.4), rel=1e-12)
+    assert metrics[MetricNames.RNDCG_K][2].item() == 0.0
     assert metrics[MetricNames.NDCG_10].tolist() == pytest.approx([1.0, 0.5, 0.0])
 
 
-def test_random_baseline_table1() -> None:
-    base = random_baseline(10000, 0.04)
+def test_sample_metrics_explicit_b_overrides() -> None:
+    ranks = torch.tensor([1.0, 3.0, 30.0])
+    metrics = sample_metrics(ranks, n_items=1000, k_percent=0.5, b=15000.0)  # K = 5
+    assert metrics[MetricNames.RNDCG_K].tolist() == pytest.approx([1.0, math.log(2) / math.log(32.0), 0.0], rel=1e-12)
+    assert metrics[MetricNames.RECALL_K].tolist() == [1.0, 1.0, 0.0]
+
+
+def test_random_baseline_table1_xmarket() -> None:
+    base = random_baseline(10000, 0.04)  # K = 4, b = 600 / 0.04 = 15000
     assert base[MetricNames.RECALL_K] == pytest.approx(0.0004, rel=1e-12)
     by_hand = (1 + math.log(2) / math.log(3.5) + math.log(2) / math.log(5) + math.log(2) / math.log(6.5)) / 10000
     assert base[MetricNames.RNDCG_K] == pytest.approx(by_hand, rel=1e-12)
     assert round(base[MetricNames.RNDCG_K], 4) == 0.0002
     assert base[MetricNames.RECALL_10] == pytest.approx(0.001)
     assert base[MetricNames.NDCG_10] == pytest.approx(sum(1 / math.log2(r + 1) for r in range(1, 11)) / 10000)
+    assert round(random_baseline(10000, 0.04, b=1200.0)[MetricNames.RNDCG_K], 4) == 0.0004  # b must follow K%
+
+
+def test_random_baseline_table1_online_retail() -> None:
+    base = random_baseline(4223, 0.5)  # K = 21, b = 600 / 0.5 = 1200
+    assert base[MetricNames.RECALL_K] == pytest.approx(21 / 4223, rel=1e-12)
+    by_hand = sum(math.log(2) / math.log(2 + 1200 * (r - 1) / 4223) for r in range(1, 22)) / 4223
+    assert base[MetricNames.RNDCG_K] == pytest.approx(by_hand, rel=1e-12)
+    assert round(base[MetricNames.RNDCG_K], 4) == 0.0025  # the paper's Online Retail Random row
+    fixed = random_baseline(4223, 0.5, b=15000.0)  # the old fixed b misses the paper's value
+    assert round(fixed[MetricNames.RNDCG_K], 4) == 0.0012
+    assert fixed[MetricNames.RECALL_K] == base[MetricNames.RECALL_K]
 
 
 def test_random_baseline_small_catalogue() -> None:
-    base = random_baseline(5, 40.0)  # K = 2, N < 10
+    base = random_baseline(5, 40.0)  # K = 2, N < 10, b = 600 / 40 = 15
     assert base[MetricNames.RECALL_K] == pytest.approx(0.4)
+    assert base[MetricNames.RNDCG_K] == pytest.approx((1 + math.log(2) / math.log(2 + 15 * 1 / 5)) / 5, rel=1e-12)
     assert base[MetricNames.RECALL_10] == 1.0
     assert base[MetricNames.NDCG_10] == pytest.approx(sum(1 / math.log2(r + 1) for r in range(1, 6)) / 5)
 

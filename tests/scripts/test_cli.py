@@ -120,3 +120,10 @@ def test_resume_with_more_epochs_continues_training(tmp_path):
     history = json.loads((run_dir / "history.json").read_text())
     assert [r["epoch"] for r in history["history"]] == [0, 1, 2]
     assert json.loads((run_dir / "config.json").read_text())["train"]["max_epochs"] == 3
+
+
+@pytest.mark.parametrize("name", ["intervene_eval", "finetune", "reproduce"])
+def test_rndcg_b_flag_defaults_to_following_k_percent(name):
+    script = load_script(name)
+    assert script.parse_args([]).rndcg_b is None  # None: b = 600 / K%
+    assert script.parse_args(["--rndcg-b", "15000"]).rndcg_b == 15000.0
