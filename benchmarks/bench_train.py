@@ -78,7 +78,7 @@ def loss_check(trainer: MapTrainer, batch) -> dict:
     try:
         with torch.no_grad():
             pyro_loss = float(trainer.elbo.differentiable_loss(trainer.scaled_model, trainer.scaled_guide, batch))
-            hand = float(map_loss(model, batch, latent_values(trainer.guide, batch), trainer.n_obs))
+            hand = float(map_loss(model, batch, latent_values(trainer.guide, batch, model), trainer.n_obs))
     finally:
         model.train()
     hand += prior_constant(model, trainer.n_obs)

@@ -4,6 +4,11 @@ Every guide sees the batch's users through the model's subsampled ``users`` plat
 offset is paired with that user's data (SPEC §6 pitfall 1). Guides whose joint latent would cover only one batch of
 users (``AutoContinuous`` families such as AutoDiagonalNormal, AutoLowRankMultivariateNormal) are refused.
 
+A model whose config is non-centred (``PreRecConfig.noncentred``, the default under per-observation priors) is
+seen by SVI through ``svi_model``: ``poutine.reparam`` with ``LocScaleReparam(centered=0)`` turns each latent site
+``s`` into a standard-normal site ``s_decentered`` and a deterministic ``s = prior std x s_decentered``. Guides are
+built on that view and hold the ``_decentered`` values; ``latent_values`` maps them back to the paper's sites.
+
 The sparse Delta guide keeps the per-user table in an ``nn.Embedding(sparse=True)`` that a ``SparseAdam`` updates
 row-wise, so a step costs the same at 10k or 2M users (SPEC §6 pitfall 2).
 
@@ -17,15 +22,31 @@ import itertools
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.infer.autoguide import AutoContinuous, AutoDelta, AutoNormal, init_to_mean
+from pyro.infer.reparam import LocScaleReparam
 from torch import Tensor, nn
 
 from prerec_pyro.data.batches import PreRecBatch
-from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_Z, D, PreRecModel
+from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_Z, LATENT_SITES, D, PreRecModel
 
 GUIDES = ("delta", "normal", "sparse-delta")
 
 _GUIDE_NUMBERS = itertools.count()
+DECENTERED = "{}_decentered"  # LocScaleReparam's name for the standard-normal site behind a non-centred site
+
+
+def svi_model(model: PreRecModel):
+    """The model as SVI fits it: ``model`` itself, or its non-centred view (every latent site through
+    ``LocScaleReparam(centered=0)``) when ``model.config.noncentred``."""
+    if not model.config.noncentred:
+        return model
+    return poutine.reparam(model, config={site: LocScaleReparam(centered=0.0) for site in LATENT_SITES})
+
+
+def guide_site(model: PreRecModel, site: str) -> str:
+    """The name under which a guide of ``model`` holds latent site ``site``."""
+    return DECENTERED.format(site) if model.config.noncentred else site
 
 
 def users_plate(model: PreRecModel):
@@ -62,21 +83,25 @@ class SparseDeltaGuide(nn.Module):
         model, device, values = self._model[0], batch.items.device, {}
         if self.domains is not None:
             with pyro.plate("domains", model.n_domains, dim=-1, device=device):
-                values[D] = pyro.sample(D, dist.Delta(self.domains).to_event(1))  # [K, B]
+                values[D] = self._point(D, self.domains)  # [K, B]
         with pyro.plate("items", model.n_items, dim=-1, device=device):
             if self.eps_z is not None:
-                values[EPS_Z] = pyro.sample(EPS_Z, dist.Delta(self.eps_z).to_event(1))  # [J, B]
+                values[EPS_Z] = self._point(EPS_Z, self.eps_z)  # [J, B]
             if self.eps_v is not None:
-                values[EPS_V] = pyro.sample(EPS_V, dist.Delta(self.eps_v).to_event(1))  # [J, B]
+                values[EPS_V] = self._point(EPS_V, self.eps_v)  # [J, B]
         if self.eps_u is not None:
             with pyro.plate("users", model.n_users, subsample=batch.user_index, dim=-1, device=device):
-                rows = self.eps_u(batch.user_index)  # [U, B]
-                values[EPS_U] = pyro.sample(EPS_U, dist.Delta(rows).to_event(1))
+                values[EPS_U] = self._point(EPS_U, self.eps_u(batch.user_index))  # [U, B]
         return values
+
+    def _point(self, site: str, value: Tensor) -> Tensor:
+        """A Delta at ``value`` for ``site`` (its ``_decentered`` twin when the model is non-centred)."""
+        name = guide_site(self._model[0], site)
+        return pyro.sample(name, dist.Delta(value).to_event(1))
 
     def median(self, batch: PreRecBatch) -> dict[str, Tensor]:
         with torch.no_grad(), pyro.poutine.block():
-            return {name: value.detach() for name, value in self(batch).items()}
+            return {guide_site(self._model[0], site): value.detach() for site, value in self(batch).items()}
 
 
 def make_guide(kind: str, model: PreRecModel, name: str = "guide"):
@@ -87,9 +112,9 @@ def make_guide(kind: str, model: PreRecModel, name: str = "guide"):
     and a guide still scoring after another was trained never share parameter-store entries (SPEC §6 pitfall 8)."""
     plates = users_plate(model) if model.config.use_offsets else None  # PreRec_n has no user offsets
     if kind == "delta":
-        guide = AutoDelta(model, init_loc_fn=init_to_mean, create_plates=plates)
+        guide = AutoDelta(svi_model(model), init_loc_fn=init_to_mean, create_plates=plates)
     elif kind == "normal":
-        guide = AutoNormal(model, init_loc_fn=init_to_mean, init_scale=0.01, create_plates=plates)
+        guide = AutoNormal(svi_model(model), init_loc_fn=init_to_mean, init_scale=0.01, create_plates=plates)
     elif kind == "sparse-delta":
         return SparseDeltaGuide(model).to(model.item_text.device)  # its tables live where the model does
     else:
@@ -106,12 +131,17 @@ def check_guide(guide) -> None:
                          f"{GUIDES} (or AutoDelta / AutoNormal with create_plates) instead")
 
 
-def latent_values(guide, batch: PreRecBatch) -> dict[str, Tensor]:
-    """The guide's point estimate (MAP value, or posterior median) of every latent site for this batch.
+def latent_values(guide, batch: PreRecBatch, model: PreRecModel) -> dict[str, Tensor]:
+    """The guide's point estimate (MAP value, or posterior median) of every latent site of ``model`` for this batch,
+    under the paper's site names (a non-centred ``s_decentered`` is mapped back to ``s = prior std x value``).
 
     Autoguides' ``median`` returns whole tables, so the user offsets are cut to the batch's users here."""
     with torch.no_grad():
-        values = {name: value.detach() for name, value in guide.median(batch).items()}
+        estimates = {name: value.detach() for name, value in guide.median(batch).items()}
+        values = {site: estimates[guide_site(model, site)] for site in LATENT_SITES
+                  if guide_site(model, site) in estimates}
+        if model.config.noncentred:
+            values = {site: value * model.prior(site).stddev for site, value in values.items()}
     users = values.get(EPS_U)
     if users is not None and users.shape[0] != len(batch.user_index):
         values[EPS_U] = users[batch.user_index]  # [U, B]
@@ -123,16 +153,17 @@ def posterior_spread(guide, model: PreRecModel) -> dict | None:
     prior's, and per domain for D. ``None`` for point-estimate guides."""
     if not isinstance(guide, AutoNormal):
         return None
-    cfg = model.config
-    priors = {D: cfg.lambda_d, EPS_V: cfg.lambda_v, EPS_Z: cfg.lambda_z, EPS_U: cfg.lambda_u}
     out = {}
     with torch.no_grad():
-        for site, precision in priors.items():
-            if not hasattr(guide.scales, site):
+        for site in LATENT_SITES:
+            name = guide_site(model, site)
+            if not hasattr(guide.scales, name):
                 continue
-            scale = getattr(guide.scales, site)
-            out[site] = {"posterior_std_mean": float(scale.mean()), "prior_std": precision**-0.5}
-        if hasattr(guide.scales, D):
-            out[D]["posterior_std_per_domain"] = getattr(guide.scales, D).mean(-1).tolist()
-            out[D]["posterior_mean_norm_per_domain"] = getattr(guide.locs, D).norm(dim=-1).tolist()
+            prior_std = model.prior(site).stddev  # [B]
+            unit = prior_std if model.config.noncentred else torch.ones_like(prior_std)  # guide units -> site units
+            scale, loc = getattr(guide.scales, name) * unit, getattr(guide.locs, name) * unit
+            out[site] = {"posterior_std_mean": float(scale.mean()), "prior_std": float(prior_std.mean())}
+            if site == D:
+                out[D]["posterior_std_per_domain"] = scale.mean(-1).tolist()
+                out[D]["posterior_mean_norm_per_domain"] = loc.norm(dim=-1).tolist()
     return out

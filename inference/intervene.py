@@ -85,7 +85,7 @@ class BackdoorScorer:
     def __call__(self, batch: PreRecBatch) -> Tensor:
         self.model.eval()
         values = zero_interventions(self.model, batch)
-        prior = self.model.domain_prior()
+        prior = self.model.prior(D)
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(self.seed)
         try:

@@ -27,7 +27,7 @@ from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.models.prerec import PreRecModel
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
-from .guides import SparseDeltaGuide, check_guide
+from .guides import SparseDeltaGuide, check_guide, svi_model
 
 logger = logging.getLogger(__name__)
 LIKELIHOODS = ("sampled", "full")
@@ -112,8 +112,9 @@ class MapTrainer:
         self.sampler = DomainBalancedSampler(self.windows, config.batch_size, config.seed)
         n_neg = config.n_negatives if config.likelihood == "sampled" else None
         self.builder = BatchBuilder(data, n_negatives=n_neg, device=config.device)
+        model.set_observation_count(self.n_obs)  # the unit of per-observation priors
         scale = 1.0 / self.n_obs
-        self.scaled_model = poutine.scale(model, scale=scale)
+        self.scaled_model = poutine.scale(svi_model(model), scale=scale)
         self.scaled_guide = poutine.scale(guide, scale=scale)
         self.elbo = Trace_ELBO()
         self.state = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}

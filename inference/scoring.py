@@ -44,7 +44,7 @@ class MapScorer:
         more rows than it has); eps_u of users outside the plate is 0."""
         rows = torch.unique(batch.user_index[fitted])  # sorted
         rows = rows if len(rows) else batch.user_index[:1]
-        values = latent_values(self.guide, replace(batch, user_index=rows))
+        values = latent_values(self.guide, replace(batch, user_index=rows), self.model)
         if EPS_U in values:
             table = values[EPS_U]  # [len(rows), B]
             position = torch.searchsorted(rows, batch.user_index)  # [U]

@@ -41,8 +41,8 @@ def shared_item_offsets(run_dir: Path, prepared: PreparedBenchmark, target: str,
     source domains that list the same item id; 0 for items in no source catalogue."""
     sources = prepared.sources
     probe = BatchBuilder(sources, None, device=device).make(0, training_windows(sources)[0].select([0]))
-    _, _, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
-    estimates = latent_values(guide, probe)
+    _, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
+    estimates = latent_values(guide, probe, model)
     target_ids = prepared.target(target).domains[0].item_ids
     source_ids = np.concatenate([dom.item_ids for dom in sources.domains])  # [J_s], global row order
     target_row = pd.Index(target_ids).get_indexer(source_ids)  # [J_s], -1 where the target lacks the item
@@ -84,12 +84,20 @@ def pretrained_scorer(run_dir: Path, prepared: PreparedBenchmark, target: str, s
 
 def evaluate_target(prepared: PreparedBenchmark, target: str, runs: dict[str, Path], config: EvalConfig,
                     samples: int = 0, item_offsets: str = "zero") -> list[dict]:
-    """Rows {method, domain, subset, n_samples, metrics...} for one target."""
+    """Rows {method, domain, subset, n_samples, metrics...} for one target: Random, POP, SBERT and each run."""
     data = prepared.target(target)
-    source_items, source_users = prepared.sources.item_id_set(), prepared.sources.user_id_set()
     scorers = [PopScorer(), SbertScorer(prepared.item_text(data).to(config.device))]
     scorers += [pretrained_scorer(run, prepared, target, samples, config.device, item_offsets)
                 for run in runs.values()]
+    return score_target(prepared, target, scorers, config)
+
+
+def score_target(prepared: PreparedBenchmark, target: str, scorers: list, config: EvalConfig,
+                 with_random: bool = True) -> list[dict]:
+    """Rows {method, domain, subset, n_samples, metrics...} of ``scorers`` on one target (and the closed-form
+    Random baseline first, unless ``with_random`` is False)."""
+    data = prepared.target(target)
+    source_items, source_users = prepared.sources.item_id_set(), prepared.sources.user_id_set()
     rows, n_samples = [], {}
     for scorer in scorers:
         result = evaluate_domain(scorer, data, 0, config, source_items, source_users)
@@ -98,8 +106,9 @@ def evaluate_target(prepared: PreparedBenchmark, target: str, runs: dict[str, Pa
             n_samples[subset] = summary["n_samples"]
             rows.append({"method": scorer.name, "domain": target, "subset": subset, **summary})
         logger.info("%s on %s: r-NDCG@K%% %.4f", scorer.name, target, rows[-2].get("rndcg@k%", float("nan")))
-    n_items = data.domains[0].n_items
-    for subset in SUBSETS:
-        rows.insert(0, {"method": "Random", "domain": target, "subset": subset,
-                        **random_summary(n_items, config, n_samples[subset])})
+    if with_random and n_samples:
+        n_items = data.domains[0].n_items
+        for subset in SUBSETS:
+            rows.insert(0, {"method": "Random", "domain": target, "subset": subset,
+                            **random_summary(n_items, config, n_samples[subset])})
     return rows

@@ -20,6 +20,13 @@ F_j(t) are the popularity factors of item j in the interval before t (data). Sam
 vectors W_d, W_z are point-estimated parameters registered with ``pyro.module``. D_k·W_d (and U·D_k inside U·V_j)
 is the same for every item of domain k and cancels in the softmax; it is kept because the graph has it.
 
+Units of λ (``prior_units``). Eq. 7 sets each Gaussian prior once against a log-likelihood summed over all N_obs
+observed next items: ``"total"`` reads λ so, literally. The paper's λ values (λ_d = 0.3, λ_v = 100) were tuned in
+the authors' code as Adam weight decay on the *mean* per-observation loss, i.e. as a prior N_obs times stronger;
+``"per_observation"`` reads them that way: every site's precision is λ·N_obs, still a Gaussian prior on a Pyro
+sample site (docs/DESIGN.md, "Units of λ"). N_obs is a buffer of the model (``n_obs``), set by the trainer and
+saved with the networks, so a zero-shot back-door draw of D uses the prior that was fitted.
+
 Switching ``use_domain``, ``use_popularity`` and ``use_offsets`` off gives PreRec_n, the ablation without D, Z
 and the offsets; its first token is then a learned start vector.
 
@@ -44,6 +51,8 @@ from .categorical import CandidateCategorical
 D, EPS_V, EPS_Z, EPS_U, R = "D", "eps_v", "eps_z", "eps_u", "R"
 LATENT_SITES = (D, EPS_V, EPS_Z, EPS_U)
 SEQUENCE_MODELS = ("transformer", "gru")
+PRIOR_UNITS = ("total", "per_observation")
+PARAMETRISATIONS = ("auto", "centred", "noncentred")
 TRANSFORMER_DTYPES = ("float32", "bfloat16")
 
 
@@ -68,6 +77,8 @@ class PreRecConfig:
     use_domain: bool = True
     use_popularity: bool = True
     use_offsets: bool = True
+    prior_units: str = "total"  # or "per_observation": every precision is λ·N_obs (see the module docstring)
+    parametrisation: str = "auto"  # how SVI sees the latent sites; auto: non-centred under per-observation units
 
     def __post_init__(self):
         if self.sequence_model not in SEQUENCE_MODELS:
@@ -77,12 +88,27 @@ class PreRecConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.transformer_dtype not in TRANSFORMER_DTYPES:
             raise ValueError(f"transformer_dtype must be one of {TRANSFORMER_DTYPES}, got {self.transformer_dtype!r}")
+        if self.prior_units not in PRIOR_UNITS:
+            raise ValueError(f"prior_units must be one of {PRIOR_UNITS}, got {self.prior_units!r}")
+        if self.parametrisation not in PARAMETRISATIONS:
+            raise ValueError(f"parametrisation must be one of {PARAMETRISATIONS}, got {self.parametrisation!r}")
         if self.hidden_dim % self.n_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by n_heads {self.n_heads}")
 
     def ablation(self) -> "PreRecConfig":
         """PreRec_n: the same model without D, Z/popularity and offsets."""
         return replace(self, use_domain=False, use_popularity=False, use_offsets=False)
+
+    @property
+    def noncentred(self) -> bool:
+        """Whether SVI fits the latent sites in non-centred form (value = prior std x a standard normal draw).
+        Under per-observation units a prior std is about 1e-4: Adam's steps of about ``lr`` per coordinate would
+        throw a centred site far outside its prior (and its prior gradient would swamp the networks' in gradient
+        clipping); in non-centred form every site is on the unit scale. The MAP point is the same (the map is
+        linear)."""
+        if self.parametrisation == "auto":
+            return self.prior_units == "per_observation"
+        return self.parametrisation == "noncentred"
 
 
 class PreRecModel(nn.Module):
@@ -94,6 +120,7 @@ class PreRecModel(nn.Module):
         self.n_domains, self.n_users, self.n_items = n_domains, n_users, item_text.shape[0]
         hidden = config.hidden_dim
         self.register_buffer("item_text", item_text.float(), persistent=False)  # [J, T]
+        self.register_buffer("n_obs", torch.ones(()))  # N_obs behind per-observation priors (set by the trainer)
         self.f_e = TextHead(item_text.shape[1], hidden)
         if config.sequence_model == "transformer":
             self.f_seq = CausalTransformer(hidden, config.n_layers, config.n_heads, config.max_len, config.dropout,
@@ -113,19 +140,29 @@ class PreRecModel(nn.Module):
         self.n_domains, self.n_users, self.n_items = n_domains, n_users, item_text.shape[0]
         self.item_text = item_text.float().to(self.item_text.device)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "n_obs", torch.ones(()))  # runs saved before per-observation priors
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def set_observation_count(self, n_obs: int) -> None:
+        """N_obs of the data the model is fitted to: the unit of per-observation priors."""
+        if n_obs < 1:
+            raise ValueError(f"n_obs must be >= 1, got {n_obs}")
+        self.n_obs.fill_(float(n_obs))
+
     # ---- priors -------------------------------------------------------------------------------------------------
     def _gaussian(self, precision: float) -> dist.Distribution:
         zero = self.item_text.new_zeros(self.config.hidden_dim)
+        if self.config.prior_units == "per_observation":
+            scale = (precision * self.n_obs).rsqrt().expand(self.config.hidden_dim)  # [B], no host sync
+            return dist.Normal(zero, scale).to_event(1)
         return dist.Normal(zero, precision**-0.5).to_event(1)
 
-    def domain_prior(self) -> dist.Distribution:
-        return self._gaussian(self.config.lambda_d)
-
-    def item_offset_prior(self, precision: float) -> dist.Distribution:
+    def prior(self, site: str) -> dist.Distribution:
+        """The prior of latent site ``site`` (one row of its plate)."""
+        cfg = self.config
+        precision = {D: cfg.lambda_d, EPS_V: cfg.lambda_v, EPS_Z: cfg.lambda_z, EPS_U: cfg.lambda_u}[site]
         return self._gaussian(precision)
-
-    def user_offset_prior(self) -> dist.Distribution:
-        return self._gaussian(self.config.lambda_u)
 
     def next_item(self, logits: Tensor, candidates: Tensor | None, n_items: int) -> dist.Distribution:
         return CandidateCategorical(logits, candidates, n_items, validate_args=False)  # NaNs: caught by training
@@ -138,15 +175,15 @@ class PreRecModel(nn.Module):
         latent = {D: None, EPS_V: None, EPS_Z: None, EPS_U: None}
         if cfg.use_domain:
             with pyro.plate("domains", self.n_domains, dim=-1, device=device):
-                latent[D] = pyro.sample(D, self.domain_prior())  # [K, B]
+                latent[D] = pyro.sample(D, self.prior(D))  # [K, B]
         with pyro.plate("items", self.n_items, dim=-1, device=device):
             if cfg.use_offsets and cfg.use_popularity:
-                latent[EPS_Z] = pyro.sample(EPS_Z, self.item_offset_prior(cfg.lambda_z))  # [J, B]
+                latent[EPS_Z] = pyro.sample(EPS_Z, self.prior(EPS_Z))  # [J, B]
             if cfg.use_offsets:
-                latent[EPS_V] = pyro.sample(EPS_V, self.item_offset_prior(cfg.lambda_v))  # [J, B]
+                latent[EPS_V] = pyro.sample(EPS_V, self.prior(EPS_V))  # [J, B]
         if cfg.use_offsets:
             with pyro.plate("users", self.n_users, subsample=batch.user_index, dim=-1, device=device):
-                latent[EPS_U] = pyro.sample(EPS_U, self.user_offset_prior())  # [U, B]
+                latent[EPS_U] = pyro.sample(EPS_U, self.prior(EPS_U))  # [U, B]
         logits, candidates, n_items = self.logits(batch, latent)  # [R, L, C']
         rows, length = batch.items.shape
         with pyro.plate("sequences", batch.n_sequences, subsample=torch.arange(rows, device=device), dim=-2,

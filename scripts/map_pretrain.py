@@ -28,7 +28,7 @@ from prerec_pyro.inference.guides import GUIDES, make_guide, posterior_spread
 from prerec_pyro.inference.map import LIKELIHOODS, MapTrainer, TrainConfig, training_windows
 from prerec_pyro.inference.runs import METHODS, RunConfig, build_model, load_run_config, save_run_config
 from prerec_pyro.inference.scoring import MapScorer
-from prerec_pyro.models.prerec import TRANSFORMER_DTYPES, PreRecConfig
+from prerec_pyro.models.prerec import PARAMETRISATIONS, PRIOR_UNITS, TRANSFORMER_DTYPES, PreRecConfig
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.popularity import PopularityConfig
 from prerec_pyro.text import TextEncoderConfig
@@ -58,6 +58,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="bfloat16 runs the Transformer layers under autocast (for GPUs; default: float32)")
     for name, default in (("d", 0.3), ("v", 100.0), ("z", 100.0), ("u", 1e4)):
         p.add_argument(f"--lambda-{name}", type=float, default=default, help=f"prior precision λ_{name}")
+    p.add_argument("--prior-units", default="total", choices=PRIOR_UNITS,
+                   help="total: λ against the summed likelihood, as Eq. 7 reads (default); per_observation: every "
+                        "precision is λ·N_obs, the reading the paper's λ values were tuned in (docs/DESIGN.md)")
+    p.add_argument("--parametrisation", default="auto", choices=PARAMETRISATIONS,
+                   help="latent sites as SVI fits them (auto: non-centred under per-observation priors)")
     p.add_argument("--text-model", default=None, help="sentence-transformers name or path (default: benchmark's)")
     p.add_argument("--valid-max-users", type=int, default=500, help="validation users per source domain")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
@@ -75,7 +80,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     model = PreRecConfig(hidden_dim=args.hidden_dim or defaults.get("hidden_dim", 256),
                          n_heads=args.heads or defaults.get("n_heads", 4), max_len=args.max_len,
                          lambda_d=args.lambda_d, lambda_v=args.lambda_v, lambda_z=args.lambda_z,
-                         lambda_u=args.lambda_u, transformer_dtype=args.transformer_dtype)
+                         lambda_u=args.lambda_u, transformer_dtype=args.transformer_dtype,
+                         prior_units=args.prior_units, parametrisation=args.parametrisation)
     if args.ablation == "prerec_n":
         model = model.ablation()
     train = TrainConfig(likelihood=args.likelihood, n_negatives=args.negatives,

@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> dict:
     data = prepared.sources
     probe = BatchBuilder(data, None).make(0, training_windows(data)[0].select([0]))
     _, model, guide = load_run(run, data, prepared.item_text(data), probe)
-    values = latent_values(guide, probe)
+    values = latent_values(guide, probe, model)
     truth = generate_synthetic(SyntheticConfig()).truth
     tastes = taste_correlations(model, values, data, truth)
     popularity = popularity_recovery(model, values, data, truth)

@@ -8,9 +8,9 @@ import torch
 from pyro.infer.autoguide import AutoDiagonalNormal
 
 from prerec_pyro.data.batches import BatchBuilder
-from prerec_pyro.inference.guides import SparseDeltaGuide, check_guide, latent_values, make_guide
+from prerec_pyro.inference.guides import SparseDeltaGuide, check_guide, latent_values, make_guide, svi_model
 from prerec_pyro.inference.map import MapTrainer, TrainConfig
-from prerec_pyro.models.prerec import EPS_U, PreRecConfig, PreRecModel
+from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_Z, D, PreRecConfig, PreRecModel
 
 CONFIG = PreRecConfig(hidden_dim=16, n_heads=2, max_len=8, lambda_u=10.0)
 
@@ -38,7 +38,7 @@ def test_step_updates_only_the_batch_users_offsets(kind, tiny_sources, encode_ha
     def offsets():
         probe = BatchBuilder(tiny_sources, n_negatives=15).make(1, windows)
         probe.user_index = everyone
-        return latent_values(guide, probe)[EPS_U].clone()  # [N, B]
+        return latent_values(guide, probe, model)[EPS_U].clone()  # [N, B]
 
     before = offsets()
     trainer.step(batch)
@@ -118,3 +118,30 @@ def test_nan_loss_stops_training(tiny_sources, encode_hash):
 def test_bad_train_config():
     with pytest.raises(ValueError, match="likelihood"):
         TrainConfig(likelihood="exact")
+
+
+@pytest.mark.parametrize("kind", ["delta", "sparse-delta", "normal"])
+def test_noncentred_guides_hold_standard_sites_and_map_back(kind, tiny_sources, encode_hash):
+    """Under per-observation priors SVI fits s_decentered ~ N(0, 1); latent_values returns s = prior std x it,
+    the value the model's deterministic site s takes."""
+    config = PreRecConfig(hidden_dim=16, n_heads=2, max_len=8, prior_units="per_observation")
+    model = build(tiny_sources, encode_hash(tiny_sources), config)
+    guide = make_guide(kind, model)
+    trainer = MapTrainer(model, guide, tiny_sources, train_config())
+    assert float(model.n_obs) == trainer.n_obs > 1
+    trainer._setup()
+    batch = BatchBuilder(tiny_sources, n_negatives=15).make(0, tiny_sources.domains[0].windows(
+        tiny_sources.domains[0].users_in("train")[:4], tiny_sources.sequences))
+    trainer.step(batch)
+    guide_trace = pyro.poutine.trace(guide).get_trace(batch)
+    assert {f"{s}_decentered" for s in (D, EPS_V, EPS_Z, EPS_U)} <= set(guide_trace.nodes)
+    values = latent_values(guide, batch, model)
+    if kind == "normal":  # a posterior draw is not the median: the median's site values instead
+        median = guide.median(batch)
+        expected = {site: median[f"{site}_decentered"] * model.prior(site).stddev for site in (D, EPS_V, EPS_Z)}
+    else:
+        model_trace = pyro.poutine.trace(pyro.poutine.replay(svi_model(model), trace=guide_trace)).get_trace(batch)
+        expected = {site: model_trace.nodes[site]["value"] for site in (D, EPS_V, EPS_Z)}
+    for site in (D, EPS_V, EPS_Z):
+        assert torch.allclose(values[site], expected[site], atol=1e-9), site
+    assert values[EPS_V].abs().max() < 10 * model.prior(EPS_V).stddev.max()  # on the prior's scale, ~1e-3

@@ -49,7 +49,7 @@ def test_map_recovers_the_planted_popularity_effect_and_domain_tastes(study):
     synthetic, sources, fitted = study
     model, guide = fitted["PreRec"]
     batch = BatchBuilder(sources, None).make(0, training_windows(sources)[0].select([0]))
-    values = latent_values(guide, batch)
+    values = latent_values(guide, batch, model)
     popularity = popularity_recovery(model, values, sources, synthetic.truth)
     assert (popularity > 0.25).all(), popularity
     tastes = taste_correlations(model, values, sources, synthetic.truth).to_numpy()

@@ -19,8 +19,8 @@ TARGET = "japan"
 def source_estimates(run_dir, prepared):
     sources = prepared.sources
     probe = BatchBuilder(sources, None).make(0, training_windows(sources)[0].select([0]))
-    _, _, guide = load_run(run_dir, sources, prepared.item_text(sources), probe)
-    return latent_values(guide, probe)
+    _, model, guide = load_run(run_dir, sources, prepared.item_text(sources), probe)
+    return latent_values(guide, probe, model)
 
 
 def test_shared_offsets_average_the_source_rows_of_the_same_item(pretrained):

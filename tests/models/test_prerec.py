@@ -152,3 +152,35 @@ def test_gru_sequence_model_runs(tiny_sources, encode_hash):
     logits = gru(make_batch(tiny_sources, negatives=None))
     assert logits.shape == (6, 8, tiny_sources.domains[0].n_items)
     assert pyro.get_param_store().keys()  # the nets were registered with pyro.module
+
+
+def test_per_observation_priors_equal_total_priors_with_lambda_times_n_obs(model, tiny_sources):
+    """Units of λ: a per-observation prior of precision λ is the literal prior of precision λ·N_obs."""
+    n_obs = 1234
+    per_obs = PreRecModel(replace(CONFIG, prior_units="per_observation", parametrisation="centred"),
+                          len(tiny_sources.domains), tiny_sources.n_fit_users, model.item_text)
+    per_obs.load_state_dict(model.state_dict())
+    per_obs.set_observation_count(n_obs)
+    scaled = replace(CONFIG, lambda_d=CONFIG.lambda_d * n_obs, lambda_v=CONFIG.lambda_v * n_obs,
+                     lambda_z=CONFIG.lambda_z * n_obs, lambda_u=CONFIG.lambda_u * n_obs)
+    literal = PreRecModel(scaled, len(tiny_sources.domains), tiny_sources.n_fit_users, model.item_text)
+    literal.load_state_dict(model.state_dict())
+    batch = make_batch(tiny_sources, negatives=7, domain=2)
+    values = {name: node["value"] for name, node in poutine.trace(model).get_trace(batch).nodes.items()
+              if name in LATENT_SITES}
+    log_joint = {}
+    for name, candidate in (("per_obs", per_obs), ("literal", literal)):
+        candidate.eval()
+        log_joint[name] = poutine.trace(poutine.condition(candidate, data=values)).get_trace(batch).log_prob_sum()
+    assert torch.allclose(log_joint["per_obs"], log_joint["literal"], rtol=1e-6), log_joint
+    assert per_obs.prior(EPS_V).stddev[0].item() == pytest.approx((CONFIG.lambda_v * n_obs) ** -0.5, rel=1e-6)
+
+
+def test_prior_units_and_parametrisation_are_validated():
+    with pytest.raises(ValueError, match="prior_units"):
+        PreRecConfig(prior_units="per_item")
+    with pytest.raises(ValueError, match="parametrisation"):
+        PreRecConfig(parametrisation="whitened")
+    assert PreRecConfig(prior_units="per_observation").noncentred
+    assert not PreRecConfig(prior_units="per_observation", parametrisation="centred").noncentred
+    assert not PreRecConfig().noncentred

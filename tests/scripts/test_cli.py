@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
@@ -127,3 +128,21 @@ def test_rndcg_b_flag_defaults_to_following_k_percent(name):
     script = load_script(name)
     assert script.parse_args([]).rndcg_b is None  # None: b = 600 / K%
     assert script.parse_args(["--rndcg-b", "15000"]).rndcg_b == 15000.0
+
+
+def test_ablations_trains_each_variant_and_seed_once_and_summarises(tmp_path, capsys):
+    script = load_script("ablations")
+    flags = ["--benchmark", "synthetic-small", "--variants", "prerec_n", "prerec_per_obs", "--seeds", "0", "1",
+             "--scorings", "eq8", "shared", "--runs", str(tmp_path / "abl"), "--n-boot", "20", "--pretrain-args",
+             *TINY[2:]]
+    out = script.main(script.parse_args(flags))
+    table = pd.read_csv(out / "ablations.csv")
+    assert list(table["method"]) == ["Random", "POP", "SBERT", "prerec_n/eq8", "prerec_per_obs/eq8",
+                                     "prerec_per_obs/shared"]
+    assert (table.loc[3:, "n_seeds"] == 2).all() and (table.loc[:2, "n_seeds"] == 1).all()
+    assert (table["rndcg@k%_std"] >= 0).all() and table.loc[3:, "rndcg@k%_std"].gt(0).any()
+    assert "| prerec_per_obs/eq8 |" in capsys.readouterr().out
+    runs = sorted((tmp_path / "abl").glob("*/seed*/synthetic-small/*/best.pt"))
+    assert len(runs) == 4
+    script.main(script.parse_args(flags))  # reuses the finished runs
+    assert sorted((tmp_path / "abl").glob("*/seed*/synthetic-small/*/best.pt")) == runs

@@ -1,0 +1,149 @@
+"""Zero-shot ablations over training seeds: each model variant pre-trained once per seed, scored on every target.
+
+    python scripts/ablations.py --benchmark retail-countries --data-dir ../shared/data --seeds 0 1 2
+    python scripts/ablations.py --variants prerec_n prerec_literal --seeds 0       # a subset, one seed
+
+A variant is a set of ``scripts/map_pretrain.py`` flags (``VARIANTS``) and a scoring rule (Eq. 8's plain
+intervention, the back-door average over draws of D, or shared item offsets). Runs are kept under
+``--runs/<variant>/seed<s>/`` and reused when finished, so an interrupted study resumes. Writes, under ``--out``:
+``ablations_long.csv`` (every variant, seed, target and subset with 95% bootstrap intervals over users) and
+``ablations.csv`` / ``ablations.md`` (mean r-NDCG@K% and Recall@K% over targets per seed, then the mean and the
+across-seed standard deviation). Training-free baselines (Random, POP, SBERT) appear once, with no seed spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from prerec_pyro.baselines.simple import PopScorer, SbertScorer
+from prerec_pyro.data.benchmarks import BENCHMARKS
+from prerec_pyro.evaluate import EvalConfig
+from prerec_pyro.inference.runs import find_latest_run, load_run_config
+from prerec_pyro.inference.zero_shot import pretrained_scorer, score_target
+from prerec_pyro.io import atomic_write
+from prerec_pyro.pipeline import prepare_benchmark
+from prerec_pyro.text import TextEncoderConfig
+
+logger = logging.getLogger("ablations")
+
+# name: (method, extra map_pretrain flags)
+VARIANTS = {
+    "prerec_n": ("prerec_n", ()),
+    "prerec_literal": ("prerec", ("--prior-units", "total")),
+    "prerec_per_obs": ("prerec", ("--prior-units", "per_observation")),
+}
+SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
+METRICS = ("rndcg@k%", "recall@k%")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--benchmark", default="synthetic", choices=sorted(BENCHMARKS), help="named benchmark")
+    p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="model variants")
+    p.add_argument("--scorings", nargs="+", default=["eq8"], choices=SCORINGS,
+                   help="zero-shot scoring rules for PreRec variants (PreRec_n is always scored plainly)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
+    p.add_argument("--backdoor-samples", type=int, default=16, help="draws of D for the back-door scoring")
+    p.add_argument("--runs", default="runs_ablations", help="root of the variants' run directories")
+    p.add_argument("--out", default=None, help="output directory (default: <runs>/<benchmark>)")
+    p.add_argument("--pretrain-args", nargs=argparse.REMAINDER, default=[],
+                   help="extra flags for scripts/map_pretrain.py, for every variant (put last)")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    args = p.parse_args(argv)
+    if args.backdoor_samples < 1 or args.n_boot < 1:
+        p.error(f"--backdoor-samples and --n-boot must be >= 1, got {args.backdoor_samples}, {args.n_boot}")
+    return args
+
+
+def _map_pretrain():
+    spec = importlib.util.spec_from_file_location("map_pretrain", Path(__file__).with_name("map_pretrain.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
+    """The finished run of ``variant`` and ``seed``, pre-training it if there is none."""
+    method, flags = VARIANTS[variant]
+    root = Path(args.runs) / variant / f"seed{seed}"
+    run = find_latest_run(root, args.benchmark, method)
+    if run is not None:
+        return run
+    script = _map_pretrain()
+    base = ["--benchmark", args.benchmark, "--ablation", method, "--seed", str(seed), "--out", str(root),
+            "--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
+    return script.main(script.parse_args(base + list(flags) + list(args.pretrain_args)))
+
+
+def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, run: Path) -> list:
+    """The zero-shot scorers of one run on ``target``, named ``<variant>/<scoring>``."""
+    use_offsets = load_run_config(run).model.use_offsets
+    scorings = args.scorings if use_offsets else ["eq8"]
+    scorers = []
+    for scoring in scorings:
+        samples = args.backdoor_samples if scoring == "backdoor" else 0
+        offsets = "shared" if scoring == "shared" else "zero"
+        scorer = pretrained_scorer(run, prepared, target, samples, args.device, offsets)
+        scorer.name = f"{variant}/{scoring}"
+        scorers.append(scorer)
+    return scorers
+
+
+def summary_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Mean over targets per (method, seed), then mean and across-seed std per method ("all" samples)."""
+    rows = long[long["subset"] == "all"]
+    per_seed = rows.groupby(["method", "seed"], sort=False)[list(METRICS)].mean().reset_index()
+    grouped = per_seed.groupby("method", sort=False)[list(METRICS)]
+    table = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
+    table["n_seeds"] = per_seed.groupby("method", sort=False)["seed"].nunique()
+    return table.reset_index()
+
+
+def markdown(table: pd.DataFrame) -> str:
+    lines = ["| method | r-NDCG@K% (mean ± sd over seeds) | Recall@K% | seeds |", "|---|---|---|---|"]
+    for row in table.to_dict("records"):
+        cells = [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in METRICS]
+        lines.append(f"| {row['method']} | {' | '.join(cells)} | {row['n_seeds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args: argparse.Namespace) -> Path:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    jobs = [(variant, seed) for variant in args.variants for seed in args.seeds]
+    runs = {job: ensure_run(args, *job) for job in tqdm(jobs, desc="pre-training")}
+    config = load_run_config(next(iter(runs.values())))
+    prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
+                                 config.popularity, TextEncoderConfig(model=config.text_model))
+    eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, n_boot=args.n_boot, device=args.device)
+    rows = []
+    for target in tqdm(prepared.benchmark.targets, desc="targets"):
+        text = prepared.item_text(prepared.target(target)).to(args.device)
+        for row in score_target(prepared, target, [PopScorer(), SbertScorer(text)], eval_config):
+            rows.append({**row, "seed": -1})
+        for (variant, seed), run in runs.items():
+            scorers = run_scorers(args, prepared, target, variant, run)
+            rows += [{**row, "seed": seed} for row in score_target(prepared, target, scorers, eval_config,
+                                                                   with_random=False)]
+    long = pd.DataFrame(rows)
+    table = summary_table(long)
+    out = Path(args.out) if args.out else Path(args.runs) / args.benchmark
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "ablations_long.csv", lambda f: f.write(long.to_csv(index=False).encode()))
+    atomic_write(out / "ablations.csv", lambda f: f.write(table.to_csv(index=False).encode()))
+    text = f"{args.benchmark}: zero-shot, mean over {len(prepared.benchmark.targets)} targets\n\n" + markdown(table)
+    atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
+    print(text)
+    return out
+
+
+if __name__ == "__main__":
+    main(parse_args())
