@@ -12,7 +12,7 @@ built on that view and hold the ``_decentered`` values; ``latent_values`` maps t
 The sparse Delta guide keeps the per-user table in an ``nn.Embedding(sparse=True)`` that a ``SparseAdam`` updates
 row-wise, so a step costs the same at 10k or 2M users (SPEC §6 pitfall 2).
 
-Shape legend: K = domains, J = items, N = users, R = batch users, B = embedding size.
+Shape legend: K = domains, J = items, I = distinct item ids, N = users, R = batch users, B = embedding size.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pyro.infer.reparam import LocScaleReparam
 from torch import Tensor, nn
 
 from prerec_pyro.data.batches import PreRecBatch
-from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_Z, LATENT_SITES, D, PreRecModel
+from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_V_SHARED, EPS_Z, LATENT_SITES, D, PreRecModel
 
 GUIDES = ("delta", "normal", "sparse-delta")
 
@@ -59,7 +59,8 @@ def users_plate(model: PreRecModel):
 
 
 class SparseDeltaGuide(nn.Module):
-    """Point estimates (MAP) of D, eps_v, eps_z (dense tables) and eps_u (a sparse embedding table)."""
+    """Point estimates (MAP) of D, eps_v_shared, eps_v, eps_z (dense tables) and eps_u (a sparse embedding
+    table)."""
 
     def __init__(self, model: PreRecModel):
         super().__init__()
@@ -67,6 +68,8 @@ class SparseDeltaGuide(nn.Module):
         cfg, hidden = model.config, model.config.hidden_dim
         self.domains = nn.Parameter(torch.zeros(model.n_domains, hidden)) if cfg.use_domain else None
         self.eps_v = nn.Parameter(torch.zeros(model.n_items, hidden)) if cfg.use_offsets else None
+        shared = cfg.shared_item_offsets
+        self.eps_v_shared = nn.Parameter(torch.zeros(model.n_item_keys, hidden)) if shared else None
         use_z = cfg.use_offsets and cfg.use_popularity
         self.eps_z = nn.Parameter(torch.zeros(model.n_items, hidden)) if use_z else None
         self.eps_u = nn.Embedding(model.n_users, hidden, sparse=True) if cfg.use_offsets else None
@@ -77,13 +80,16 @@ class SparseDeltaGuide(nn.Module):
         return [] if self.eps_u is None else [self.eps_u.weight]
 
     def dense_parameters(self) -> list[Tensor]:
-        return [p for p in (self.domains, self.eps_v, self.eps_z) if p is not None]
+        return [p for p in (self.domains, self.eps_v_shared, self.eps_v, self.eps_z) if p is not None]
 
     def forward(self, batch: PreRecBatch) -> dict[str, Tensor]:
         model, device, values = self._model[0], batch.items.device, {}
         if self.domains is not None:
             with pyro.plate("domains", model.n_domains, dim=-1, device=device):
                 values[D] = self._point(D, self.domains)  # [K, B]
+        if self.eps_v_shared is not None:
+            with pyro.plate("item_ids", model.n_item_keys, dim=-1, device=device):
+                values[EPS_V_SHARED] = self._point(EPS_V_SHARED, self.eps_v_shared)  # [I, B]
         with pyro.plate("items", model.n_items, dim=-1, device=device):
             if self.eps_z is not None:
                 values[EPS_Z] = self._point(EPS_Z, self.eps_z)  # [J, B]

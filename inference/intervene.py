@@ -22,19 +22,22 @@ from torch import Tensor
 
 from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
-from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_Z, D, PreRecModel
+from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_V_SHARED, EPS_Z, D, PreRecModel
 
 
 def target_model(model: PreRecModel, target: MultiDomainData, item_text: torch.Tensor) -> PreRecModel:
     """Point a pre-trained model at a target's domains, users and items (the nets are kept, not copied)."""
-    model.set_catalogue(n_domains=len(target.domains), n_users=target.n_users, item_text=item_text)
+    model.set_catalogue(n_domains=len(target.domains), n_users=target.n_users, item_text=item_text,
+                        item_key=torch.as_tensor(target.item_keys()[0]))
     return model
 
 
 def zero_interventions(model: PreRecModel, batch: PreRecBatch) -> dict[str, Tensor]:
-    """do(D = 0, eps_v = 0, eps_z = 0, eps_u = 0) for the sites this model has."""
+    """do(D = 0, eps_v = 0, eps_z = 0, eps_u = 0) for the sites this model has, and eps_v_shared at its prior
+    mean 0 (an item the sources never saw; ``InterventionScorer``'s ``item_offsets`` supplies the learned rows)."""
     hidden, device = model.config.hidden_dim, batch.items.device
     values = {D: torch.zeros(model.n_domains, hidden, device=device),  # [K, B]
+              EPS_V_SHARED: torch.zeros(model.n_item_keys, hidden, device=device),  # [I, B]
               EPS_V: torch.zeros(model.n_items, hidden, device=device),  # [J, B]
               EPS_Z: torch.zeros(model.n_items, hidden, device=device),  # [J, B]
               EPS_U: torch.zeros(len(batch.user_index), hidden, device=device)}  # [U, B]
@@ -49,21 +52,30 @@ def _logits_under(model: PreRecModel, values: dict[str, Tensor], batch: PreRecBa
         return poutine.condition(poutine.do(model, data=values), data=values)(batch)  # [R, L, J]
 
 
+def checked_item_offsets(model: PreRecModel, item_offsets: dict[str, Tensor] | None) -> dict[str, Tensor]:
+    """Tables that replace the zeros of the item sites: ``eps_v`` / ``eps_z`` ``[J, B]`` and ``eps_v_shared``
+    ``[I, B]`` of the target's items."""
+    rows = {EPS_V: model.n_items, EPS_Z: model.n_items, EPS_V_SHARED: model.n_item_keys}
+    unknown = set(item_offsets or {}) - set(rows)
+    if unknown:
+        raise ValueError(f"item_offsets may set {sorted(rows)} only, got {sorted(unknown)}")
+    for site, table in (item_offsets or {}).items():
+        shape = (rows[site], model.config.hidden_dim)
+        if tuple(table.shape) != shape:
+            raise ValueError(f"item_offsets[{site!r}] must have shape {shape} (the target's items x B), got "
+                             f"{tuple(table.shape)}")
+    return dict(item_offsets or {})
+
+
 class InterventionScorer:
     """Zero-shot PreRec scores: the logits of the intervened model do(D = 0, eps = 0).
 
-    ``item_offsets`` optionally replaces the zeros of ``eps_v`` / ``eps_z`` with given target tables ``[J, B]``
-    (see ``inference.zero_shot.shared_item_offsets``: an extension beyond Eq. 8, off by default)."""
+    ``item_offsets`` optionally replaces the zeros of ``eps_v`` / ``eps_z`` / ``eps_v_shared`` with given target
+    tables (``inference.zero_shot``: the learned shared offsets of a model with ``shared_item_offsets``, or the
+    post-hoc mean of source offsets, an extension beyond Eq. 8 that is off by default)."""
 
     def __init__(self, model: PreRecModel, name: str = "PreRec", item_offsets: dict[str, Tensor] | None = None):
-        unknown = set(item_offsets or {}) - {EPS_V, EPS_Z}
-        if unknown:
-            raise ValueError(f"item_offsets may set {EPS_V!r} and {EPS_Z!r} only, got {sorted(unknown)}")
-        for site, table in (item_offsets or {}).items():
-            if tuple(table.shape) != (model.n_items, model.config.hidden_dim):
-                raise ValueError(f"item_offsets[{site!r}] must have shape {(model.n_items, model.config.hidden_dim)}"
-                                 f" (the target's items x B), got {tuple(table.shape)}")
-        self.model, self.name, self.item_offsets = model, name, dict(item_offsets or {})
+        self.model, self.name, self.item_offsets = model, name, checked_item_offsets(model, item_offsets)
 
     @torch.no_grad()
     def __call__(self, batch: PreRecBatch) -> Tensor:
@@ -74,17 +86,21 @@ class InterventionScorer:
 
 
 class BackdoorScorer:
-    """Back-door adjustment: log of the softmax averaged over ``n_samples`` draws D ~ p(D) (offsets at 0)."""
+    """Back-door adjustment: log of the softmax averaged over ``n_samples`` draws D ~ p(D) (offsets at 0, or the
+    given ``item_offsets`` as in ``InterventionScorer``)."""
 
-    def __init__(self, model: PreRecModel, n_samples: int, seed: int = 0, name: str = "PreRec (back-door)"):
+    def __init__(self, model: PreRecModel, n_samples: int, seed: int = 0, name: str = "PreRec (back-door)",
+                 item_offsets: dict[str, Tensor] | None = None):
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         self.model, self.n_samples, self.seed, self.name = model, n_samples, seed, name
+        self.item_offsets = checked_item_offsets(model, item_offsets)
 
     @torch.no_grad()
     def __call__(self, batch: PreRecBatch) -> Tensor:
         self.model.eval()
         values = zero_interventions(self.model, batch)
+        values.update(self.item_offsets)
         prior = self.model.prior(D)
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(self.seed)

@@ -79,7 +79,9 @@ def build_model(config: RunConfig, data: MultiDomainData, item_text: torch.Tenso
     """A fresh model whose ``users`` plate is ``data``'s training users (the parameter store is cleared: SPEC §6
     pitfall 8)."""
     pyro.clear_param_store()
-    return PreRecModel(config.model, len(data.domains), data.n_fit_users, item_text).to(config.train.device)
+    item_key = torch.as_tensor(data.item_keys()[0])  # [J]
+    return PreRecModel(config.model, len(data.domains), data.n_fit_users, item_text,
+                       item_key).to(config.train.device)
 
 
 def load_nets(run_dir: Path, model: PreRecModel, checkpoint: str = "best.pt") -> None:

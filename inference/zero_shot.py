@@ -7,7 +7,8 @@ only its catalogue, the evaluated users' own histories and the previous interval
 ``item_offsets="shared"`` is an extension beyond Eq. 8 for catalogues that overlap the sources (XMarket's markets,
 MovieLens' age groups): an item that is also in a source catalogue keeps the mean of its source MAP offsets
 (eps_v, eps_z) instead of 0; every other site is intervened on as in the paper. It reads the pre-training run's
-guide, never the target's data.
+guide, never the target's data. A model fitted with ``shared_item_offsets`` carries the same idea inside the PGM:
+its learned eps_v_shared is kept for target items whose id the sources list (``learned_shared_offsets``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import Tensor
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, random_summary, summarize
-from prerec_pyro.models.prerec import EPS_V, EPS_Z
+from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z
 from prerec_pyro.pipeline import PreparedBenchmark
 
 from .guides import latent_values
@@ -36,16 +37,21 @@ SUBSETS = ("all", "unseen")
 ITEM_OFFSETS = ("zero", "shared")
 
 
-def shared_item_offsets(run_dir: Path, prepared: PreparedBenchmark, target: str, device: str) -> dict[str, Tensor]:
-    """eps_v / eps_z tables ``[J_target, B]``: for each target item, the mean of the run's MAP estimates over the
-    source domains that list the same item id; 0 for items in no source catalogue."""
+def source_estimates(run_dir: Path, prepared: PreparedBenchmark, device: str) -> dict[str, Tensor]:
+    """A run's MAP estimates (posterior medians) of its latent sites, on its own source data."""
     sources = prepared.sources
     probe = BatchBuilder(sources, None, device=device).make(0, training_windows(sources)[0].select([0]))
     _, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
-    estimates = latent_values(guide, probe, model)
+    return latent_values(guide, probe, model)
+
+
+def shared_item_offsets(estimates: dict[str, Tensor], prepared: PreparedBenchmark, target: str) -> dict[str, Tensor]:
+    """Post-hoc eps_v / eps_z tables ``[J_target, B]`` from a run's ``estimates``: for each target item, the mean of
+    the estimates over the source domains that list the same item id; 0 for items in no source catalogue."""
     target_ids = prepared.target(target).domains[0].item_ids
-    source_ids = np.concatenate([dom.item_ids for dom in sources.domains])  # [J_s], global row order
+    source_ids = np.concatenate([dom.item_ids for dom in prepared.sources.domains])  # [J_s], global row order
     target_row = pd.Index(target_ids).get_indexer(source_ids)  # [J_s], -1 where the target lacks the item
+    device = next(iter(estimates.values())).device
     rows = torch.as_tensor(target_row[target_row >= 0], device=device)  # [M] target rows
     source_rows = torch.as_tensor(np.flatnonzero(target_row >= 0), device=device)  # [M] their source rows
     count = torch.bincount(rows, minlength=len(target_ids)).unsqueeze(1)  # [J_t, 1]
@@ -54,32 +60,45 @@ def shared_item_offsets(run_dir: Path, prepared: PreparedBenchmark, target: str,
         if site in estimates:
             total = estimates[site].new_zeros(len(target_ids), estimates[site].shape[1])  # [J_t, B]
             out[site] = total.index_add_(0, rows, estimates[site][source_rows]) / count.clamp(min=1)
-    shared = int((count > 0).sum())
     logger.info("%s: %d of %d target items are in a source catalogue and keep their source offsets",
-                target, shared, len(target_ids))
+                target, int((count > 0).sum()), len(target_ids))
     return out
+
+
+def learned_shared_offsets(estimates: dict[str, Tensor], prepared: PreparedBenchmark,
+                           target: str) -> dict[str, Tensor]:
+    """eps_v_shared ``[I_target, B]`` of the target's distinct item ids: a run's estimate where the sources list the
+    id, its prior mean 0 where they do not (only the text, popularity and sequence model speak for a new item)."""
+    table = estimates[EPS_V_SHARED]  # [I_s, B]
+    target_keys = pd.Index(prepared.target(target).item_keys()[1])  # [I_t]
+    source_row = pd.Index(prepared.sources.item_keys()[1]).get_indexer(target_keys)  # [I_t], -1: unknown id
+    known = torch.as_tensor(source_row >= 0, device=table.device)
+    rows = torch.as_tensor(np.maximum(source_row, 0), device=table.device)
+    return {EPS_V_SHARED: table[rows] * known[:, None]}
 
 
 def pretrained_scorer(run_dir: Path, prepared: PreparedBenchmark, target: str, samples: int, device: str,
                       item_offsets: str = "zero"):
-    """A pre-trained run's networks pointed at ``target``'s catalogue and users, scored by intervention."""
+    """A pre-trained run's networks pointed at ``target``'s catalogue and users, scored by intervention. A model with
+    ``shared_item_offsets`` keeps its learned eps_v_shared for target items the sources know."""
     if item_offsets not in ITEM_OFFSETS:
         raise ValueError(f"item_offsets must be one of {ITEM_OFFSETS}, got {item_offsets!r}")
     config = load_run_config(run_dir)
-    shared = item_offsets == "shared" and config.model.use_offsets
-    if shared and samples > 0:
-        raise ValueError("item_offsets='shared' is defined for the plain intervention only (samples = 0)")
-    offsets = shared_item_offsets(run_dir, prepared, target, device) if shared else None
+    posthoc = item_offsets == "shared" and config.model.use_offsets
+    offsets = {}
+    if posthoc or config.model.shared_item_offsets:
+        estimates = source_estimates(run_dir, prepared, device)
+        offsets.update(shared_item_offsets(estimates, prepared, target) if posthoc else {})
+        offsets.update(learned_shared_offsets(estimates, prepared, target) if config.model.shared_item_offsets
+                       else {})
     data = prepared.target(target)
     text = prepared.item_text(data).to(device)
     model = target_model(build_model(config, data, text).to(device), data, text)  # plate: every target user
     load_nets(run_dir, model)
-    label = METHOD_LABELS[config.method]
-    if shared:
-        return InterventionScorer(model, name=f"{label} (shared offsets)", item_offsets=offsets)
+    label = METHOD_LABELS[config.method] + (" (shared offsets)" if posthoc else "")
     if samples > 0 and config.model.use_domain:
-        return BackdoorScorer(model, samples, name=label)
-    return InterventionScorer(model, name=label)
+        return BackdoorScorer(model, samples, name=label, item_offsets=offsets)
+    return InterventionScorer(model, name=label, item_offsets=offsets)
 
 
 def evaluate_target(prepared: PreparedBenchmark, target: str, runs: dict[str, Path], config: EvalConfig,

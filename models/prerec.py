@@ -7,7 +7,7 @@ Generative story, in the paper's symbols (B = embedding size; precision λ means
     for each item j of domain k        (plate "items", every item of every domain, never subsampled)
         m_j     = f_e(X_j)                                  text embedding of the item's text vector X_j
         eps_z_j ~ N(0, λ_z⁻¹ I_B);  Z_j(t) = f_pop(F_j(t)) + eps_z_j     in-domain (popularity) bias
-        eps_v_j ~ N(0, λ_v⁻¹ I_B);  V_j(t) = eps_v_j + D_k + Z_j(t) + m_j
+        eps_v_j ~ N(0, λ_v⁻¹ I_B);  V_j(t) = eps_v_j + D_k + Z_j(t) + m_j  [+ eps_v_shared_{id(j)}, see below]
     for each user i of domain k        (plate "users", subsampled to the batch's users)
         n_i     = f_seq(D_k, H_i)                           causal Transformer, D_k as the first token
         eps_u_i ~ N(0, λ_u⁻¹ I_B);  U_i = eps_u_i + n_i
@@ -20,18 +20,32 @@ F_j(t) are the popularity factors of item j in the interval before t (data). Sam
 vectors W_d, W_z are point-estimated parameters registered with ``pyro.module``. D_k·W_d (and U·D_k inside U·V_j)
 is the same for every item of domain k and cancels in the softmax; it is kept because the graph has it.
 
+Shared item offsets (``shared_item_offsets``, an extension; off reproduces Eq. 6 exactly). The same item can be
+sold or rated in several domains (item j of domain k and item j' of domain k' with one id). Its offset is then split
+into a part shared by all domains and a domain-specific, confounded part::
+
+    for each distinct item id i         (plate "item_ids")
+        eps_v_shared_i ~ N(0, λ_vs⁻¹ I_B)
+    V_j(t) = eps_v_j + eps_v_shared_{id(j)} + D_k + Z_j(t) + m_j
+
+eps_v_shared is a latent of the item, not of the domain: zero-shot keeps its estimate for target items the sources
+list (its prior mean 0 for the rest) and intervenes on eps_v, D, eps_z and eps_u as Eq. 8 does. It is not a
+confounder and the paper has no value for its prior: λ_vs is always read in total units (below), so the default
+λ_vs = 100 is the paper's λ_v read literally: an item's identity can live in its shared part while the confounded
+parts keep the paper's per-observation strength.
+
 Units of λ (``prior_units``). Eq. 7 sets each Gaussian prior once against a log-likelihood summed over all N_obs
 observed next items: ``"total"`` reads λ so, literally. The paper's λ values (λ_d = 0.3, λ_v = 100) were tuned in
 the authors' code as Adam weight decay on the *mean* per-observation loss, i.e. as a prior N_obs times stronger;
-``"per_observation"`` reads them that way: every site's precision is λ·N_obs, still a Gaussian prior on a Pyro
-sample site (docs/DESIGN.md, "Units of λ"). N_obs is a buffer of the model (``n_obs``), set by the trainer and
-saved with the networks, so a zero-shot back-door draw of D uses the prior that was fitted.
+``"per_observation"`` reads them that way: every site's precision (eps_v_shared's excepted) is λ·N_obs, still a
+Gaussian prior on a Pyro sample site (docs/DESIGN.md, "Units of λ"). N_obs is a buffer of the model (``n_obs``),
+set by the trainer and saved with the networks, so a zero-shot back-door draw of D uses the prior that was fitted.
 
 Switching ``use_domain``, ``use_popularity`` and ``use_offsets`` off gives PreRec_n, the ablation without D, Z
 and the offsets; its first token is then a learned start vector.
 
-Shape legend: K = domains, J = items (all domains), N = users, R = sequences in the batch, L = positions,
-C = candidate items, P = periods in the batch, B = embedding size, T = text dimension.
+Shape legend: K = domains, J = items (all domains), I = distinct item ids, N = users, R = sequences in the batch,
+L = positions, C = candidate items, P = periods in the batch, B = embedding size, T = text dimension.
 """
 
 from __future__ import annotations
@@ -49,7 +63,8 @@ from prerec_pyro.nets import CausalGRU, CausalTransformer, PopularityNet, TextHe
 from .categorical import CandidateCategorical
 
 D, EPS_V, EPS_Z, EPS_U, R = "D", "eps_v", "eps_z", "eps_u", "R"
-LATENT_SITES = (D, EPS_V, EPS_Z, EPS_U)
+EPS_V_SHARED = "eps_v_shared"  # the cross-domain part of an item's offset (shared_item_offsets)
+LATENT_SITES = (D, EPS_V_SHARED, EPS_V, EPS_Z, EPS_U)
 SEQUENCE_MODELS = ("transformer", "gru")
 PRIOR_UNITS = ("total", "per_observation")
 PARAMETRISATIONS = ("auto", "centred", "noncentred")
@@ -72,6 +87,7 @@ class PreRecConfig:
     lambda_v: float = 100.0
     lambda_z: float = 100.0
     lambda_u: float = 1e4
+    lambda_v_shared: float = 100.0
     sequence_model: str = "transformer"
     transformer_dtype: str = "float32"  # or "bfloat16": the Transformer layers under autocast (GPU)
     use_domain: bool = True
@@ -79,11 +95,12 @@ class PreRecConfig:
     use_offsets: bool = True
     prior_units: str = "total"  # or "per_observation": every precision is λ·N_obs (see the module docstring)
     parametrisation: str = "auto"  # how SVI sees the latent sites; auto: non-centred under per-observation units
+    shared_item_offsets: bool = False  # eps_v_shared over distinct item ids (see the module docstring)
 
     def __post_init__(self):
         if self.sequence_model not in SEQUENCE_MODELS:
             raise ValueError(f"sequence_model must be one of {SEQUENCE_MODELS}, got {self.sequence_model!r}")
-        for name in ("lambda_d", "lambda_v", "lambda_z", "lambda_u"):
+        for name in ("lambda_d", "lambda_v", "lambda_z", "lambda_u", "lambda_v_shared"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.transformer_dtype not in TRANSFORMER_DTYPES:
@@ -97,7 +114,7 @@ class PreRecConfig:
 
     def ablation(self) -> "PreRecConfig":
         """PreRec_n: the same model without D, Z/popularity and offsets."""
-        return replace(self, use_domain=False, use_popularity=False, use_offsets=False)
+        return replace(self, use_domain=False, use_popularity=False, use_offsets=False, shared_item_offsets=False)
 
     @property
     def noncentred(self) -> bool:
@@ -114,12 +131,16 @@ class PreRecConfig:
 class PreRecModel(nn.Module):
     """The PreRec PGM over a fixed set of domains, items (global rows) and users (global rows)."""
 
-    def __init__(self, config: PreRecConfig, n_domains: int, n_users: int, item_text: Tensor):
+    def __init__(self, config: PreRecConfig, n_domains: int, n_users: int, item_text: Tensor,
+                 item_key: Tensor | None = None):
         super().__init__()
+        if config.shared_item_offsets and not config.use_offsets:
+            raise ValueError("shared_item_offsets needs use_offsets (the shared part splits eps_v)")
         self.config = config
-        self.n_domains, self.n_users, self.n_items = n_domains, n_users, item_text.shape[0]
         hidden = config.hidden_dim
         self.register_buffer("item_text", item_text.float(), persistent=False)  # [J, T]
+        self.register_buffer("item_key", torch.zeros(0, dtype=torch.long), persistent=False)  # [J]
+        self.set_catalogue(n_domains, n_users, item_text, item_key)
         self.register_buffer("n_obs", torch.ones(()))  # N_obs behind per-observation priors (set by the trainer)
         self.f_e = TextHead(item_text.shape[1], hidden)
         if config.sequence_model == "transformer":
@@ -135,10 +156,18 @@ class PreRecModel(nn.Module):
         else:
             self.start = nn.Parameter(torch.zeros(hidden))
 
-    def set_catalogue(self, n_domains: int, n_users: int, item_text: Tensor) -> None:
-        """Point the model at another set of domains, users and items (e.g. a target domain), keeping the nets."""
-        self.n_domains, self.n_users, self.n_items = n_domains, n_users, item_text.shape[0]
+    def set_catalogue(self, n_domains: int, n_users: int, item_text: Tensor, item_key: Tensor | None = None) -> None:
+        """Point the model at another set of domains, users and items (e.g. a target domain), keeping the nets.
+        ``item_key`` [J]: each item row's distinct item id (default: every row its own id)."""
+        n_items = item_text.shape[0]
+        key = torch.arange(n_items) if item_key is None else torch.as_tensor(item_key, dtype=torch.long)
+        if key.shape != (n_items,) or (n_items and int(key.min()) < 0):
+            raise ValueError(f"item_key must hold one non-negative id index per item row ({n_items}), "
+                             f"got shape {tuple(key.shape)}")
+        self.n_domains, self.n_users, self.n_items = n_domains, n_users, n_items
+        self.n_item_keys = int(key.max()) + 1 if n_items else 0
         self.item_text = item_text.float().to(self.item_text.device)
+        self.item_key = key.to(self.item_text.device)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         state_dict.setdefault(prefix + "n_obs", torch.ones(()))  # runs saved before per-observation priors
@@ -151,9 +180,9 @@ class PreRecModel(nn.Module):
         self.n_obs.fill_(float(n_obs))
 
     # ---- priors -------------------------------------------------------------------------------------------------
-    def _gaussian(self, precision: float) -> dist.Distribution:
+    def _gaussian(self, precision: float, per_observation: bool) -> dist.Distribution:
         zero = self.item_text.new_zeros(self.config.hidden_dim)
-        if self.config.prior_units == "per_observation":
+        if per_observation:
             scale = (precision * self.n_obs).rsqrt().expand(self.config.hidden_dim)  # [B], no host sync
             return dist.Normal(zero, scale).to_event(1)
         return dist.Normal(zero, precision**-0.5).to_event(1)
@@ -161,8 +190,9 @@ class PreRecModel(nn.Module):
     def prior(self, site: str) -> dist.Distribution:
         """The prior of latent site ``site`` (one row of its plate)."""
         cfg = self.config
-        precision = {D: cfg.lambda_d, EPS_V: cfg.lambda_v, EPS_Z: cfg.lambda_z, EPS_U: cfg.lambda_u}[site]
-        return self._gaussian(precision)
+        precision = {D: cfg.lambda_d, EPS_V: cfg.lambda_v, EPS_Z: cfg.lambda_z, EPS_U: cfg.lambda_u,
+                     EPS_V_SHARED: cfg.lambda_v_shared}[site]
+        return self._gaussian(precision, cfg.prior_units == "per_observation" and site != EPS_V_SHARED)
 
     def next_item(self, logits: Tensor, candidates: Tensor | None, n_items: int) -> dist.Distribution:
         return CandidateCategorical(logits, candidates, n_items, validate_args=False)  # NaNs: caught by training
@@ -172,10 +202,13 @@ class PreRecModel(nn.Module):
         """Sample sites in graph order; returns the logits over the batch's candidates. [R, L, C']"""
         pyro.module("prerec", self)
         cfg, device = self.config, batch.items.device
-        latent = {D: None, EPS_V: None, EPS_Z: None, EPS_U: None}
+        latent = dict.fromkeys(LATENT_SITES)
         if cfg.use_domain:
             with pyro.plate("domains", self.n_domains, dim=-1, device=device):
                 latent[D] = pyro.sample(D, self.prior(D))  # [K, B]
+        if cfg.shared_item_offsets:
+            with pyro.plate("item_ids", self.n_item_keys, dim=-1, device=device):
+                latent[EPS_V_SHARED] = pyro.sample(EPS_V_SHARED, self.prior(EPS_V_SHARED))  # [I, B]
         with pyro.plate("items", self.n_items, dim=-1, device=device):
             if cfg.use_offsets and cfg.use_popularity:
                 latent[EPS_Z] = pyro.sample(EPS_Z, self.prior(EPS_Z))  # [J, B]
@@ -218,6 +251,8 @@ class PreRecModel(nn.Module):
             value, bias = value + d_k, bias + d_k @ self.w_d
         if latent[EPS_V] is not None:
             value = value + latent[EPS_V][rows]
+        if latent[EPS_V_SHARED] is not None:
+            value = value + latent[EPS_V_SHARED][self.item_key[rows]]
         return value, bias
 
     def popularity_parts(self, rows: Tensor, factors: Tensor, latent: dict) -> Tensor | None:

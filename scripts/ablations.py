@@ -38,6 +38,7 @@ VARIANTS = {
     "prerec_n": ("prerec_n", ()),
     "prerec_literal": ("prerec", ("--prior-units", "total")),
     "prerec_per_obs": ("prerec", ("--prior-units", "per_observation")),
+    "prerec_shared": ("prerec", ("--prior-units", "per_observation", "--shared-item-offsets")),
 }
 SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
 METRICS = ("rndcg@k%", "recall@k%")
@@ -56,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="output directory (default: <runs>/<benchmark>)")
     p.add_argument("--pretrain-args", nargs=argparse.REMAINDER, default=[],
                    help="extra flags for scripts/map_pretrain.py, for every variant (put last)")
+    p.add_argument("--max-users", type=int, default=None,
+                   help="evaluate a fixed seeded subset of at most this many test users per target (default: all)")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     args = p.parse_args(argv)
@@ -118,12 +121,13 @@ def markdown(table: pd.DataFrame) -> str:
 
 def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    jobs = [(variant, seed) for variant in args.variants for seed in args.seeds]
+    jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # a seed at a time
     runs = {job: ensure_run(args, *job) for job in tqdm(jobs, desc="pre-training")}
     config = load_run_config(next(iter(runs.values())))
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
                                  config.popularity, TextEncoderConfig(model=config.text_model))
-    eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, n_boot=args.n_boot, device=args.device)
+    eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, n_boot=args.n_boot, device=args.device,
+                             max_users=args.max_users)
     rows = []
     for target in tqdm(prepared.benchmark.targets, desc="targets"):
         text = prepared.item_text(prepared.target(target)).to(args.device)

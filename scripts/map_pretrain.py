@@ -58,6 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="bfloat16 runs the Transformer layers under autocast (for GPUs; default: float32)")
     for name, default in (("d", 0.3), ("v", 100.0), ("z", 100.0), ("u", 1e4)):
         p.add_argument(f"--lambda-{name}", type=float, default=default, help=f"prior precision λ_{name}")
+    p.add_argument("--lambda-v-shared", type=float, default=100.0,
+                   help="prior precision λ_vs of the shared item offsets, in total units (with --shared-item-offsets)")
+    p.add_argument("--shared-item-offsets", action="store_true",
+                   help="split eps_v into eps_v_shared (per distinct item id, kept zero-shot) and a domain part")
     p.add_argument("--prior-units", default="total", choices=PRIOR_UNITS,
                    help="total: λ against the summed likelihood, as Eq. 7 reads (default); per_observation: every "
                         "precision is λ·N_obs, the reading the paper's λ values were tuned in (docs/DESIGN.md)")
@@ -81,7 +85,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                          n_heads=args.heads or defaults.get("n_heads", 4), max_len=args.max_len,
                          lambda_d=args.lambda_d, lambda_v=args.lambda_v, lambda_z=args.lambda_z,
                          lambda_u=args.lambda_u, transformer_dtype=args.transformer_dtype,
-                         prior_units=args.prior_units, parametrisation=args.parametrisation)
+                         prior_units=args.prior_units, parametrisation=args.parametrisation,
+                         shared_item_offsets=args.shared_item_offsets, lambda_v_shared=args.lambda_v_shared)
     if args.ablation == "prerec_n":
         model = model.ablation()
     train = TrainConfig(likelihood=args.likelihood, n_negatives=args.negatives,

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from prerec_pyro.data.domain import Domain
 from prerec_pyro.popularity import PopularityConfig, PopularityTable
@@ -218,6 +219,12 @@ class MultiDomainData:
     def all_texts(self) -> list[str]:
         """Item texts in global row order."""
         return [text for d in self.domains for text in d.texts]
+
+    def item_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each global item row's index among the distinct item ids of all domains ``[J]``, and those ids ``[I]``
+        (first-seen order): the rows that one item has in several domains share a key."""
+        codes, uniques = pd.factorize(pd.Index(np.concatenate([d.item_ids for d in self.domains])))
+        return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
     def item_id_set(self) -> set[str]:
         return {item for d in self.domains for item in d.item_ids}

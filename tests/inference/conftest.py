@@ -16,20 +16,31 @@ from prerec_pyro.text import TextEncoderConfig
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "map_pretrain.py"
 
 
-@pytest.fixture(scope="session")
-def pretrained(tmp_path_factory):
-    """(run directory, prepared benchmark) of a 3-epoch PreRec run on synthetic-small."""
+def pretrain(tmp_path_factory, *flags):
+    """(run directory, prepared benchmark) of a 3-epoch PreRec run on synthetic-small with extra ``flags``."""
     cache = tmp_path_factory.mktemp("cache")
     spec = importlib.util.spec_from_file_location("map_pretrain", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     args = script.parse_args(["--benchmark", "synthetic-small", "--text-model", "hash-bow-32", "--epochs", "3",
-                              "--max-len", "8", "--out", str(tmp_path_factory.mktemp("runs"))])
+                              "--max-len", "8", "--out", str(tmp_path_factory.mktemp("runs")), *flags])
     run_dir = script.main(args)
     config = load_run_config(run_dir)
     prepared = prepare_benchmark("synthetic-small", None, config.sequences, config.popularity,
                                  TextEncoderConfig(model="hash-bow-32", cache_dir=str(cache), show_progress=False))
     return run_dir, prepared
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory):
+    """A 3-epoch PreRec run on synthetic-small (Eq. 6 as written)."""
+    return pretrain(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def pretrained_shared(tmp_path_factory):
+    """A 3-epoch PreRec run on synthetic-small with shared item offsets and per-observation priors."""
+    return pretrain(tmp_path_factory, "--shared-item-offsets", "--prior-units", "per_observation")
 
 
 @pytest.fixture(scope="session")

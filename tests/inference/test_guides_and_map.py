@@ -10,7 +10,7 @@ from pyro.infer.autoguide import AutoDiagonalNormal
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.inference.guides import SparseDeltaGuide, check_guide, latent_values, make_guide, svi_model
 from prerec_pyro.inference.map import MapTrainer, TrainConfig
-from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_Z, D, PreRecConfig, PreRecModel
+from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_V_SHARED, EPS_Z, D, PreRecConfig, PreRecModel
 
 CONFIG = PreRecConfig(hidden_dim=16, n_heads=2, max_len=8, lambda_u=10.0)
 
@@ -124,8 +124,10 @@ def test_bad_train_config():
 def test_noncentred_guides_hold_standard_sites_and_map_back(kind, tiny_sources, encode_hash):
     """Under per-observation priors SVI fits s_decentered ~ N(0, 1); latent_values returns s = prior std x it,
     the value the model's deterministic site s takes."""
-    config = PreRecConfig(hidden_dim=16, n_heads=2, max_len=8, prior_units="per_observation")
-    model = build(tiny_sources, encode_hash(tiny_sources), config)
+    config = PreRecConfig(hidden_dim=16, n_heads=2, max_len=8, prior_units="per_observation",
+                          shared_item_offsets=True)
+    model = PreRecModel(config, len(tiny_sources.domains), tiny_sources.n_fit_users, encode_hash(tiny_sources),
+                        torch.as_tensor(tiny_sources.item_keys()[0]))
     guide = make_guide(kind, model)
     trainer = MapTrainer(model, guide, tiny_sources, train_config())
     assert float(model.n_obs) == trainer.n_obs > 1
@@ -134,14 +136,15 @@ def test_noncentred_guides_hold_standard_sites_and_map_back(kind, tiny_sources, 
         tiny_sources.domains[0].users_in("train")[:4], tiny_sources.sequences))
     trainer.step(batch)
     guide_trace = pyro.poutine.trace(guide).get_trace(batch)
-    assert {f"{s}_decentered" for s in (D, EPS_V, EPS_Z, EPS_U)} <= set(guide_trace.nodes)
+    assert {f"{s}_decentered" for s in (D, EPS_V_SHARED, EPS_V, EPS_Z, EPS_U)} <= set(guide_trace.nodes)
     values = latent_values(guide, batch, model)
     if kind == "normal":  # a posterior draw is not the median: the median's site values instead
         median = guide.median(batch)
-        expected = {site: median[f"{site}_decentered"] * model.prior(site).stddev for site in (D, EPS_V, EPS_Z)}
+        expected = {site: median[f"{site}_decentered"] * model.prior(site).stddev
+                    for site in (D, EPS_V_SHARED, EPS_V, EPS_Z)}
     else:
         model_trace = pyro.poutine.trace(pyro.poutine.replay(svi_model(model), trace=guide_trace)).get_trace(batch)
-        expected = {site: model_trace.nodes[site]["value"] for site in (D, EPS_V, EPS_Z)}
-    for site in (D, EPS_V, EPS_Z):
+        expected = {site: model_trace.nodes[site]["value"] for site in (D, EPS_V_SHARED, EPS_V, EPS_Z)}
+    for site in (D, EPS_V_SHARED, EPS_V, EPS_Z):
         assert torch.allclose(values[site], expected[site], atol=1e-9), site
     assert values[EPS_V].abs().max() < 10 * model.prior(EPS_V).stddev.max()  # on the prior's scale, ~1e-3

@@ -5,28 +5,24 @@ import numpy as np
 import pytest
 import torch
 
-from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain
-from prerec_pyro.inference.guides import latent_values
-from prerec_pyro.inference.map import training_windows
-from prerec_pyro.inference.runs import load_run
-from prerec_pyro.inference.zero_shot import evaluate_target, pretrained_scorer, shared_item_offsets
-from prerec_pyro.models.prerec import EPS_V, EPS_Z
+from prerec_pyro.inference.intervene import BackdoorScorer
+from prerec_pyro.inference.zero_shot import (
+    evaluate_target,
+    learned_shared_offsets,
+    pretrained_scorer,
+    shared_item_offsets,
+    source_estimates,
+)
+from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z
 
 TARGET = "japan"
 
 
-def source_estimates(run_dir, prepared):
-    sources = prepared.sources
-    probe = BatchBuilder(sources, None).make(0, training_windows(sources)[0].select([0]))
-    _, model, guide = load_run(run_dir, sources, prepared.item_text(sources), probe)
-    return latent_values(guide, probe, model)
-
-
 def test_shared_offsets_average_the_source_rows_of_the_same_item(pretrained):
     run_dir, prepared = pretrained
-    offsets = shared_item_offsets(run_dir, prepared, TARGET, "cpu")
-    estimates = source_estimates(run_dir, prepared)
+    estimates = source_estimates(run_dir, prepared, "cpu")
+    offsets = shared_item_offsets(estimates, prepared, TARGET)
     sources, target_ids = prepared.sources, prepared.target(TARGET).domains[0].item_ids
     shared = unshared = 0
     for row, item in enumerate(target_ids):
@@ -61,5 +57,32 @@ def test_evaluate_target_rows_and_bad_options(pretrained):
     assert {r["method"] for r in rows} == {"Random", "POP", "SBERT", "PreRec (shared offsets)"}
     with pytest.raises(ValueError, match="item_offsets must be one of"):
         pretrained_scorer(run_dir, prepared, TARGET, 0, "cpu", item_offsets="source")
-    with pytest.raises(ValueError, match="plain intervention only"):
-        pretrained_scorer(run_dir, prepared, TARGET, 4, "cpu", item_offsets="shared")
+    backdoor = pretrained_scorer(run_dir, prepared, TARGET, 4, "cpu", item_offsets="shared")
+    assert isinstance(backdoor, BackdoorScorer) and set(backdoor.item_offsets) == {EPS_V, EPS_Z}
+
+
+def test_learned_shared_offsets_keep_known_items_and_give_new_items_the_prior_mean(pretrained_shared):
+    run_dir, prepared = pretrained_shared
+    estimates = source_estimates(run_dir, prepared, "cpu")
+    table = learned_shared_offsets(estimates, prepared, TARGET)[EPS_V_SHARED]  # [I_t, B]
+    source_ids = list(prepared.sources.item_keys()[1])
+    target_ids = prepared.target(TARGET).item_keys()[1]
+    known = [i for i, item in enumerate(target_ids) if item in set(source_ids)]
+    new = [i for i, item in enumerate(target_ids) if item not in set(source_ids)]
+    assert known and new, "the fixture must have both kinds of target items"
+    for i in known:
+        torch.testing.assert_close(table[i], estimates[EPS_V_SHARED][source_ids.index(target_ids[i])])
+    assert table[new].abs().sum() == 0 and estimates[EPS_V_SHARED].abs().sum() > 0
+
+
+def test_shared_item_offset_model_zero_shot_reads_no_target_training_data(pretrained_shared,
+                                                                        scramble_training_users):
+    run_dir, prepared = pretrained_shared
+    data = prepared.target(TARGET)
+    scorer = pretrained_scorer(run_dir, prepared, TARGET, samples=0, device="cpu")
+    assert set(scorer.item_offsets) == {EPS_V_SHARED}
+    config = EvalConfig(k_percent=5.0, n_boot=10)
+    before = evaluate_domain(scorer, data, 0, config)
+    after = evaluate_domain(scorer, scramble_training_users(data), 0, config)
+    assert len(before.ranks) > 0
+    np.testing.assert_array_equal(before.ranks, after.ranks)

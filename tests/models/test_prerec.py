@@ -12,7 +12,17 @@ from pyro.infer import Trace_ELBO
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.inference.guides import make_guide
 from prerec_pyro.models.categorical import CandidateCategorical
-from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_Z, LATENT_SITES, D, PreRecConfig, PreRecModel, R
+from prerec_pyro.models.prerec import (
+    EPS_U,
+    EPS_V,
+    EPS_V_SHARED,
+    EPS_Z,
+    LATENT_SITES,
+    D,
+    PreRecConfig,
+    PreRecModel,
+    R,
+)
 
 CONFIG = PreRecConfig(hidden_dim=16, n_heads=2, max_len=8, dropout=0.0, lambda_d=0.3, lambda_v=100.0,
                       lambda_z=50.0, lambda_u=1e3)
@@ -136,7 +146,7 @@ def test_bfloat16_transformer_stays_close_to_float32(model, tiny_sources, encode
     model.eval(), fast.eval()
     batch = make_batch(tiny_sources, negatives=None)
     trace = poutine.trace(model).get_trace(batch)
-    values = {site: torch.zeros_like(trace.nodes[site]["value"]) for site in LATENT_SITES}
+    values = {site: torch.zeros_like(trace.nodes[site]["value"]) for site in LATENT_SITES if site in trace.nodes}
     with torch.no_grad():
         exact = poutine.condition(model, data=values)(batch)
         approx = poutine.condition(fast, data=values)(batch)
@@ -184,3 +194,27 @@ def test_prior_units_and_parametrisation_are_validated():
     assert PreRecConfig(prior_units="per_observation").noncentred
     assert not PreRecConfig(prior_units="per_observation", parametrisation="centred").noncentred
     assert not PreRecConfig().noncentred
+
+
+def test_shared_item_offsets_are_one_latent_per_item_id(model, tiny_sources):
+    """With shared_item_offsets an item listed by several domains has one eps_v_shared row, added to V of each of
+    its rows; switching it off leaves Eq. 6 (no such site)."""
+    keys, ids = tiny_sources.item_keys()
+    assert len(ids) < tiny_sources.n_items, "the fixture must list some item in several domains"
+    shared = PreRecModel(replace(CONFIG, shared_item_offsets=True), len(tiny_sources.domains),
+                         tiny_sources.n_fit_users, model.item_text, torch.as_tensor(keys))
+    shared.load_state_dict(model.state_dict())
+    shared.eval(), model.eval()
+    batch = make_batch(tiny_sources, negatives=None, domain=1)
+    trace = poutine.trace(shared).get_trace(batch)
+    assert trace.nodes[EPS_V_SHARED]["value"].shape == (len(ids), CONFIG.hidden_dim)
+    assert {f.name: f.dim for f in trace.nodes[EPS_V_SHARED]["cond_indep_stack"]} == {"item_ids": -1}
+    assert EPS_V_SHARED not in poutine.trace(model).get_trace(batch).nodes
+    values = {site: trace.nodes[site]["value"] for site in LATENT_SITES}
+    with torch.no_grad():
+        with_shared = poutine.condition(shared, data=values)(batch)
+        values[EPS_V] = values[EPS_V] + values[EPS_V_SHARED][torch.as_tensor(keys)]  # folded into eps_v by hand
+        folded = poutine.condition(model, data={k: v for k, v in values.items() if k != EPS_V_SHARED})(batch)
+    torch.testing.assert_close(with_shared, folded)
+    with pytest.raises(ValueError, match="needs use_offsets"):
+        PreRecModel(replace(CONFIG.ablation(), shared_item_offsets=True), 3, 5, model.item_text)
