@@ -2,6 +2,7 @@
 
     python scripts/ablations.py --benchmark retail-countries --data-dir ../shared/data --seeds 0 1 2
     python scripts/ablations.py --variants prerec_n prerec_literal --seeds 0       # a subset, one seed
+    python scripts/ablations.py --benchmark retail-to-movielens --pretrained-on retail-countries ...  # cross-platform
 
 A variant is a set of ``scripts/map_pretrain.py`` flags (``VARIANTS``) and a scoring rule (Eq. 8's plain
 intervention, the back-door average over draws of D, or shared item offsets). Runs are kept under
@@ -23,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
-from prerec_pyro.data.benchmarks import BENCHMARKS
+from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.runs import find_latest_run, load_run_config
 from prerec_pyro.inference.zero_shot import pretrained_scorer, score_target
@@ -48,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--benchmark", default="synthetic", choices=sorted(BENCHMARKS), help="named benchmark")
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
+    p.add_argument("--pretrained-on", default=None, choices=sorted(BENCHMARKS),
+                   help="use (or train) the runs of this benchmark, whose sources must equal --benchmark's (e.g. "
+                        "retail-countries for retail-to-movielens)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="model variants")
     p.add_argument("--scorings", nargs="+", default=["eq8"], choices=SCORINGS,
                    help="zero-shot scoring rules for PreRec variants (PreRec_n is always scored plainly)")
@@ -62,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     args = p.parse_args(argv)
+    if args.pretrained_on and get_benchmark(args.pretrained_on).sources != get_benchmark(args.benchmark).sources:
+        p.error(f"--pretrained-on {args.pretrained_on}: its sources {get_benchmark(args.pretrained_on).sources} "
+                f"differ from {args.benchmark}'s {get_benchmark(args.benchmark).sources}")
     if args.backdoor_samples < 1 or args.n_boot < 1:
         p.error(f"--backdoor-samples and --n-boot must be >= 1, got {args.backdoor_samples}, {args.n_boot}")
     return args
@@ -77,12 +84,12 @@ def _map_pretrain():
 def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     """The finished run of ``variant`` and ``seed``, pre-training it if there is none."""
     method, flags = VARIANTS[variant]
-    root = Path(args.runs) / variant / f"seed{seed}"
-    run = find_latest_run(root, args.benchmark, method)
+    root, benchmark = Path(args.runs) / variant / f"seed{seed}", args.pretrained_on or args.benchmark
+    run = find_latest_run(root, benchmark, method)
     if run is not None:
         return run
     script = _map_pretrain()
-    base = ["--benchmark", args.benchmark, "--ablation", method, "--seed", str(seed), "--out", str(root),
+    base = ["--benchmark", benchmark, "--ablation", method, "--seed", str(seed), "--out", str(root),
             "--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
     return script.main(script.parse_args(base + list(flags) + list(args.pretrain_args)))
 

@@ -75,17 +75,33 @@ RETAIL_SOURCES = ("United Kingdom", "Germany", "France", "EIRE")
 RETAIL_TARGETS = ("Spain", "Netherlands", "Belgium", "Switzerland", "Portugal", "Australia", "Norway", "Japan")
 
 
-def _load_retail(data_dir: Path | None) -> list[Domain]:
-    from prerec_pyro.data.loaders.retail import RetailOptions, load_online_retail
+RETAIL_WHOLE = "online_retail"  # the whole log as one domain: the paper's cross-platform target
 
-    root = resolve_data_dir(data_dir, "benchmark 'retail-countries'") / "online_retail"
+
+def _retail_file(data_dir: Path | None) -> Path:
+    root = resolve_data_dir(data_dir, "Online Retail") / "online_retail"
     candidates = [root / name for name in ("online_retail.parquet", "Online Retail.xlsx", "online_retail.csv")]
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
         raise ValueError(f"{root}: none of {[p.name for p in candidates]} found; "
                          "run scripts/prepare_data.py download-retail to fetch the UCI file")
-    options = RetailOptions(by_country=True, countries=RETAIL_SOURCES + RETAIL_TARGETS)
-    return load_online_retail(path, options)
+    return path
+
+
+def _load_retail_countries(data_dir: Path | None, countries: tuple[str, ...]) -> list[Domain]:
+    from prerec_pyro.data.loaders.retail import RetailOptions, load_online_retail
+
+    return load_online_retail(_retail_file(data_dir), RetailOptions(by_country=True, countries=countries))
+
+
+def _load_retail(data_dir: Path | None) -> list[Domain]:
+    return _load_retail_countries(data_dir, RETAIL_SOURCES + RETAIL_TARGETS)
+
+
+def _load_retail_whole(data_dir: Path | None) -> list[Domain]:
+    from prerec_pyro.data.loaders.retail import load_online_retail
+
+    return load_online_retail(_retail_file(data_dir))  # one domain named RETAIL_WHOLE
 
 
 ML1M_SOURCES = ("18_24", "25_34", "35_44")
@@ -98,6 +114,23 @@ def _load_movielens(data_dir: Path | None) -> list[Domain]:
     root = resolve_data_dir(data_dir, "benchmark 'movielens-ages'") / "movielens"
     return load_recbole(root, "ml-1m", text_columns=("movie_title", "release_year", "genre"),
                         domain_by=DomainSpec(table="user", column="age", mapping=ML1M_AGE_DOMAINS))
+
+
+def _load_retail_to_movielens(data_dir: Path | None) -> list[Domain]:
+    """Retail's source countries, then MovieLens' target age groups: no item, user or text style in common."""
+    targets = [d for d in _load_movielens(data_dir) if d.name in ML1M_TARGETS]
+    return _load_retail_countries(data_dir, RETAIL_SOURCES) + targets
+
+
+def _load_movielens_to_retail(data_dir: Path | None) -> list[Domain]:
+    """MovieLens' source age groups, then Retail's target countries and the whole Online Retail log."""
+    movielens = [d for d in _load_movielens(data_dir) if d.name in ML1M_SOURCES]
+    return movielens + _load_retail_countries(data_dir, RETAIL_TARGETS) + _load_retail_whole(data_dir)
+
+
+def _load_mixed(data_dir: Path | None) -> list[Domain]:
+    """Both datasets' sources (several markets and a second platform), both datasets' targets."""
+    return _load_retail(data_dir) + _load_movielens(data_dir)
 
 
 XMARKET_SOURCES = ("india", "spain", "canada")
@@ -133,6 +166,21 @@ BENCHMARKS: dict[str, Benchmark] = {
     "movielens-ages": Benchmark(
         "movielens-ages", ML1M_SOURCES, ML1M_TARGETS, 0.5, _load_movielens,
         description="MovieLens-1M split by user age group", defaults={**CPU_MODEL, "max_epochs": 10, "patience": 2}),
+    # Cross-platform: pre-trained on one dataset's sources, zero-shot on the other's targets. Their sources equal
+    # those of retail-countries / movielens-ages, so those runs can be scored here (scripts/ablations.py
+    # --pretrained-on).
+    "retail-to-movielens": Benchmark(
+        "retail-to-movielens", RETAIL_SOURCES, ML1M_TARGETS, 0.5, _load_retail_to_movielens,
+        description="Online Retail countries -> MovieLens-1M age groups (cross-platform)",
+        defaults={**CPU_MODEL, "max_epochs": 20}),
+    "movielens-to-retail": Benchmark(
+        "movielens-to-retail", ML1M_SOURCES, RETAIL_TARGETS + (RETAIL_WHOLE,), 0.5, _load_movielens_to_retail,
+        description="MovieLens-1M age groups -> Online Retail countries and the whole log (cross-platform)",
+        defaults={**CPU_MODEL, "max_epochs": 10, "patience": 2}),
+    "mixed-sources": Benchmark(
+        "mixed-sources", RETAIL_SOURCES + ML1M_SOURCES, RETAIL_TARGETS + ML1M_TARGETS, 0.5, _load_mixed,
+        description="both datasets' sources pre-trained together, both datasets' targets",
+        defaults={**CPU_MODEL, "max_epochs": 10, "patience": 2}),
 }
 
 

@@ -146,3 +146,10 @@ def test_ablations_trains_each_variant_and_seed_once_and_summarises(tmp_path, ca
     assert len(runs) == 4
     script.main(script.parse_args(flags))  # reuses the finished runs
     assert sorted((tmp_path / "abl").glob("*/seed*/synthetic-small/*/best.pt")) == runs
+
+
+def test_ablations_refuses_runs_of_a_benchmark_with_other_sources():
+    script = load_script("ablations")
+    with pytest.raises(SystemExit):
+        script.parse_args(["--benchmark", "retail-to-movielens", "--pretrained-on", "movielens-ages"])
+    assert script.parse_args(["--benchmark", "retail-to-movielens", "--pretrained-on", "retail-countries"])
