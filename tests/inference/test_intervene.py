@@ -1,6 +1,8 @@
 """Zero-shot scoring by intervention: what it reads, what it ignores, and how it is computed."""
 
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -72,3 +74,26 @@ def test_scorer_logits_equal_plain_do(zero_shot_model, target):
     with torch.no_grad():
         plain = poutine.do(zero_shot_model, data=zero_interventions(zero_shot_model, batch))(batch)
     torch.testing.assert_close(InterventionScorer(zero_shot_model)(batch), plain)
+
+
+def test_eq8_scores_by_hand_whatever_the_prior_units(zero_shot_model, target, encode_hash):
+    """Eq. 8 written directly: U = f_seq(0, f_e(X_H)), V_j = f_pop(F_j) + f_e(X_j), logits U·V_j + f_pop(F_j)·W_z.
+    The per-observation reading of λ changes the priors only, never the intervened scores."""
+    dom = target.domains[0]
+    batch = BatchBuilder(target, n_negatives=None).make(0, dom.windows(dom.users_in("test")[:3], target.sequences))
+    model = zero_shot_model.eval()
+    with torch.no_grad():
+        first = torch.zeros(batch.items.shape[0], CONFIG.hidden_dim)
+        user = model.f_seq(first, model.f_e(model.item_text[batch.items[:, :-1]]))  # [R, L, B]
+        expected = torch.zeros(*batch.items.shape, dom.n_items)
+        for r in range(batch.items.shape[0]):
+            for t in range(batch.items.shape[1]):
+                z = model.f_pop(batch.factors_candidates[batch.period_index[r, t]])  # [J, B]
+                value = z + model.f_e(model.item_text[batch.candidate_rows])  # [J, B]
+                expected[r, t] = user[r, t] @ value.T + z @ model.w_z
+    scores = InterventionScorer(model)(batch)
+    torch.testing.assert_close(scores[batch.target_mask], expected[batch.target_mask], rtol=1e-5, atol=1e-5)
+    per_obs = PreRecModel(replace(CONFIG, prior_units="per_observation"), 1, target.n_users, encode_hash(target))
+    per_obs.load_state_dict(model.state_dict())
+    per_obs.set_observation_count(5000)
+    torch.testing.assert_close(InterventionScorer(per_obs)(batch), scores)
