@@ -24,6 +24,7 @@ from .map import TrainConfig
 
 METHODS = ("prerec", "prerec_n")
 METHOD_LABELS = {"prerec": "PreRec", "prerec_n": "PreRec_n"}
+SELECTIONS = ("in_domain", "intervened")
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,16 @@ class RunConfig:
     text_model: str
     data_dir: str | None = None
     valid_max_users: int | None = 500
+    select_by: str = "in_domain"  # early stopping on the sources' validation users scored in-domain or intervened
+    cold_items: float = 0.0  # the cold-item protocol: fraction of the targets' item ids removed from every source
+    cold_seed: int = 0
     created: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.select_by not in SELECTIONS:
+            raise ValueError(f"select_by must be one of {SELECTIONS}, got {self.select_by!r}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -65,6 +71,10 @@ class RunConfig:
 
     def run_name(self) -> str:
         return f"{self.method}-{self.guide}-seed{self.train.seed}-{self.created}"
+
+    def cold_protocol(self) -> tuple[float, int]:
+        """(cold_items, cold_seed) as they shape the sources: (0.0, 0) whenever no item is removed."""
+        return (float(self.cold_items), int(self.cold_seed)) if self.cold_items > 0 else (0.0, 0)
 
 
 def save_run_config(run_dir: Path, config: RunConfig) -> None:
@@ -101,6 +111,18 @@ def load_run(run_dir: Path, data: MultiDomainData, item_text: torch.Tensor, firs
     model.load_state_dict(state["model"])
     guide.load_state_dict(state["guide"])
     return config, model, guide
+
+
+def common_cold_protocol(runs: dict[str, Path]) -> tuple[float, int]:
+    """The (cold_items, cold_seed) that runs ``{label: run_dir}`` share; ValueError naming them when they differ (a
+    benchmark rebuilt for one of them would not be the data the others were pre-trained on)."""
+    protocols = {label: load_run_config(run).cold_protocol() for label, run in runs.items()}
+    if len(set(protocols.values())) > 1:
+        described = ", ".join(f"{label} ({runs[label]}): cold_items={c}, cold_seed={s}"
+                              for label, (c, s) in protocols.items())
+        raise ValueError(f"runs pre-trained under different cold-item protocols cannot share one benchmark: "
+                         f"{described}; pass runs of one protocol (--run / --run-n)")
+    return next(iter(protocols.values()), (0.0, 0))
 
 
 def find_latest_run(root: Path, benchmark: str, method: str) -> Path | None:

@@ -33,7 +33,7 @@ from .map import training_windows
 from .runs import METHOD_LABELS, build_model, load_nets, load_run, load_run_config
 
 logger = logging.getLogger(__name__)
-SUBSETS = ("all", "unseen")
+SUBSETS = ("all", "unseen", "new_items")
 ITEM_OFFSETS = ("zero", "shared")
 
 
@@ -65,13 +65,13 @@ def shared_item_offsets(estimates: dict[str, Tensor], prepared: PreparedBenchmar
     return out
 
 
-def learned_shared_offsets(estimates: dict[str, Tensor], prepared: PreparedBenchmark,
-                           target: str) -> dict[str, Tensor]:
-    """eps_v_shared ``[I_target, B]`` of the target's distinct item ids: a run's estimate where the sources list the
-    id, its prior mean 0 where they do not (only the text, popularity and sequence model speak for a new item)."""
+def learned_shared_offsets(estimates: dict[str, Tensor], source_ids: np.ndarray,
+                           target_ids: np.ndarray) -> dict[str, Tensor]:
+    """eps_v_shared ``[I_target, B]`` of the target's distinct item ids ``target_ids``: a run's estimate where the
+    sources' distinct ids ``source_ids`` (the rows of ``estimates``) list the id, its prior mean 0 where they do not
+    (only the text, popularity and sequence model speak for a new item)."""
     table = estimates[EPS_V_SHARED]  # [I_s, B]
-    target_keys = pd.Index(prepared.target(target).item_keys()[1])  # [I_t]
-    source_row = pd.Index(prepared.sources.item_keys()[1]).get_indexer(target_keys)  # [I_t], -1: unknown id
+    source_row = pd.Index(source_ids).get_indexer(pd.Index(target_ids))  # [I_t], -1: unknown id
     known = torch.as_tensor(source_row >= 0, device=table.device)
     rows = torch.as_tensor(np.maximum(source_row, 0), device=table.device)
     return {EPS_V_SHARED: table[rows] * known[:, None]}
@@ -89,8 +89,9 @@ def pretrained_scorer(run_dir: Path, prepared: PreparedBenchmark, target: str, s
     if posthoc or config.model.shared_item_offsets:
         estimates = source_estimates(run_dir, prepared, device)
         offsets.update(shared_item_offsets(estimates, prepared, target) if posthoc else {})
-        offsets.update(learned_shared_offsets(estimates, prepared, target) if config.model.shared_item_offsets
-                       else {})
+        if config.model.shared_item_offsets:
+            keys = (prepared.sources.item_keys()[1], prepared.target(target).item_keys()[1])
+            offsets.update(learned_shared_offsets(estimates, *keys))
     data = prepared.target(target)
     text = prepared.item_text(data).to(device)
     model = target_model(build_model(config, data, text).to(device), data, text)  # plate: every target user
@@ -124,7 +125,8 @@ def score_target(prepared: PreparedBenchmark, target: str, scorers: list, config
             summary = summarize(result, config, subset)
             n_samples[subset] = summary["n_samples"]
             rows.append({"method": scorer.name, "domain": target, "subset": subset, **summary})
-        logger.info("%s on %s: r-NDCG@K%% %.4f", scorer.name, target, rows[-2].get("rndcg@k%", float("nan")))
+        logger.info("%s on %s: r-NDCG@K%% %.4f", scorer.name, target,
+                    rows[-len(SUBSETS)].get("rndcg@k%", float("nan")))  # the "all" row
     if with_random and n_samples:
         n_items = data.domains[0].n_items
         for subset in SUBSETS:

@@ -251,7 +251,7 @@ class PreRecModel(nn.Module):
             value, bias = value + d_k, bias + d_k @ self.w_d
         if latent[EPS_V] is not None:
             value = value + latent[EPS_V][rows]
-        if latent[EPS_V_SHARED] is not None:
+        if latent.get(EPS_V_SHARED) is not None:  # absent from dicts of models without the site
             value = value + latent[EPS_V_SHARED][self.item_key[rows]]
         return value, bias
 

@@ -5,6 +5,9 @@ scores over the domain's items ``[R, L, J_k]``; PreRec, PreRec_n and every basel
 so all are ranked on the same samples. Samples are the next-item positions with at least one item of history
 (absolute position >= 1) of the chosen users; ties take the average rank (SPEC §5).
 
+``summarize`` reports one of ``SUBSETS`` of a target's samples: "all"; "unseen", whose item is in no source
+catalogue and whose user is in no source domain; "new_items", whose item is in no source catalogue (any user).
+
 Shape legend: R = windows in a batch, L = positions, J = the domain's items, T = evaluated targets.
 """
 
@@ -25,6 +28,7 @@ from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.metrics import average_ranks, bootstrap_ci, random_baseline, sample_metrics
 
 logger = logging.getLogger(__name__)
+SUBSETS = ("all", "unseen", "new_items")
 
 
 class Scorer(Protocol):
@@ -62,7 +66,22 @@ class SampleRanks:
     n_items: int
     ranks: np.ndarray  # [T] average rank, 1-based
     users: np.ndarray  # [T] local user index
-    unseen: np.ndarray  # [T] bool
+    unseen: np.ndarray  # [T] bool: item in no source catalogue and user in no source domain
+    new_item: np.ndarray | None = None  # [T] bool: item in no source catalogue; None: none is (all False)
+
+    def __post_init__(self) -> None:
+        if self.new_item is None:
+            self.new_item = np.zeros(len(self.ranks), dtype=bool)
+
+    def subset_mask(self, subset: str) -> np.ndarray:
+        """The samples of ``subset`` (one of ``SUBSETS``). [T] bool"""
+        if subset == "all":
+            return np.ones(len(self.ranks), dtype=bool)
+        if subset == "unseen":
+            return self.unseen
+        if subset == "new_items":
+            return self.new_item
+        raise ValueError(f"unknown subset {subset!r}; expected one of {SUBSETS}")
 
 
 def eval_samples(data: MultiDomainData, domain: int, split: str, max_users: int | None = None, seed: int = 0):
@@ -97,13 +116,19 @@ def pack_by_length(order: np.ndarray, lengths: np.ndarray, n_items: int, budget:
     return batches
 
 
+def new_item_flags(data: MultiDomainData, domain: int, items: np.ndarray, source_items: set[str]) -> np.ndarray:
+    """A target sample is a new item's when its item (local index in ``items``) is in no source catalogue. [T]"""
+    dom = data.domains[domain]
+    item_new = ~np.isin(dom.item_ids, list(source_items))  # [J]
+    return item_new[items]
+
+
 def unseen_flags(data: MultiDomainData, domain: int, items: np.ndarray, users: np.ndarray,
                  source_items: set[str], source_users: set[str]) -> np.ndarray:
     """A target sample is unseen when its item is in no source catalogue and its user in no source domain."""
     dom = data.domains[domain]
-    item_unseen = ~np.isin(dom.item_ids, list(source_items))  # [J]
     user_unseen = ~np.isin(dom.user_ids, list(source_users))  # [U]
-    return item_unseen[items] & user_unseen[users]
+    return new_item_flags(data, domain, items, source_items) & user_unseen[users]
 
 
 @torch.no_grad()
@@ -134,7 +159,8 @@ def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: 
         unseen = np.zeros(len(ranks), dtype=bool)
     else:
         unseen = unseen_flags(data, domain, items, users, source_items, source_users)
-    return SampleRanks(dom.name, dom.n_items, ranks, users, unseen)
+    new_item = None if source_items is None else new_item_flags(data, domain, items, source_items)
+    return SampleRanks(dom.name, dom.n_items, ranks, users, unseen, new_item)
 
 
 def ranks_at(scores: Tensor, targets: Tensor, keep: np.ndarray) -> Tensor:
@@ -146,8 +172,9 @@ def ranks_at(scores: Tensor, targets: Tensor, keep: np.ndarray) -> Tensor:
 
 
 def summarize(result: SampleRanks, config: EvalConfig, subset: str = "all") -> dict[str, float]:
-    """Mean of each metric over ``subset`` ("all" or "unseen") samples, with bootstrap CIs over users."""
-    keep = np.ones(len(result.ranks), bool) if subset == "all" else result.unseen
+    """Mean of each metric over ``subset`` (one of ``SUBSETS``: "all", "unseen", "new_items") samples, with bootstrap
+    CIs over users."""
+    keep = result.subset_mask(subset)
     out: dict[str, float] = {"n_samples": int(keep.sum())}
     if not keep.any():
         return out

@@ -20,7 +20,7 @@ import torch
 from prerec_pyro.baselines.sequential import Gru4Rec, SasRec
 from prerec_pyro.baselines.train import BaselineScorer, BaselineTrainConfig, fit_baseline, validation_callback
 from prerec_pyro.baselines.unisrec import UniSRec
-from prerec_pyro.evaluate import EvalConfig, evaluate_domain, results_table, summarize
+from prerec_pyro.evaluate import SUBSETS, EvalConfig, evaluate_domain, results_table, summarize
 from prerec_pyro.figures import plot_incremental, plot_popularity
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_checkpoint
 from prerec_pyro.inference.finetune import finetune, incremental_study
@@ -121,7 +121,7 @@ class Study:
             model.set_item_text(self._text(data))
             result = evaluate_domain(BaselineScorer(model, label), data, 0, config, source_items, source_users)
             rows += [{"method": label, "domain": target, "subset": subset, **summarize(result, config, subset)}
-                     for subset in ("all", "unseen")]
+                     for subset in SUBSETS]
         return rows
 
     def fine_tuned(self) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
-from prerec_pyro.inference.runs import find_latest_run, load_run_config
+from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
 from prerec_pyro.inference.zero_shot import pretrained_scorer, score_target
 from prerec_pyro.io import atomic_write
 from prerec_pyro.pipeline import prepare_benchmark
@@ -40,6 +40,7 @@ VARIANTS = {
     "prerec_literal": ("prerec", ("--prior-units", "total")),
     "prerec_per_obs": ("prerec", ("--prior-units", "per_observation")),
     "prerec_shared": ("prerec", ("--prior-units", "per_observation", "--shared-item-offsets")),
+    "prerec_per_obs_intervened": ("prerec", ("--prior-units", "per_observation", "--select-by", "intervened")),
 }
 SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
 METRICS = ("rndcg@k%", "recall@k%")
@@ -131,8 +132,13 @@ def main(args: argparse.Namespace) -> Path:
     jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # a seed at a time
     runs = {job: ensure_run(args, *job) for job in tqdm(jobs, desc="pre-training")}
     config = load_run_config(next(iter(runs.values())))
+    cold_items, cold_seed = common_cold_protocol({f"{v}/seed{s}": run for (v, s), run in runs.items()})
+    if cold_items and args.pretrained_on:
+        raise ValueError("--pretrained-on with cold-item runs: the removed ids are drawn from the benchmark being "
+                         "built, which would not be the sources those runs saw")
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
-                                 config.popularity, TextEncoderConfig(model=config.text_model))
+                                 config.popularity, TextEncoderConfig(model=config.text_model),
+                                 cold_items=cold_items, cold_seed=cold_seed)
     eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, n_boot=args.n_boot, device=args.device,
                              max_users=args.max_users)
     rows = []

@@ -58,7 +58,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
         raise ValueError(f"no PreRec run of {args.benchmark!r} under {args.runs}; run scripts/map_pretrain.py first")
     config = load_run_config(run)
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
-                                 config.popularity, TextEncoderConfig(model=config.text_model))
+                                 config.popularity, TextEncoderConfig(model=config.text_model),
+                                 cold_items=config.cold_items, cold_seed=config.cold_seed)
     train = TrainConfig(likelihood=config.train.likelihood, n_negatives=config.train.n_negatives,
                         batch_size=args.batch_size, lr=args.lr, max_epochs=args.epochs, patience=args.patience,
                         seed=args.seed, device=args.device)

@@ -3,8 +3,10 @@
     python scripts/intervene_eval.py --target japan           # latest PreRec / PreRec_n runs of the benchmark
     python scripts/intervene_eval.py --target all --benchmark retail-countries --data-dir ../shared/data
 
-Prints a table (methods x Recall@K% / r-NDCG@K%, all and unseen samples) and writes it as CSV and JSON beside the
-PreRec run (``zero_shot_<target>.csv|json``).
+Prints a table (methods x Recall@K% / r-NDCG@K% on all, unseen and new-item samples) and writes it as CSV and JSON
+beside the PreRec run (``zero_shot_<target>.csv|json``). The benchmark is rebuilt as the runs saw it: a run
+pre-trained under the cold-item protocol (``map_pretrain.py --cold-items``) has the same target ids removed from
+its sources here, and the JSON records ``cold_items`` / ``cold_seed``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig, results_table
 from prerec_pyro.inference.checkpoint import save_json
-from prerec_pyro.inference.runs import find_latest_run, load_run_config
+from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
 from prerec_pyro.inference.zero_shot import evaluate_target
 from prerec_pyro.io import atomic_write
 from prerec_pyro.pipeline import prepare_benchmark
@@ -80,8 +82,10 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     targets = benchmark.resolve_targets(args.target)
     runs = find_runs(args)
     run_config = load_run_config(runs["prerec"])
+    cold_items, cold_seed = common_cold_protocol(runs)  # PreRec_n must have seen the same sources
     prepared = prepare_benchmark(args.benchmark, args.data_dir or run_config.data_dir, run_config.sequences,
-                                 run_config.popularity, TextEncoderConfig(model=run_config.text_model))
+                                 run_config.popularity, TextEncoderConfig(model=run_config.text_model),
+                                 cold_items=cold_items, cold_seed=cold_seed)
     config = EvalConfig(k_percent=args.k_percent or benchmark.k_percent, split=args.split, n_boot=args.n_boot,
                         device=args.device, rndcg_b=args.rndcg_b)
     rows = []
@@ -94,6 +98,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     stem = runs["prerec"] / f"zero_shot_{args.target}{suffix}"
     atomic_write(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
     save_json(stem.with_suffix(".json"), {"benchmark": args.benchmark, "k_percent": config.k_percent,
+                                          "cold_items": prepared.cold_items, "cold_seed": prepared.cold_seed,
                                           "runs": {k: str(v) for k, v in runs.items()},
                                           "rows": table.to_dict(orient="records")})
     print(f"written: {stem}.csv, {stem}.json")

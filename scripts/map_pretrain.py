@@ -25,8 +25,9 @@ from prerec_pyro.data.dataset import SequenceConfig
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.guides import GUIDES, make_guide, posterior_spread
+from prerec_pyro.inference.intervene import InterventionScorer
 from prerec_pyro.inference.map import LIKELIHOODS, MapTrainer, TrainConfig, training_windows
-from prerec_pyro.inference.runs import METHODS, RunConfig, build_model, load_run_config, save_run_config
+from prerec_pyro.inference.runs import METHODS, SELECTIONS, RunConfig, build_model, load_run_config, save_run_config
 from prerec_pyro.inference.scoring import MapScorer
 from prerec_pyro.models.prerec import PARAMETRISATIONS, PRIOR_UNITS, TRANSFORMER_DTYPES, PreRecConfig
 from prerec_pyro.pipeline import prepare_benchmark
@@ -69,6 +70,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="latent sites as SVI fits them (auto: non-centred under per-observation priors)")
     p.add_argument("--text-model", default=None, help="sentence-transformers name or path (default: benchmark's)")
     p.add_argument("--valid-max-users", type=int, default=500, help="validation users per source domain")
+    p.add_argument("--select-by", default="in_domain", choices=SELECTIONS,
+                   help="early stopping and best.pt on the sources' validation users scored with the fitted latents "
+                        "(in_domain, the paper's) or by the zero-shot intervention of Eq. 8 (intervened: the score "
+                        "that matters for a new domain, still without any target data)")
+    p.add_argument("--cold-items", type=float, default=0.0,
+                   help="fraction of the targets' item ids removed from every source (cold-item protocol)")
+    p.add_argument("--cold-seed", type=int, default=0, help="seed of the --cold-items draw")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="runs", help="root of run directories")
@@ -99,7 +107,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                      sequences=SequenceConfig(max_len=args.max_len),
                      popularity=PopularityConfig(interval_days=benchmark.interval_days),
                      text_model=args.text_model or benchmark.text_model, data_dir=args.data_dir,
-                     valid_max_users=args.valid_max_users)
+                     valid_max_users=args.valid_max_users, cold_items=args.cold_items, cold_seed=args.cold_seed,
+                     select_by=args.select_by)
 
 
 def validation(model, guide, data, k_percent: float, config: RunConfig):
@@ -107,7 +116,7 @@ def validation(model, guide, data, k_percent: float, config: RunConfig):
                              max_users=config.valid_max_users, seed=config.train.seed)
 
     def validate() -> dict:
-        scorer = MapScorer(model, guide)
+        scorer = MapScorer(model, guide) if config.select_by == "in_domain" else InterventionScorer(model)
         per_domain = {d.name: summarize(evaluate_domain(scorer, data, k, eval_config), eval_config)
                       for k, d in enumerate(data.domains)}
         record = {f"{name}/rndcg@k%": m.get("rndcg@k%", 0.0) for name, m in per_domain.items()}
@@ -148,7 +157,8 @@ def main(args: argparse.Namespace) -> Path:
     config = resumed_config(args) if args.resume else run_config_from_args(args)
     pyro.set_rng_seed(config.train.seed)
     prepared = prepare_benchmark(config.benchmark, config.data_dir, config.sequences, config.popularity,
-                                 TextEncoderConfig(model=config.text_model))
+                                 TextEncoderConfig(model=config.text_model), cold_items=config.cold_items,
+                                 cold_seed=config.cold_seed)
     data = prepared.sources
     model = build_model(config, data, prepared.item_text(data).to(config.train.device))
     guide = make_guide(config.guide, model, name="pretrain")

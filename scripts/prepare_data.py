@@ -39,6 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--text-model", default=None, help="sentence-transformers name or path (default: benchmark's)")
     p.add_argument("--max-len", type=int, default=64, help="history length used for the sample counts")
     p.add_argument("--no-encode", action="store_true", help="skip text encoding (statistics only)")
+    p.add_argument("--cold-items", type=float, default=0.0,
+                   help="fraction of the targets' item ids removed from every source (cold-item protocol)")
+    p.add_argument("--cold-seed", type=int, default=0, help="seed of the --cold-items draw")
     return p.parse_args(argv)
 
 
@@ -60,7 +63,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame | None:
         return None
     started = time.perf_counter()
     text = TextEncoderConfig(model=args.text_model or BENCHMARKS[args.benchmark].text_model)
-    prepared = prepare_benchmark(args.benchmark, args.data_dir, SequenceConfig(max_len=args.max_len), text=text)
+    prepared = prepare_benchmark(args.benchmark, args.data_dir, SequenceConfig(max_len=args.max_len), text=text,
+                                 cold_items=args.cold_items, cold_seed=args.cold_seed)
     loaded = time.perf_counter()
     if not args.no_encode:
         prepared.item_text(prepared.sources)
@@ -68,7 +72,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame | None:
             prepared.item_text(prepared.target(name))
     encoded = time.perf_counter()
     stats = domain_statistics(prepared)
-    print(f"benchmark {args.benchmark}: K% = {prepared.benchmark.k_percent}")
+    cold = f", cold items {prepared.cold_items:g} (seed {prepared.cold_seed})" if prepared.cold_items else ""
+    print(f"benchmark {args.benchmark}: K% = {prepared.benchmark.k_percent}{cold}")
     print(stats.to_string(index=False))
     print(f"load + index: {loaded - started:.1f} s, text vectors: {encoded - loaded:.1f} s")
     return stats

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from prerec_pyro.data.benchmarks import BENCHMARKS
 from prerec_pyro.inference.checkpoint import load_json, save_json
 from prerec_pyro.inference.finetune import parse_sizes
-from prerec_pyro.inference.runs import find_latest_run, load_run_config
+from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.study import STEP_FILES, Study, StudyConfig
 from prerec_pyro.text import TextEncoderConfig
@@ -69,8 +69,10 @@ def main(args: argparse.Namespace) -> Path:
         steps.update()
     timings["pretraining"] = time.perf_counter() - started
     config = load_run_config(runs["prerec"])
+    cold_items, cold_seed = common_cold_protocol(runs)  # both runs must have seen the same sources
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
-                                 config.popularity, TextEncoderConfig(model=config.text_model))
+                                 config.popularity, TextEncoderConfig(model=config.text_model),
+                                 cold_items=cold_items, cold_seed=cold_seed)
     base = StudyConfig()
     study_config = replace(base, sizes=tuple(parse_sizes(args.first_n)), n_boot=args.n_boot, device=args.device,
                            rndcg_b=args.rndcg_b,
@@ -93,6 +95,7 @@ def main(args: argparse.Namespace) -> Path:
     timings["this_invocation"] = time.perf_counter() - started
     pretraining = {method: load_json(run / "metrics.json").get("wall_seconds") for method, run in runs.items()}
     save_json(directory / "study.json", {"benchmark": args.benchmark, "runs": {k: str(v) for k, v in runs.items()},
+                                         "cold_items": prepared.cold_items, "cold_seed": prepared.cold_seed,
                                          "seconds": timings, "steps_reused": reused,
                                          "pretraining_wall_seconds": pretraining,
                                          "figures": [str(p) for p in figures]})

@@ -39,7 +39,8 @@ def main(args: argparse.Namespace) -> dict:
     if config.benchmark != "synthetic":
         raise ValueError(f"{run} is a run of {config.benchmark!r}; the planted truth exists for 'synthetic' only")
     prepared = prepare_benchmark("synthetic", None, config.sequences, config.popularity,
-                                 TextEncoderConfig(model=config.text_model, show_progress=False))
+                                 TextEncoderConfig(model=config.text_model, show_progress=False),
+                                 cold_items=config.cold_items, cold_seed=config.cold_seed)
     data = prepared.sources
     probe = BatchBuilder(data, None).make(0, training_windows(data)[0].select([0]))
     _, model, guide = load_run(run, data, prepared.item_text(data), probe)

@@ -10,6 +10,7 @@ import torch
 from prerec_pyro.data import batches
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.evaluate import (
+    SUBSETS,
     EvalConfig,
     SampleRanks,
     evaluate_domain,
@@ -105,3 +106,19 @@ def test_summarize_rndcg_b_follows_k_percent_unless_given():
 def test_eval_config_rejects_bad_k_percent_and_rndcg_b(kwargs, message):
     with pytest.raises(ValueError, match=message):
         EvalConfig(**kwargs)
+
+
+def test_summarize_new_items_subset_counts_new_items_whatever_the_user():
+    """Samples 1 and 2 have new items; only sample 2's user is also new: "unseen" holds 1 sample, "new_items" 2."""
+    ranks, users = np.array([1.0, 3.0, 30.0, 500.0]), np.array([0, 1, 1, 2])
+    unseen, new_item = np.array([False, False, True, False]), np.array([False, True, True, False])
+    result = SampleRanks("d", 1000, ranks, users, unseen, new_item)
+    config = EvalConfig(k_percent=0.5, n_boot=10)  # K = 5 of 1000 items
+    counts = {subset: summarize(result, config, subset)["n_samples"] for subset in SUBSETS}
+    assert SUBSETS == ("all", "unseen", "new_items") and counts == {"all": 4, "unseen": 1, "new_items": 2}
+    new = summarize(result, config, "new_items")
+    assert new["recall@k%"] == pytest.approx(0.5)  # rank 3 inside K, rank 30 outside
+    assert new == summarize(SampleRanks("d", 1000, ranks[new_item], users[new_item], unseen[new_item]), config)
+    assert summarize(SampleRanks("d", 1000, ranks, users, unseen), config, "new_items") == {"n_samples": 0}
+    with pytest.raises(ValueError, match="unknown subset 'cold'.*new_items"):
+        summarize(result, config, "cold")

@@ -27,7 +27,8 @@ def pretrain(tmp_path_factory, *flags):
     run_dir = script.main(args)
     config = load_run_config(run_dir)
     prepared = prepare_benchmark("synthetic-small", None, config.sequences, config.popularity,
-                                 TextEncoderConfig(model="hash-bow-32", cache_dir=str(cache), show_progress=False))
+                                 TextEncoderConfig(model="hash-bow-32", cache_dir=str(cache), show_progress=False),
+                                 cold_items=config.cold_items, cold_seed=config.cold_seed)
     return run_dir, prepared
 
 

@@ -64,9 +64,9 @@ def test_evaluate_target_rows_and_bad_options(pretrained):
 def test_learned_shared_offsets_keep_known_items_and_give_new_items_the_prior_mean(pretrained_shared):
     run_dir, prepared = pretrained_shared
     estimates = source_estimates(run_dir, prepared, "cpu")
-    table = learned_shared_offsets(estimates, prepared, TARGET)[EPS_V_SHARED]  # [I_t, B]
-    source_ids = list(prepared.sources.item_keys()[1])
-    target_ids = prepared.target(TARGET).item_keys()[1]
+    source_ids, target_ids = prepared.sources.item_keys()[1], prepared.target(TARGET).item_keys()[1]
+    table = learned_shared_offsets(estimates, source_ids, target_ids)[EPS_V_SHARED]  # [I_t, B]
+    source_ids = list(source_ids)
     known = [i for i, item in enumerate(target_ids) if item in set(source_ids)]
     new = [i for i, item in enumerate(target_ids) if item not in set(source_ids)]
     assert known and new, "the fixture must have both kinds of target items"

@@ -66,6 +66,31 @@ def test_intervene_eval_prints_the_table_and_writes_files(tmp_path, capsys):
     assert len(written) == 1
 
 
+def test_cold_items_are_remembered_by_the_run_and_scored_as_new_items(tmp_path):
+    from prerec_pyro.inference.runs import load_run_config
+    from prerec_pyro.pipeline import domain_statistics, prepare_benchmark
+    from prerec_pyro.text import TextEncoderConfig
+
+    run_dir = pretrain(tmp_path, "--cold-items", "0.3", "--cold-seed", "1")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["cold_items"], config["cold_seed"]) == (0.3, 1)
+    script = load_script("intervene_eval")
+    table = script.main(script.parse_args(["--benchmark", "synthetic-small", "--target", "japan", "--runs",
+                                           str(tmp_path / "runs"), "--n-boot", "20"]))
+    rows = table[(table["domain"] == "japan") & (table["subset"] == "new_items")].set_index("method")
+    assert {"Random", "POP", "SBERT", "PreRec"} <= set(rows.index)
+    assert (rows["n_samples"] > 0).all() and rows["n_samples"].nunique() == 1
+    run = load_run_config(run_dir)  # the evaluated benchmark is the run's: the same ids removed from the sources
+    text = TextEncoderConfig(model="hash-bow-32", cache_dir=str(tmp_path / "stats"), show_progress=False)
+    stats = {f: domain_statistics(prepare_benchmark("synthetic-small", None, run.sequences, run.popularity, text,
+                                                    cold_items=f, cold_seed=1)).set_index("domain")
+             for f in (0.0, 0.3)}
+    assert rows.loc["PreRec", "n_samples"] == stats[0.3].loc["japan", "new_item_test_samples"]
+    assert rows.loc["PreRec", "n_samples"] > stats[0.0].loc["japan", "new_item_test_samples"]
+    written = json.loads((run_dir / "zero_shot_japan.json").read_text())
+    assert (written["cold_items"], written["cold_seed"]) == (0.3, 1)
+
+
 def test_intervene_eval_rejects_unknown_targets(tmp_path):
     pretrain(tmp_path)
     script = load_script("intervene_eval")
@@ -153,3 +178,13 @@ def test_ablations_refuses_runs_of_a_benchmark_with_other_sources():
     with pytest.raises(SystemExit):
         script.parse_args(["--benchmark", "retail-to-movielens", "--pretrained-on", "movielens-ages"])
     assert script.parse_args(["--benchmark", "retail-to-movielens", "--pretrained-on", "retail-countries"])
+
+
+def test_map_pretrain_selects_on_the_intervened_validation_score(tmp_path):
+    run_dir = pretrain(tmp_path, "--select-by", "intervened", "--prior-units", "per_observation")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["select_by"] == "intervened" and config["model"]["prior_units"] == "per_observation"
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["best_score"] == max(h["score"] for h in history["history"])
+    with pytest.raises(SystemExit):
+        load_script("map_pretrain").parse_args([*TINY, "--select-by", "target"])
