@@ -1,0 +1,119 @@
+"""The public API (prerec_pyro.api) and scripts/recommend.py: the same scores as the evaluation harness, top-k
+rules, and clear errors. Here beside the inference tests, whose pre-training fixtures it uses."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from prerec_pyro import PretrainedRun
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.inference.zero_shot import pretrained_scorer
+
+TARGET = "japan"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "recommend.py"
+
+
+@pytest.fixture
+def shop(pretrained):
+    run_dir, prepared = pretrained
+    domain = prepared.domains[TARGET]
+    run = PretrainedRun.load(run_dir)
+    return run, domain
+
+
+def harness_scores(run_dir, prepared, user: int):
+    """Full-catalogue scores of the evaluation harness for one target user's window. [L, J], items, times"""
+    data = prepared.target(TARGET)
+    dom = data.domains[0]
+    windows = dom.windows(np.array([user]), data.sequences)
+    batch = BatchBuilder(data, None).make(0, windows.select([0]))
+    scorer = pretrained_scorer(run_dir, prepared, TARGET, 0, "cpu")
+    return scorer(batch)[0], dom.item_ids[windows.items[0]], windows.times[0], windows.target_mask[0]
+
+
+def test_scores_equal_the_evaluation_harness(pretrained, shop):
+    run_dir, prepared = pretrained
+    run, domain = shop
+    scores, ids, times, mask = harness_scores(run_dir, prepared, user=int(prepared.target(TARGET).domains[0]
+                                                                             .users_in("test")[0]))
+    position = int(np.flatnonzero(mask)[-1])
+    assert position >= 1
+    recommender = run.on_domain(domain.items, recent_interactions=domain.interactions, now=int(times[position]))
+    api = recommender.score([list(ids[:position])])[0]  # [J]
+    torch.testing.assert_close(api, scores[position], rtol=1e-5, atol=1e-5)
+    top = recommender.recommend(list(ids[:position]), k=5, exclude_seen=False)
+    expected = torch.sort(scores[position], descending=True, stable=True).indices[:5]
+    assert list(top["item_id"]) == list(domain.items["item_id"].to_numpy()[expected.numpy()])
+    assert list(top["rank"]) == [1, 2, 3, 4, 5]
+
+
+def test_top_k_is_in_the_catalogue_excludes_the_history_and_is_deterministic(shop):
+    run, domain = shop
+    recommender = run.on_domain(domain.items, recent_interactions=domain.interactions)
+    catalogue = list(domain.items["item_id"])
+    histories = {"a": catalogue[:3], "b": [catalogue[5]], "c": catalogue[2:9]}
+    first = recommender.recommend(histories, k=4)
+    assert list(first.columns) == ["user_id", "rank", "item_id", "score"] and len(first) == 12
+    assert set(first["item_id"]) <= set(catalogue)
+    for user, history in histories.items():
+        assert not set(first.loc[first["user_id"] == user, "item_id"]) & set(history)
+        assert first.loc[first["user_id"] == user, "score"].is_monotonic_decreasing
+    pd.testing.assert_frame_equal(first, recommender.recommend(histories, k=4))
+    with_seen = recommender.recommend(histories, k=len(catalogue), exclude_seen=False)
+    assert set(with_seen.loc[with_seen["user_id"] == "a", "item_id"]) == set(catalogue)
+
+
+def test_bad_inputs_give_clear_errors(pretrained, shop, caplog):
+    run_dir, _ = pretrained
+    run, domain = shop
+    recommender = run.on_domain(domain.items)
+    known = list(domain.items["item_id"])[:2]
+    with pytest.raises(ValueError, match=r"\['nope'\] are not in the catalogue"):
+        recommender.recommend(known + ["nope"])
+    kept = recommender.recommend(known + ["nope"], unknown="drop")
+    assert len(kept) == 10 and "dropping 1 item id" in caplog.text
+    with pytest.raises(ValueError, match="history 0 is empty"):
+        recommender.recommend([[]])
+    with pytest.raises(ValueError, match="k must be in"):
+        recommender.recommend(known, k=0)
+    with pytest.raises(ValueError, match="trained on text vectors of 'hash-bow-32'"):
+        PretrainedRun.load(run_dir, text_model="all-MiniLM-L6-v2")
+    with pytest.raises(ValueError, match="no item text"):
+        run.on_domain(domain.items.assign(text=""))
+    with pytest.raises(ValueError, match="appears more than once"):
+        run.on_domain(pd.concat([domain.items, domain.items.iloc[:1]]))
+    with pytest.raises(ValueError, match="not a torch device"):
+        PretrainedRun.load(run_dir, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            PretrainedRun.load(run_dir, device="cuda")
+
+
+def test_shared_offset_model_recommends_through_its_learned_offsets(pretrained_shared):
+    run_dir, prepared = pretrained_shared
+    domain = prepared.domains[TARGET]
+    recommender = PretrainedRun.load(run_dir).on_domain(domain.items)
+    table = recommender.scorer.item_offsets["eps_v_shared"]  # [J, B]
+    assert table.shape[0] == len(domain.items) and table.abs().sum() > 0
+
+
+def test_recommend_script_writes_top_k_per_user(pretrained, shop, tmp_path):
+    run_dir, _ = pretrained
+    _, domain = shop
+    domain.items.to_csv(tmp_path / "items.csv", index=False)
+    log = domain.interactions.head(40)
+    log.to_csv(tmp_path / "histories.csv", index=False)
+    domain.interactions[["item_id", "timestamp"]].to_csv(tmp_path / "recent.csv", index=False)
+    spec = importlib.util.spec_from_file_location("recommend", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(script.parse_args(["--run", str(run_dir), "--items", str(tmp_path / "items.csv"), "--histories",
+                                   str(tmp_path / "histories.csv"), "--interactions", str(tmp_path / "recent.csv"),
+                                   "--k", "3", "--out", str(tmp_path / "recs.csv"), "--batch-users", "2"]))
+    recs = pd.read_csv(tmp_path / "recs.csv", dtype={"user_id": str, "item_id": str})
+    assert list(recs.columns) == ["user_id", "rank", "item_id", "score"]
+    assert set(recs["user_id"]) == set(log["user_id"]) and (recs.groupby("user_id").size() == 3).all()
