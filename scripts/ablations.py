@@ -41,6 +41,7 @@ VARIANTS = {
     "prerec_per_obs": ("prerec", ("--prior-units", "per_observation")),
     "prerec_shared": ("prerec", ("--prior-units", "per_observation", "--shared-item-offsets")),
     "prerec_per_obs_intervened": ("prerec", ("--prior-units", "per_observation", "--select-by", "intervened")),
+    "prerec_per_obs_sliding": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "sliding")),
 }
 SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
 METRICS = ("rndcg@k%", "recall@k%")

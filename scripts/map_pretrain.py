@@ -31,7 +31,7 @@ from prerec_pyro.inference.runs import METHODS, SELECTIONS, RunConfig, build_mod
 from prerec_pyro.inference.scoring import MapScorer
 from prerec_pyro.models.prerec import PARAMETRISATIONS, PRIOR_UNITS, TRANSFORMER_DTYPES, PreRecConfig
 from prerec_pyro.pipeline import prepare_benchmark
-from prerec_pyro.popularity import PopularityConfig
+from prerec_pyro.popularity import MODES, PopularityConfig
 from prerec_pyro.text import TextEncoderConfig
 
 logger = logging.getLogger("map_pretrain")
@@ -63,6 +63,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="prior precision λ_vs of the shared item offsets, in total units (with --shared-item-offsets)")
     p.add_argument("--shared-item-offsets", action="store_true",
                    help="split eps_v into eps_v_shared (per distinct item id, kept zero-shot) and a domain part")
+    p.add_argument("--popularity-mode", default="interval", choices=MODES,
+                   help="popularity factors: interval (the paper's Appendix C: counts of the previous interval, "
+                        "power means over the whole catalogue) or sliding (the official code: a window ending the day "
+                        "before, power means over the items with a count)")
     p.add_argument("--prior-units", default="total", choices=PRIOR_UNITS,
                    help="total: λ against the summed likelihood, as Eq. 7 reads (default); per_observation: every "
                         "precision is λ·N_obs, the reading the paper's λ values were tuned in (docs/DESIGN.md)")
@@ -105,7 +109,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                         max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, device=args.device)
     return RunConfig(benchmark=args.benchmark, method=args.ablation, guide=args.guide, model=model, train=train,
                      sequences=SequenceConfig(max_len=args.max_len),
-                     popularity=PopularityConfig(interval_days=benchmark.interval_days),
+                     popularity=PopularityConfig(interval_days=benchmark.interval_days, mode=args.popularity_mode),
                      text_model=args.text_model or benchmark.text_model, data_dir=args.data_dir,
                      valid_max_users=args.valid_max_users, cold_items=args.cold_items, cold_seed=args.cold_seed,
                      select_by=args.select_by)

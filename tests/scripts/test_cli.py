@@ -181,9 +181,11 @@ def test_ablations_refuses_runs_of_a_benchmark_with_other_sources():
 
 
 def test_map_pretrain_selects_on_the_intervened_validation_score(tmp_path):
-    run_dir = pretrain(tmp_path, "--select-by", "intervened", "--prior-units", "per_observation")
+    run_dir = pretrain(tmp_path, "--select-by", "intervened", "--prior-units", "per_observation",
+                       "--popularity-mode", "sliding")
     config = json.loads((run_dir / "config.json").read_text())
     assert config["select_by"] == "intervened" and config["model"]["prior_units"] == "per_observation"
+    assert config["popularity"]["mode"] == "sliding"
     history = json.loads((run_dir / "history.json").read_text())
     assert history["best_score"] == max(h["score"] for h in history["history"])
     with pytest.raises(SystemExit):
