@@ -1,0 +1,89 @@
+"""Where a pre-trained run's zero-shot score comes from, per target (inference/diagnostics.py).
+
+    python scripts/diagnose.py --run runs_ablations/prerec_per_obs/seed0/retail-countries/prerec-... \\
+        --benchmark retail-countries --data-dir ../shared/data
+    python scripts/diagnose.py --run RUN --benchmark retail-to-movielens --data-dir ../shared/data   # cross-platform
+
+Rows: Eq. 8 as evaluated, Eq. 8 without the target's popularity, the run's text head alone (f_e(X_last)·f_e(X_j)),
+POP and SBERT; the column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's. The run's
+sources must be the benchmark's (a cross-platform benchmark shares its sources with an in-platform one). Writes
+``diagnose_<benchmark>.csv`` beside the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from prerec_pyro.baselines.simple import PopScorer, SbertScorer
+from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
+from prerec_pyro.evaluate import EvalConfig
+from prerec_pyro.inference.diagnostics import SbertAgreement, TextHeadOnly, WithoutPopularity
+from prerec_pyro.inference.runs import load_run_config
+from prerec_pyro.inference.zero_shot import pretrained_scorer, score_target
+from prerec_pyro.io import atomic_write
+from prerec_pyro.pipeline import prepare_benchmark
+from prerec_pyro.text import TextEncoderConfig
+
+logger = logging.getLogger("diagnose")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="a PreRec or PreRec_n run directory")
+    p.add_argument("--benchmark", default=None, choices=sorted(BENCHMARKS),
+                   help="benchmark whose targets are scored (default: the run's own)")
+    p.add_argument("--target", default="all", help="a target of the benchmark (name or alias) or 'all'")
+    p.add_argument("--data-dir", default=None, help="data root (default: the run's, else $PREREC_DATA_DIR)")
+    p.add_argument("--max-users", type=int, default=None, help="at most this many test users per target")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    return p.parse_args(argv)
+
+
+def target_rows(prepared, target: str, run: Path, config: EvalConfig) -> list[dict]:
+    eq8 = pretrained_scorer(run, prepared, target, 0, config.device)
+    text = prepared.item_text(prepared.target(target)).to(config.device)
+    agreement = SbertAgreement(eq8, text)
+    scorers = [agreement, WithoutPopularity(eq8), TextHeadOnly(eq8.model, name=f"{eq8.name} text head only"),
+               PopScorer(), SbertScorer(text)]
+    rows = [r for r in score_target(prepared, target, scorers, config, with_random=False) if r["subset"] == "all"]
+    rows[0]["sbert_spearman"] = agreement.mean_correlation()
+    return rows
+
+
+def main(args: argparse.Namespace) -> pd.DataFrame:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    run, config = Path(args.run), load_run_config(Path(args.run))
+    name = args.benchmark or config.benchmark
+    benchmark = get_benchmark(name)
+    if benchmark.sources != get_benchmark(config.benchmark).sources:
+        raise ValueError(f"{run} was pre-trained on {config.benchmark!r}, whose sources differ from {name!r}'s")
+    prepared = prepare_benchmark(name, args.data_dir or config.data_dir, config.sequences, config.popularity,
+                                 TextEncoderConfig(model=config.text_model), cold_items=config.cold_items,
+                                 cold_seed=config.cold_seed)
+    eval_config = EvalConfig(k_percent=benchmark.k_percent, n_boot=args.n_boot, device=args.device,
+                             max_users=args.max_users)
+    rows = []
+    for target in benchmark.resolve_targets(args.target):
+        rows += target_rows(prepared, target, run, eval_config)
+    table = pd.DataFrame(rows)
+    wide = table.pivot_table(index="domain", columns="method", values="rndcg@k%", sort=False)
+    wide.loc["mean"] = wide.mean()
+    print(wide.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"mean Spearman(Eq. 8, SBERT): {table['sbert_spearman'].mean():.3f}")
+    atomic_write(run / f"diagnose_{name}.csv", lambda f: f.write(table.to_csv(index=False).encode()))
+    return table
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except ValueError as error:  # a user error: one line, exit status 2
+        print(f"diagnose.py: error: {error}", file=sys.stderr)
+        sys.exit(2)

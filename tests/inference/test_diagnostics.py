@@ -1,0 +1,70 @@
+"""Zero-shot diagnostics: each switched-off term, the text head alone, and the rank agreement with SBERT."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from prerec_pyro.baselines.simple import SbertScorer
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.inference.diagnostics import SbertAgreement, TextHeadOnly, WithoutPopularity, spearman
+from prerec_pyro.inference.zero_shot import pretrained_scorer
+
+TARGET = "japan"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diagnose.py"
+
+
+@pytest.fixture
+def scored(pretrained):
+    run_dir, prepared = pretrained
+    data = prepared.target(TARGET)
+    dom = data.domains[0]
+    batch = BatchBuilder(data, None).make(0, dom.windows(dom.users_in("test")[:4], data.sequences))
+    return pretrained_scorer(run_dir, prepared, TARGET, 0, "cpu"), batch, prepared.item_text(data)
+
+
+def test_spearman_by_hand():
+    first = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
+    second = torch.tensor([[10.0, 20.0, 30.0, 40.0], [4.0, 3.0, 2.0, 1.0]])
+    torch.testing.assert_close(spearman(first, second), torch.tensor([1.0, -1.0], dtype=torch.float64))
+
+
+def test_without_popularity_equals_scoring_with_zero_factors(scored):
+    eq8, batch, _ = scored
+    without = WithoutPopularity(eq8)(batch)
+    counted = batch.factors_candidates.ne(0).any()
+    assert counted, "the fixture must have recent counts, or the test shows nothing"
+    assert not torch.allclose(without, eq8(batch))
+    batch.factors_candidates.zero_()  # no recent count anywhere: Eq. 8 itself is then the popularity-free score
+    torch.testing.assert_close(without, eq8(batch))
+
+
+def test_text_head_only_with_identity_head_is_sbert(scored):
+    eq8, batch, text = scored
+    model = eq8.model
+    with torch.no_grad():  # an identity text head: the text-only path must rank exactly as SBERT
+        model.f_e.linear = torch.nn.Linear(text.shape[1], text.shape[1])
+        model.f_e.linear.weight.copy_(torch.eye(text.shape[1]))
+        model.f_e.linear.bias.zero_()
+    torch.testing.assert_close(TextHeadOnly(model)(batch), SbertScorer(text)(batch))
+
+
+def test_agreement_passes_scores_through_and_records_correlations(scored):
+    eq8, batch, text = scored
+    probe = SbertAgreement(eq8, text)
+    torch.testing.assert_close(probe(batch), eq8(batch))
+    assert -1.0 <= probe.mean_correlation() <= 1.0
+    perfect = SbertAgreement(SbertScorer(text), text)
+    perfect(batch)
+    assert perfect.mean_correlation() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_diagnose_script_prints_each_term(pretrained, capsys):
+    run_dir, _ = pretrained
+    spec = importlib.util.spec_from_file_location("diagnose", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    table = script.main(script.parse_args(["--run", str(run_dir), "--target", TARGET, "--n-boot", "10"]))
+    assert {"PreRec", "PreRec without popularity", "PreRec text head only", "POP", "SBERT"} == set(table["method"])
+    assert "Spearman" in capsys.readouterr().out and (run_dir / "diagnose_synthetic-small.csv").exists()
