@@ -65,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="extra flags for scripts/map_pretrain.py, for every variant (put last)")
     p.add_argument("--max-users", type=int, default=None,
                    help="evaluate a fixed seeded subset of at most this many test users per target (default: all)")
+    p.add_argument("--from-long", nargs="+", default=None,
+                   help="only summarise existing ablations_long.csv files (several invocations' rows, merged) "
+                        "into --out; nothing is trained or scored")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     args = p.parse_args(argv)
@@ -120,6 +123,32 @@ def summary_table(long: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def per_target_table(long: pd.DataFrame, metric: str = "rndcg@k%") -> pd.DataFrame:
+    """Per target and method ("all" samples): the mean over seeds, the across-seed sd, and the 95% bootstrap
+    interval over users averaged over seeds."""
+    rows = long[long["subset"] == "all"]
+    grouped = rows.groupby(["domain", "method"], sort=False)
+    return pd.DataFrame({"mean": grouped[metric].mean(), "sd": grouped[metric].std(ddof=1).fillna(0.0),
+                         "low": grouped[f"{metric}_low"].mean(), "high": grouped[f"{metric}_high"].mean()})
+
+
+def per_target_markdown(long: pd.DataFrame) -> str:
+    table = per_target_table(long)
+    methods = list(dict.fromkeys(table.index.get_level_values("method")))
+    lines = ["| target | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for target in dict.fromkeys(table.index.get_level_values("domain")):
+        cells = [_cell(table, target, method) for method in methods]
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(table: pd.DataFrame, target: str, method: str) -> str:
+    if (target, method) not in table.index:
+        return "–"
+    row = table.loc[(target, method)]
+    return f"{row['mean']:.4f} ± {row['sd']:.4f} [{row['low']:.4f}, {row['high']:.4f}]"
+
+
 def markdown(table: pd.DataFrame) -> str:
     lines = ["| method | r-NDCG@K% (mean ± sd over seeds) | Recall@K% | seeds |", "|---|---|---|---|"]
     for row in table.to_dict("records"):
@@ -130,6 +159,12 @@ def markdown(table: pd.DataFrame) -> str:
 
 def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    out = Path(args.out) if args.out else Path(args.runs) / args.benchmark
+    if args.from_long:
+        long = pd.concat([pd.read_csv(path) for path in args.from_long], ignore_index=True)
+        long = long.drop_duplicates(subset=["method", "domain", "subset", "seed"], keep="first")
+        write_summaries(long, out, args.benchmark)
+        return out
     jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # a seed at a time
     runs = {job: ensure_run(args, *job) for job in tqdm(jobs, desc="pre-training")}
     config = load_run_config(next(iter(runs.values())))
@@ -152,15 +187,21 @@ def main(args: argparse.Namespace) -> Path:
             rows += [{**row, "seed": seed} for row in score_target(prepared, target, scorers, eval_config,
                                                                    with_random=False)]
     long = pd.DataFrame(rows)
-    table = summary_table(long)
-    out = Path(args.out) if args.out else Path(args.runs) / args.benchmark
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "ablations_long.csv", lambda f: f.write(long.to_csv(index=False).encode()))
-    atomic_write(out / "ablations.csv", lambda f: f.write(table.to_csv(index=False).encode()))
-    text = f"{args.benchmark}: zero-shot, mean over {len(prepared.benchmark.targets)} targets\n\n" + markdown(table)
-    atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
-    print(text)
+    write_summaries(long, out, args.benchmark)
     return out
+
+
+def write_summaries(long: pd.DataFrame, out: Path, benchmark: str) -> None:
+    """``ablations.csv`` / ``ablations.md`` (means over targets) and ``ablations_targets.md`` (per target: mean ±
+    sd over seeds [95% bootstrap interval over users, averaged over seeds])."""
+    table = summary_table(long)
+    n_targets = long["domain"].nunique()
+    atomic_write(out / "ablations.csv", lambda f: f.write(table.to_csv(index=False).encode()))
+    text = f"{benchmark}: zero-shot, mean over {n_targets} targets\n\n" + markdown(table)
+    atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
+    atomic_write(out / "ablations_targets.md", lambda f: f.write(per_target_markdown(long).encode()))
+    print(text)
 
 
 if __name__ == "__main__":

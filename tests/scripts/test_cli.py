@@ -171,6 +171,12 @@ def test_ablations_trains_each_variant_and_seed_once_and_summarises(tmp_path, ca
     assert len(runs) == 4
     script.main(script.parse_args(flags))  # reuses the finished runs
     assert sorted((tmp_path / "abl").glob("*/seed*/synthetic-small/*/best.pt")) == runs
+    targets = (out / "ablations_targets.md").read_text()
+    assert targets.count("\n") == 2 + 4 and "| japan |" in targets  # header, rule, one row per target
+    merged = script.main(script.parse_args(["--benchmark", "synthetic-small", "--from-long",
+                                            str(out / "ablations_long.csv"), str(out / "ablations_long.csv"),
+                                            "--out", str(tmp_path / "merged")]))
+    pd.testing.assert_frame_equal(pd.read_csv(merged / "ablations.csv"), table)
 
 
 def test_ablations_refuses_runs_of_a_benchmark_with_other_sources():
