@@ -23,8 +23,9 @@ from torch import Tensor
 
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, random_summary, summarize
-from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z
+from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z, PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
 
 from .guides import latent_values
@@ -75,6 +76,28 @@ def learned_shared_offsets(estimates: dict[str, Tensor], source_ids: np.ndarray,
     known = torch.as_tensor(source_row >= 0, device=table.device)
     rows = torch.as_tensor(np.maximum(source_row, 0), device=table.device)
     return {EPS_V_SHARED: table[rows] * known[:, None]}
+
+
+def source_scorer(model: PreRecModel, guide, data: MultiDomainData, device: str) -> InterventionScorer:
+    """Eq. 8 on the sources themselves, a view of zero-shot quality that needs no target data: do(D = 0, eps = 0)
+    on a model fitted to ``data``, keeping its learned eps_v_shared (the items are the sources' own)."""
+    offsets = None
+    if model.config.shared_item_offsets:
+        probe = BatchBuilder(data, None, device=device).make(0, training_windows(data)[0].select([0]))
+        offsets = {EPS_V_SHARED: latent_values(guide, probe, model)[EPS_V_SHARED]}
+    return InterventionScorer(model, name="PreRec (sources, intervened)", item_offsets=offsets)
+
+
+def intervened_source_score(run_dir: Path, prepared: PreparedBenchmark, config: EvalConfig) -> float:
+    """Mean r-NDCG@K% over the source domains of ``run_dir``'s Eq. 8 scores on ``config.split`` users of the
+    sources (e.g. their validation users): a target-free criterion to compare configurations."""
+    sources = prepared.sources
+    probe = BatchBuilder(sources, None, device=config.device).make(0, training_windows(sources)[0].select([0]))
+    _, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(config.device), probe)
+    scorer = source_scorer(model, guide, sources, config.device)
+    scores = [summarize(evaluate_domain(scorer, sources, k, config), config).get("rndcg@k%", 0.0)
+              for k in range(len(sources.domains))]
+    return float(np.mean(scores))
 
 
 def pretrained_scorer(run_dir: Path, prepared: PreparedBenchmark, target: str, samples: int, device: str,

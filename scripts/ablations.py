@@ -27,7 +27,7 @@ from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
-from prerec_pyro.inference.zero_shot import pretrained_scorer, score_target
+from prerec_pyro.inference.zero_shot import intervened_source_score, pretrained_scorer, score_target
 from prerec_pyro.io import atomic_write
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.text import TextEncoderConfig
@@ -44,6 +44,7 @@ VARIANTS = {
     "prerec_per_obs_sliding": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "sliding")),
 }
 SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
+SELECTION, SELECTION_USERS = "source_valid_intervened", 200  # the target-free criterion, users per source
 METRICS = ("rndcg@k%", "recall@k%")
 
 
@@ -65,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="extra flags for scripts/map_pretrain.py, for every variant (put last)")
     p.add_argument("--max-users", type=int, default=None,
                    help="evaluate a fixed seeded subset of at most this many test users per target (default: all)")
+    p.add_argument("--skip-targets", action="store_true",
+                   help="only the target-free selection score (Eq. 8 on the sources' validation users)")
     p.add_argument("--from-long", nargs="+", default=None,
                    help="only summarise existing ablations_long.csv files (several invocations' rows, merged) "
                         "into --out; nothing is trained or scored")
@@ -120,6 +123,8 @@ def summary_table(long: pd.DataFrame) -> pd.DataFrame:
     grouped = per_seed.groupby("method", sort=False)[list(METRICS)]
     table = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
     table["n_seeds"] = per_seed.groupby("method", sort=False)["seed"].nunique()
+    selection = long[long["subset"] == SELECTION].groupby("method", sort=False)["rndcg@k%"]
+    table["selection_mean"], table["selection_std"] = selection.mean(), selection.std(ddof=1).fillna(0.0)
     return table.reset_index()
 
 
@@ -150,10 +155,13 @@ def _cell(table: pd.DataFrame, target: str, method: str) -> str:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    lines = ["| method | r-NDCG@K% (mean ± sd over seeds) | Recall@K% | seeds |", "|---|---|---|---|"]
+    lines = ["| method | r-NDCG@K% (mean ± sd over seeds) | Recall@K% | seeds | sources' validation, Eq. 8 |",
+             "|---|---|---|---|---|"]
     for row in table.to_dict("records"):
         cells = [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in METRICS]
-        lines.append(f"| {row['method']} | {' | '.join(cells)} | {row['n_seeds']} |")
+        selection = "–" if pd.isna(row["selection_mean"]) else \
+            f"{row['selection_mean']:.4f} ± {row['selection_std']:.4f}"
+        lines.append(f"| {row['method']} | {' | '.join(cells)} | {row['n_seeds']} | {selection} |")
     return "\n".join(lines) + "\n"
 
 
@@ -175,6 +183,15 @@ def main(args: argparse.Namespace) -> Path:
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
                                  config.popularity, TextEncoderConfig(model=config.text_model),
                                  cold_items=cold_items, cold_seed=cold_seed)
+    rows = selection_rows(args, prepared, runs) + ([] if args.skip_targets else target_rows(args, prepared, runs))
+    long = pd.DataFrame(rows)
+    atomic_write(out / "ablations_long.csv", lambda f: f.write(long.to_csv(index=False).encode()))
+    write_summaries(long, out, args.benchmark)
+    return out
+
+
+def target_rows(args: argparse.Namespace, prepared, runs: dict) -> list[dict]:
+    """Every target scored by POP, SBERT and each run's zero-shot scorers (Random first)."""
     eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, n_boot=args.n_boot, device=args.device,
                              max_users=args.max_users)
     rows = []
@@ -186,17 +203,23 @@ def main(args: argparse.Namespace) -> Path:
             scorers = run_scorers(args, prepared, target, variant, run)
             rows += [{**row, "seed": seed} for row in score_target(prepared, target, scorers, eval_config,
                                                                    with_random=False)]
-    long = pd.DataFrame(rows)
-    atomic_write(out / "ablations_long.csv", lambda f: f.write(long.to_csv(index=False).encode()))
-    write_summaries(long, out, args.benchmark)
-    return out
+    return rows
+
+
+def selection_rows(args: argparse.Namespace, prepared, runs: dict) -> list[dict]:
+    """Each run's Eq. 8 score on the sources' validation users (no target data): the selection criterion."""
+    config = EvalConfig(k_percent=prepared.benchmark.k_percent, split="valid", n_boot=1, device=args.device,
+                        max_users=SELECTION_USERS)
+    return [{"method": f"{variant}/eq8", "domain": "sources", "subset": SELECTION, "seed": seed,
+             "rndcg@k%": intervened_source_score(run, prepared, config)}
+            for (variant, seed), run in tqdm(runs.items(), desc="source validation")]
 
 
 def write_summaries(long: pd.DataFrame, out: Path, benchmark: str) -> None:
     """``ablations.csv`` / ``ablations.md`` (means over targets) and ``ablations_targets.md`` (per target: mean ±
     sd over seeds [95% bootstrap interval over users, averaged over seeds])."""
     table = summary_table(long)
-    n_targets = long["domain"].nunique()
+    n_targets = long.loc[long["subset"] == "all", "domain"].nunique()
     atomic_write(out / "ablations.csv", lambda f: f.write(table.to_csv(index=False).encode()))
     text = f"{benchmark}: zero-shot, mean over {n_targets} targets\n\n" + markdown(table)
     atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))

@@ -25,10 +25,10 @@ from prerec_pyro.data.dataset import SequenceConfig
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.guides import GUIDES, make_guide, posterior_spread
-from prerec_pyro.inference.intervene import InterventionScorer
 from prerec_pyro.inference.map import LIKELIHOODS, MapTrainer, TrainConfig, training_windows
 from prerec_pyro.inference.runs import METHODS, SELECTIONS, RunConfig, build_model, load_run_config, save_run_config
 from prerec_pyro.inference.scoring import MapScorer
+from prerec_pyro.inference.zero_shot import source_scorer
 from prerec_pyro.models.prerec import PARAMETRISATIONS, PRIOR_UNITS, TRANSFORMER_DTYPES, PreRecConfig
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.popularity import MODES, PopularityConfig
@@ -120,7 +120,8 @@ def validation(model, guide, data, k_percent: float, config: RunConfig):
                              max_users=config.valid_max_users, seed=config.train.seed)
 
     def validate() -> dict:
-        scorer = MapScorer(model, guide) if config.select_by == "in_domain" else InterventionScorer(model)
+        in_domain = config.select_by == "in_domain"
+        scorer = MapScorer(model, guide) if in_domain else source_scorer(model, guide, data, config.train.device)
         per_domain = {d.name: summarize(evaluate_domain(scorer, data, k, eval_config), eval_config)
                       for k, d in enumerate(data.domains)}
         record = {f"{name}/rndcg@k%": m.get("rndcg@k%", 0.0) for name, m in per_domain.items()}

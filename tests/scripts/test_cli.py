@@ -166,6 +166,9 @@ def test_ablations_trains_each_variant_and_seed_once_and_summarises(tmp_path, ca
                                      "prerec_per_obs/shared"]
     assert (table.loc[3:, "n_seeds"] == 2).all() and (table.loc[:2, "n_seeds"] == 1).all()
     assert (table["rndcg@k%_std"] >= 0).all() and table.loc[3:, "rndcg@k%_std"].gt(0).any()
+    assert table.loc[:2, "selection_mean"].isna().all()  # training-free baselines have no selection score
+    assert table.loc[[3, 4], "selection_mean"].between(0, 1).all()
+    assert pd.isna(table.loc[5, "selection_mean"])  # a scoring rule of the same run has no score of its own
     assert "| prerec_per_obs/eq8 |" in capsys.readouterr().out
     runs = sorted((tmp_path / "abl").glob("*/seed*/synthetic-small/*/best.pt"))
     assert len(runs) == 4
