@@ -9,7 +9,7 @@ Generative story, in the paper's symbols (B = embedding size; precision λ means
         eps_z_j ~ N(0, λ_z⁻¹ I_B);  Z_j(t) = f_pop(F_j(t)) + eps_z_j     in-domain (popularity) bias
         eps_v_j ~ N(0, λ_v⁻¹ I_B);  V_j(t) = eps_v_j + D_k + Z_j(t) + m_j  [+ eps_v_shared_{id(j)}, see below]
     for each user i of domain k        (plate "users", subsampled to the batch's users)
-        n_i     = f_seq(D_k, H_i)                           causal Transformer, D_k as the first token
+        n_i     = f_seq(D_k, H_i) [+ m_{last(H_i)}]         causal Transformer, D_k as the first token
         eps_u_i ~ N(0, λ_u⁻¹ I_B);  U_i = eps_u_i + n_i
         for each window of i's sequence  (plate "sequences", subsampled to the batch)
           for each position t          (plate "positions")
@@ -33,6 +33,11 @@ list (its prior mean 0 for the rest) and intervenes on eps_v, D, eps_z and eps_u
 confounder and the paper has no value for its prior: λ_vs is always read in total units (below), so the default
 λ_vs = 100 is the paper's λ_v read literally: an item's identity can live in its shared part while the confounded
 parts keep the paper's per-observation strength.
+
+Last-item skip (``last_item_skip``, an extension; off reproduces Eq. 6). At each position the user state also gets
+the text embedding of the last history item, n_it = f_seq(D_k, H_i)_t + m_{h_{t-1}} (0 at the first position), so
+U·V carries the text similarity m_last·m_j of the SBERT baseline in the learned space and the Transformer models
+what the last item does not say.
 
 Units of λ (``prior_units``). Eq. 7 sets each Gaussian prior once against a log-likelihood summed over all N_obs
 observed next items: ``"total"`` reads λ so, literally. The paper's λ values (λ_d = 0.3, λ_v = 100) were tuned in
@@ -96,6 +101,7 @@ class PreRecConfig:
     prior_units: str = "total"  # or "per_observation": every precision is λ·N_obs (see the module docstring)
     parametrisation: str = "auto"  # how SVI sees the latent sites; auto: non-centred under per-observation units
     shared_item_offsets: bool = False  # eps_v_shared over distinct item ids (see the module docstring)
+    last_item_skip: bool = False  # n = f_seq(D_k, H) + m_last (see the module docstring)
 
     def __post_init__(self):
         if self.sequence_model not in SEQUENCE_MODELS:
@@ -238,6 +244,8 @@ class PreRecModel(nn.Module):
         """U = eps_u + f_seq(D_k, H): the user state before each position. [R, L, B]"""
         history = self.f_e(self.item_text[batch.items[:, :-1]])  # [R, L-1, B]
         state = self.f_seq(self.first_token(batch, latent), history)  # [R, L, B]
+        if self.config.last_item_skip:  # position p's last history item is the token at p (none at p = 0)
+            state = state + torch.cat([torch.zeros_like(history[:, :1]), history], dim=1)  # [R, L, B]
         if latent[EPS_U] is None:
             return state
         return state + latent[EPS_U][batch.user_position].unsqueeze(1)  # [R, L, B]

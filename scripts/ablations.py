@@ -42,6 +42,8 @@ VARIANTS = {
     "prerec_shared": ("prerec", ("--prior-units", "per_observation", "--shared-item-offsets")),
     "prerec_per_obs_intervened": ("prerec", ("--prior-units", "per_observation", "--select-by", "intervened")),
     "prerec_per_obs_sliding": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "sliding")),
+    "prerec_n_skip": ("prerec_n", ("--last-item-skip",)),
+    "prerec_per_obs_skip": ("prerec", ("--prior-units", "per_observation", "--last-item-skip")),
 }
 SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
 SELECTION, SELECTION_USERS = "source_valid_intervened", 200  # the target-free criterion, users per source

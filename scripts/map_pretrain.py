@@ -67,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="popularity factors: interval (the paper's Appendix C: counts of the previous interval, "
                         "power means over the whole catalogue) or sliding (the official code: a window ending the day "
                         "before, power means over the items with a count)")
+    p.add_argument("--last-item-skip", action="store_true",
+                   help="add the last history item's text embedding to the user state (n = f_seq(D, H) + m_last)")
     p.add_argument("--prior-units", default="total", choices=PRIOR_UNITS,
                    help="total: λ against the summed likelihood, as Eq. 7 reads (default); per_observation: every "
                         "precision is λ·N_obs, the reading the paper's λ values were tuned in (docs/DESIGN.md)")
@@ -98,7 +100,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                          lambda_d=args.lambda_d, lambda_v=args.lambda_v, lambda_z=args.lambda_z,
                          lambda_u=args.lambda_u, transformer_dtype=args.transformer_dtype,
                          prior_units=args.prior_units, parametrisation=args.parametrisation,
-                         shared_item_offsets=args.shared_item_offsets, lambda_v_shared=args.lambda_v_shared)
+                         shared_item_offsets=args.shared_item_offsets, lambda_v_shared=args.lambda_v_shared,
+                         last_item_skip=args.last_item_skip)
     if args.ablation == "prerec_n":
         model = model.ablation()
     train = TrainConfig(likelihood=args.likelihood, n_negatives=args.negatives,

@@ -9,6 +9,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 
+from prerec_pyro.baselines.simple import SbertScorer
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.inference.guides import make_guide
 from prerec_pyro.models.categorical import CandidateCategorical
@@ -218,3 +219,32 @@ def test_shared_item_offsets_are_one_latent_per_item_id(model, tiny_sources):
     torch.testing.assert_close(with_shared, folded)
     with pytest.raises(ValueError, match="needs use_offsets"):
         PreRecModel(replace(CONFIG.ablation(), shared_item_offsets=True), 3, 5, model.item_text)
+
+
+class _Silent(torch.nn.Module):
+    """A sequence model that says nothing: the user state is the skip alone."""
+
+    def forward(self, first, history):
+        return torch.zeros(history.shape[0], history.shape[1] + 1, history.shape[2])
+
+
+def test_last_item_skip_with_the_other_terms_off_ranks_as_sbert(tiny_sources, encode_hash):
+    """The text path alone: an identity text head, a silent f_seq, no debiasing terms -> U·V_j = X_last·X_j."""
+    text = encode_hash(tiny_sources)  # [J, T]
+    config = replace(CONFIG, hidden_dim=text.shape[1], n_heads=2, last_item_skip=True).ablation()
+    model = PreRecModel(config, len(tiny_sources.domains), tiny_sources.n_fit_users, text).eval()
+    with torch.no_grad():
+        model.f_e.linear.weight.copy_(torch.eye(text.shape[1]))
+        model.f_e.linear.bias.zero_()
+    model.f_seq = _Silent()
+    batch = make_batch(tiny_sources, negatives=None, domain=1)
+    scores = model(batch)  # [R, L, J]
+    expected = SbertScorer(text)(batch)
+    keep = batch.target_mask.clone()
+    keep[:, 0] = False  # no history item before position 0
+    torch.testing.assert_close(scores[keep], expected[keep])
+    without = PreRecModel(replace(config, last_item_skip=False), len(tiny_sources.domains),
+                          tiny_sources.n_fit_users, text).eval()
+    without.load_state_dict(model.state_dict(), strict=False)
+    without.f_seq = _Silent()
+    assert without(batch)[keep].abs().max() == 0, "without the skip a silent f_seq scores nothing"
