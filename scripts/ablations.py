@@ -120,11 +120,13 @@ def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, r
 
 def summary_table(long: pd.DataFrame) -> pd.DataFrame:
     """Mean over targets per (method, seed), then mean and across-seed std per method ("all" samples)."""
+    long = long.assign(**{m: long.get(m, float("nan")) for m in METRICS})  # a selection-only table has no recall
     rows = long[long["subset"] == "all"]
     per_seed = rows.groupby(["method", "seed"], sort=False)[list(METRICS)].mean().reset_index()
     grouped = per_seed.groupby("method", sort=False)[list(METRICS)]
     table = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
-    table["n_seeds"] = per_seed.groupby("method", sort=False)["seed"].nunique()
+    table = table.reindex(list(dict.fromkeys(long["method"])))  # methods with a selection score only, too
+    table["n_seeds"] = long.groupby("method", sort=False)["seed"].nunique().where(lambda n: n > 0)
     selection = long[long["subset"] == SELECTION].groupby("method", sort=False)["rndcg@k%"]
     table["selection_mean"], table["selection_std"] = selection.mean(), selection.std(ddof=1).fillna(0.0)
     return table.reset_index()
@@ -225,7 +227,8 @@ def write_summaries(long: pd.DataFrame, out: Path, benchmark: str) -> None:
     atomic_write(out / "ablations.csv", lambda f: f.write(table.to_csv(index=False).encode()))
     text = f"{benchmark}: zero-shot, mean over {n_targets} targets\n\n" + markdown(table)
     atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
-    atomic_write(out / "ablations_targets.md", lambda f: f.write(per_target_markdown(long).encode()))
+    if (long["subset"] == "all").any():
+        atomic_write(out / "ablations_targets.md", lambda f: f.write(per_target_markdown(long).encode()))
     print(text)
 
 
