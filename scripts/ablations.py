@@ -36,14 +36,19 @@ logger = logging.getLogger("ablations")
 
 # name: (method, extra map_pretrain flags)
 VARIANTS = {
-    "prerec_n": ("prerec_n", ()),
-    "prerec_literal": ("prerec", ("--prior-units", "total")),
-    "prerec_per_obs": ("prerec", ("--prior-units", "per_observation")),
-    "prerec_shared": ("prerec", ("--prior-units", "per_observation", "--shared-item-offsets")),
-    "prerec_per_obs_intervened": ("prerec", ("--prior-units", "per_observation", "--select-by", "intervened")),
+    "prerec_n": ("prerec_n", ("--popularity-mode", "interval")),
+    "prerec_literal": ("prerec", ("--prior-units", "total", "--popularity-mode", "interval")),
+    "prerec_per_obs": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "interval")),
+    "prerec_shared": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "interval",
+                                 "--shared-item-offsets")),
+    "prerec_per_obs_intervened": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "interval",
+                                             "--select-by", "intervened")),
     "prerec_per_obs_sliding": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "sliding")),
-    "prerec_n_skip": ("prerec_n", ("--last-item-skip",)),
-    "prerec_per_obs_skip": ("prerec", ("--prior-units", "per_observation", "--last-item-skip")),
+    "prerec_n_skip": ("prerec_n", ("--popularity-mode", "interval", "--last-item-skip")),
+    "prerec_per_obs_skip": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "interval",
+                                       "--last-item-skip")),
+    "prerec_default": ("prerec", ()),  # map_pretrain.py's defaults, whatever they are
+    "prerec_n_default": ("prerec_n", ()),
 }
 SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
 SELECTION, SELECTION_USERS = "source_valid_intervened", 200  # the target-free criterion, users per source
@@ -187,7 +192,7 @@ def main(args: argparse.Namespace) -> Path:
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
                                  config.popularity, TextEncoderConfig(model=config.text_model),
                                  cold_items=cold_items, cold_seed=cold_seed)
-    rows = selection_rows(args, prepared, runs) + ([] if args.skip_targets else target_rows(args, prepared, runs))
+    rows = ([] if args.skip_targets else target_rows(args, prepared, runs)) + selection_rows(args, prepared, runs)
     long = pd.DataFrame(rows)
     atomic_write(out / "ablations_long.csv", lambda f: f.write(long.to_csv(index=False).encode()))
     write_summaries(long, out, args.benchmark)

@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--last-item-skip", action="store_true",
                    help="add the last history item's text embedding to the user state (n = f_seq(D, H) + m_last)")
     p.add_argument("--prior-units", default="total", choices=PRIOR_UNITS,
-                   help="total: λ against the summed likelihood, as Eq. 7 reads (default); per_observation: every "
+                   help="total (default): λ against the summed likelihood, as Eq. 7 reads; per_observation: every "
                         "precision is λ·N_obs, the reading the paper's λ values were tuned in (docs/DESIGN.md)")
     p.add_argument("--parametrisation", default="auto", choices=PARAMETRISATIONS,
                    help="latent sites as SVI fits them (auto: non-centred under per-observation priors)")
