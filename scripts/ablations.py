@@ -185,6 +185,7 @@ def main(args: argparse.Namespace) -> Path:
     jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # a seed at a time
     runs = {job: ensure_run(args, *job) for job in tqdm(jobs, desc="pre-training")}
     config = load_run_config(next(iter(runs.values())))
+    check_same_data(runs)
     cold_items, cold_seed = common_cold_protocol({f"{v}/seed{s}": run for (v, s), run in runs.items()})
     if cold_items and args.pretrained_on:
         raise ValueError("--pretrained-on with cold-item runs: the removed ids are drawn from the benchmark being "
@@ -197,6 +198,19 @@ def main(args: argparse.Namespace) -> Path:
     atomic_write(out / "ablations_long.csv", lambda f: f.write(long.to_csv(index=False).encode()))
     write_summaries(long, out, args.benchmark)
     return out
+
+
+def check_same_data(runs: dict) -> None:
+    """The runs of one invocation share one prepared benchmark: their sequences, popularity factors and text model
+    must agree (a run scored with another run's popularity factors would be silently wrong)."""
+    seen = {}
+    for (variant, seed), run in runs.items():
+        config = load_run_config(run)
+        seen.setdefault((config.sequences, config.popularity, config.text_model), []).append(f"{variant}/seed{seed}")
+    if len(seen) > 1:
+        groups = "; ".join(f"{', '.join(names)}: {key[1]}, text {key[2]!r}" for key, names in seen.items())
+        raise ValueError(f"these runs were trained on differently prepared data and cannot be scored together: "
+                         f"{groups}; run them in separate invocations and merge with --from-long")
 
 
 def target_rows(args: argparse.Namespace, prepared, runs: dict) -> list[dict]:

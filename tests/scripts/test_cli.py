@@ -199,3 +199,17 @@ def test_map_pretrain_selects_on_the_intervened_validation_score(tmp_path):
     assert history["best_score"] == max(h["score"] for h in history["history"])
     with pytest.raises(SystemExit):
         load_script("map_pretrain").parse_args([*TINY, "--select-by", "target"])
+
+
+def test_ablations_refuses_to_score_runs_of_differently_prepared_data(tmp_path):
+    from prerec_pyro.inference.runs import save_run_config
+
+    pretrain_script, script = load_script("map_pretrain"), load_script("ablations")
+    runs = {}
+    for mode in ("interval", "sliding"):
+        config = pretrain_script.run_config_from_args(pretrain_script.parse_args([*TINY, "--popularity-mode", mode]))
+        save_run_config(tmp_path / mode, config)
+        runs[(mode, 0)] = tmp_path / mode
+    script.check_same_data({("interval", 0): runs[("interval", 0)]})
+    with pytest.raises(ValueError, match="differently prepared data"):
+        script.check_same_data(runs)
