@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
+from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.diagnostics import SbertAgreement, TextHeadOnly, WithoutPopularity
@@ -82,8 +82,4 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except ValueError as error:  # a user error: one line, exit status 2
-        print(f"diagnose.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run(main, parse_args, __file__)

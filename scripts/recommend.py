@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from prerec_pyro.api import UNKNOWN, PretrainedRun
+from prerec_pyro.cli import run
 from prerec_pyro.data.loaders.generic import INTERACTION_COLUMNS, epoch_seconds, read_table
 from prerec_pyro.io import atomic_write
 
@@ -71,8 +71,4 @@ def main(args: argparse.Namespace):
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except ValueError as error:  # a user error: one line, exit status 2
-        print(f"recommend.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run(main, parse_args, __file__)
