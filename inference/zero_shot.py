@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
-from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.data.batches import BatchBuilder, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
-from prerec_pyro.evaluate import EvalConfig, evaluate_domain, random_summary, summarize
+from prerec_pyro.evaluate import SUBSETS, EvalConfig, evaluate_domain, random_summary, summarize
 from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z, PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
 
@@ -34,14 +34,19 @@ from .map import training_windows
 from .runs import METHOD_LABELS, build_model, load_nets, load_run, load_run_config
 
 logger = logging.getLogger(__name__)
-SUBSETS = ("all", "unseen", "new_items")
 ITEM_OFFSETS = ("zero", "shared")
+
+
+def probe_batch(data: MultiDomainData, device: str | torch.device = "cpu") -> PreRecBatch:
+    """A one-window batch of ``data``'s first domain: enough to create a guide's parameters and to ask it for the
+    whole tables of the global sites."""
+    return BatchBuilder(data, None, device=device).make(0, training_windows(data)[0].select([0]))
 
 
 def source_estimates(run_dir: Path, prepared: PreparedBenchmark, device: str) -> dict[str, Tensor]:
     """A run's MAP estimates (posterior medians) of its latent sites, on its own source data."""
     sources = prepared.sources
-    probe = BatchBuilder(sources, None, device=device).make(0, training_windows(sources)[0].select([0]))
+    probe = probe_batch(sources, device)
     _, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
     return latent_values(guide, probe, model)
 
@@ -78,12 +83,12 @@ def learned_shared_offsets(estimates: dict[str, Tensor], source_ids: np.ndarray,
     return {EPS_V_SHARED: table[rows] * known[:, None]}
 
 
-def source_scorer(model: PreRecModel, guide, data: MultiDomainData, device: str) -> InterventionScorer:
+def source_scorer(model: PreRecModel, guide, probe: PreRecBatch) -> InterventionScorer:
     """Eq. 8 on the sources themselves, a view of zero-shot quality that needs no target data: do(D = 0, eps = 0)
-    on a model fitted to ``data``, keeping its learned eps_v_shared (the items are the sources' own)."""
+    on a model fitted to the sources (``probe``: a batch of them), keeping its learned eps_v_shared (the items are
+    the sources' own)."""
     offsets = None
     if model.config.shared_item_offsets:
-        probe = BatchBuilder(data, None, device=device).make(0, training_windows(data)[0].select([0]))
         offsets = {EPS_V_SHARED: latent_values(guide, probe, model)[EPS_V_SHARED]}
     return InterventionScorer(model, name="PreRec (sources, intervened)", item_offsets=offsets)
 
@@ -92,9 +97,9 @@ def intervened_source_score(run_dir: Path, prepared: PreparedBenchmark, config: 
     """Mean r-NDCG@K% over the source domains of ``run_dir``'s Eq. 8 scores on ``config.split`` users of the
     sources (e.g. their validation users): a target-free criterion to compare configurations."""
     sources = prepared.sources
-    probe = BatchBuilder(sources, None, device=config.device).make(0, training_windows(sources)[0].select([0]))
+    probe = probe_batch(sources, config.device)
     _, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(config.device), probe)
-    scorer = source_scorer(model, guide, sources, config.device)
+    scorer = source_scorer(model, guide, probe)
     scores = [summarize(evaluate_domain(scorer, sources, k, config), config).get("rndcg@k%", 0.0)
               for k in range(len(sources.domains))]
     return float(np.mean(scores))

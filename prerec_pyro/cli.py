@@ -1,9 +1,12 @@
-"""What every command-line script shares: a user error ends in one line on stderr and exit status 2."""
+"""What the command-line scripts share: a user error ends in one line on stderr and exit status 2, and a script can
+run another (a study pre-trains through ``scripts/map_pretrain.py``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 
@@ -15,3 +18,12 @@ def run(main: Callable, parse_args: Callable, script: str) -> None:
     except ValueError as error:
         print(f"{Path(script).name}: error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def load_script(path: str | Path) -> ModuleType:
+    """The script at ``path`` as a module (its ``main`` and ``parse_args``), without running it."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -15,7 +15,6 @@ across-seed standard deviation). Training-free baselines (Random, POP, SBERT) ap
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
+from prerec_pyro.cli import load_script
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
@@ -89,13 +89,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _map_pretrain():
-    spec = importlib.util.spec_from_file_location("map_pretrain", Path(__file__).with_name("map_pretrain.py"))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     """The finished run of ``variant`` and ``seed``, pre-training it if there is none."""
     method, flags = VARIANTS[variant]
@@ -103,7 +96,7 @@ def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     run = find_latest_run(root, benchmark, method)
     if run is not None:
         return run
-    script = _map_pretrain()
+    script = load_script(Path(__file__).with_name("map_pretrain.py"))
     base = ["--benchmark", benchmark, "--ablation", method, "--seed", str(seed), "--out", str(root),
             "--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
     return script.main(script.parse_args(base + list(flags) + list(args.pretrain_args)))

@@ -28,7 +28,7 @@ from prerec_pyro.inference.guides import GUIDES, make_guide, posterior_spread
 from prerec_pyro.inference.map import LIKELIHOODS, MapTrainer, TrainConfig, training_windows
 from prerec_pyro.inference.runs import METHODS, SELECTIONS, RunConfig, build_model, load_run_config, save_run_config
 from prerec_pyro.inference.scoring import MapScorer
-from prerec_pyro.inference.zero_shot import source_scorer
+from prerec_pyro.inference.zero_shot import probe_batch, source_scorer
 from prerec_pyro.models.prerec import PARAMETRISATIONS, PRIOR_UNITS, TRANSFORMER_DTYPES, PreRecConfig
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.popularity import MODES, PopularityConfig
@@ -122,9 +122,11 @@ def validation(model, guide, data, k_percent: float, config: RunConfig):
     eval_config = EvalConfig(k_percent=k_percent, split="valid", n_boot=200, device=config.train.device,
                              max_users=config.valid_max_users, seed=config.train.seed)
 
+    probe = probe_batch(data, config.train.device)
+
     def validate() -> dict:
         in_domain = config.select_by == "in_domain"
-        scorer = MapScorer(model, guide) if in_domain else source_scorer(model, guide, data, config.train.device)
+        scorer = MapScorer(model, guide) if in_domain else source_scorer(model, guide, probe)
         per_domain = {d.name: summarize(evaluate_domain(scorer, data, k, eval_config), eval_config)
                       for k, d in enumerate(data.domains)}
         record = {f"{name}/rndcg@k%": m.get("rndcg@k%", 0.0) for name, m in per_domain.items()}

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import time
 from dataclasses import replace
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from prerec_pyro.cli import load_script
 from prerec_pyro.data.benchmarks import BENCHMARKS
 from prerec_pyro.inference.checkpoint import load_json, save_json
 from prerec_pyro.inference.finetune import parse_sizes
@@ -51,9 +51,7 @@ def ensure_run(args: argparse.Namespace, method: str) -> Path:
     run = find_latest_run(Path(args.runs), args.benchmark, method)
     if run is not None:
         return run
-    spec = importlib.util.spec_from_file_location("map_pretrain", Path(__file__).with_name("map_pretrain.py"))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(Path(__file__).with_name("map_pretrain.py"))
     flags = ["--benchmark", args.benchmark, "--ablation", method, "--out", args.runs, "--device", args.device]
     flags += ["--data-dir", args.data_dir] if args.data_dir else []
     return script.main(script.parse_args(flags + list(args.pretrain_args)))

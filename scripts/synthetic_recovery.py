@@ -13,12 +13,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.data.synthetic import SyntheticConfig, generate_synthetic
 from prerec_pyro.inference.guides import latent_values
-from prerec_pyro.inference.map import training_windows
 from prerec_pyro.inference.recovery import popularity_recovery, taste_correlations
 from prerec_pyro.inference.runs import find_latest_run, load_run, load_run_config
+from prerec_pyro.inference.zero_shot import probe_batch
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.text import TextEncoderConfig
 
@@ -42,7 +41,7 @@ def main(args: argparse.Namespace) -> dict:
                                  TextEncoderConfig(model=config.text_model, show_progress=False),
                                  cold_items=config.cold_items, cold_seed=config.cold_seed)
     data = prepared.sources
-    probe = BatchBuilder(data, None).make(0, training_windows(data)[0].select([0]))
+    probe = probe_batch(data)
     _, model, guide = load_run(run, data, prepared.item_text(data), probe)
     values = latent_values(guide, probe, model)
     truth = generate_synthetic(SyntheticConfig()).truth

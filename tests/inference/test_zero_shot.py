@@ -5,16 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain
 from prerec_pyro.inference.intervene import BackdoorScorer
-from prerec_pyro.inference.map import training_windows
 from prerec_pyro.inference.runs import load_run
 from prerec_pyro.inference.zero_shot import (
     evaluate_target,
     intervened_source_score,
     learned_shared_offsets,
     pretrained_scorer,
+    probe_batch,
     shared_item_offsets,
     source_estimates,
     source_scorer,
@@ -96,9 +95,9 @@ def test_shared_item_offset_model_zero_shot_reads_no_target_training_data(pretra
 def test_the_target_free_source_score_keeps_learned_shared_offsets(pretrained_shared):
     run_dir, prepared = pretrained_shared
     sources = prepared.sources
-    probe = BatchBuilder(sources, None).make(0, training_windows(sources)[0].select([0]))
+    probe = probe_batch(sources)
     _, model, guide = load_run(run_dir, sources, prepared.item_text(sources), probe)
-    scorer = source_scorer(model, guide, sources, "cpu")
+    scorer = source_scorer(model, guide, probe)
     expected = source_estimates(run_dir, prepared, "cpu")[EPS_V_SHARED]
     torch.testing.assert_close(scorer.item_offsets[EPS_V_SHARED], expected)
     score = intervened_source_score(run_dir, prepared, EvalConfig(k_percent=5.0, split="valid", n_boot=1))
