@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from prerec_pyro import cli
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
-from prerec_pyro.cli import load_script
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
@@ -96,7 +96,7 @@ def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     run = find_latest_run(root, benchmark, method)
     if run is not None:
         return run
-    script = load_script(Path(__file__).with_name("map_pretrain.py"))
+    script = cli.load_script(Path(__file__).with_name("map_pretrain.py"))
     base = ["--benchmark", benchmark, "--ablation", method, "--seed", str(seed), "--out", str(root),
             "--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
     return script.main(script.parse_args(base + list(flags) + list(args.pretrain_args)))
@@ -171,6 +171,9 @@ def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     out = Path(args.out) if args.out else Path(args.runs) / args.benchmark
     if args.from_long:
+        missing = [path for path in args.from_long if not Path(path).is_file()]
+        if missing:
+            raise ValueError(f"--from-long: {missing[0]} does not exist (an ablations_long.csv written by this script)")
         long = pd.concat([pd.read_csv(path) for path in args.from_long], ignore_index=True)
         long = long.drop_duplicates(subset=["method", "domain", "subset", "seed"], keep="first")
         write_summaries(long, out, args.benchmark)
@@ -245,4 +248,4 @@ def write_summaries(long: pd.DataFrame, out: Path, benchmark: str) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    cli.run(main, parse_args, __file__)
