@@ -47,6 +47,9 @@ VARIANTS = {
     "prerec_n_skip": ("prerec_n", ("--popularity-mode", "interval", "--last-item-skip")),
     "prerec_per_obs_skip": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "interval",
                                        "--last-item-skip")),
+    "prerec_n_sliding_skip": ("prerec_n", ("--popularity-mode", "sliding", "--last-item-skip")),
+    "prerec_combined": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "sliding",
+                                   "--shared-item-offsets", "--last-item-skip")),
     "prerec_default": ("prerec", ()),  # map_pretrain.py's defaults, whatever they are
     "prerec_n_default": ("prerec_n", ()),
 }
