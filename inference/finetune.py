@@ -7,24 +7,33 @@ target's training users get their own eps_u. MAP is fitted on the target's train
 validation users, and the result scores with the re-estimated D̂, Ẑ, V̂, Û (``MapScorer``), no intervention.
 The fine-tuning guide has its own parameter names (SPEC §6 pitfall 8). ``pretrained=False`` trains the same model
 from scratch on the target: the comparison of the paper's Fig. 3.
+
+Fine-tuning starts at the zero-shot point: D and the confounded offsets at 0 (Eq. 8's values) and, for a model with
+``shared_item_offsets``, eps_v_shared at the run's learned values for target items the sources list, so the first
+validation pass sees what zero-shot scores. Its priors read λ in ``prior_units``, by default ``"total"`` (Eq. 7 as
+written, on the target's log) whatever units the pre-training used: pre-training keeps the confounded offsets stiff
+so that the shared networks carry what transfers (docs/DESIGN.md, "Units of λ"), but on the target the item and
+user offsets are exactly what its data should determine; ``"run"`` keeps the pre-training's units.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
+from prerec_pyro.models.prerec import PRIOR_UNITS
 from prerec_pyro.pipeline import PreparedBenchmark
 
 from .guides import make_guide
-from .intervene import InterventionScorer, target_model
 from .map import MapTrainer, TrainConfig
 from .runs import build_model, load_nets, load_run_config
 from .scoring import MapScorer
+from .zero_shot import learned_shared_offsets, pretrained_scorer, source_estimates
 
 logger = logging.getLogger(__name__)
+FINETUNE_PRIOR_UNITS = PRIOR_UNITS + ("run",)
 
 
 def parse_sizes(values: list[str]) -> list[int | None]:
@@ -46,21 +55,26 @@ class FinetuneResult:
 
 def finetune(run_dir: Path, prepared: PreparedBenchmark, target: str, train: TrainConfig,
              first_n: int | None = None, pretrained: bool = True, eval_config: EvalConfig | None = None,
-             out_dir: Path | None = None) -> FinetuneResult:
+             out_dir: Path | None = None, prior_units: str = "total") -> FinetuneResult:
     """Fit a target's training users (their first ``first_n`` interactions) starting from a pre-training run.
 
-    ``first_n == 0`` is zero-shot (nothing to fit: the pre-trained model is scored by intervention)."""
-    config = load_run_config(run_dir)
-    data = prepared.target(target)
-    text = prepared.item_text(data).to(train.device)
-    model = build_model(config, data, text)
-    if pretrained:
-        load_nets(run_dir, model)
+    ``first_n == 0`` is zero-shot (nothing to fit: the pre-trained model is scored by intervention, exactly as
+    ``zero_shot.pretrained_scorer`` does). ``prior_units``: see the module docstring."""
+    if prior_units not in FINETUNE_PRIOR_UNITS:
+        raise ValueError(f"prior_units must be one of {FINETUNE_PRIOR_UNITS}, got {prior_units!r}")
     if first_n == 0:
         if not pretrained:
             raise ValueError("first_n=0 without pre-training has nothing to score with")
-        return FinetuneResult(0, True, InterventionScorer(target_model(model, data, text)), [], 0)
-    guide = make_guide(config.guide, model, name="finetune")
+        return FinetuneResult(0, True, pretrained_scorer(run_dir, prepared, target, 0, train.device), [], 0)
+    config = load_run_config(run_dir)
+    if prior_units != "run":
+        config = replace(config, model=replace(config.model, prior_units=prior_units))
+    data = prepared.target(target)
+    start = zero_shot_start(run_dir, prepared, target, config) if pretrained else {}
+    model = build_model(config, data, prepared.item_text(data).to(train.device))
+    if pretrained:
+        load_nets(run_dir, model)
+    guide = make_guide(config.guide, model, name="finetune", init_values=start)
     eval_config = eval_config or EvalConfig(k_percent=prepared.benchmark.k_percent, split="valid", n_boot=100,
                                             device=train.device)
     scorer = MapScorer(model, guide, name="PreRec (fine-tuned)" if pretrained else "PreRec (from scratch)")
@@ -74,8 +88,20 @@ def finetune(run_dir: Path, prepared: PreparedBenchmark, target: str, train: Tra
     return FinetuneResult(first_n, pretrained, scorer, state["history"], trainer.n_obs)
 
 
+def zero_shot_start(run_dir: Path, prepared: PreparedBenchmark, target: str, config) -> dict:
+    """Initial guide values (by guide site name) that put a fine-tuning model at the zero-shot point: the run's
+    learned eps_v_shared for the target's known item ids (every other site starts at its prior mean 0), in site
+    units."""
+    if not config.model.shared_item_offsets:
+        return {}
+    estimates = source_estimates(run_dir, prepared, config.train.device)
+    keys = (prepared.sources.item_keys()[1], prepared.target(target).item_keys()[1])
+    return learned_shared_offsets(estimates, *keys)  # {eps_v_shared: [I_t, B]}
+
+
 def incremental_study(run_dir: Path, prepared: PreparedBenchmark, target: str, train: TrainConfig,
-                      sizes: list[int | None], test_config: EvalConfig, from_scratch: bool = True) -> list[dict]:
+                      sizes: list[int | None], test_config: EvalConfig, from_scratch: bool = True,
+                      prior_units: str = "total") -> list[dict]:
     """Rows {method, domain, first_n, n_train, metrics...} on the target's test users for each ``first_n`` in
     ``sizes`` (``None`` = all training interactions), fine-tuned from the run and, if asked, from scratch."""
     data = prepared.target(target)
@@ -85,7 +111,8 @@ def incremental_study(run_dir: Path, prepared: PreparedBenchmark, target: str, t
         for pretrained in (True, False) if from_scratch else (True,):
             if first_n == 0 and not pretrained:
                 continue
-            result = finetune(run_dir, prepared, target, train, first_n=first_n, pretrained=pretrained)
+            result = finetune(run_dir, prepared, target, train, first_n=first_n, pretrained=pretrained,
+                              prior_units=prior_units)
             ranks = evaluate_domain(result.scorer, data, 0, test_config, source_items, source_users)
             label = "PreRec (pre-trained)" if pretrained else "PreRec (from scratch)"
             rows.append({"method": label, "domain": target, "first_n": "all" if first_n is None else first_n,

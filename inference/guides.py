@@ -23,7 +23,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.infer.autoguide import AutoContinuous, AutoDelta, AutoNormal, init_to_mean
+from pyro.infer.autoguide import AutoContinuous, AutoDelta, AutoNormal, init_to_mean, init_to_value
 from pyro.infer.reparam import LocScaleReparam
 from torch import Tensor, nn
 
@@ -110,23 +110,42 @@ class SparseDeltaGuide(nn.Module):
             return {guide_site(self._model[0], site): value.detach() for site, value in self(batch).items()}
 
 
-def make_guide(kind: str, model: PreRecModel, name: str = "guide"):
+def make_guide(kind: str, model: PreRecModel, name: str = "guide", init_values: dict[str, Tensor] | None = None):
     """Build a guide by name (``delta``, ``normal``, ``sparse-delta``).
+
+    ``init_values``: initial values of global latent sites by the paper's names (e.g. ``{"eps_v_shared": [I, B]}``);
+    every other site starts at its prior mean.
 
     An autoguide is a PyroModule: it reads its values from the parameter store under its own name. Each guide is
     therefore named ``<name>-<n>`` with a number unique in the process, so a pre-training guide, a fine-tuning guide
     and a guide still scoring after another was trained never share parameter-store entries (SPEC §6 pitfall 8)."""
     plates = users_plate(model) if model.config.use_offsets else None  # PreRec_n has no user offsets
+    start = guide_init_values(model, init_values or {})
+    init = init_to_value(values=start, fallback=init_to_mean) if start else init_to_mean
     if kind == "delta":
-        guide = AutoDelta(svi_model(model), init_loc_fn=init_to_mean, create_plates=plates)
+        guide = AutoDelta(svi_model(model), init_loc_fn=init, create_plates=plates)
     elif kind == "normal":
-        guide = AutoNormal(svi_model(model), init_loc_fn=init_to_mean, init_scale=0.01, create_plates=plates)
+        guide = AutoNormal(svi_model(model), init_loc_fn=init, init_scale=0.01, create_plates=plates)
     elif kind == "sparse-delta":
-        return SparseDeltaGuide(model).to(model.item_text.device)  # its tables live where the model does
+        guide = SparseDeltaGuide(model).to(model.item_text.device)  # its tables live where the model does
+        with torch.no_grad():
+            for site in init_values or {}:  # its tables hold the guide-site values too
+                getattr(guide, {D: "domains"}.get(site, site)).copy_(start[guide_site(model, site)])
+        return guide
     else:
         raise ValueError(f"unknown guide {kind!r}; expected one of {GUIDES}")
     guide._pyro_name = f"{name}-{next(_GUIDE_NUMBERS)}"
     return guide
+
+
+def guide_init_values(model: PreRecModel, values: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Initial values by guide site name: a non-centred site holds value / prior std."""
+    unknown = set(values) - {D, EPS_V_SHARED, EPS_V, EPS_Z}
+    if unknown:
+        raise ValueError(f"init_values may set the global sites {[D, EPS_V_SHARED, EPS_V, EPS_Z]} only, got "
+                         f"{sorted(unknown)}")
+    unit = {site: model.prior(site).stddev if model.config.noncentred else 1.0 for site in values}
+    return {guide_site(model, site): value / unit[site] for site, value in values.items()}
 
 
 def check_guide(guide) -> None:

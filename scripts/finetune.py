@@ -20,7 +20,7 @@ import torch
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.checkpoint import save_json
-from prerec_pyro.inference.finetune import incremental_study, parse_sizes
+from prerec_pyro.inference.finetune import FINETUNE_PRIOR_UNITS, incremental_study, parse_sizes
 from prerec_pyro.inference.map import TrainConfig
 from prerec_pyro.inference.runs import find_latest_run, load_run_config
 from prerec_pyro.io import atomic_write
@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--prior-units", default="total", choices=FINETUNE_PRIOR_UNITS,
+                   help="units of λ on the target: total (default; Eq. 7 on the target's log, offsets free to learn "
+                        "its items), per_observation, or run (the pre-training's)")
     return p.parse_args(argv)
 
 
@@ -66,7 +69,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     test = EvalConfig(k_percent=benchmark.k_percent, n_boot=args.n_boot, device=args.device, rndcg_b=args.rndcg_b)
     rows = []
     for target in targets:
-        rows += incremental_study(run, prepared, target, train, sizes, test, from_scratch=not args.no_scratch)
+        rows += incremental_study(run, prepared, target, train, sizes, test, from_scratch=not args.no_scratch,
+                                  prior_units=args.prior_units)
     table = pd.DataFrame(rows)
     columns = ["domain", "method", "first_n", "n_train", "epochs", "recall@k%", "rndcg@k%", "recall@10", "ndcg@10"]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -47,3 +47,28 @@ def test_a_fine_tuned_scorer_keeps_its_estimates_after_another_fit(pretrained):
     scratch = finetune(run_dir, prepared, "japan", short, pretrained=False)
     torch.testing.assert_close(tuned.scorer(batch), before)
     assert not torch.allclose(scratch.scorer(batch), before)
+
+
+def test_fine_tuning_starts_at_the_zero_shot_point(pretrained_shared):
+    """With shared item offsets and per-observation priors: before any real step (lr 1e-12) the fine-tuned model
+    scores exactly as zero-shot, so the learned eps_v_shared of known items is where fine-tuning starts."""
+    run_dir, prepared = pretrained_shared
+    data = prepared.target("mexico")
+    dom = data.domains[0]
+    batch = BatchBuilder(data, n_negatives=None).make(0, dom.windows(dom.users_in("test")[:4], data.sequences))
+    zero = finetune(run_dir, prepared, "mexico", TRAIN, first_n=0)
+    still = finetune(run_dir, prepared, "mexico", replace(TRAIN, lr=1e-12, max_epochs=1))
+    torch.testing.assert_close(still.scorer(batch), zero.scorer(batch), atol=1e-4, rtol=1e-4)
+
+
+def test_fine_tuning_a_per_observation_run_improves_on_zero_shot(pretrained_shared):
+    """Fine-tuning reads λ in total units by default: the target's offsets are free to learn its items."""
+    run_dir, prepared = pretrained_shared
+    data = prepared.target("mexico")
+    config = EvalConfig(k_percent=5.0, split="valid", n_boot=10)
+    zero = finetune(run_dir, prepared, "mexico", TRAIN, first_n=0)
+    zero_score = summarize(evaluate_domain(zero.scorer, data, 0, config), config)["rndcg@k%"]
+    tuned = finetune(run_dir, prepared, "mexico", TRAIN)
+    assert max(r["score"] for r in tuned.history) > zero_score
+    with pytest.raises(ValueError, match="prior_units"):
+        finetune(run_dir, prepared, "mexico", TRAIN, prior_units="per_item")
