@@ -8,6 +8,8 @@ directory and moved into place, so an interrupted write never leaves a half-writ
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,10 @@ def load_json(path: Path) -> Any:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: not found")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); the file is damaged, restore it or re-run") from None
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -35,4 +40,9 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: checkpoint not found (is this a run directory written by map_pretrain.py?)")
-    return torch.load(path, map_location=device, weights_only=False)
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: checkpoint is truncated or corrupt ({reason}); resume from the run's other "
+                         "checkpoint (last.pt / best.pt) or train again") from None

@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 
 from prerec_pyro.data.batches import PreRecBatch
-from prerec_pyro.data.loaders.generic import ITEM_COLUMNS, epoch_seconds, read_table
+from prerec_pyro.data.loaders.generic import ITEM_COLUMNS, read_table
+from prerec_pyro.data.timestamps import epoch_seconds
 from prerec_pyro.inference.checkpoint import load_checkpoint
 from prerec_pyro.inference.intervene import InterventionScorer
 from prerec_pyro.inference.runs import RunConfig, load_run_config

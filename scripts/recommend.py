@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from prerec_pyro.api import UNKNOWN, PretrainedRun
 from prerec_pyro.cli import run
-from prerec_pyro.data.loaders.generic import INTERACTION_COLUMNS, epoch_seconds, read_table
+from prerec_pyro.data.loaders.generic import INTERACTION_COLUMNS, read_table
+from prerec_pyro.data.timestamps import epoch_seconds
 from prerec_pyro.io import atomic_write
 
 logger = logging.getLogger("recommend")

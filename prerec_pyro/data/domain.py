@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
+
+from prerec_pyro.data.timestamps import epoch_seconds
 
 ITEM_COLUMNS = ("item_id", "text")
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
@@ -49,21 +50,6 @@ def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], source: str,
                          f"found {list(frame.columns)}")
 
 
-def _as_epoch_seconds(values: pd.Series, source: str) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return (values.astype("datetime64[s]").astype("int64")).to_numpy()
-    if pd.api.types.is_numeric_dtype(values):
-        if values.isna().any():
-            raise ValueError(f"{source}: column 'timestamp' has {int(values.isna().sum())} missing value(s)")
-        return values.to_numpy().astype(np.int64)
-    parsed = pd.to_datetime(values, errors="coerce")
-    bad = values[parsed.isna()]
-    if len(bad):
-        raise ValueError(f"{source}: column 'timestamp' has unparseable value(s) such as {bad.iloc[0]!r}; "
-                         "expected epoch seconds or a date string")
-    return parsed.astype("datetime64[s]").astype("int64").to_numpy()
-
-
 def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, source: str | None = None,
                 drop_unknown_items: bool = False) -> Domain:
     """Validate and normalise a domain's tables.
@@ -88,7 +74,7 @@ def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, sour
                              "missing value(s)")
     log = pd.DataFrame({"user_id": interactions["user_id"].astype(str).to_numpy(),
                         "item_id": interactions["item_id"].astype(str).to_numpy(),
-                        "timestamp": _as_epoch_seconds(interactions["timestamp"], source)})
+                        "timestamp": epoch_seconds(interactions["timestamp"], source).to_numpy()})
     known = log["item_id"].isin(items["item_id"])
     if not known.all():
         if not drop_unknown_items:

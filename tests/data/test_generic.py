@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prerec_pyro.data.loaders.generic import epoch_seconds, load_generic
+from prerec_pyro.data.loaders.generic import load_generic
+from prerec_pyro.data.timestamps import epoch_seconds
 
 DAY_2021_03_04, DAY_2021_03_05 = 1614816000, 1614902400
 

@@ -8,10 +8,11 @@ Two files, each CSV (``.csv``) or Parquet (``.parquet``/``.pq``), chosen by suff
     one, every item belongs to every domain. Extra columns are ignored.
 
 ``interactions``
-    ``user_id``, ``item_id``, ``timestamp``, optionally ``domain``. ``timestamp`` holds epoch seconds (integers) or
-    date/datetime strings (``2021-03-04``, ``2021-03-04 10:15:00``), read as UTC. With a ``domain`` column there is
-    one domain per value, in order of first appearance; without one, a single domain named ``default_domain``.
-    Users are identified by id across domains.
+    ``user_id``, ``item_id``, ``timestamp``, optionally ``domain``. ``timestamp`` holds epoch times (seconds, or
+    milliseconds and finer, told by magnitude) or date/datetime strings (``2021-03-04``, ``2021-03-04 10:15:00``),
+    read as UTC (rules: ``prerec_pyro.data.timestamps``; ``date_format`` for day/month strings). With a
+    ``domain`` column there is one domain per value, in order of first appearance; without one, a single domain
+    named ``default_domain``. Users are identified by id across domains.
 
 Example (CSV)::
 
@@ -31,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from prerec_pyro.data.domain import Domain, make_domain
+from prerec_pyro.data.timestamps import epoch_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -68,26 +70,6 @@ def _check_no_missing(frame: pd.DataFrame, columns: tuple[str, ...], path: Path)
                              "(counting the header as row 1)")
 
 
-def epoch_seconds(values: pd.Series, source: str) -> pd.Series:
-    """Timestamps as int64 epoch seconds: numbers pass through, datetimes and date strings are read as UTC
-    (an explicit offset in a string is honoured); a text column may mix numbers and dates."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values.astype("datetime64[s]").astype("int64")
-    if pd.api.types.is_numeric_dtype(values):
-        return values.round().astype("int64")
-    text = values.astype(str).str.strip()
-    numbers = pd.to_numeric(text, errors="coerce")
-    dates = pd.to_datetime(text.where(numbers.isna()), format="mixed", errors="coerce", utc=True)
-    bad = numbers.isna() & dates.isna()
-    if bad.any():
-        raise ValueError(f"{source}: column 'timestamp' value {text[bad].iloc[0]!r} is neither epoch seconds nor "
-                         "a date")
-    since_epoch = (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    return numbers.fillna(since_epoch).round().astype("int64")
-
-
 def _domain_items(items: pd.DataFrame, name: str) -> pd.DataFrame:
     if "domain" not in items.columns:
         return items
@@ -95,7 +77,8 @@ def _domain_items(items: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def load_generic(items_path: str | os.PathLike[str], interactions_path: str | os.PathLike[str],
-                 default_domain: str = "default", drop_unknown_items: bool = False) -> list[Domain]:
+                 default_domain: str = "default", drop_unknown_items: bool = False,
+                 date_format: str | None = None) -> list[Domain]:
     """Load the two-table format (see the module docstring) as domains.
 
     Args:
@@ -103,13 +86,14 @@ def load_generic(items_path: str | os.PathLike[str], interactions_path: str | os
         interactions_path: the interactions table.
         default_domain: the domain's name when the interactions have no ``domain`` column.
         drop_unknown_items: drop interactions whose item is not among its domain's items instead of raising.
+        date_format: ``strftime`` format of the timestamps (e.g. ``"%d/%m/%Y"``), for day/month strings.
     """
     items_path, interactions_path = Path(items_path), Path(interactions_path)
     items = read_table(items_path, ITEM_COLUMNS)
     log = read_table(interactions_path, INTERACTION_COLUMNS)
     _check_no_missing(items, ("item_id",), items_path)
     _check_no_missing(log, INTERACTION_COLUMNS, interactions_path)
-    log["timestamp"] = epoch_seconds(log["timestamp"], str(interactions_path))
+    log["timestamp"] = epoch_seconds(log["timestamp"], str(interactions_path), date_format)
     if "domain" not in log.columns:
         if "domain" in items.columns and items["domain"].notna().any():
             raise ValueError(f"{items_path}: items carry a 'domain' column but {interactions_path} has none; "

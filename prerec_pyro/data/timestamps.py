@@ -1,0 +1,97 @@
+"""One reading of a timestamp column as int64 epoch seconds (UTC), for every table a user brings.
+
+Rules, in order:
+
+- datetimes (timezone-aware ones are converted to UTC; naive ones are read as UTC) pass through;
+- numbers are epoch times whose unit is read off their magnitude: below 10^11 seconds (up to the year 5138), below
+  10^14 milliseconds, below 10^17 microseconds, otherwise nanoseconds; a column whose values span two units is
+  refused (it is not one clock). Fractions are rounded to the nearest second;
+- strings: numbers as above, ISO dates and datetimes (``2021-03-04``, ``2021-03-04 10:15:00``, an explicit offset
+  honoured), or, with ``date_format`` (``strftime`` codes, e.g. ``"%d/%m/%Y"``), exactly that format. Day/month
+  strings such as ``03/04/2021`` are read day-first when some value's first field is above 12, month-first when some
+  value's second field is, and refused as ambiguous when neither tells (pass ``date_format``); one column is never
+  read with two conventions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+UNITS = (("s", 1e11, 1), ("ms", 1e14, 1_000), ("us", 1e17, 1_000_000), ("ns", np.inf, 1_000_000_000))
+DAY_MONTH = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})\b")
+
+
+def epoch_seconds(values: pd.Series, source: str, date_format: str | None = None) -> pd.Series:
+    """``values`` as int64 epoch seconds (module docstring); ``source`` names the file or table in errors."""
+    values = pd.Series(values)
+    if values.isna().any():
+        row = int(values.isna().to_numpy().argmax())
+        raise ValueError(f"{source}: column 'timestamp' is empty on data row {row + 1}")
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.astype("datetime64[s]").astype("int64")
+    if pd.api.types.is_bool_dtype(values):
+        raise ValueError(f"{source}: column 'timestamp' holds booleans; expected epoch times or dates")
+    if pd.api.types.is_numeric_dtype(values):
+        return _numbers_to_seconds(values.astype("float64"), source)
+    text = values.astype(str).str.strip()
+    if date_format is not None:
+        return _dates_to_seconds(pd.to_datetime(text, format=date_format, errors="coerce", utc=True), text, source,
+                                 f"the format {date_format!r}")
+    numbers = pd.to_numeric(text, errors="coerce")
+    out = pd.Series(np.zeros(len(text), dtype=np.int64), index=text.index)
+    if numbers.notna().any():
+        out[numbers.notna()] = _numbers_to_seconds(numbers[numbers.notna()], source)
+    dates = text[numbers.isna()]
+    if len(dates):
+        out[numbers.isna()] = _dates_to_seconds(_parse_dates(dates, source), dates, source, "a date")
+    return out.astype("int64")
+
+
+def _numbers_to_seconds(numbers: pd.Series, source: str) -> pd.Series:
+    """Epoch numbers in one unit (read off their magnitude) to whole seconds."""
+    magnitude = numbers.abs()
+    unit_of = np.searchsorted([bound for _, bound, _ in UNITS[:-1]], magnitude.to_numpy(), side="right")
+    units = np.unique(unit_of)
+    if len(units) > 1:
+        low, high = (UNITS[u][0] for u in (units[0], units[-1]))
+        example = numbers[unit_of == units[-1]].iloc[0]
+        raise ValueError(f"{source}: column 'timestamp' mixes epoch units ({low} and {high}, e.g. {example!r}); "
+                         "expected one clock for the whole column")
+    name, _, per_second = UNITS[int(units[0])] if len(units) else UNITS[0]
+    if name != "s":
+        logger.info("%s: column 'timestamp' read as epoch %s (from its magnitude)", source, name)
+    return (numbers / per_second).round().astype("int64")
+
+
+def _parse_dates(text: pd.Series, source: str) -> pd.Series:
+    """Date strings to UTC datetimes, with one day/month convention for the whole column."""
+    fields = text.str.extract(DAY_MONTH)
+    slashed = fields[0].notna()
+    if not slashed.any():
+        return pd.to_datetime(text, format="mixed", errors="coerce", utc=True)
+    first, second = fields.loc[slashed, 0].astype(int), fields.loc[slashed, 1].astype(int)
+    day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
+    if day_first and month_first:
+        raise ValueError(f"{source}: column 'timestamp' has day-first ({text[slashed][first > 12].iloc[0]!r}) and "
+                         f"month-first ({text[slashed][second > 12].iloc[0]!r}) dates; pass a date format "
+                         "(--date-format) or fix the column")
+    if not (day_first or month_first):
+        raise ValueError(f"{source}: column 'timestamp' has dates such as {text[slashed].iloc[0]!r} that read as "
+                         "day/month or month/day alike; pass a date format, e.g. --date-format '%d/%m/%Y'")
+    return pd.to_datetime(text, format="mixed", dayfirst=day_first, errors="coerce", utc=True)
+
+
+def _dates_to_seconds(dates: pd.Series, text: pd.Series, source: str, expected: str) -> pd.Series:
+    bad = dates.isna()
+    if bad.any():
+        raise ValueError(f"{source}: column 'timestamp' value {text[bad].iloc[0]!r} is not {expected} (epoch "
+                         "seconds, milliseconds or a date)")
+    return (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
