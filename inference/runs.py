@@ -1,6 +1,7 @@
 """Pre-training runs on disk: their configuration, model and guide, and finding the latest run of a benchmark.
 
-A run directory ``<out>/<benchmark>/<method>-<guide>-seed<seed>-<time>/`` holds ``config.json`` (a ``RunConfig``),
+A run directory ``<out>/<benchmark folder>/<method>-<guide>-seed<seed>-<time>/`` (the folder is the benchmark's
+name, or for a TOML benchmark its readable name and a hash of its path) holds ``config.json`` (a ``RunConfig``),
 the checkpoints of ``inference.map`` and ``metrics.json``. ``load_run`` rebuilds the model and guide for the run's
 own source data and loads ``best.pt``; ``load_nets`` restores only the networks (what zero-shot needs).
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import pyro
 import torch
 
+from prerec_pyro.data.benchmarks import get_benchmark
 from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
 from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
 from prerec_pyro.popularity import PopularityConfig
@@ -126,11 +128,14 @@ def common_cold_protocol(runs: dict[str, Path]) -> tuple[float, int]:
 
 
 def find_latest_run(root: Path, benchmark: str, method: str) -> Path | None:
-    """The most recently created finished run (with ``best.pt``) of ``method`` on ``benchmark`` under ``root``."""
-    folder = Path(root) / benchmark
+    """The most recently created finished run (with ``best.pt``) of ``method`` on ``benchmark`` (a name or a TOML
+    file) under ``root``, in the benchmark's folder there."""
+    benchmark = get_benchmark(benchmark)
+    folder = Path(root) / benchmark.folder
     runs = []
     for config_path in folder.glob("*/config.json") if folder.is_dir() else []:
         payload = load_json(config_path)
-        if payload.get("method") == method and (config_path.parent / "best.pt").exists():
+        if (payload.get("method") == method and payload.get("benchmark") == benchmark.name
+                and (config_path.parent / "best.pt").exists()):
             runs.append((payload.get("created", ""), config_path.parent))
     return max(runs)[1] if runs else None

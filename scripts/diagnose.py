@@ -7,7 +7,7 @@
 Rows: Eq. 8 as evaluated, Eq. 8 without the target's popularity, the run's text head alone (f_e(X_last)·f_e(X_j)),
 POP and SBERT; the column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's. The run's
 sources must be the benchmark's (a cross-platform benchmark shares its sources with an in-platform one). Writes
-``diagnose_<benchmark>.csv`` beside the run.
+``diagnose_<benchmark>.csv`` beside the run (a .toml benchmark: its folder name, as under a root of runs).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.cli import run
-from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
+from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.diagnostics import SbertAgreement, TextHeadOnly, WithoutPopularity
 from prerec_pyro.inference.runs import load_run_config
@@ -36,8 +36,8 @@ logger = logging.getLogger("diagnose")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="a PreRec or PreRec_n run directory")
-    p.add_argument("--benchmark", default=None, choices=sorted(BENCHMARKS),
-                   help="benchmark whose targets are scored (default: the run's own)")
+    p.add_argument("--benchmark", default=None,
+                   help=f"benchmark whose targets are scored (default: the run's own): {BENCHMARK_HELP}")
     p.add_argument("--target", default="all", help="a target of the benchmark (name or alias) or 'all'")
     p.add_argument("--data-dir", default=None, help="data root (default: the run's, else $PREREC_DATA_DIR)")
     p.add_argument("--max-users", type=int, default=None, help="at most this many test users per target")
@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     wide.loc["mean"] = wide.mean()
     print(wide.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"mean Spearman(Eq. 8, SBERT): {table['sbert_spearman'].mean():.3f}")
-    atomic_write(run / f"diagnose_{name}.csv", lambda f: f.write(table.to_csv(index=False).encode()))
+    atomic_write(run / f"diagnose_{benchmark.folder}.csv", lambda f: f.write(table.to_csv(index=False).encode()))
     return table
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
+from prerec_pyro import cli
+from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.finetune import FINETUNE_PRIOR_UNITS, incremental_study, parse_sizes
@@ -30,7 +31,7 @@ from prerec_pyro.text import TextEncoderConfig
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--benchmark", default="synthetic", choices=sorted(BENCHMARKS), help="named benchmark")
+    p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--target", default="all", help="a target domain (name or alias) or 'all'")
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--run", default=None, help="PreRec run directory (default: the latest under --runs)")
@@ -56,11 +57,11 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     benchmark = get_benchmark(args.benchmark)
     targets, sizes = benchmark.resolve_targets(args.target), parse_sizes(args.first_n)
-    run = Path(args.run) if args.run else find_latest_run(Path(args.runs), args.benchmark, "prerec")
+    run = Path(args.run) if args.run else find_latest_run(Path(args.runs), benchmark.name, "prerec")
     if run is None:
         raise ValueError(f"no PreRec run of {args.benchmark!r} under {args.runs}; run scripts/map_pretrain.py first")
     config = load_run_config(run)
-    prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
+    prepared = prepare_benchmark(benchmark.name, args.data_dir or config.data_dir, config.sequences,
                                  config.popularity, TextEncoderConfig(model=config.text_model),
                                  cold_items=config.cold_items, cold_seed=config.cold_seed)
     train = TrainConfig(likelihood=config.train.likelihood, n_negatives=config.train.n_negatives,
@@ -76,10 +77,10 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     stem = run / f"finetune_{args.target}"
     atomic_write(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
-    save_json(stem.with_suffix(".json"), {"benchmark": args.benchmark, "run": str(run), "rows": rows})
+    save_json(stem.with_suffix(".json"), {"benchmark": benchmark.name, "run": str(run), "rows": rows})
     print(f"written: {stem}.csv, {stem}.json")
     return table
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    cli.run(main, parse_args, __file__)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
+from prerec_pyro.cli import run
+from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import EvalConfig, results_table
 from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
@@ -33,7 +34,7 @@ logger = logging.getLogger("intervene_eval")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--benchmark", default="synthetic", choices=sorted(BENCHMARKS), help="named benchmark")
+    p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--target", default="all", help="a target domain of the benchmark (name or alias) or 'all'")
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--run", default=None, help="PreRec run directory (default: the latest under --runs)")
@@ -52,15 +53,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def find_runs(args: argparse.Namespace) -> dict[str, Path]:
+def find_runs(args: argparse.Namespace, benchmark: str) -> dict[str, Path]:
+    """--run / --run-n, else the latest runs of ``benchmark`` (its name) under --runs."""
     runs = {}
     for method, explicit in (("prerec_n", args.run_n), ("prerec", args.run)):
-        path = Path(explicit) if explicit else find_latest_run(Path(args.runs), args.benchmark, method)
+        path = Path(explicit) if explicit else find_latest_run(Path(args.runs), benchmark, method)
         if path is None:
             logger.warning("no finished %s run of %s under %s: its row is left out (run scripts/map_pretrain.py%s)",
                            method, args.benchmark, args.runs, " --ablation prerec_n" if method == "prerec_n" else "")
             continue
-        if load_run_config(path).benchmark != args.benchmark:
+        if load_run_config(path).benchmark != benchmark:
             raise ValueError(f"{path} is a run of another benchmark, not {args.benchmark!r}")
         runs[method] = path
     if "prerec" not in runs:
@@ -80,10 +82,10 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     benchmark = get_benchmark(args.benchmark)
     targets = benchmark.resolve_targets(args.target)
-    runs = find_runs(args)
+    runs = find_runs(args, benchmark.name)
     run_config = load_run_config(runs["prerec"])
     cold_items, cold_seed = common_cold_protocol(runs)  # PreRec_n must have seen the same sources
-    prepared = prepare_benchmark(args.benchmark, args.data_dir or run_config.data_dir, run_config.sequences,
+    prepared = prepare_benchmark(benchmark.name, args.data_dir or run_config.data_dir, run_config.sequences,
                                  run_config.popularity, TextEncoderConfig(model=run_config.text_model),
                                  cold_items=cold_items, cold_seed=cold_seed)
     config = EvalConfig(k_percent=args.k_percent or benchmark.k_percent, split=args.split, n_boot=args.n_boot,
@@ -97,7 +99,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     suffix = "" if args.item_offsets == "zero" else f"_{args.item_offsets}_offsets"
     stem = runs["prerec"] / f"zero_shot_{args.target}{suffix}"
     atomic_write(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
-    save_json(stem.with_suffix(".json"), {"benchmark": args.benchmark, "k_percent": config.k_percent,
+    save_json(stem.with_suffix(".json"), {"benchmark": benchmark.name, "k_percent": config.k_percent,
                                           "cold_items": prepared.cold_items, "cold_seed": prepared.cold_seed,
                                           "runs": {k: str(v) for k, v in runs.items()},
                                           "rows": table.to_dict(orient="records")})
@@ -106,4 +108,4 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run(main, parse_args, __file__)

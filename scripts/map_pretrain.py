@@ -2,10 +2,12 @@
 
     python scripts/map_pretrain.py                                   # synthetic benchmark, a few minutes on a CPU
     python scripts/map_pretrain.py --benchmark movielens-ages --data-dir ../shared/data
+    python scripts/map_pretrain.py --benchmark examples/own_data/benchmark.toml   # your own data
     python scripts/map_pretrain.py --ablation prerec_n               # the ablation, same everything else
     python scripts/map_pretrain.py --resume runs/synthetic/prerec-delta-seed0-...   # continue an interrupted run
 
-Writes a run directory (config.json, best.pt, last.pt, history.json, metrics.json) under --out/<benchmark>/.
+Writes a run directory (config.json, best.pt, last.pt, history.json, metrics.json) under --out/<benchmark>/ (for a
+.toml benchmark, --out/<its name>-<hash of its path>/).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 import pyro
 import torch
 
+from prerec_pyro.cli import run
 from prerec_pyro.data.batches import BatchBuilder
-from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
+from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.data.dataset import SequenceConfig
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.inference.checkpoint import save_json
@@ -39,7 +42,7 @@ logger = logging.getLogger("map_pretrain")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--benchmark", default="synthetic", choices=sorted(BENCHMARKS), help="named benchmark")
+    p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--ablation", default="prerec", choices=METHODS,
                    help="prerec (default) or prerec_n: without D, popularity and offsets")
@@ -110,7 +113,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                         max_epochs=args.epochs or defaults.get("max_epochs", 20),
                         patience=args.patience or defaults.get("patience", 3),
                         max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, device=args.device)
-    return RunConfig(benchmark=args.benchmark, method=args.ablation, guide=args.guide, model=model, train=train,
+    return RunConfig(benchmark=benchmark.name, method=args.ablation, guide=args.guide, model=model, train=train,
                      sequences=SequenceConfig(max_len=args.max_len),
                      popularity=PopularityConfig(interval_days=benchmark.interval_days, mode=args.popularity_mode),
                      text_model=args.text_model or benchmark.text_model, data_dir=args.data_dir,
@@ -176,7 +179,8 @@ def main(args: argparse.Namespace) -> Path:
     if args.print_shapes:
         print_shapes(model, guide, trainer_builder, data)
         return Path(".")
-    run_dir = Path(args.resume) if args.resume else unused_dir(Path(args.out) / config.benchmark / config.run_name())
+    folder = Path(args.out) / prepared.benchmark.folder
+    run_dir = Path(args.resume) if args.resume else unused_dir(folder / config.run_name())
     save_run_config(run_dir, config)
     validate = validation(model, guide, data, prepared.benchmark.k_percent, config)
     trainer = MapTrainer(model, guide, data, config.train, validate=validate, run_dir=run_dir)
@@ -196,5 +200,5 @@ def main(args: argparse.Namespace) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run(main, parse_args, __file__)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from prerec_pyro.data.benchmarks import BENCHMARKS
+from prerec_pyro.cli import run
+from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.data.dataset import SequenceConfig
 from prerec_pyro.data.loaders.retail import download_online_retail
 from prerec_pyro.data.loaders.xmarket import download_xmarket
@@ -29,7 +30,7 @@ logger = logging.getLogger("prepare_data")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--benchmark", default="synthetic", choices=sorted(BENCHMARKS), help="named benchmark")
+    p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR)")
     p.add_argument("--download", default=None, choices=("xmarket", "retail"),
                    help="download the original files into --data-dir (needs internet) instead of preparing")
@@ -62,7 +63,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame | None:
         download(args)
         return None
     started = time.perf_counter()
-    text = TextEncoderConfig(model=args.text_model or BENCHMARKS[args.benchmark].text_model)
+    text = TextEncoderConfig(model=args.text_model or get_benchmark(args.benchmark).text_model)
     prepared = prepare_benchmark(args.benchmark, args.data_dir, SequenceConfig(max_len=args.max_len), text=text,
                                  cold_items=args.cold_items, cold_seed=args.cold_seed)
     loaded = time.perf_counter()
@@ -80,4 +81,4 @@ def main(args: argparse.Namespace) -> pd.DataFrame | None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run(main, parse_args, __file__)

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from prerec_pyro.cli import load_script
-from prerec_pyro.data.benchmarks import BENCHMARKS
+from prerec_pyro.cli import load_script, run
+from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.inference.checkpoint import load_json, save_json
 from prerec_pyro.inference.finetune import parse_sizes
 from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
@@ -30,10 +30,10 @@ logger = logging.getLogger("reproduce")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--benchmark", default="synthetic", choices=sorted(BENCHMARKS), help="named benchmark")
+    p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--runs", default="runs", help="root of run directories (pre-training runs are reused)")
-    p.add_argument("--out", default=None, help="study directory (default: <runs>/<benchmark>/study)")
+    p.add_argument("--out", default=None, help="study directory (default: <runs>/<benchmark folder>/study)")
     p.add_argument("--first-n", nargs="+", default=["0", "100", "1000", "10000", "all"],
                    help="incremental fine-tuning sizes (0 = zero-shot, 'all' = every training interaction)")
     p.add_argument("--pretrain-args", nargs=argparse.REMAINDER, default=[],
@@ -60,6 +60,7 @@ def ensure_run(args: argparse.Namespace, method: str) -> Path:
 def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     started, timings = time.perf_counter(), {}
+    benchmark = get_benchmark(args.benchmark)  # an unknown name or a bad .toml fails here, before any work
     steps = tqdm(total=6, desc=f"study {args.benchmark}")
     runs = {}
     for method in ("prerec_n", "prerec"):
@@ -76,7 +77,7 @@ def main(args: argparse.Namespace) -> Path:
                            rndcg_b=args.rndcg_b,
                            finetune=replace(base.finetune, max_epochs=args.ft_epochs),
                            baseline=replace(base.baseline, max_epochs=args.baseline_epochs))
-    directory = Path(args.out) if args.out else Path(args.runs) / args.benchmark / "study"
+    directory = Path(args.out) if args.out else Path(args.runs) / benchmark.folder / "study"
     study = Study(prepared, runs, directory, study_config)
     previous = load_json(directory / "study.json").get("seconds", {}) if (directory / "study.json").exists() else {}
     reused = []
@@ -92,7 +93,7 @@ def main(args: argparse.Namespace) -> Path:
     steps.close()
     timings["this_invocation"] = time.perf_counter() - started
     pretraining = {method: load_json(run / "metrics.json").get("wall_seconds") for method, run in runs.items()}
-    save_json(directory / "study.json", {"benchmark": args.benchmark, "runs": {k: str(v) for k, v in runs.items()},
+    save_json(directory / "study.json", {"benchmark": benchmark.name, "runs": {k: str(v) for k, v in runs.items()},
                                          "cold_items": prepared.cold_items, "cold_seed": prepared.cold_seed,
                                          "seconds": timings, "steps_reused": reused,
                                          "pretraining_wall_seconds": pretraining,
@@ -104,4 +105,4 @@ def main(args: argparse.Namespace) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run(main, parse_args, __file__)
