@@ -10,7 +10,7 @@ install:
 # Pre-train PreRec and the PreRec_n ablation on the embedded synthetic benchmark, then evaluate zero-shot.
 demo: install
 	$(PYTHON) scripts/map_pretrain.py
-	$(PYTHON) scripts/map_pretrain.py --ablation prerec_n
+	$(PYTHON) scripts/map_pretrain.py --method prerec_n
 	$(PYTHON) scripts/intervene_eval.py --target all
 
 test: install

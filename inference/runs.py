@@ -9,7 +9,7 @@ own source data and loads ``best.pt``; ``load_nets`` restores only the networks 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import pyro
@@ -18,7 +18,9 @@ import torch
 from prerec_pyro.data.benchmarks import get_benchmark
 from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
 from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
+from prerec_pyro.pipeline import PreparedBenchmark, prepare_benchmark
 from prerec_pyro.popularity import PopularityConfig
+from prerec_pyro.text import TextEncoderConfig
 
 from .checkpoint import load_checkpoint, load_json, save_json
 from .guides import make_guide
@@ -139,3 +141,35 @@ def find_latest_run(root: Path, benchmark: str, method: str) -> Path | None:
                 and (config_path.parent / "best.pt").exists()):
             runs.append((payload.get("created", ""), config_path.parent))
     return max(runs)[1] if runs else None
+
+
+def prepare_for_run(config: RunConfig, benchmark: str | None = None, data_dir: str | Path | None = None,
+                    cold: tuple[float, int] | None = None) -> PreparedBenchmark:
+    """The data a run is scored on, prepared as the run saw it (its sequences, popularity factors, text model and
+    cold-item protocol ``cold``, default the run's own).
+
+    ``benchmark`` None (or the run's own): the run's benchmark, read from ``data_dir`` or the run's data directory.
+    Another benchmark (a name or a TOML file): its targets, read from ``data_dir``, with the run's own sources (read
+    from the run's data directory), so a pre-trained run is scored zero-shot on targets defined anywhere; a target
+    that is also one of the run's sources is refused."""
+    own = get_benchmark(config.benchmark)
+    cold_items, cold_seed = cold if cold is not None else config.cold_protocol()
+    text = TextEncoderConfig(model=config.text_model)
+    target = get_benchmark(benchmark) if benchmark else own
+    mine = prepare_benchmark(own.name, config.data_dir if target.name != own.name else data_dir or config.data_dir,
+                             config.sequences, config.popularity, text, cold_items=cold_items, cold_seed=cold_seed)
+    if target.name == own.name:
+        return mine
+    clash = sorted(set(target.targets) & set(own.sources))
+    if clash:
+        raise ValueError(f"{target.name}: target(s) {clash} are sources of the run's benchmark {own.name!r}; "
+                         "zero-shot needs domains the run has not been trained on")
+    domains = {d.name: d for d in target.load(Path(data_dir) if data_dir else None)}
+    missing = [name for name in target.targets if name not in domains]
+    if missing:
+        raise ValueError(f"benchmark {target.name!r}: the data has no domain(s) {missing}; found {sorted(domains)}")
+    combined = replace(target, sources=own.sources,
+                       description=f"{own.name}'s sources (the run's) -> {target.name}'s targets")
+    sources = {name: mine.domains[name] for name in own.sources}
+    return replace(mine, benchmark=combined, domains={**sources, **{n: domains[n] for n in target.targets}},
+                   _targets={})

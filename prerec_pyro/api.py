@@ -110,13 +110,10 @@ class PretrainedRun:
 
     def _shared_offsets(self, items: pd.DataFrame) -> dict[str, Tensor]:
         """eps_v_shared of the catalogue's items from the run's own source estimates (needs the run's data)."""
+        from prerec_pyro.inference.runs import prepare_for_run
         from prerec_pyro.inference.zero_shot import learned_shared_offsets, source_estimates
-        from prerec_pyro.pipeline import prepare_benchmark
 
-        config = self.config
-        prepared = prepare_benchmark(config.benchmark, config.data_dir, config.sequences, config.popularity,
-                                     TextEncoderConfig(model=config.text_model), cold_items=config.cold_items,
-                                     cold_seed=config.cold_seed)
+        prepared = prepare_for_run(self.config)
         estimates = source_estimates(self.run_dir, prepared, str(self.device))
         ids = items["item_id"].to_numpy(dtype=object)
         return learned_shared_offsets(estimates, prepared.sources.item_keys()[1], ids)

@@ -100,7 +100,7 @@ def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     if run is not None:
         return run
     script = cli.load_script(Path(__file__).with_name("map_pretrain.py"))
-    base = ["--benchmark", benchmark, "--ablation", method, "--seed", str(seed), "--out", str(root),
+    base = ["--benchmark", benchmark, "--method", method, "--seed", str(seed), "--runs", str(root),
             "--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
     return script.main(script.parse_args(base + list(flags) + list(args.pretrain_args)))
 

@@ -24,11 +24,9 @@ from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.diagnostics import SbertAgreement, TextHeadOnly, WithoutPopularity
-from prerec_pyro.inference.runs import load_run_config
+from prerec_pyro.inference.runs import load_run_config, prepare_for_run
 from prerec_pyro.inference.zero_shot import pretrained_scorer, score_target
 from prerec_pyro.io import atomic_write
-from prerec_pyro.pipeline import prepare_benchmark
-from prerec_pyro.text import TextEncoderConfig
 
 logger = logging.getLogger("diagnose")
 
@@ -62,11 +60,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     run, config = Path(args.run), load_run_config(Path(args.run))
     name = args.benchmark or config.benchmark
     benchmark = get_benchmark(name)
-    if benchmark.sources != get_benchmark(config.benchmark).sources:
-        raise ValueError(f"{run} was pre-trained on {config.benchmark!r}, whose sources differ from {name!r}'s")
-    prepared = prepare_benchmark(name, args.data_dir or config.data_dir, config.sequences, config.popularity,
-                                 TextEncoderConfig(model=config.text_model), cold_items=config.cold_items,
-                                 cold_seed=config.cold_seed)
+    prepared = prepare_for_run(config, benchmark.name, args.data_dir)  # the run's sources, the benchmark's targets
     eval_config = EvalConfig(k_percent=benchmark.k_percent, n_boot=args.n_boot, device=args.device,
                              max_users=args.max_users)
     rows = []

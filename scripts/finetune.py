@@ -23,10 +23,8 @@ from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.finetune import FINETUNE_PRIOR_UNITS, incremental_study, parse_sizes
 from prerec_pyro.inference.map import TrainConfig
-from prerec_pyro.inference.runs import find_latest_run, load_run_config
+from prerec_pyro.inference.runs import find_latest_run, load_run_config, prepare_for_run
 from prerec_pyro.io import atomic_write
-from prerec_pyro.pipeline import prepare_benchmark
-from prerec_pyro.text import TextEncoderConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", default=None, help="output folder (default: the run's directory)")
     p.add_argument("--prior-units", default="total", choices=FINETUNE_PRIOR_UNITS,
                    help="units of λ on the target: total (default; Eq. 7 on the target's log, offsets free to learn "
                         "its items), per_observation, or run (the pre-training's)")
@@ -61,9 +60,9 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     if run is None:
         raise ValueError(f"no PreRec run of {args.benchmark!r} under {args.runs}; run scripts/map_pretrain.py first")
     config = load_run_config(run)
-    prepared = prepare_benchmark(benchmark.name, args.data_dir or config.data_dir, config.sequences,
-                                 config.popularity, TextEncoderConfig(model=config.text_model),
-                                 cold_items=config.cold_items, cold_seed=config.cold_seed)
+    if config.method != "prerec":
+        raise ValueError(f"--run {run} is a {config.method} run; fine-tuning starts from a prerec run")
+    prepared = prepare_for_run(config, benchmark.name, args.data_dir)  # the run's sources, the benchmark's targets
     train = TrainConfig(likelihood=config.train.likelihood, n_negatives=config.train.n_negatives,
                         batch_size=args.batch_size, lr=args.lr, max_epochs=args.epochs, patience=args.patience,
                         seed=args.seed, device=args.device)
@@ -75,9 +74,11 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     columns = ["domain", "method", "first_n", "n_train", "epochs", "recall@k%", "rndcg@k%", "recall@10", "ndcg@10"]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    stem = run / f"finetune_{args.target}"
+    transfer = "" if config.benchmark == benchmark.name else f"_on_{benchmark.folder}"
+    stem = Path(args.out or run) / f"finetune_{args.target}{transfer}"
     atomic_write(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
-    save_json(stem.with_suffix(".json"), {"benchmark": benchmark.name, "run": str(run), "rows": rows})
+    save_json(stem.with_suffix(".json"), {"benchmark": benchmark.name, "pretrained_on": config.benchmark,
+                                          "run": str(run), "prior_units": args.prior_units, "rows": rows})
     print(f"written: {stem}.csv, {stem}.json")
     return table
 

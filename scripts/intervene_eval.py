@@ -2,9 +2,12 @@
 
     python scripts/intervene_eval.py --target japan           # latest PreRec / PreRec_n runs of the benchmark
     python scripts/intervene_eval.py --target all --benchmark retail-countries --data-dir ../shared/data
+    python scripts/intervene_eval.py --run RUN --benchmark new_market.toml --target all   # targets from elsewhere
 
 Prints a table (methods x Recall@K% / r-NDCG@K% on all, unseen and new-item samples) and writes it as CSV and JSON
-beside the PreRec run (``zero_shot_<target>.csv|json``). The benchmark is rebuilt as the runs saw it: a run
+beside the PreRec run or in ``--out`` (``zero_shot_<target>[_<what differs from the defaults>].csv|json``). With
+``--run``, the benchmark may be any other one: its targets are scored, the run's own sources are rebuilt from the
+run's definition, and the JSON records both. The benchmark is rebuilt as the runs saw it: a run
 pre-trained under the cold-item protocol (``map_pretrain.py --cold-items``) has the same target ids removed from
 its sources here, and the JSON records ``cold_items`` / ``cold_seed``.
 """
@@ -23,11 +26,9 @@ from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import EvalConfig, results_table
 from prerec_pyro.inference.checkpoint import save_json
-from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
+from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config, prepare_for_run
 from prerec_pyro.inference.zero_shot import evaluate_target
 from prerec_pyro.io import atomic_write
-from prerec_pyro.pipeline import prepare_benchmark
-from prerec_pyro.text import TextEncoderConfig
 
 logger = logging.getLogger("intervene_eval")
 
@@ -50,25 +51,53 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
-    return p.parse_args(argv)
+    p.add_argument("--out", default=None, help="output folder (default: the PreRec run's directory)")
+    args = p.parse_args(argv)
+    if args.k_percent is not None and not 0 < args.k_percent <= 100:
+        p.error(f"--k-percent must be in (0, 100], got {args.k_percent}")
+    if args.samples < 0 or args.n_boot < 1:
+        p.error(f"--samples must be >= 0 and --n-boot >= 1, got {args.samples}, {args.n_boot}")
+    return args
 
 
 def find_runs(args: argparse.Namespace, benchmark: str) -> dict[str, Path]:
-    """--run / --run-n, else the latest runs of ``benchmark`` (its name) under --runs."""
+    """--run / --run-n, else the latest finished runs under --runs: of ``benchmark`` (its name), or with --run given,
+    of the benchmark that run was pre-trained on. Each run must be of its method, and both of one pre-training
+    benchmark."""
     runs = {}
-    for method, explicit in (("prerec_n", args.run_n), ("prerec", args.run)):
+    if args.run:
+        benchmark = load_run_config(Path(args.run)).benchmark
+    for method, explicit in (("prerec", args.run), ("prerec_n", args.run_n)):
         path = Path(explicit) if explicit else find_latest_run(Path(args.runs), benchmark, method)
         if path is None:
             logger.warning("no finished %s run of %s under %s: its row is left out (run scripts/map_pretrain.py%s)",
-                           method, args.benchmark, args.runs, " --ablation prerec_n" if method == "prerec_n" else "")
+                           method, benchmark, args.runs, " --method prerec_n" if method == "prerec_n" else "")
             continue
-        if load_run_config(path).benchmark != benchmark:
-            raise ValueError(f"{path} is a run of another benchmark, not {args.benchmark!r}")
+        config = load_run_config(path)
+        if config.method != method:
+            flag = "--run" if method == "prerec" else "--run-n"
+            raise ValueError(f"{flag} {path} is a {config.method} run; expected a {method} run")
+        if config.benchmark != benchmark:
+            raise ValueError(f"{path} was pre-trained on {config.benchmark!r}, the PreRec run on {benchmark!r}: "
+                             "compare runs of one pre-training benchmark")
         runs[method] = path
     if "prerec" not in runs:
         raise ValueError(f"no PreRec run found for benchmark {args.benchmark!r} under {args.runs}; "
                          "run `python scripts/map_pretrain.py` first or pass --run")
     return runs
+
+
+def output_stem(args: argparse.Namespace, runs: dict[str, Path], benchmark, transfer: bool) -> Path:
+    """``zero_shot_<target>`` and, where they differ from the defaults, what changes the numbers: another benchmark's
+    targets, the split, K%, a fixed b, back-door draws, offsets. In --out, else beside the PreRec run."""
+    parts = [f"zero_shot_{args.target}"]
+    parts += [f"on_{benchmark.folder}"] if transfer else []
+    parts += [args.split] if args.split != "test" else []
+    parts += [f"k{args.k_percent:g}"] if args.k_percent is not None else []
+    parts += [f"b{args.rndcg_b:g}"] if args.rndcg_b is not None else []
+    parts += [f"backdoor{args.samples}"] if args.samples else []
+    parts += [f"{args.item_offsets}_offsets"] if args.item_offsets != "zero" else []
+    return Path(args.out or runs["prerec"]) / "_".join(parts)
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -84,22 +113,23 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     targets = benchmark.resolve_targets(args.target)
     runs = find_runs(args, benchmark.name)
     run_config = load_run_config(runs["prerec"])
-    cold_items, cold_seed = common_cold_protocol(runs)  # PreRec_n must have seen the same sources
-    prepared = prepare_benchmark(benchmark.name, args.data_dir or run_config.data_dir, run_config.sequences,
-                                 run_config.popularity, TextEncoderConfig(model=run_config.text_model),
-                                 cold_items=cold_items, cold_seed=cold_seed)
-    config = EvalConfig(k_percent=args.k_percent or benchmark.k_percent, split=args.split, n_boot=args.n_boot,
-                        device=args.device, rndcg_b=args.rndcg_b)
+    cold = common_cold_protocol(runs)  # PreRec_n must have seen the same sources
+    prepared = prepare_for_run(run_config, benchmark.name, args.data_dir, cold)
+    transfer = run_config.benchmark != benchmark.name
+    k_percent = benchmark.k_percent if args.k_percent is None else args.k_percent
+    config = EvalConfig(k_percent=k_percent, split=args.split, n_boot=args.n_boot, device=args.device,
+                        rndcg_b=args.rndcg_b)
     rows = []
     for target in targets:
         rows += evaluate_target(prepared, target, runs, replace(config), samples=args.samples,
                                 item_offsets=args.item_offsets)
     table = results_table(rows)
     print(format_table(table))
-    suffix = "" if args.item_offsets == "zero" else f"_{args.item_offsets}_offsets"
-    stem = runs["prerec"] / f"zero_shot_{args.target}{suffix}"
+    stem = output_stem(args, runs, benchmark, transfer)
     atomic_write(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
-    save_json(stem.with_suffix(".json"), {"benchmark": benchmark.name, "k_percent": config.k_percent,
+    save_json(stem.with_suffix(".json"), {"benchmark": benchmark.name, "pretrained_on": run_config.benchmark,
+                                          "sources": list(prepared.benchmark.sources), "targets": list(targets),
+                                          "split": args.split, "k_percent": config.k_percent,
                                           "cold_items": prepared.cold_items, "cold_seed": prepared.cold_seed,
                                           "runs": {k: str(v) for k, v in runs.items()},
                                           "rows": table.to_dict(orient="records")})

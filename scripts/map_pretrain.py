@@ -3,7 +3,7 @@
     python scripts/map_pretrain.py                                   # synthetic benchmark, a few minutes on a CPU
     python scripts/map_pretrain.py --benchmark movielens-ages --data-dir ../shared/data
     python scripts/map_pretrain.py --benchmark examples/own_data/benchmark.toml   # your own data
-    python scripts/map_pretrain.py --ablation prerec_n               # the ablation, same everything else
+    python scripts/map_pretrain.py --method prerec_n               # the ablation, same everything else
     python scripts/map_pretrain.py --resume runs/synthetic/prerec-delta-seed0-...   # continue an interrupted run
 
 Writes a run directory (config.json, best.pt, last.pt, history.json, metrics.json) under --out/<benchmark>/ (for a
@@ -44,8 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
-    p.add_argument("--ablation", default="prerec", choices=METHODS,
-                   help="prerec (default) or prerec_n: without D, popularity and offsets")
+    p.add_argument("--method", "--ablation", dest="method", default="prerec", choices=METHODS,
+                   help="prerec (default) or prerec_n: without D, popularity and offsets (--ablation: the old name)")
     p.add_argument("--guide", default="delta", choices=GUIDES, help="delta = MAP (default), normal, sparse-delta")
     p.add_argument("--likelihood", default="sampled", choices=LIKELIHOODS,
                    help="sampled softmax with --negatives per batch, or the exact full softmax")
@@ -88,7 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cold-seed", type=int, default=0, help="seed of the --cold-items draw")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--out", default="runs", help="root of run directories")
+    p.add_argument("--runs", "--out", dest="runs", default="runs",
+                   help="root of run directories (--out: the old name)")
     p.add_argument("--resume", default=None,
                    help="a run directory to continue from its last checkpoint (--epochs/--patience change its limits)")
     p.add_argument("--print-shapes", action="store_true", help="print the model and guide trace shapes and exit")
@@ -105,7 +106,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                          prior_units=args.prior_units, parametrisation=args.parametrisation,
                          shared_item_offsets=args.shared_item_offsets, lambda_v_shared=args.lambda_v_shared,
                          last_item_skip=args.last_item_skip)
-    if args.ablation == "prerec_n":
+    if args.method == "prerec_n":
         model = model.ablation()
     train = TrainConfig(likelihood=args.likelihood, n_negatives=args.negatives,
                         batch_size=args.batch_size or defaults.get("batch_size", 256),
@@ -113,7 +114,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                         max_epochs=args.epochs or defaults.get("max_epochs", 20),
                         patience=args.patience or defaults.get("patience", 3),
                         max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, device=args.device)
-    return RunConfig(benchmark=benchmark.name, method=args.ablation, guide=args.guide, model=model, train=train,
+    return RunConfig(benchmark=benchmark.name, method=args.method, guide=args.guide, model=model, train=train,
                      sequences=SequenceConfig(max_len=args.max_len),
                      popularity=PopularityConfig(interval_days=benchmark.interval_days, mode=args.popularity_mode),
                      text_model=args.text_model or benchmark.text_model, data_dir=args.data_dir,
@@ -179,7 +180,7 @@ def main(args: argparse.Namespace) -> Path:
     if args.print_shapes:
         print_shapes(model, guide, trainer_builder, data)
         return Path(".")
-    folder = Path(args.out) / prepared.benchmark.folder
+    folder = Path(args.runs) / prepared.benchmark.folder
     run_dir = Path(args.resume) if args.resume else unused_dir(folder / config.run_name())
     save_run_config(run_dir, config)
     validate = validation(model, guide, data, prepared.benchmark.k_percent, config)

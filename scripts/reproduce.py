@@ -52,7 +52,7 @@ def ensure_run(args: argparse.Namespace, method: str) -> Path:
     if run is not None:
         return run
     script = load_script(Path(__file__).with_name("map_pretrain.py"))
-    flags = ["--benchmark", args.benchmark, "--ablation", method, "--out", args.runs, "--device", args.device]
+    flags = ["--benchmark", args.benchmark, "--method", method, "--runs", args.runs, "--device", args.device]
     flags += ["--data-dir", args.data_dir] if args.data_dir else []
     return script.main(script.parse_args(flags + list(args.pretrain_args)))
 
