@@ -129,16 +129,45 @@ def common_cold_protocol(runs: dict[str, Path]) -> tuple[float, int]:
     return next(iter(protocols.values()), (0.0, 0))
 
 
+RUN_STATES = ("running", "interrupted", "finished")
+
+
+def save_run_state(run_dir: Path, state: str) -> None:
+    """Record where a run stands (``state.json``): running, interrupted (resumable with --resume) or finished."""
+    assert state in RUN_STATES, state
+    save_json(Path(run_dir) / "state.json", {"state": state, "updated": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def run_state(run_dir: Path) -> str:
+    """A run's recorded state; a run written before states were recorded is finished when its metrics exist."""
+    run_dir = Path(run_dir)
+    if (run_dir / "state.json").exists():
+        return load_json(run_dir / "state.json")["state"]
+    return "finished" if (run_dir / "metrics.json").exists() else "interrupted"
+
+
+def check_finished(run_dir: Path, method: str | None = None) -> RunConfig:
+    """The config of a finished run (of ``method`` when given); a ValueError saying what to do otherwise."""
+    state = run_state(run_dir)
+    if state != "finished":
+        raise ValueError(f"{run_dir}: the run is {state}, not finished; continue it with "
+                         f"python scripts/map_pretrain.py --resume {run_dir}")
+    config = load_run_config(run_dir)
+    if method is not None and config.method != method:
+        raise ValueError(f"{run_dir} is a {config.method} run; expected a {method} run")
+    return config
+
+
 def find_latest_run(root: Path, benchmark: str, method: str) -> Path | None:
-    """The most recently created finished run (with ``best.pt``) of ``method`` on ``benchmark`` (a name or a TOML
-    file) under ``root``, in the benchmark's folder there."""
+    """The most recently created finished run of ``method`` on ``benchmark`` (a name or a TOML file) under ``root``,
+    in the benchmark's folder there; running and interrupted runs are passed over."""
     benchmark = get_benchmark(benchmark)
     folder = Path(root) / benchmark.folder
     runs = []
     for config_path in folder.glob("*/config.json") if folder.is_dir() else []:
         payload = load_json(config_path)
         if (payload.get("method") == method and payload.get("benchmark") == benchmark.name
-                and (config_path.parent / "best.pt").exists()):
+                and run_state(config_path.parent) == "finished"):
             runs.append((payload.get("created", ""), config_path.parent))
     return max(runs)[1] if runs else None
 

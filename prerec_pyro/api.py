@@ -34,7 +34,7 @@ from prerec_pyro.data.loaders.generic import ITEM_COLUMNS, read_table
 from prerec_pyro.data.timestamps import epoch_seconds
 from prerec_pyro.inference.checkpoint import load_checkpoint
 from prerec_pyro.inference.intervene import InterventionScorer
-from prerec_pyro.inference.runs import RunConfig, load_run_config
+from prerec_pyro.inference.runs import RunConfig, check_finished
 from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.popularity import PopularityTable
 from prerec_pyro.text import TextEncoderConfig, canonical_model_name, encode_texts
@@ -68,7 +68,7 @@ class PretrainedRun:
         """Load ``run_dir`` (written by ``scripts/map_pretrain.py``) onto ``device`` (a run trained on a GPU loads
         on a CPU). ``text_model``, when given, must be the sentence encoder the run was trained with."""
         run_dir, device = Path(run_dir), check_device(device)
-        config = load_run_config(run_dir)
+        config = check_finished(run_dir)
         if text_model is not None and canonical_model_name(text_model) != canonical_model_name(config.text_model):
             raise ValueError(f"{run_dir} was trained on text vectors of {config.text_model!r}, not {text_model!r}: "
                              "its networks only understand that encoder's vectors")

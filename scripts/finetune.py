@@ -23,7 +23,7 @@ from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.finetune import FINETUNE_PRIOR_UNITS, incremental_study, parse_sizes
 from prerec_pyro.inference.map import TrainConfig
-from prerec_pyro.inference.runs import find_latest_run, load_run_config, prepare_for_run
+from prerec_pyro.inference.runs import check_finished, find_latest_run, prepare_for_run
 from prerec_pyro.io import atomic_write
 
 
@@ -59,9 +59,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     run = Path(args.run) if args.run else find_latest_run(Path(args.runs), benchmark.name, "prerec")
     if run is None:
         raise ValueError(f"no PreRec run of {args.benchmark!r} under {args.runs}; run scripts/map_pretrain.py first")
-    config = load_run_config(run)
-    if config.method != "prerec":
-        raise ValueError(f"--run {run} is a {config.method} run; fine-tuning starts from a prerec run")
+    config = check_finished(run, "prerec")  # fine-tuning starts from a finished PreRec run
     prepared = prepare_for_run(config, benchmark.name, args.data_dir)  # the run's sources, the benchmark's targets
     train = TrainConfig(likelihood=config.train.likelihood, n_negatives=config.train.n_negatives,
                         batch_size=args.batch_size, lr=args.lr, max_epochs=args.epochs, patience=args.patience,

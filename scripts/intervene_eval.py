@@ -26,7 +26,13 @@ from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import EvalConfig, results_table
 from prerec_pyro.inference.checkpoint import save_json
-from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config, prepare_for_run
+from prerec_pyro.inference.runs import (
+    check_finished,
+    common_cold_protocol,
+    find_latest_run,
+    load_run_config,
+    prepare_for_run,
+)
 from prerec_pyro.inference.zero_shot import evaluate_target
 from prerec_pyro.io import atomic_write
 
@@ -73,10 +79,10 @@ def find_runs(args: argparse.Namespace, benchmark: str) -> dict[str, Path]:
             logger.warning("no finished %s run of %s under %s: its row is left out (run scripts/map_pretrain.py%s)",
                            method, benchmark, args.runs, " --method prerec_n" if method == "prerec_n" else "")
             continue
-        config = load_run_config(path)
-        if config.method != method:
-            flag = "--run" if method == "prerec" else "--run-n"
-            raise ValueError(f"{flag} {path} is a {config.method} run; expected a {method} run")
+        try:
+            config = check_finished(path, method)
+        except ValueError as error:
+            raise ValueError(f"{'--run' if method == 'prerec' else '--run-n'} {error}") from None
         if config.benchmark != benchmark:
             raise ValueError(f"{path} was pre-trained on {config.benchmark!r}, the PreRec run on {benchmark!r}: "
                              "compare runs of one pre-training benchmark")

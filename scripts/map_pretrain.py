@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,10 +27,18 @@ from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.data.dataset import SequenceConfig
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
-from prerec_pyro.inference.checkpoint import save_json
+from prerec_pyro.inference.checkpoint import load_checkpoint, save_json
 from prerec_pyro.inference.guides import GUIDES, make_guide, posterior_spread
 from prerec_pyro.inference.map import LIKELIHOODS, MapTrainer, TrainConfig, training_windows
-from prerec_pyro.inference.runs import METHODS, SELECTIONS, RunConfig, build_model, load_run_config, save_run_config
+from prerec_pyro.inference.runs import (
+    METHODS,
+    SELECTIONS,
+    RunConfig,
+    build_model,
+    load_run_config,
+    save_run_config,
+    save_run_state,
+)
 from prerec_pyro.inference.scoring import MapScorer
 from prerec_pyro.inference.zero_shot import probe_batch, source_scorer
 from prerec_pyro.models.prerec import PARAMETRISATIONS, PRIOR_UNITS, TRANSFORMER_DTYPES, PreRecConfig
@@ -38,6 +47,9 @@ from prerec_pyro.popularity import MODES, PopularityConfig
 from prerec_pyro.text import TextEncoderConfig
 
 logger = logging.getLogger("map_pretrain")
+
+
+RESUME_FLAGS = ("resume", "epochs", "patience", "device")  # what --resume may change
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,13 +76,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument(f"--lambda-{name}", type=float, default=default, help=f"prior precision λ_{name}")
     p.add_argument("--lambda-v-shared", type=float, default=100.0,
                    help="prior precision λ_vs of the shared item offsets, in total units (with --shared-item-offsets)")
-    p.add_argument("--shared-item-offsets", action="store_true",
+    p.add_argument("--shared-item-offsets", action=argparse.BooleanOptionalAction, default=False,
                    help="split eps_v into eps_v_shared (per distinct item id, kept zero-shot) and a domain part")
     p.add_argument("--popularity-mode", default="interval", choices=MODES,
                    help="popularity factors: interval (the paper's Appendix C: counts of the previous interval, "
                         "power means over the whole catalogue) or sliding (the official code: a window ending the day "
                         "before, power means over the items with a count)")
-    p.add_argument("--last-item-skip", action="store_true",
+    p.add_argument("--last-item-skip", action=argparse.BooleanOptionalAction, default=False,
                    help="add the last history item's text embedding to the user state (n = f_seq(D, H) + m_last)")
     p.add_argument("--prior-units", default="total", choices=PRIOR_UNITS,
                    help="total (default): λ against the summed likelihood, as Eq. 7 reads; per_observation: every "
@@ -93,14 +105,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", default=None,
                    help="a run directory to continue from its last checkpoint (--epochs/--patience change its limits)")
     p.add_argument("--print-shapes", action="store_true", help="print the model and guide trace shapes and exit")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.resume:
+        changed = [name for name, value in vars(args).items()
+                   if name not in RESUME_FLAGS and value != p.get_default(name)]
+        if changed:
+            p.error(f"--resume continues a run with its own configuration (config.json); it takes only --epochs, "
+                    f"--patience and --device, but also got {', '.join('--' + c.replace('_', '-') for c in changed)}")
+    for flag in ("epochs", "patience", "max_steps_per_epoch", "batch_size", "hidden_dim", "heads", "negatives",
+                 "max_len", "valid_max_users"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1 (or left out for the default), got {value}")
+    if args.lr is not None and not args.lr > 0:
+        p.error(f"--lr must be > 0, got {args.lr}")
+    return args
+
+
+def given(value, default):
+    """A flag's value, or ``default`` when it was not given (``None``; 0 is a value, refused where senseless)."""
+    return default if value is None else value
 
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     benchmark = get_benchmark(args.benchmark)
     defaults = benchmark.defaults
-    model = PreRecConfig(hidden_dim=args.hidden_dim or defaults.get("hidden_dim", 256),
-                         n_heads=args.heads or defaults.get("n_heads", 4), max_len=args.max_len,
+    model = PreRecConfig(hidden_dim=given(args.hidden_dim, defaults.get("hidden_dim", 256)),
+                         n_heads=given(args.heads, defaults.get("n_heads", 4)), max_len=args.max_len,
                          lambda_d=args.lambda_d, lambda_v=args.lambda_v, lambda_z=args.lambda_z,
                          lambda_u=args.lambda_u, transformer_dtype=args.transformer_dtype,
                          prior_units=args.prior_units, parametrisation=args.parametrisation,
@@ -109,10 +140,10 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.method == "prerec_n":
         model = model.ablation()
     train = TrainConfig(likelihood=args.likelihood, n_negatives=args.negatives,
-                        batch_size=args.batch_size or defaults.get("batch_size", 256),
-                        lr=args.lr or defaults.get("lr", 3e-4),
-                        max_epochs=args.epochs or defaults.get("max_epochs", 20),
-                        patience=args.patience or defaults.get("patience", 3),
+                        batch_size=given(args.batch_size, defaults.get("batch_size", 256)),
+                        lr=given(args.lr, defaults.get("lr", 3e-4)),
+                        max_epochs=given(args.epochs, defaults.get("max_epochs", 20)),
+                        patience=given(args.patience, defaults.get("patience", 3)),
                         max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, device=args.device)
     return RunConfig(benchmark=benchmark.name, method=args.method, guide=args.guide, model=model, train=train,
                      sequences=SequenceConfig(max_len=args.max_len),
@@ -154,7 +185,23 @@ def resumed_config(args: argparse.Namespace) -> RunConfig:
     """A run's own configuration; ``--epochs`` / ``--patience`` given with ``--resume`` extend or shorten it."""
     config = load_run_config(Path(args.resume))
     changes = {k: v for k, v in (("max_epochs", args.epochs), ("patience", args.patience)) if v is not None}
-    return replace(config, train=replace(config.train, **changes)) if changes else config
+    changes["device"] = args.device
+    return replace(config, train=replace(config.train, **changes))
+
+
+def fit(trainer: MapTrainer, run_dir: Path, resume: bool) -> dict:
+    """``trainer.fit`` with the run's state recorded; Ctrl-C marks it interrupted and says how to go on."""
+    save_run_state(run_dir, "running")
+    try:
+        return trainer.fit(resume=resume)
+    except KeyboardInterrupt:
+        save_run_state(run_dir, "interrupted")
+        if (run_dir / "last.pt").exists():
+            how = f"continue it with: python scripts/map_pretrain.py --resume {run_dir}"
+        else:
+            how = "no epoch had finished, so there is nothing to resume: start it again"
+        print(f"map_pretrain.py: interrupted; {how}", file=sys.stderr)
+        sys.exit(130)
 
 
 def unused_dir(path: Path) -> Path:
@@ -182,17 +229,20 @@ def main(args: argparse.Namespace) -> Path:
         return Path(".")
     folder = Path(args.runs) / prepared.benchmark.folder
     run_dir = Path(args.resume) if args.resume else unused_dir(folder / config.run_name())
+    if args.resume:
+        load_checkpoint(run_dir / "last.pt")  # a missing or damaged checkpoint fails before anything is rewritten
     save_run_config(run_dir, config)
     validate = validation(model, guide, data, prepared.benchmark.k_percent, config)
     trainer = MapTrainer(model, guide, data, config.train, validate=validate, run_dir=run_dir)
     started = time.perf_counter()
-    state = trainer.fit(resume=bool(args.resume))
+    state = fit(trainer, run_dir, bool(args.resume))
     validate()  # metrics of the best checkpoint, which fit() loaded last
     metrics = {"benchmark": config.benchmark, "method": config.method, "guide": config.guide,
                "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "n_obs": trainer.n_obs,
                "wall_seconds": time.perf_counter() - started, "valid": validate.last,
                "posterior": posterior_spread(guide, model)}
     save_json(run_dir / "metrics.json", metrics)
+    save_run_state(run_dir, "finished")
     for name, values in validate.last.items():
         logger.info("%s valid: r-NDCG@K%% %.4f  Recall@K%% %.4f  (%d samples)", name, values.get("rndcg@k%", 0),
                     values.get("recall@k%", 0), values["n_samples"])

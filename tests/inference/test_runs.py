@@ -36,3 +36,22 @@ def test_common_cold_protocol_refuses_runs_of_different_protocols(tmp_path):
     assert common_cold_protocol({"prerec": tmp_path / "plain", "prerec_n": tmp_path / "plain_seeded"}) == (0.0, 0)
     with pytest.raises(ValueError, match="different cold-item protocols.*cold_items=0.3, cold_seed=1"):
         common_cold_protocol({"prerec": tmp_path / "a", "prerec_n": tmp_path / "plain"})
+
+
+def test_only_finished_runs_are_found_and_unfinished_ones_are_refused_with_the_resume_command(tmp_path):
+    from prerec_pyro.inference.runs import check_finished, find_latest_run, run_state, save_run_state
+
+    folder = tmp_path / "runs" / "synthetic-small"
+    for name, state in (("prerec-delta-seed0-20260101-000000", "finished"),
+                        ("prerec-delta-seed0-20260102-000000", "interrupted"),
+                        ("prerec-delta-seed0-20260103-000000", "running")):
+        run = folder / name
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"method": "prerec", "benchmark": "synthetic-small",
+                                                     "created": name[-15:]}))
+        (run / "best.pt").write_bytes(b"")  # a checkpoint alone does not make a run finished
+        save_run_state(run, state)
+    assert find_latest_run(tmp_path / "runs", "synthetic-small", "prerec").name.endswith("20260101-000000")
+    assert run_state(folder / "prerec-delta-seed0-20260102-000000") == "interrupted"
+    with pytest.raises(ValueError, match="the run is running, not finished; continue it with .*--resume"):
+        check_finished(folder / "prerec-delta-seed0-20260103-000000")

@@ -72,3 +72,34 @@ def test_senseless_flag_values_are_refused(flags, capsys):
     with pytest.raises(SystemExit):
         load_script("intervene_eval").parse_args(flags)
     assert "must be" in capsys.readouterr().err
+
+
+def test_resume_refuses_flags_that_define_a_run_and_epochs_zero_is_an_error(capsys):
+    script = load_script("map_pretrain")
+    with pytest.raises(SystemExit):
+        script.parse_args(["--resume", "RUN", "--method", "prerec_n", "--hidden-dim", "8"])
+    assert "it takes only --epochs, --patience and --device, but also got --method, --hidden-dim" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.parse_args(["--epochs", "0"])
+    assert "--epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_is_marked_and_says_how_to_go_on(tmp_path, monkeypatch, capsys):
+    from prerec_pyro.inference.map import MapTrainer
+    from prerec_pyro.inference.runs import run_state
+
+    def interrupted(self, resume=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MapTrainer, "fit", interrupted)
+    script = load_script("map_pretrain")
+    with pytest.raises(SystemExit) as stopped:
+        script.main(script.parse_args([*TINY, "--runs", str(tmp_path / "runs")]))
+    assert stopped.value.code == 130
+    [run_dir] = (tmp_path / "runs" / "synthetic-small").iterdir()
+    assert run_state(run_dir) == "interrupted"
+    assert "nothing to resume" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="is interrupted, not finished"):
+        load_script("intervene_eval").main(load_script("intervene_eval").parse_args(
+            ["--run", str(run_dir), "--benchmark", "synthetic-small", "--target", "japan"]))
