@@ -12,11 +12,14 @@ naming the source, column and offending values.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import pandas as pd
 
 from prerec_pyro.data.timestamps import epoch_seconds
+
+logger = logging.getLogger(__name__)
 
 ITEM_COLUMNS = ("item_id", "text")
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
@@ -67,7 +70,17 @@ def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, sour
     _require_columns(interactions, INTERACTION_COLUMNS, source, "interaction")
     items = pd.DataFrame({"item_id": items["item_id"].astype(str).to_numpy(),
                           "text": items["text"].fillna("").astype(str).to_numpy()})
-    items = items.drop_duplicates("item_id", keep="first").reset_index(drop=True)
+    duplicated = items["item_id"].duplicated(keep="first")
+    if duplicated.any():
+        differing = items[items["item_id"].isin(items.loc[duplicated, "item_id"])].groupby("item_id")["text"].nunique()
+        logger.warning("%s: %d duplicate item row(s) (e.g. id %r); each id keeps its first row's text%s", source,
+                       int(duplicated.sum()), items.loc[duplicated, "item_id"].iloc[0],
+                       f", and {int((differing > 1).sum())} of them have differing texts" if (differing > 1).any()
+                       else "")
+    items = items[~duplicated].reset_index(drop=True)
+    if len(items) and not items["text"].str.strip().any():
+        logger.warning("%s: every item's text is empty: the text head sees one vector for all items, so PreRec "
+                       "ranks by popularity alone (as POP does)", source)
     for column in ("user_id", "item_id"):
         if interactions[column].isna().any():
             raise ValueError(f"{source}: column {column!r} has {int(interactions[column].isna().sum())} "

@@ -42,3 +42,4 @@ def test_missing_and_unparseable_values_name_the_row_or_value():
         epoch_seconds(pd.Series([1.0, None]), "t")
     with pytest.raises(ValueError, match="'yesterday' is not a date"):
         epoch_seconds(pd.Series(["2021-03-04", "yesterday"]), "t")
+
