@@ -24,7 +24,7 @@ from torch import Tensor
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.data.batches import BatchBuilder, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
-from prerec_pyro.evaluate import SUBSETS, EvalConfig, evaluate_domain, random_summary, summarize
+from prerec_pyro.evaluate import SUBSETS, EvalConfig, eval_samples, evaluate_domain, random_summary, summarize
 from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z, PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
 
@@ -145,6 +145,9 @@ def score_target(prepared: PreparedBenchmark, target: str, scorers: list, config
     """Rows {method, domain, subset, n_samples, metrics...} of ``scorers`` on one target (and the closed-form
     Random baseline first, unless ``with_random`` is False)."""
     data = prepared.target(target)
+    if not eval_samples(data, 0, config.split, config.max_users, config.seed)[1].any():
+        raise ValueError(f"target {target!r}: no {config.split} user has a position with history to evaluate (users "
+                         "need at least two interactions); nothing to score")
     source_items, source_users = prepared.sources.item_id_set(), prepared.sources.user_id_set()
     rows, n_samples = [], {}
     for scorer in scorers:

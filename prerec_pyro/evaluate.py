@@ -188,8 +188,11 @@ def summarize(result: SampleRanks, config: EvalConfig, subset: str = "all") -> d
 
 
 def random_summary(n_items: int, config: EvalConfig, n_samples: int) -> dict[str, float]:
-    """The closed-form Random baseline in the same layout as ``summarize`` (no interval: it is exact)."""
+    """The closed-form Random baseline in the same layout as ``summarize`` (no interval: it is exact); like
+    ``summarize``, no metric without samples."""
     out: dict[str, float] = {"n_samples": n_samples}
+    if n_samples == 0:
+        return out
     for name, value in random_baseline(n_items, config.k_percent, b=config.rndcg_b).items():
         out[name] = out[f"{name}_low"] = out[f"{name}_high"] = float(value)
     return out
