@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from prerec_pyro.api import UNKNOWN, PretrainedRun
 from prerec_pyro.cli import run
-from prerec_pyro.data.loaders.generic import INTERACTION_COLUMNS, read_table
+from prerec_pyro.data.loaders.generic import INTERACTION_COLUMNS, ITEM_COLUMNS, read_table
 from prerec_pyro.data.timestamps import epoch_seconds
 from prerec_pyro.io import atomic_write
 
@@ -34,6 +34,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--histories", required=True, help="user_id, item_id, timestamp (.csv or .parquet)")
     p.add_argument("--interactions", default=None, help="recent item_id, timestamp rows for popularity (optional)")
     p.add_argument("--now", default=None, help="time of the recommendation (default: the latest recent interaction)")
+    p.add_argument("--domain", default=None,
+                   help="with a 'domain' column in the tables: use this domain's rows (items with an empty domain "
+                        "belong to every domain)")
+    p.add_argument("--date-format", default=None, help="strftime format of the timestamps (e.g. %%d/%%m/%%Y)")
     p.add_argument("--k", type=int, default=10, help="items per user")
     p.add_argument("--include-seen", action="store_true", help="also recommend items of the user's own history")
     p.add_argument("--unknown", default="error", choices=UNKNOWN,
@@ -47,19 +51,41 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def read_histories(path: str) -> dict[str, list[str]]:
+def of_domain(table: pd.DataFrame, domain: str | None, path: str, shared_rows: bool) -> pd.DataFrame:
+    """The rows of ``domain`` (and, if ``shared_rows``, rows with an empty domain); the table itself without one."""
+    if domain is None:
+        return table
+    if "domain" not in table.columns:
+        raise ValueError(f"{path}: --domain {domain!r} given but the table has no 'domain' column")
+    rows = table[(table["domain"] == domain) | (table["domain"].isna() if shared_rows else False)]
+    if rows.empty:
+        found = sorted(table["domain"].dropna().unique())[:10]
+        raise ValueError(f"{path}: no row of domain {domain!r}; found {found}")
+    return rows.reset_index(drop=True)
+
+
+def read_log(path: str, domain: str | None, date_format: str | None,
+             columns: tuple[str, ...] = INTERACTION_COLUMNS) -> pd.DataFrame:
+    """A log's rows (of ``domain``), timestamps as epoch seconds."""
+    log = of_domain(read_table(path, columns), domain, path, shared_rows=False)
+    log["timestamp"] = epoch_seconds(log["timestamp"], path, date_format)
+    return log
+
+
+def read_histories(path: str, domain: str | None = None, date_format: str | None = None) -> dict[str, list[str]]:
     """user_id -> item ids in time order (ties keep file order)."""
-    log = read_table(path, INTERACTION_COLUMNS)
-    log["timestamp"] = epoch_seconds(log["timestamp"], path)
-    log = log.sort_values(["user_id", "timestamp"], kind="stable")
+    log = read_log(path, domain, date_format).sort_values(["user_id", "timestamp"], kind="stable")
     return {user: list(items) for user, items in log.groupby("user_id", sort=False)["item_id"]}
 
 
 def main(args: argparse.Namespace):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     run = PretrainedRun.load(args.run, device=args.device)
-    domain = run.on_domain(args.items, recent_interactions=args.interactions, now=args.now)
-    histories = read_histories(args.histories)
+    items = of_domain(read_table(args.items, ITEM_COLUMNS), args.domain, args.items, shared_rows=True)
+    recent = read_log(args.interactions, args.domain, args.date_format, ("item_id", "timestamp")) \
+        if args.interactions else None
+    domain = run.on_domain(items, recent_interactions=recent, now=args.now)
+    histories = read_histories(args.histories, args.domain, args.date_format)
     users = list(histories)
     parts = []
     for start in tqdm(range(0, len(users), args.batch_users), desc="recommending", unit="batch"):

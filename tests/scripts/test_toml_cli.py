@@ -32,6 +32,16 @@ def test_map_pretrain_then_intervene_eval_on_the_example(tmp_path, monkeypatch):
                                        str(tmp_path / "runs"), "--n-boot", "20"]))
     table = pd.read_csv(run_dir / "zero_shot_all.csv")
     assert "PreRec" in set(table.loc[table["domain"] == "shop_oslo", "method"])
+    recommend = load_script(SCRIPTS / "recommend.py")  # the README's last step: top-k for the target's users
+    data = REPO / "examples" / "own_data"
+    recs = recommend.main(recommend.parse_args(["--run", str(run_dir), "--items", str(data / "items.csv"),
+                                                "--histories", str(data / "interactions.csv"), "--interactions",
+                                                str(data / "interactions.csv"), "--domain", "shop_oslo", "--k", "3",
+                                                "--out", str(tmp_path / "recs.csv")]))
+    items = pd.read_csv(data / "items.csv")
+    oslo = set(items.loc[items["domain"].isna() | (items["domain"] == "shop_oslo"), "item_id"])
+    assert set(recs["item_id"]) <= oslo and recs["user_id"].str.startswith("oslo_").all()
+    assert len(recs) == 3 * recs["user_id"].nunique()
 
 
 def test_a_wrong_benchmark_is_one_line_and_status_2(capsys):
