@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from prerec_pyro.api import UNKNOWN, PretrainedRun
 from prerec_pyro.cli import run
-from prerec_pyro.data.loaders.generic import INTERACTION_COLUMNS, ITEM_COLUMNS, read_table
+from prerec_pyro.data.loaders.generic import INTERACTION_COLUMNS, ITEM_COLUMNS, read_table, rows_of_domain
 from prerec_pyro.data.timestamps import epoch_seconds
 from prerec_pyro.io import atomic_write
 
@@ -51,23 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def of_domain(table: pd.DataFrame, domain: str | None, path: str, shared_rows: bool) -> pd.DataFrame:
-    """The rows of ``domain`` (and, if ``shared_rows``, rows with an empty domain); the table itself without one."""
-    if domain is None:
-        return table
-    if "domain" not in table.columns:
-        raise ValueError(f"{path}: --domain {domain!r} given but the table has no 'domain' column")
-    rows = table[(table["domain"] == domain) | (table["domain"].isna() if shared_rows else False)]
-    if rows.empty:
-        found = sorted(table["domain"].dropna().unique())[:10]
-        raise ValueError(f"{path}: no row of domain {domain!r}; found {found}")
-    return rows.reset_index(drop=True)
-
-
 def read_log(path: str, domain: str | None, date_format: str | None,
              columns: tuple[str, ...] = INTERACTION_COLUMNS) -> pd.DataFrame:
     """A log's rows (of ``domain``), timestamps as epoch seconds."""
-    log = of_domain(read_table(path, columns), domain, path, shared_rows=False)
+    log = rows_of_domain(read_table(path, columns), domain, path, shared_rows=False)
     log["timestamp"] = epoch_seconds(log["timestamp"], path, date_format)
     return log
 
@@ -81,7 +68,7 @@ def read_histories(path: str, domain: str | None = None, date_format: str | None
 def main(args: argparse.Namespace):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     run = PretrainedRun.load(args.run, device=args.device)
-    items = of_domain(read_table(args.items, ITEM_COLUMNS), args.domain, args.items, shared_rows=True)
+    items = rows_of_domain(read_table(args.items, ITEM_COLUMNS), args.domain, args.items, shared_rows=True)
     recent = read_log(args.interactions, args.domain, args.date_format, ("item_id", "timestamp")) \
         if args.interactions else None
     domain = run.on_domain(items, recent_interactions=recent, now=args.now)

@@ -16,6 +16,7 @@ import torch
 
 from prerec_pyro.api import PretrainedRun
 from prerec_pyro.cli import run
+from prerec_pyro.data.loaders.generic import ITEM_COLUMNS, read_table, rows_of_domain
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -23,6 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--run", required=True, help="a pre-training run directory (scripts/map_pretrain.py)")
     p.add_argument("--items", required=True, help="the catalogue: item_id, text (.csv or .parquet)")
     p.add_argument("--interactions", default=None, help="recent item_id, timestamp rows for popularity (optional)")
+    p.add_argument("--domain", default=None,
+                   help="with a 'domain' column in --items: this domain's items (and those with an empty domain)")
     p.add_argument("--now", default=None, help="time of the recommendations (default: the latest recent interaction)")
     p.add_argument("--max-k", type=int, default=100, help="the largest k a request may ask for")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -42,8 +45,13 @@ def main(args: argparse.Namespace) -> None:
         from prerec_pyro.serve import create_app
     except ModuleNotFoundError as error:
         raise ValueError(f"{error.name} is not installed: pip install -e '.[serve]'") from None
-    recommender = PretrainedRun.load(args.run, device=args.device).on_domain(
-        args.items, recent_interactions=args.interactions, now=args.now)
+    items = rows_of_domain(read_table(args.items, ITEM_COLUMNS), args.domain, args.items, shared_rows=True)
+    recent = None
+    if args.interactions:
+        recent = rows_of_domain(read_table(args.interactions, ("item_id", "timestamp")), args.domain,
+                                args.interactions, shared_rows=False)
+    recommender = PretrainedRun.load(args.run, device=args.device).on_domain(items, recent_interactions=recent,
+                                                                             now=args.now)
     uvicorn.run(create_app(recommender, max_k=args.max_k), host=args.host, port=args.port)
 
 

@@ -70,6 +70,19 @@ def _check_no_missing(frame: pd.DataFrame, columns: tuple[str, ...], path: Path)
                              "(counting the header as row 1)")
 
 
+def rows_of_domain(table: pd.DataFrame, domain: str | None, path: str, shared_rows: bool) -> pd.DataFrame:
+    """The rows of ``domain`` (and, if ``shared_rows``, rows with an empty domain); the table itself without one."""
+    if domain is None:
+        return table
+    if "domain" not in table.columns:
+        raise ValueError(f"{path}: --domain {domain!r} given but the table has no 'domain' column")
+    rows = table[(table["domain"] == domain) | (table["domain"].isna() if shared_rows else False)]
+    if rows.empty:
+        found = sorted(table["domain"].dropna().unique())[:10]
+        raise ValueError(f"{path}: no row of domain {domain!r}; found {found}")
+    return rows.reset_index(drop=True)
+
+
 def _domain_items(items: pd.DataFrame, name: str) -> pd.DataFrame:
     if "domain" not in items.columns:
         return items
