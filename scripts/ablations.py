@@ -119,10 +119,10 @@ def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, r
     return scorers
 
 
-def summary_table(long: pd.DataFrame) -> pd.DataFrame:
-    """Mean over targets per (method, seed), then mean and across-seed std per method ("all" samples)."""
+def summary_table(long: pd.DataFrame, subset: str = "all") -> pd.DataFrame:
+    """Mean over targets per (method, seed), then mean and across-seed std per method (``subset`` samples)."""
     long = long.assign(**{m: long.get(m, float("nan")) for m in METRICS})  # a selection-only table has no recall
-    rows = long[long["subset"] == "all"]
+    rows = long[(long["subset"] == subset) & long["rndcg@k%"].notna()]
     per_seed = rows.groupby(["method", "seed"], sort=False)[list(METRICS)].mean().reset_index()
     grouped = per_seed.groupby("method", sort=False)[list(METRICS)]
     table = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
@@ -247,6 +247,11 @@ def write_summaries(long: pd.DataFrame, out: Path, benchmark: str) -> None:
     atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
     if (long["subset"] == "all").any():
         atomic_write(out / "ablations_targets.md", lambda f: f.write(per_target_markdown(long).encode()))
+    new_items = long[(long["subset"] == "new_items") & long.get("rndcg@k%", pd.Series(dtype=float)).notna()]
+    if len(new_items) and (new_items["n_samples"] > 0).any():  # the cold-item protocol's subset
+        text += (f"\n{benchmark}: zero-shot on the samples whose item no source lists (new_items), mean over the "
+                 f"targets that have them\n\n" + markdown(summary_table(long, "new_items")))
+        atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
     print(text)
 
 

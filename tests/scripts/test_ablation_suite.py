@@ -35,3 +35,21 @@ def test_the_plan_parses_as_ablations_arguments(capsys):
         assert (parsed.data_dir == "DATA") == (benchmark != "synthetic")
     assert suite.main(suite.parse_args(["--dry-run", "--benchmarks", "synthetic"])) == []
     assert capsys.readouterr().out.count("python scripts/ablations.py --benchmark synthetic") == len(suite.GROUPS)
+
+
+def test_summaries_cover_the_new_items_subset_when_it_has_samples(tmp_path):
+    import pandas as pd
+
+    ablations = load_script("ablations")
+    rows = []
+    for seed, (all_score, new_score) in enumerate([(0.10, 0.02), (0.12, 0.04)]):
+        for domain in ("a", "b"):
+            rows.append({"method": "v/eq8", "domain": domain, "subset": "all", "seed": seed, "n_samples": 9,
+                         "rndcg@k%": all_score, "recall@k%": 0.2, "rndcg@k%_low": 0.0, "rndcg@k%_high": 1.0})
+            rows.append({"method": "v/eq8", "domain": domain, "subset": "new_items", "seed": seed, "n_samples": 3,
+                         "rndcg@k%": new_score, "recall@k%": 0.1, "rndcg@k%_low": 0.0, "rndcg@k%_high": 1.0})
+    long = pd.DataFrame(rows)
+    table = ablations.summary_table(long, "new_items").set_index("method")
+    assert table.loc["v/eq8", "rndcg@k%_mean"] == 0.03 and round(table.loc["v/eq8", "n_seeds"]) == 2
+    ablations.write_summaries(long, tmp_path, "bench")
+    assert "(new_items)" in (tmp_path / "ablations.md").read_text()
