@@ -35,21 +35,31 @@ from prerec_pyro.text import TextEncoderConfig
 logger = logging.getLogger("ablations")
 
 # name: (method, extra map_pretrain flags)
+def _flags(**changes: str | bool) -> tuple[str, ...]:
+    """map_pretrain flags: every model and popularity choice spelled out (the paper's Eq. 6 unless changed), so a
+    variant stays what it is whatever the script's defaults."""
+    values = {"prior_units": "total", "popularity_mode": "interval", "shared_item_offsets": False,
+              "last_item_skip": False, **changes}
+    out = ["--prior-units", values["prior_units"], "--popularity-mode", values["popularity_mode"]]
+    out += ["--shared-item-offsets" if values["shared_item_offsets"] else "--no-shared-item-offsets"]
+    out += ["--last-item-skip" if values["last_item_skip"] else "--no-last-item-skip"]
+    return tuple(out)
+
+
+PER_OBS = "per_observation"
+# name: (method, map_pretrain flags)
 VARIANTS = {
-    "prerec_n": ("prerec_n", ("--popularity-mode", "interval")),
-    "prerec_literal": ("prerec", ("--prior-units", "total", "--popularity-mode", "interval")),
-    "prerec_per_obs": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "interval")),
-    "prerec_shared": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "interval",
-                                 "--shared-item-offsets")),
-    "prerec_per_obs_intervened": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "interval",
-                                             "--select-by", "intervened")),
-    "prerec_per_obs_sliding": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "sliding")),
-    "prerec_n_skip": ("prerec_n", ("--popularity-mode", "interval", "--last-item-skip")),
-    "prerec_per_obs_skip": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "interval",
-                                       "--last-item-skip")),
-    "prerec_n_sliding_skip": ("prerec_n", ("--popularity-mode", "sliding", "--last-item-skip")),
-    "prerec_combined": ("prerec", ("--prior-units", "per_observation", "--popularity-mode", "sliding",
-                                   "--shared-item-offsets", "--last-item-skip")),
+    "prerec_n": ("prerec_n", _flags()),
+    "prerec_literal": ("prerec", _flags()),
+    "prerec_per_obs": ("prerec", _flags(prior_units=PER_OBS)),
+    "prerec_shared": ("prerec", _flags(prior_units=PER_OBS, shared_item_offsets=True)),
+    "prerec_per_obs_intervened": ("prerec", _flags(prior_units=PER_OBS) + ("--select-by", "intervened")),
+    "prerec_per_obs_sliding": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding")),
+    "prerec_n_skip": ("prerec_n", _flags(last_item_skip=True)),
+    "prerec_per_obs_skip": ("prerec", _flags(prior_units=PER_OBS, last_item_skip=True)),
+    "prerec_n_sliding_skip": ("prerec_n", _flags(popularity_mode="sliding", last_item_skip=True)),
+    "prerec_combined": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
+                                         last_item_skip=True)),
     "prerec_default": ("prerec", ()),  # map_pretrain.py's defaults, whatever they are
     "prerec_n_default": ("prerec_n", ()),
 }
