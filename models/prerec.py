@@ -74,6 +74,10 @@ SEQUENCE_MODELS = ("transformer", "gru")
 PRIOR_UNITS = ("total", "per_observation")
 PARAMETRISATIONS = ("auto", "centred", "noncentred")
 TRANSFORMER_DTYPES = ("float32", "bfloat16")
+# The default configuration (PreRecConfig.recommended, map_pretrain.py), chosen on the sources' validation users
+# scored by Eq. 8, no target data (docs/DESIGN.md).
+RECOMMENDED = {"prior_units": "per_observation", "shared_item_offsets": True, "last_item_skip": True}
+RECOMMENDED_POPULARITY_MODE = "sliding"
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,13 @@ class PreRecConfig:
             raise ValueError(f"parametrisation must be one of {PARAMETRISATIONS}, got {self.parametrisation!r}")
         if self.hidden_dim % self.n_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by n_heads {self.n_heads}")
+
+    @classmethod
+    def recommended(cls, **changes) -> "PreRecConfig":
+        """The library's default configuration (``scripts/map_pretrain.py``'s defaults): Eq. 6 with per-observation
+        priors, shared item offsets and the last-item skip (docs/DESIGN.md, "The default configuration").
+        ``PreRecConfig()`` itself is Eq. 6 with Eq. 7 read literally."""
+        return cls(**{**RECOMMENDED, **changes})
 
     def ablation(self) -> "PreRecConfig":
         """PreRec_n: the same model without D, Z/popularity and offsets."""

@@ -41,7 +41,14 @@ from prerec_pyro.inference.runs import (
 )
 from prerec_pyro.inference.scoring import MapScorer
 from prerec_pyro.inference.zero_shot import probe_batch, source_scorer
-from prerec_pyro.models.prerec import PARAMETRISATIONS, PRIOR_UNITS, TRANSFORMER_DTYPES, PreRecConfig
+from prerec_pyro.models.prerec import (
+    PARAMETRISATIONS,
+    PRIOR_UNITS,
+    RECOMMENDED,
+    RECOMMENDED_POPULARITY_MODE,
+    TRANSFORMER_DTYPES,
+    PreRecConfig,
+)
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.popularity import MODES, PopularityConfig
 from prerec_pyro.text import TextEncoderConfig
@@ -76,17 +83,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument(f"--lambda-{name}", type=float, default=default, help=f"prior precision λ_{name}")
     p.add_argument("--lambda-v-shared", type=float, default=100.0,
                    help="prior precision λ_vs of the shared item offsets, in total units (with --shared-item-offsets)")
-    p.add_argument("--shared-item-offsets", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--shared-item-offsets", action=argparse.BooleanOptionalAction,
+                   default=RECOMMENDED["shared_item_offsets"],
                    help="split eps_v into eps_v_shared (per distinct item id, kept zero-shot) and a domain part")
-    p.add_argument("--popularity-mode", default="interval", choices=MODES,
-                   help="popularity factors: interval (the paper's Appendix C: counts of the previous interval, "
-                        "power means over the whole catalogue) or sliding (the official code: a window ending the day "
-                        "before, power means over the items with a count)")
-    p.add_argument("--last-item-skip", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--popularity-mode", default=RECOMMENDED_POPULARITY_MODE, choices=MODES,
+                   help="popularity factors: sliding (default; the official code: a window ending the day before, "
+                        "power means over the items with a count) or interval (the paper's Appendix C: counts of the "
+                        "previous interval, power means over the whole catalogue)")
+    p.add_argument("--last-item-skip", action=argparse.BooleanOptionalAction, default=RECOMMENDED["last_item_skip"],
                    help="add the last history item's text embedding to the user state (n = f_seq(D, H) + m_last)")
-    p.add_argument("--prior-units", default="total", choices=PRIOR_UNITS,
-                   help="total (default): λ against the summed likelihood, as Eq. 7 reads; per_observation: every "
-                        "precision is λ·N_obs, the reading the paper's λ values were tuned in (docs/DESIGN.md)")
+    p.add_argument("--prior-units", default=RECOMMENDED["prior_units"], choices=PRIOR_UNITS,
+                   help="per_observation (default): every precision is λ·N_obs, the reading the paper's λ values were "
+                        "tuned in; total: λ against the summed likelihood, as Eq. 7 reads (docs/DESIGN.md)")
     p.add_argument("--parametrisation", default="auto", choices=PARAMETRISATIONS,
                    help="latent sites as SVI fits them (auto: non-centred under per-observation priors)")
     p.add_argument("--text-model", default=None, help="sentence-transformers name or path (default: benchmark's)")

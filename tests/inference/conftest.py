@@ -16,6 +16,9 @@ from prerec_pyro.text import TextEncoderConfig
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "map_pretrain.py"
 
 
+EQ6 = ("--prior-units", "total", "--popularity-mode", "interval", "--no-shared-item-offsets", "--no-last-item-skip")
+
+
 def pretrain(tmp_path_factory, *flags):
     """(run directory, prepared benchmark) of a 3-epoch PreRec run on synthetic-small with extra ``flags``."""
     cache = tmp_path_factory.mktemp("cache")
@@ -35,13 +38,14 @@ def pretrain(tmp_path_factory, *flags):
 @pytest.fixture(scope="session")
 def pretrained(tmp_path_factory):
     """A 3-epoch PreRec run on synthetic-small (Eq. 6 as written)."""
-    return pretrain(tmp_path_factory)
+    return pretrain(tmp_path_factory, *EQ6)
 
 
 @pytest.fixture(scope="session")
 def pretrained_shared(tmp_path_factory):
-    """A 3-epoch PreRec run on synthetic-small with shared item offsets and per-observation priors."""
-    return pretrain(tmp_path_factory, "--shared-item-offsets", "--prior-units", "per_observation")
+    """A 3-epoch PreRec run on synthetic-small in the default configuration (per-observation priors, shared item
+    offsets, last-item skip, sliding popularity)."""
+    return pretrain(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
