@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
-from tqdm.auto import tqdm
 
 from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.models.prerec import PreRecModel
+from prerec_pyro.progress import progress_bar
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
 from .guides import SparseDeltaGuide, check_guide, svi_model
@@ -84,7 +84,7 @@ def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], float], s
     generator = torch.Generator().manual_seed(seed)
     n_steps = min(len(sampler), config.max_steps_per_epoch or len(sampler))
     losses = []
-    progress = tqdm(sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
+    progress = progress_bar(sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
     for index, (domain, rows) in enumerate(progress):
         if index >= n_steps:
             break

@@ -3,6 +3,7 @@ run another (a study pre-trains through ``scripts/map_pretrain.py``)."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -27,3 +28,21 @@ def load_script(path: str | Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def device(value: str) -> str:
+    """An argparse ``type`` for ``--device``: a torch device that exists on this machine (``cpu``, ``cuda``,
+    ``cuda:1``), else the usage error says why."""
+    import torch
+
+    try:
+        chosen = torch.device(value)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a device; expected cpu, cuda or cuda:<n>") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{value!r}: this machine has no CUDA device; use cpu")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{value!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if chosen.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{value!r}: only cpu and cuda devices are supported")
+    return value

@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--runs", default="runs_ablations", help="root of the variants' run directories and outputs")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: ablations.py's)")
+    p.add_argument("--device", type=cli.device, default=None, help="cpu or cuda (default: ablations.py's)")
     p.add_argument("--dry-run", action="store_true", help="print the ablations.py invocations and stop")
     return p.parse_args(argv)
 

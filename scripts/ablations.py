@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from prerec_pyro import cli
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
@@ -30,6 +29,7 @@ from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, lo
 from prerec_pyro.inference.zero_shot import intervened_source_score, pretrained_scorer, score_target
 from prerec_pyro.io import atomic_write
 from prerec_pyro.pipeline import prepare_benchmark
+from prerec_pyro.progress import progress_bar
 from prerec_pyro.text import TextEncoderConfig
 
 logger = logging.getLogger("ablations")
@@ -92,7 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="only summarise existing ablations_long.csv files (several invocations' rows, merged) "
                         "into --out; nothing is trained or scored")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when present)")
     args = p.parse_args(argv)
     if args.pretrained_on and get_benchmark(args.pretrained_on).sources != get_benchmark(args.benchmark).sources:
         p.error(f"--pretrained-on {args.pretrained_on}: its sources {get_benchmark(args.pretrained_on).sources} "
@@ -192,7 +193,7 @@ def main(args: argparse.Namespace) -> Path:
         write_summaries(long, out, args.benchmark)
         return out
     jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # a seed at a time
-    runs = {job: ensure_run(args, *job) for job in tqdm(jobs, desc="pre-training")}
+    runs = {job: ensure_run(args, *job) for job in progress_bar(jobs, desc="pre-training")}
     config = load_run_config(next(iter(runs.values())))
     check_same_data(runs)
     cold_items, cold_seed = common_cold_protocol({f"{v}/seed{s}": run for (v, s), run in runs.items()})
@@ -227,7 +228,7 @@ def target_rows(args: argparse.Namespace, prepared, runs: dict) -> list[dict]:
     eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, n_boot=args.n_boot, device=args.device,
                              max_users=args.max_users)
     rows = []
-    for target in tqdm(prepared.benchmark.targets, desc="targets"):
+    for target in progress_bar(prepared.benchmark.targets, desc="targets"):
         text = prepared.item_text(prepared.target(target)).to(args.device)
         for row in score_target(prepared, target, [PopScorer(), SbertScorer(text)], eval_config):
             rows.append({**row, "seed": -1})
@@ -244,7 +245,7 @@ def selection_rows(args: argparse.Namespace, prepared, runs: dict) -> list[dict]
                         max_users=SELECTION_USERS)
     return [{"method": f"{variant}/eq8", "domain": "sources", "subset": SELECTION, "seed": seed,
              "rndcg@k%": intervened_source_score(run, prepared, config)}
-            for (variant, seed), run in tqdm(runs.items(), desc="source validation")]
+            for (variant, seed), run in progress_bar(runs.items(), desc="source validation")]
 
 
 def write_summaries(long: pd.DataFrame, out: Path, benchmark: str) -> None:

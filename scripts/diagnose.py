@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from prerec_pyro import cli
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
@@ -40,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="data root (default: the run's, else $PREREC_DATA_DIR)")
     p.add_argument("--max-users", type=int, default=None, help="at most this many test users per target")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when present)")
     return p.parse_args(argv)
 
 

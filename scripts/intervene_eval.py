@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from prerec_pyro import cli
 from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import EvalConfig, results_table
@@ -56,7 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "the mean of their source offsets (an extension for overlapping catalogues)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", default=None, help="output folder (default: the PreRec run's directory)")
     args = p.parse_args(argv)
     if args.k_percent is not None and not 0 < args.k_percent <= 100:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pyro
 import torch
 
+from prerec_pyro import cli
 from prerec_pyro.cli import run
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
@@ -106,7 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cold-items", type=float, default=0.0,
                    help="fraction of the targets' item ids removed from every source (cold-item protocol)")
     p.add_argument("--cold-seed", type=int, default=0, help="seed of the --cold-items draw")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when present)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--runs", "--out", dest="runs", default="runs",
                    help="root of run directories (--out: the old name)")

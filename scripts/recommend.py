@@ -16,13 +16,14 @@ import logging
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from prerec_pyro import cli
 from prerec_pyro.api import UNKNOWN, PretrainedRun
 from prerec_pyro.cli import run
 from prerec_pyro.data.loaders.generic import INTERACTION_COLUMNS, ITEM_COLUMNS, read_table, rows_of_domain
 from prerec_pyro.data.timestamps import epoch_seconds
 from prerec_pyro.io import atomic_write
+from prerec_pyro.progress import progress_bar
 
 logger = logging.getLogger("recommend")
 
@@ -43,7 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--unknown", default="error", choices=UNKNOWN,
                    help="history items missing from the catalogue: stop with an error, or drop them with a warning")
     p.add_argument("--batch-users", type=int, default=1024, help="users scored at once")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", required=True, help="output CSV (written atomically)")
     args = p.parse_args(argv)
     if args.k < 1 or args.batch_users < 1:
@@ -75,7 +77,7 @@ def main(args: argparse.Namespace):
     histories = read_histories(args.histories, args.domain, args.date_format)
     users = list(histories)
     parts = []
-    for start in tqdm(range(0, len(users), args.batch_users), desc="recommending", unit="batch"):
+    for start in progress_bar(range(0, len(users), args.batch_users), desc="recommending", unit="batch"):
         chunk = {user: histories[user] for user in users[start: start + args.batch_users]}
         parts.append(domain.recommend(chunk, k=args.k, exclude_seen=not args.include_seen, unknown=args.unknown))
     table = pd.concat(parts, ignore_index=True)

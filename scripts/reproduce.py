@@ -14,14 +14,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from prerec_pyro import cli
 from prerec_pyro.cli import load_script, run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.inference.checkpoint import load_json, save_json
 from prerec_pyro.inference.finetune import parse_sizes
 from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
 from prerec_pyro.pipeline import prepare_benchmark
+from prerec_pyro.progress import progress_bar
 from prerec_pyro.study import STEP_FILES, Study, StudyConfig
 from prerec_pyro.text import TextEncoderConfig
 
@@ -42,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--baseline-epochs", type=int, default=10, help="maximum epochs of the learnable baselines")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when present)")
     return p.parse_args(argv)
 
 
@@ -61,7 +63,7 @@ def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     started, timings = time.perf_counter(), {}
     benchmark = get_benchmark(args.benchmark)  # an unknown name or a bad .toml fails here, before any work
-    steps = tqdm(total=6, desc=f"study {args.benchmark}")
+    steps = progress_bar(total=6, desc=f"study {args.benchmark}")
     runs = {}
     for method in ("prerec_n", "prerec"):
         runs[method] = ensure_run(args, method)

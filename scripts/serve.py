@@ -14,6 +14,7 @@ import logging
 
 import torch
 
+from prerec_pyro import cli
 from prerec_pyro.api import PretrainedRun
 from prerec_pyro.cli import run
 from prerec_pyro.data.loaders.generic import ITEM_COLUMNS, read_table, rows_of_domain
@@ -30,7 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-k", type=int, default=100, help="the largest k a request may ask for")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when present)")
     args = p.parse_args(argv)
     if args.max_k < 1:
         p.error(f"--max-k must be >= 1, got {args.max_k}")

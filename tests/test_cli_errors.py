@@ -1,5 +1,7 @@
 """prerec_pyro.cli: a user error is one line on stderr and exit status 2."""
 
+from pathlib import Path
+
 import pytest
 
 from prerec_pyro.cli import run
@@ -21,3 +23,18 @@ def test_other_errors_are_not_swallowed():
 
     with pytest.raises(KeyError):
         run(main, lambda: None, "diagnose.py")
+
+
+@pytest.mark.parametrize("value, message", [("cdua", "'cdua' is not a device"), ("meta", "only cpu and cuda"),
+                                            ("cuda:99", "CUDA device")])
+def test_a_bad_device_is_a_usage_error(value, message, capsys):
+    import torch
+
+    from prerec_pyro.cli import load_script
+
+    if value == "cuda:99" and torch.cuda.device_count() >= 99:
+        pytest.skip("a machine with 99 GPUs")
+    script = load_script(Path(__file__).resolve().parents[1] / "scripts" / "intervene_eval.py")
+    with pytest.raises(SystemExit) as stop:
+        script.parse_args(["--device", value])
+    assert stop.value.code == 2 and message in capsys.readouterr().err

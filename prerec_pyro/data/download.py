@@ -15,7 +15,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from prerec_pyro.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def download_file(url: str, dest: str | os.PathLike[str], overwrite: bool = Fals
         with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+            with progress_bar(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
                 while chunk := response.read(CHUNK_BYTES):
                     out.write(chunk)
                     bar.update(len(chunk))
