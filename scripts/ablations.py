@@ -22,10 +22,12 @@ import pandas as pd
 import torch
 
 from prerec_pyro import cli
+from prerec_pyro.baselines.runs import BASELINE_KINDS, pretrained_baseline
 from prerec_pyro.baselines.simple import PopScorer, SbertScorer
+from prerec_pyro.baselines.train import BaselineScorer
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
-from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
+from prerec_pyro.inference.runs import RunConfig, common_cold_protocol, find_latest_run, load_run_config
 from prerec_pyro.inference.zero_shot import intervened_source_score, pretrained_scorer, score_target
 from prerec_pyro.io import atomic_write
 from prerec_pyro.pipeline import prepare_benchmark
@@ -60,6 +62,8 @@ VARIANTS = {
     "prerec_n_sliding_skip": ("prerec_n", _flags(popularity_mode="sliding", last_item_skip=True)),
     "prerec_combined": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
                                          last_item_skip=True)),
+    "zesrec": ("zesrec", ()),  # the pre-trained baselines: PreRec's sizes and budget (--pretrain-args)
+    "unisrec": ("unisrec", ()),
     "prerec_default": ("prerec", ()),  # map_pretrain.py's defaults, whatever they are
     "prerec_n_default": ("prerec_n", ()),
 }
@@ -114,6 +118,22 @@ def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     base = ["--benchmark", benchmark, "--method", method, "--seed", str(seed), "--runs", str(root),
             "--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
     return script.main(script.parse_args(base + list(flags) + list(args.pretrain_args)))
+
+
+def reference_config(args: argparse.Namespace) -> RunConfig:
+    """The run configuration map_pretrain.py would use in this invocation (sizes, optimiser, budget): the one the
+    baselines copy."""
+    script = cli.load_script(Path(__file__).with_name("map_pretrain.py"))
+    base = ["--benchmark", args.pretrained_on or args.benchmark, "--method", "prerec_n", "--device", args.device]
+    base += ["--data-dir", args.data_dir] if args.data_dir else []
+    return script.run_config_from_args(script.parse_args(base + list(args.pretrain_args)))
+
+
+def ensure_baseline(args: argparse.Namespace, prepared, variant: str, seed: int):
+    """The pre-trained baseline of ``variant`` and ``seed`` (trained on ``prepared``'s sources if missing)."""
+    kind = VARIANTS[variant][0]
+    folder = Path(args.runs) / variant / f"seed{seed}" / get_benchmark(args.pretrained_on or args.benchmark).folder
+    return pretrained_baseline(kind, prepared, reference_config(args), seed, folder, args.device)
 
 
 def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, run: Path) -> list:
@@ -193,8 +213,9 @@ def main(args: argparse.Namespace) -> Path:
         write_summaries(long, out, args.benchmark)
         return out
     jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # a seed at a time
-    runs = {job: ensure_run(args, *job) for job in progress_bar(jobs, desc="pre-training")}
-    config = load_run_config(next(iter(runs.values())))
+    runs = {job: ensure_run(args, *job) for job in progress_bar(jobs, desc="pre-training")
+            if VARIANTS[job[0]][0] not in BASELINE_KINDS}
+    config = load_run_config(next(iter(runs.values()))) if runs else reference_config(args)
     check_same_data(runs)
     cold_items, cold_seed = common_cold_protocol({f"{v}/seed{s}": run for (v, s), run in runs.items()})
     if cold_items and args.pretrained_on:
@@ -203,7 +224,9 @@ def main(args: argparse.Namespace) -> Path:
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
                                  config.popularity, TextEncoderConfig(model=config.text_model),
                                  cold_items=cold_items, cold_seed=cold_seed)
-    rows = ([] if args.skip_targets else target_rows(args, prepared, runs)) + selection_rows(args, prepared, runs)
+    baselines = {job: ensure_baseline(args, prepared, *job) for job in jobs if VARIANTS[job[0]][0] in BASELINE_KINDS}
+    rows = [] if args.skip_targets else target_rows(args, prepared, runs, baselines)
+    rows += selection_rows(args, prepared, runs)
     long = pd.DataFrame(rows)
     atomic_write(out / "ablations_long.csv", lambda f: f.write(long.to_csv(index=False).encode()))
     write_summaries(long, out, args.benchmark)
@@ -223,8 +246,9 @@ def check_same_data(runs: dict) -> None:
                          f"{groups}; run them in separate invocations and merge with --from-long")
 
 
-def target_rows(args: argparse.Namespace, prepared, runs: dict) -> list[dict]:
-    """Every target scored by POP, SBERT and each run's zero-shot scorers (Random first)."""
+def target_rows(args: argparse.Namespace, prepared, runs: dict, baselines: dict) -> list[dict]:
+    """Every target scored by POP, SBERT, each run's zero-shot scorers and each pre-trained baseline (Random
+    first)."""
     eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, n_boot=args.n_boot, device=args.device,
                              max_users=args.max_users)
     rows = []
@@ -236,6 +260,10 @@ def target_rows(args: argparse.Namespace, prepared, runs: dict) -> list[dict]:
             scorers = run_scorers(args, prepared, target, variant, run)
             rows += [{**row, "seed": seed} for row in score_target(prepared, target, scorers, eval_config,
                                                                    with_random=False)]
+        for (variant, seed), model in baselines.items():
+            model.set_item_text(text)
+            rows += [{**row, "seed": seed} for row in score_target(prepared, target, [BaselineScorer(model, variant)],
+                                                                   eval_config, with_random=False)]
     return rows
 
 

@@ -213,3 +213,20 @@ def test_ablations_refuses_to_score_runs_of_differently_prepared_data(tmp_path):
     script.check_same_data({("interval", 0): runs[("interval", 0)]})
     with pytest.raises(ValueError, match="differently prepared data"):
         script.check_same_data(runs)
+
+
+def test_ablations_train_the_baselines_with_prerecs_budget_and_reuse_them(tmp_path):
+    script = load_script("ablations")
+    flags = ["--benchmark", "synthetic-small", "--variants", "prerec_n", "zesrec", "unisrec", "--seeds", "0",
+             "--runs", str(tmp_path / "abl"), "--n-boot", "20", "--pretrain-args", *TINY[2:]]
+    out = script.main(script.parse_args(flags))
+    table = pd.read_csv(out / "ablations.csv").set_index("method")
+    assert {"prerec_n/eq8", "zesrec", "unisrec"} <= set(table.index)
+    assert table.loc[["zesrec", "unisrec"], "rndcg@k%_mean"].between(0, 1).all()
+    saved = sorted((tmp_path / "abl").glob("*/seed0/synthetic-small/model.pt"))
+    assert [p.parts[-4] for p in saved] == ["unisrec", "zesrec"]
+    config = json.loads((saved[1].parent / "config.json").read_text())
+    assert (config["train"]["max_epochs"], config["train"]["loss"]) == (2, "sampled")  # TINY's --epochs 2
+    stamps = [p.stat().st_mtime_ns for p in saved]
+    script.main(script.parse_args(flags))
+    assert [p.stat().st_mtime_ns for p in saved] == stamps  # reused, not trained again

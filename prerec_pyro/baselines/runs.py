@@ -1,0 +1,79 @@
+"""The pre-trained baselines (ZESRec, UniSRec) as runs on disk, trained with PreRec's sizes and budget.
+
+A baseline run directory holds ``model.pt`` (the weights that were best on the sources' validation users),
+``history.json`` and ``config.json`` (kind, seed and the ``RunConfig`` whose sizes, optimiser settings and budget it
+copied), written atomically; a finished run is reused. ZESRec is GRU4Rec on the frozen text vectors trained with
+PreRec's sampled softmax; UniSRec is its Transformer over MoE-adapted text vectors with the in-batch contrastive
+loss. Both are trained on the same domain-balanced batches of the sources' training users as PreRec, for the same
+epochs, steps and patience, and early-stopped on the sources' validation users: the comparison of the paper's
+Table 1, with the same selection and budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from prerec_pyro.evaluate import EvalConfig
+from prerec_pyro.inference.checkpoint import load_checkpoint, load_json, save_checkpoint, save_json
+from prerec_pyro.inference.runs import RunConfig
+from prerec_pyro.pipeline import PreparedBenchmark
+
+from .sequential import Gru4Rec, SequentialRecommender
+from .train import BaselineTrainConfig, fit_baseline, validation_callback
+from .unisrec import UniSRec
+
+logger = logging.getLogger(__name__)
+BASELINE_KINDS = {"zesrec": "ZESRec", "unisrec": "UniSRec"}  # kind: label
+
+
+def new_baseline(kind: str, text: torch.Tensor, reference: RunConfig) -> SequentialRecommender:
+    """An untrained ZESRec or UniSRec with the reference run's sizes over text vectors ``text`` [J, T]."""
+    model = reference.model
+    sizes = {"hidden_dim": model.hidden_dim, "n_layers": model.n_layers, "max_len": model.max_len}
+    if kind == "zesrec":
+        return Gru4Rec(text, **sizes)
+    if kind == "unisrec":
+        return UniSRec(text, **sizes, n_heads=model.n_heads)
+    raise ValueError(f"unknown baseline {kind!r}; expected one of {sorted(BASELINE_KINDS)}")
+
+
+def train_config(kind: str, reference: RunConfig, seed: int, device: str) -> BaselineTrainConfig:
+    """The reference run's optimiser and budget, with the baseline's own loss."""
+    train = reference.train
+    return BaselineTrainConfig(n_negatives=train.n_negatives, batch_size=train.batch_size, lr=train.lr,
+                               max_epochs=train.max_epochs, patience=train.patience,
+                               max_steps_per_epoch=train.max_steps_per_epoch, seed=seed, device=device,
+                               loss="contrastive" if kind == "unisrec" else "sampled")
+
+
+def pretrained_baseline(kind: str, prepared: PreparedBenchmark, reference: RunConfig, seed: int, directory: Path,
+                        device: str = "cpu") -> SequentialRecommender:
+    """The baseline ``kind`` trained on ``prepared``'s sources (or loaded from ``directory`` if trained before)."""
+    directory = Path(directory)
+    sources = prepared.sources
+    model = new_baseline(kind, prepared.item_text(sources).to(device), reference).to(device)
+    if (directory / "model.pt").exists():
+        model.load_state_dict(load_checkpoint(directory / "model.pt", device)["model"])
+        return model
+    torch.manual_seed(seed)
+    model = new_baseline(kind, prepared.item_text(sources).to(device), reference).to(device)  # seeded init
+    config = train_config(kind, reference, seed, device)
+    eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, split="valid", n_boot=1, device=device,
+                             max_users=reference.valid_max_users)
+    history = fit_baseline(model, sources, config, validate=validation_callback(model, sources, eval_config))
+    save_json(directory / "history.json", {"history": history})
+    save_json(directory / "config.json", {"kind": kind, "seed": seed, "train": asdict(config),
+                                          "reference": reference.to_json()})
+    save_checkpoint(directory / "model.pt", {"model": model.state_dict()})  # last: its presence means finished
+    logger.info("%s (seed %d) trained: best validation r-NDCG@K%% %.4f", BASELINE_KINDS[kind], seed,
+                max(r["score"] for r in history))
+    return model
+
+
+def baseline_seed(directory: Path) -> int:
+    """The seed a finished baseline run was trained with."""
+    return int(load_json(Path(directory) / "config.json")["seed"])
