@@ -148,3 +148,13 @@ def test_common_helpers(load, tmp_path):
 
 def test_gpu_check_script_parses():
     subprocess.run(["bash", "-n", str(BENCHMARKS / "gpu_check.sh")], check=True)
+
+
+def test_bench_recommend(load, tmp_path, capsys):
+    bench = load("bench_recommend")
+    result = run(bench, tmp_path, *MODEL, *TIMING, "--histories", "30", "--items", "50", "--max-history", "6",
+                 "--batch-size", "8")
+    assert set(result["results"]) == {"recommend", "matmul", "transformer+matmul"}
+    assert all(row["histories_per_s"] > 0 for row in result["results"].values())
+    assert set(result["recommend_ratio_to"]) == {"matmul", "transformer+matmul"}
+    assert "recommend vs matmul: " in capsys.readouterr().out
