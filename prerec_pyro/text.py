@@ -24,6 +24,7 @@ import os
 import re
 import time
 import uuid
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,10 +203,7 @@ def load_cache(folder: Path) -> tuple[np.ndarray, np.ndarray | None]:
         return np.zeros(0, dtype="<U40"), None
     keys, vectors = [], []
     for shard in shards:
-        with np.load(shard, allow_pickle=False) as data:
-            if "keys" not in data or "vectors" not in data:
-                raise ValueError(f"text cache shard {shard} lacks 'keys'/'vectors' arrays; delete it to rebuild")
-            shard_keys, shard_vectors = data["keys"].astype("<U40"), data["vectors"].astype(np.float32)
+        shard_keys, shard_vectors = _read_shard(shard)
         if shard_vectors.ndim != 2 or len(shard_keys) != len(shard_vectors):
             raise ValueError(f"text cache shard {shard} has {len(shard_keys)} keys for {shard_vectors.shape} vectors")
         if vectors and shard_vectors.shape[1] != vectors[0].shape[1]:
@@ -217,6 +215,18 @@ def load_cache(folder: Path) -> tuple[np.ndarray, np.ndarray | None]:
         vectors.append(shard_vectors)
     all_keys, first = np.unique(np.concatenate(keys), return_index=True)
     return all_keys, np.concatenate(vectors)[first]
+
+
+def _read_shard(shard: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One shard's (keys, vectors); a damaged file is named with what to do."""
+    try:
+        with np.load(shard, allow_pickle=False) as data:
+            if "keys" not in data or "vectors" not in data:
+                raise ValueError(f"text cache shard {shard} lacks 'keys'/'vectors' arrays; delete it to rebuild")
+            return data["keys"].astype("<U40"), data["vectors"].astype(np.float32)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise ValueError(f"text cache shard {shard} is damaged ({type(error).__name__}); delete it and its vectors "
+                         "are encoded again") from None
 
 
 def write_shard(folder: Path, keys: np.ndarray, vectors: np.ndarray) -> Path:

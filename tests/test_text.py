@@ -151,3 +151,12 @@ def test_real_minilm_encoder(tmp_path: Path) -> None:
     sims = vectors @ vectors.T
     assert sims[0, 1] > sims[0, 2] + 0.2 and sims[0, 1] > sims[1, 2] + 0.2
     assert load_encoder("all-MiniLM-L6-v2") is load_encoder("all-MiniLM-L6-v2")  # memoised per name
+
+
+def test_a_damaged_cache_shard_is_named(tmp_path: Path) -> None:
+    config = TextEncoderConfig(model="hash-bow-8", cache_dir=str(tmp_path), show_progress=False)
+    encode_texts(["a b", "c"], config)
+    [shard] = model_cache_dir(config).glob("shard-*.npz")
+    shard.write_bytes(shard.read_bytes()[:40])  # an encoding killed mid-write by hand (atomic writes prevent it)
+    with pytest.raises(ValueError, match=r"text cache shard .*shard-.*\.npz is damaged .*delete it"):
+        encode_texts(["a b"], config)
