@@ -30,7 +30,7 @@ from .guides import make_guide
 from .map import MapTrainer, TrainConfig
 from .runs import build_model, load_nets, load_run_config
 from .scoring import MapScorer
-from .zero_shot import learned_shared_offsets, pretrained_scorer, source_estimates
+from .zero_shot import known_item_offsets, pretrained_scorer
 
 logger = logging.getLogger(__name__)
 FINETUNE_PRIOR_UNITS = PRIOR_UNITS + ("run",)
@@ -89,14 +89,9 @@ def finetune(run_dir: Path, prepared: PreparedBenchmark, target: str, train: Tra
 
 
 def zero_shot_start(run_dir: Path, prepared: PreparedBenchmark, target: str, config) -> dict:
-    """Initial guide values (by guide site name) that put a fine-tuning model at the zero-shot point: the run's
-    learned eps_v_shared for the target's known item ids (every other site starts at its prior mean 0), in site
-    units."""
-    if not config.model.shared_item_offsets:
-        return {}
-    estimates = source_estimates(run_dir, prepared, config.train.device)
-    keys = (prepared.sources.item_keys()[1], prepared.target(target).item_keys()[1])
-    return learned_shared_offsets(estimates, *keys)  # {eps_v_shared: [I_t, B]}
+    """Initial guide values that put a fine-tuning model at the zero-shot point: the run's learned eps_v_shared for
+    the target's known item ids (every other site starts at its prior mean 0), in site units."""
+    return known_item_offsets(run_dir, prepared, prepared.target(target).item_keys()[1], config.train.device)
 
 
 def incremental_study(run_dir: Path, prepared: PreparedBenchmark, target: str, train: TrainConfig,

@@ -83,6 +83,16 @@ def learned_shared_offsets(estimates: dict[str, Tensor], source_ids: np.ndarray,
     return {EPS_V_SHARED: table[rows] * known[:, None]}
 
 
+def known_item_offsets(run_dir: Path, prepared: PreparedBenchmark, item_ids: np.ndarray,
+                       device: str | torch.device) -> dict[str, Tensor]:
+    """A run's learned eps_v_shared for the catalogue ``item_ids`` (0 for ids its sources do not list): what
+    zero-shot and the start of fine-tuning keep of a model with shared item offsets; {} for a model without."""
+    if not load_run_config(run_dir).model.shared_item_offsets:
+        return {}
+    estimates = source_estimates(run_dir, prepared, str(device))
+    return learned_shared_offsets(estimates, prepared.sources.item_keys()[1], np.asarray(item_ids, dtype=object))
+
+
 def source_scorer(model: PreRecModel, guide, probe: PreRecBatch) -> InterventionScorer:
     """Eq. 8 on the sources themselves, a view of zero-shot quality that needs no target data: do(D = 0, eps = 0)
     on a model fitted to the sources (``probe``: a batch of them), keeping its learned eps_v_shared (the items are
@@ -113,13 +123,9 @@ def pretrained_scorer(run_dir: Path, prepared: PreparedBenchmark, target: str, s
         raise ValueError(f"item_offsets must be one of {ITEM_OFFSETS}, got {item_offsets!r}")
     config = load_run_config(run_dir)
     posthoc = item_offsets == "shared" and config.model.use_offsets
-    offsets = {}
-    if posthoc or config.model.shared_item_offsets:
-        estimates = source_estimates(run_dir, prepared, device)
-        offsets.update(shared_item_offsets(estimates, prepared, target) if posthoc else {})
-        if config.model.shared_item_offsets:
-            keys = (prepared.sources.item_keys()[1], prepared.target(target).item_keys()[1])
-            offsets.update(learned_shared_offsets(estimates, *keys))
+    offsets = known_item_offsets(run_dir, prepared, prepared.target(target).item_keys()[1], device)
+    if posthoc:
+        offsets.update(shared_item_offsets(source_estimates(run_dir, prepared, device), prepared, target))
     data = prepared.target(target)
     text = prepared.item_text(data).to(device)
     model = target_model(build_model(config, data, text).to(device), data, text)  # plate: every target user

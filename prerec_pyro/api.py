@@ -111,12 +111,10 @@ class PretrainedRun:
     def _shared_offsets(self, items: pd.DataFrame) -> dict[str, Tensor]:
         """eps_v_shared of the catalogue's items from the run's own source estimates (needs the run's data)."""
         from prerec_pyro.inference.runs import prepare_for_run
-        from prerec_pyro.inference.zero_shot import learned_shared_offsets, source_estimates
+        from prerec_pyro.inference.zero_shot import known_item_offsets
 
-        prepared = prepare_for_run(self.config)
-        estimates = source_estimates(self.run_dir, prepared, str(self.device))
-        ids = items["item_id"].to_numpy(dtype=object)
-        return learned_shared_offsets(estimates, prepared.sources.item_keys()[1], ids)
+        return known_item_offsets(self.run_dir, prepare_for_run(self.config), items["item_id"].to_numpy(dtype=object),
+                                  self.device)
 
 
 def _items_table(items: TableLike) -> pd.DataFrame:
