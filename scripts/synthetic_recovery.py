@@ -13,6 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from prerec_pyro import cli
 from prerec_pyro.data.synthetic import SyntheticConfig, generate_synthetic
 from prerec_pyro.inference.guides import latent_values
 from prerec_pyro.inference.recovery import popularity_recovery, taste_correlations
@@ -55,4 +56,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    cli.run(main, parse_args, __file__)
