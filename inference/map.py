@@ -89,7 +89,7 @@ def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], float], s
         if index >= n_steps:
             break
         losses.append(step(domain, rows, generator))
-        progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
     progress.close()
     return float(np.mean(losses))
 
