@@ -5,8 +5,8 @@
     python scripts/diagnose.py --run RUN --benchmark retail-to-movielens --data-dir ../shared/data   # cross-platform
 
 Rows: Eq. 8 as evaluated, Eq. 8 without the target's popularity, the run's text head alone (f_e(X_last)·f_e(X_j)),
-POP and SBERT; the column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's. The run's
-sources must be the benchmark's (a cross-platform benchmark shares its sources with an in-platform one). Writes
+POP and SBERT; the column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's. The
+benchmark's targets are scored with the run's own sources (any benchmark, a .toml file included). Writes
 ``diagnose_<benchmark>.csv`` beside the run (a .toml benchmark: its folder name, as under a root of runs).
 """
 
