@@ -288,8 +288,10 @@ def write_summaries(long: pd.DataFrame, out: Path, benchmark: str) -> None:
         atomic_write(out / "ablations_targets.md", lambda f: f.write(per_target_markdown(long).encode()))
     new_items = long[(long["subset"] == "new_items") & long.get("rndcg@k%", pd.Series(dtype=float)).notna()]
     if len(new_items) and (new_items["n_samples"] > 0).any():  # the cold-item protocol's subset
-        text += (f"\n{benchmark}: zero-shot on the samples whose item no source lists (new_items), mean over the "
-                 f"targets that have them\n\n" + markdown(summary_table(long, "new_items")))
+        counts = new_items.groupby("domain")["n_samples"].max()
+        text += (f"\n{benchmark}: zero-shot on the samples whose item no source lists (new_items: "
+                 f"{int(counts.sum())} samples in {int((counts > 0).sum())} target(s)), mean over those targets\n\n"
+                 + markdown(summary_table(long, "new_items")))
         atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
     print(text)
 
