@@ -53,4 +53,4 @@ def test_summaries_cover_the_new_items_subset_when_it_has_samples(tmp_path):
     table = ablations.summary_table(long, "new_items").set_index("method")
     assert table.loc["v/eq8", "rndcg@k%_mean"] == 0.03 and round(table.loc["v/eq8", "n_seeds"]) == 2
     ablations.write_summaries(long, tmp_path, "bench")
-    assert "(new_items)" in (tmp_path / "ablations.md").read_text()
+    assert "(new_items: 6 samples in 2 target(s))" in (tmp_path / "ablations.md").read_text()
