@@ -35,7 +35,6 @@ from .runs import METHOD_LABELS, build_model, load_nets, load_run, load_run_conf
 
 logger = logging.getLogger(__name__)
 ITEM_OFFSETS = ("zero", "shared")
-NEW_ITEMS = ("prior", "mean")  # what eps_v_shared an item id unknown to the sources gets
 
 
 def probe_batch(data: MultiDomainData, device: str | torch.device = "cpu") -> PreRecBatch:
@@ -72,32 +71,26 @@ def shared_item_offsets(estimates: dict[str, Tensor], prepared: PreparedBenchmar
     return out
 
 
-def learned_shared_offsets(estimates: dict[str, Tensor], source_ids: np.ndarray, target_ids: np.ndarray,
-                           new_items: str = "prior") -> dict[str, Tensor]:
+def learned_shared_offsets(estimates: dict[str, Tensor], source_ids: np.ndarray,
+                           target_ids: np.ndarray) -> dict[str, Tensor]:
     """eps_v_shared ``[I_target, B]`` of the target's distinct item ids ``target_ids``: a run's estimate where the
-    sources' distinct ids ``source_ids`` (the rows of ``estimates``) list the id; for an id they do not list, its
-    prior mean 0 (``new_items="prior"``: only the text, popularity and sequence model speak for a new item) or the
-    mean of the sources' estimates (``"mean"``: the empirical-Bayes mean of the offsets' population, so a new item
-    is not placed below every known one by the offsets' common shift)."""
-    if new_items not in NEW_ITEMS:
-        raise ValueError(f"new_items must be one of {NEW_ITEMS}, got {new_items!r}")
+    sources' distinct ids ``source_ids`` (the rows of ``estimates``) list the id, its prior mean 0 where they do not
+    (only the text, popularity and sequence model speak for a new item)."""
     table = estimates[EPS_V_SHARED]  # [I_s, B]
     source_row = pd.Index(source_ids).get_indexer(pd.Index(target_ids))  # [I_t], -1: unknown id
     known = torch.as_tensor(source_row >= 0, device=table.device)
     rows = torch.as_tensor(np.maximum(source_row, 0), device=table.device)
-    fill = table.mean(0) if new_items == "mean" else table.new_zeros(table.shape[1])  # [B]
-    return {EPS_V_SHARED: torch.where(known[:, None], table[rows], fill)}
+    return {EPS_V_SHARED: table[rows] * known[:, None]}
 
 
 def known_item_offsets(run_dir: Path, prepared: PreparedBenchmark, item_ids: np.ndarray,
-                       device: str | torch.device, new_items: str = "prior") -> dict[str, Tensor]:
+                       device: str | torch.device) -> dict[str, Tensor]:
     """A run's learned eps_v_shared for the catalogue ``item_ids`` (0 for ids its sources do not list): what
     zero-shot and the start of fine-tuning keep of a model with shared item offsets; {} for a model without."""
     if not load_run_config(run_dir).model.shared_item_offsets:
         return {}
     estimates = source_estimates(run_dir, prepared, str(device))
-    return learned_shared_offsets(estimates, prepared.sources.item_keys()[1], np.asarray(item_ids, dtype=object),
-                                  new_items)
+    return learned_shared_offsets(estimates, prepared.sources.item_keys()[1], np.asarray(item_ids, dtype=object))
 
 
 def source_scorer(model: PreRecModel, guide, probe: PreRecBatch) -> InterventionScorer:
@@ -123,14 +116,14 @@ def intervened_source_score(run_dir: Path, prepared: PreparedBenchmark, config: 
 
 
 def pretrained_scorer(run_dir: Path, prepared: PreparedBenchmark, target: str, samples: int, device: str,
-                      item_offsets: str = "zero", new_items: str = "prior"):
+                      item_offsets: str = "zero"):
     """A pre-trained run's networks pointed at ``target``'s catalogue and users, scored by intervention. A model with
     ``shared_item_offsets`` keeps its learned eps_v_shared for target items the sources know."""
     if item_offsets not in ITEM_OFFSETS:
         raise ValueError(f"item_offsets must be one of {ITEM_OFFSETS}, got {item_offsets!r}")
     config = load_run_config(run_dir)
     posthoc = item_offsets == "shared" and config.model.use_offsets
-    offsets = known_item_offsets(run_dir, prepared, prepared.target(target).item_keys()[1], device, new_items)
+    offsets = known_item_offsets(run_dir, prepared, prepared.target(target).item_keys()[1], device)
     if posthoc:
         offsets.update(shared_item_offsets(source_estimates(run_dir, prepared, device), prepared, target))
     data = prepared.target(target)

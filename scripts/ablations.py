@@ -67,8 +67,7 @@ VARIANTS = {
     "prerec_default": ("prerec", ()),  # map_pretrain.py's defaults, whatever they are
     "prerec_n_default": ("prerec_n", ()),
 }
-# plain do(D=0, eps=0); back-door over D ~ p(D); post-hoc shared item offsets; new ids at the mean shared offset
-SCORINGS = ("eq8", "backdoor", "shared", "eq8_newmean")
+SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
 SELECTION, SELECTION_USERS = "source_valid_intervened", 200  # the target-free criterion, users per source
 METRICS = ("rndcg@k%", "recall@k%")
 
@@ -145,8 +144,7 @@ def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, r
     for scoring in scorings:
         samples = args.backdoor_samples if scoring == "backdoor" else 0
         offsets = "shared" if scoring == "shared" else "zero"
-        new_items = "mean" if scoring == "eq8_newmean" else "prior"
-        scorer = pretrained_scorer(run, prepared, target, samples, args.device, offsets, new_items)
+        scorer = pretrained_scorer(run, prepared, target, samples, args.device, offsets)
         scorer.name = f"{variant}/{scoring}"
         scorers.append(scorer)
     return scorers
