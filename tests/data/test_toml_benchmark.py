@@ -125,3 +125,22 @@ def test_unknown_names_and_missing_files(tmp_path: Path) -> None:
         get_benchmark("atlantis")
     with pytest.raises(ValueError, match=r"benchmark file .*absent.toml does not exist"):
         get_benchmark(str(tmp_path / "absent.toml"))
+
+
+def test_a_toml_benchmark_equals_the_named_one_it_copies(tmp_path: Path) -> None:
+    """synthetic-small written out as generic tables, one [domains.<name>] pair per domain: the same benchmark."""
+    named = get_benchmark("synthetic-small")
+    domains = named.load(None)
+    lines = [f"sources = {list(named.sources)!r}".replace("'", '"'),
+             f"targets = {list(named.targets)!r}".replace("'", '"'), f"k_percent = {named.k_percent}",
+             f"interval_days = {named.interval_days}", f'text_model = "{named.text_model}"']
+    for domain in domains:
+        domain.items.to_csv(tmp_path / f"{domain.name}_items.csv", index=False)
+        domain.interactions.to_csv(tmp_path / f"{domain.name}_log.csv", index=False)
+        lines += [f"[domains.{domain.name}]", f'items = "{domain.name}_items.csv"',
+                  f'interactions = "{domain.name}_log.csv"']
+    copy = get_benchmark(str(write_toml(tmp_path, "\n".join(lines) + "\n", "copy.toml")))
+    assert (copy.sources, copy.targets, copy.k_percent, copy.interval_days, copy.text_model) == \
+        (named.sources, named.targets, named.k_percent, named.interval_days, named.text_model)
+    copied = {d.name: d for d in copy.load(None)}
+    assert_same_domains([copied[d.name] for d in domains], domains)
