@@ -62,6 +62,7 @@ VARIANTS = {
     "prerec_n_sliding_skip": ("prerec_n", _flags(popularity_mode="sliding", last_item_skip=True)),
     "prerec_combined": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
                                          last_item_skip=True)),
+    "prerec_combined_unshared": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", last_item_skip=True)),
     "zesrec": ("zesrec", ()),  # the pre-trained baselines: PreRec's sizes and budget (--pretrain-args)
     "unisrec": ("unisrec", ()),
     "prerec_default": ("prerec", ()),  # map_pretrain.py's defaults, whatever they are
