@@ -130,11 +130,12 @@ def reference_config(args: argparse.Namespace) -> RunConfig:
     return script.run_config_from_args(script.parse_args(base + list(args.pretrain_args)))
 
 
-def ensure_baseline(args: argparse.Namespace, prepared, variant: str, seed: int):
-    """The pre-trained baseline of ``variant`` and ``seed`` (trained on ``prepared``'s sources if missing)."""
+def ensure_baseline(args: argparse.Namespace, prepared, reference: RunConfig, variant: str, seed: int):
+    """The pre-trained baseline of ``variant`` and ``seed`` (trained on ``prepared``'s sources with ``reference``'s
+    sizes and budget if missing)."""
     kind = VARIANTS[variant][0]
     folder = Path(args.runs) / variant / f"seed{seed}" / get_benchmark(args.pretrained_on or args.benchmark).folder
-    return pretrained_baseline(kind, prepared, reference_config(args), seed, folder, args.device)
+    return pretrained_baseline(kind, prepared, reference, seed, folder, args.device)
 
 
 def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, run: Path) -> list:
@@ -225,7 +226,9 @@ def main(args: argparse.Namespace) -> Path:
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
                                  config.popularity, TextEncoderConfig(model=config.text_model),
                                  cold_items=cold_items, cold_seed=cold_seed)
-    baselines = {job: ensure_baseline(args, prepared, *job) for job in jobs if VARIANTS[job[0]][0] in BASELINE_KINDS}
+    baseline_jobs = [job for job in jobs if VARIANTS[job[0]][0] in BASELINE_KINDS]
+    reference = reference_config(args) if baseline_jobs else None  # parsed once: every baseline copies it
+    baselines = {job: ensure_baseline(args, prepared, reference, *job) for job in baseline_jobs}
     rows = [] if args.skip_targets else target_rows(args, prepared, runs, baselines)
     rows += selection_rows(args, prepared, runs)
     long = pd.DataFrame(rows)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from prerec_pyro.evaluate import EvalConfig
-from prerec_pyro.inference.checkpoint import load_checkpoint, load_json, save_checkpoint, save_json
+from prerec_pyro.inference.checkpoint import load_checkpoint, save_checkpoint, save_json
 from prerec_pyro.inference.runs import RunConfig
 from prerec_pyro.pipeline import PreparedBenchmark
 
@@ -55,12 +55,13 @@ def pretrained_baseline(kind: str, prepared: PreparedBenchmark, reference: RunCo
     """The baseline ``kind`` trained on ``prepared``'s sources (or loaded from ``directory`` if trained before)."""
     directory = Path(directory)
     sources = prepared.sources
+    finished = (directory / "model.pt").exists()
+    if not finished:
+        torch.manual_seed(seed)  # the initial weights of a new run
     model = new_baseline(kind, prepared.item_text(sources).to(device), reference).to(device)
-    if (directory / "model.pt").exists():
+    if finished:
         model.load_state_dict(load_checkpoint(directory / "model.pt", device)["model"])
         return model
-    torch.manual_seed(seed)
-    model = new_baseline(kind, prepared.item_text(sources).to(device), reference).to(device)  # seeded init
     config = train_config(kind, reference, seed, device)
     eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, split="valid", n_boot=1, device=device,
                              max_users=reference.valid_max_users)
@@ -73,7 +74,3 @@ def pretrained_baseline(kind: str, prepared: PreparedBenchmark, reference: RunCo
                 max(r["score"] for r in history))
     return model
 
-
-def baseline_seed(directory: Path) -> int:
-    """The seed a finished baseline run was trained with."""
-    return int(load_json(Path(directory) / "config.json")["seed"])
