@@ -17,9 +17,9 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from prerec_pyro.baselines.sequential import Gru4Rec, SasRec
+from prerec_pyro.baselines.runs import new_baseline
+from prerec_pyro.baselines.sequential import SasRec
 from prerec_pyro.baselines.train import BaselineScorer, BaselineTrainConfig, fit_baseline, validation_callback
-from prerec_pyro.baselines.unisrec import UniSRec
 from prerec_pyro.evaluate import SUBSETS, EvalConfig, evaluate_domain, results_table, summarize
 from prerec_pyro.figures import plot_incremental, plot_popularity
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_checkpoint
@@ -80,12 +80,9 @@ class Study:
         return self.prepared.item_text(data).to(self.config.device)
 
     def _new_baseline(self, kind: str, text: torch.Tensor):
-        heads = {"n_heads": self.run_config.model.n_heads}
-        if kind == "zesrec":
-            return Gru4Rec(text, **self.model_sizes)
         if kind == "sasrec":
-            return SasRec(text, **self.model_sizes, **heads)
-        return UniSRec(text, **self.model_sizes, **heads)
+            return SasRec(text, **self.model_sizes, n_heads=self.run_config.model.n_heads)
+        return new_baseline(kind, text, self.run_config)  # ZESRec, UniSRec: PreRec's sizes
 
     def pretrained_baseline(self, kind: str):
         """ZESRec (GRU) or UniSRec fitted on the sources, cached as a state dict in the study directory."""
