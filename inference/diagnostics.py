@@ -4,26 +4,35 @@ For a pre-trained model pointed at a target, the scorers here rank the same samp
 
 - ``WithoutPopularity``: Eq. 8 with every candidate's popularity factors F = 0, so Z_j = f_pop(0) is the same for
   every item: the text and sequence terms alone;
+- ``WithoutSequence``: Eq. 8 with a silent sequence model (f_seq = 0): the user state is what the last item says
+  (the skip and the text channel, when the run has them); the gap to Eq. 8 is what the Transformer adds;
 - ``TextHeadOnly``: the learned text head used the way SBERT uses raw vectors, f_e(X_last) · f_e(X_j): what the
   text head alone knows, without the Transformer's user state or popularity;
 - ``SbertAgreement``: wraps a scorer and records, for every evaluated position, the Spearman rank correlation of
   its scores with SBERT's over the catalogue (``mean_correlation``).
 
 They read what Eq. 8 reads (histories, the catalogue, the previous interval's counts) and nothing else.
+``diagnostic_rows`` scores all of them, POP and SBERT on one target (``scripts/diagnose.py``, the study).
 
 Shape legend: R = windows, L = positions, J = the domain's items, B = embedding size.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from prerec_pyro.baselines.simple import SbertScorer
+from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.data.batches import PreRecBatch
+from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.models.prerec import PreRecModel
+from prerec_pyro.pipeline import PreparedBenchmark
+
+from .zero_shot import pretrained_scorer, score_target
 
 
 class WithoutPopularity:
@@ -34,6 +43,34 @@ class WithoutPopularity:
 
     def __call__(self, batch: PreRecBatch) -> Tensor:
         return self.scorer(replace(batch, factors_candidates=torch.zeros_like(batch.factors_candidates)))
+
+
+class _SilentSequence(nn.Module):
+    """f_seq that says nothing: the user state of every position is 0."""
+
+    def forward(self, first: Tensor, history: Tensor) -> Tensor:
+        return history.new_zeros(history.shape[0], history.shape[1] + 1, history.shape[2])  # [R, L, B]
+
+
+@contextmanager
+def _silenced(model: PreRecModel):
+    """``model`` with f_seq replaced by ``_SilentSequence`` inside the block."""
+    kept, model.f_seq = model.f_seq, _SilentSequence()
+    try:
+        yield model
+    finally:
+        model.f_seq = kept
+
+
+class WithoutSequence:
+    """A zero-shot scorer's scores with a silent sequence model (f_seq = 0): the other terms alone."""
+
+    def __init__(self, scorer):
+        self.scorer, self.name = scorer, f"{scorer.name} without sequence model"
+
+    def __call__(self, batch: PreRecBatch) -> Tensor:
+        with _silenced(self.scorer.model):
+            return self.scorer(batch)
 
 
 class TextHeadOnly:
@@ -80,3 +117,16 @@ class SbertAgreement:
 
     def mean_correlation(self) -> float:
         return float(torch.cat(self.correlations).mean()) if self.correlations else float("nan")
+
+
+def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config: EvalConfig) -> list[dict]:
+    """Eq. 8 of run ``run`` on ``target``, each term switched off, the text head alone, POP and SBERT (subset
+    "all"); Eq. 8's row also holds ``sbert_spearman``."""
+    eq8 = pretrained_scorer(run, prepared, target, 0, config.device)
+    text = prepared.item_text(prepared.target(target)).to(config.device)
+    agreement = SbertAgreement(eq8, text)
+    scorers = [agreement, WithoutPopularity(eq8), WithoutSequence(eq8),
+               TextHeadOnly(eq8.model, name=f"{eq8.name} text head only"), PopScorer(), SbertScorer(text)]
+    rows = [r for r in score_target(prepared, target, scorers, config, with_random=False) if r["subset"] == "all"]
+    rows[0]["sbert_spearman"] = agreement.mean_correlation()
+    return rows

@@ -71,7 +71,7 @@ def popularity_scores(model: PreRecModel, values: dict, data: MultiDomainData, d
     batch = BatchBuilder(data, n_negatives=None).make(domain, dom.windows(dom.users_in("valid")[:200],
                                                                          data.sequences))
     latent = {name: values.get(name) for name in (D, "eps_v", EPS_Z)} | {"eps_u": None}
-    mean_user = model.user_state(batch, latent)[batch.target_mask].mean(0)  # [B]
+    mean_user = model.user_state(batch, latent)[batch.target_mask].mean(0)[:model.config.hidden_dim]  # [B]
     items = torch.arange(dom.n_items)  # [J]
     factors = dom.popularity.factors(periods, items)  # [P, J, F]
     z = model.popularity_parts(items + int(data.item_offsets[domain]), factors, latent)  # [P, J, B]

@@ -39,6 +39,16 @@ the text embedding of the last history item, n_it = f_seq(D_k, H_i)_t + m_{h_{t-
 U·V carries the text similarity m_last·m_j of the SBERT baseline in the learned space and the Transformer models
 what the last item does not say.
 
+Text channel (``text_channel``, an extension; "off" reproduces Eq. 6). U and V also carry the frozen, normalised
+text vectors X̂ = X/‖X‖ in a channel of their own, the user's side scaled by learned temperatures τ::
+
+    "last":       U_it = [eps_u_i + n_it ; τ_1·X̂_{h_{t-1}}],   V_j(t) = [eps_v_j + D_k + Z_j(t) + m_j ; X̂_j]
+    "last+mean":  U_it = [... ; τ_1·X̂_{h_{t-1}} + τ_2·mean_{s<t} X̂_{h_s}],  V_j(t) as for "last"
+
+so U·V gains τ_1·cos(X_{h_{t-1}}, X_j), the SBERT baseline's score (and τ_2 times the candidate's similarity to the
+history's mean text vector). No learned map touches the channel: on a platform whose texts the networks never saw,
+it still holds what the text encoder knows, and the learned parts model what it misses.
+
 Units of λ (``prior_units``). Eq. 7 sets each Gaussian prior once against a log-likelihood summed over all N_obs
 observed next items: ``"total"`` reads λ so, literally. The paper's λ values (λ_d = 0.3, λ_v = 100) were tuned in
 the authors' code as Adam weight decay on the *mean* per-observation loss, i.e. as a prior N_obs times stronger;
@@ -50,7 +60,8 @@ Switching ``use_domain``, ``use_popularity`` and ``use_offsets`` off gives PreRe
 and the offsets; its first token is then a learned start vector.
 
 Shape legend: K = domains, J = items (all domains), I = distinct item ids, N = users, R = sequences in the batch,
-L = positions, C = candidate items, P = periods in the batch, B = embedding size, T = text dimension.
+L = positions, C = candidate items, P = periods in the batch, B = embedding size, T = text dimension (V and U are
+[.., B + T] with the text channel).
 """
 
 from __future__ import annotations
@@ -74,9 +85,11 @@ SEQUENCE_MODELS = ("transformer", "gru")
 PRIOR_UNITS = ("total", "per_observation")
 PARAMETRISATIONS = ("auto", "centred", "noncentred")
 TRANSFORMER_DTYPES = ("float32", "bfloat16")
+TEXT_CHANNELS = ("off", "last", "last+mean")
 # The default configuration (PreRecConfig.recommended, map_pretrain.py), chosen on the sources' validation users
 # scored by Eq. 8, no target data (docs/DESIGN.md).
-RECOMMENDED = {"prior_units": "per_observation", "shared_item_offsets": True, "last_item_skip": True}
+RECOMMENDED = {"prior_units": "per_observation", "shared_item_offsets": True, "last_item_skip": True,
+               "text_channel": "off"}
 RECOMMENDED_POPULARITY_MODE = "sliding"
 
 
@@ -106,6 +119,8 @@ class PreRecConfig:
     parametrisation: str = "auto"  # how SVI sees the latent sites; auto: non-centred under per-observation units
     shared_item_offsets: bool = False  # eps_v_shared over distinct item ids (see the module docstring)
     last_item_skip: bool = False  # n = f_seq(D_k, H) + m_last (see the module docstring)
+    text_channel: str = "off"  # "last": U·V += τ·cos(X_last, X_j); "last+mean" (see the module docstring)
+    text_temperature: float = 5.0  # every τ's initial value (learned)
 
     def __post_init__(self):
         if self.sequence_model not in SEQUENCE_MODELS:
@@ -119,6 +134,10 @@ class PreRecConfig:
             raise ValueError(f"prior_units must be one of {PRIOR_UNITS}, got {self.prior_units!r}")
         if self.parametrisation not in PARAMETRISATIONS:
             raise ValueError(f"parametrisation must be one of {PARAMETRISATIONS}, got {self.parametrisation!r}")
+        if self.text_channel not in TEXT_CHANNELS:
+            raise ValueError(f"text_channel must be one of {TEXT_CHANNELS}, got {self.text_channel!r}")
+        if not self.text_temperature > 0:
+            raise ValueError(f"text_temperature must be > 0, got {self.text_temperature}")
         if self.hidden_dim % self.n_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by n_heads {self.n_heads}")
 
@@ -172,6 +191,9 @@ class PreRecModel(nn.Module):
             self.w_d = nn.Parameter(torch.randn(hidden) / hidden**0.5)
         else:
             self.start = nn.Parameter(torch.zeros(hidden))
+        if config.text_channel != "off":  # τ_1 (last item) [, τ_2 (history mean)]
+            n_tau = 1 if config.text_channel == "last" else 2
+            self.log_tau = nn.Parameter(torch.full((n_tau,), float(config.text_temperature)).log())
 
     def set_catalogue(self, n_domains: int, n_users: int, item_text: Tensor, item_key: Tensor | None = None) -> None:
         """Point the model at another set of domains, users and items (e.g. a target domain), keeping the nets.
@@ -252,14 +274,37 @@ class PreRecModel(nn.Module):
         return latent[D][batch.domain].expand(rows, -1)
 
     def user_state(self, batch: PreRecBatch, latent: dict) -> Tensor:
-        """U = eps_u + f_seq(D_k, H): the user state before each position. [R, L, B]"""
+        """U = eps_u + f_seq(D_k, H) [; τ·X̂_last]: the user state before each position. [R, L, B (+ T)]"""
         history = self.f_e(self.item_text[batch.items[:, :-1]])  # [R, L-1, B]
         state = self.f_seq(self.first_token(batch, latent), history)  # [R, L, B]
         if self.config.last_item_skip:  # position p's last history item is the token at p (none at p = 0)
             state = state + torch.cat([torch.zeros_like(history[:, :1]), history], dim=1)  # [R, L, B]
-        if latent[EPS_U] is None:
+        if latent[EPS_U] is not None:
+            state = state + latent[EPS_U][batch.user_position].unsqueeze(1)  # [R, L, B]
+        if self.config.text_channel == "off":
             return state
-        return state + latent[EPS_U][batch.user_position].unsqueeze(1)  # [R, L, B]
+        return torch.cat([state, self.text_state(batch)], dim=-1)  # [R, L, B + T]
+
+    def text_state(self, batch: PreRecBatch) -> Tensor:
+        """The user's side of the text channel: τ_1·X̂_last [+ τ_2·mean X̂ of the history] (0 at position 0). [R, L, T]"""
+        seen = self.normalised_text(batch.items[:, :-1])  # [R, L-1, T]
+        seen = torch.cat([torch.zeros_like(seen[:, :1]), seen], dim=1)  # [R, L, T]: position p's last item
+        tau = self.log_tau.exp()  # [1] or [2]
+        state = tau[0] * seen  # [R, L, T]
+        if self.config.text_channel == "last+mean":
+            count = torch.arange(seen.shape[1], device=seen.device).clamp(min=1).unsqueeze(-1)  # [L, 1]
+            state = state + tau[1] * seen.cumsum(1) / count  # [R, L, T]
+        return state
+
+    def normalised_text(self, rows: Tensor) -> Tensor:
+        """X̂ = X / ‖X‖ of items ``rows`` [*S]: the frozen text channel (zero vectors stay zero). [*S, T]"""
+        return nn.functional.normalize(self.item_text[rows], dim=-1)
+
+    def _pad(self, learned: Tensor) -> Tensor:
+        """A term of the learned part of V [*S, B] as a term of V: 0 on the text channel. [*S, B (+ T)]"""
+        if self.config.text_channel == "off":
+            return learned
+        return nn.functional.pad(learned, (0, self.item_text.shape[1]))  # [*S, B + T]
 
     def static_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
         """The time-invariant part of V (m + eps_v + D_k) and of the bias (D_k·W_d) for items ``rows``."""
@@ -272,6 +317,8 @@ class PreRecModel(nn.Module):
             value = value + latent[EPS_V][rows]
         if latent.get(EPS_V_SHARED) is not None:  # absent from dicts of models without the site
             value = value + latent[EPS_V_SHARED][self.item_key[rows]]
+        if self.config.text_channel != "off":
+            value = torch.cat([value, self.normalised_text(rows)], dim=-1)  # [*S, B + T]
         return value, bias
 
     def popularity_parts(self, rows: Tensor, factors: Tensor, latent: dict) -> Tensor | None:
@@ -298,7 +345,7 @@ class PreRecModel(nn.Module):
         z = self.popularity_parts(rows, factors, latent)
         if z is None:
             return value, bias.expand(value.shape[:-1])
-        return value + z, bias + z @ self.w_z
+        return value + self._pad(z), bias + z @ self.w_z
 
     def uncounted_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict,
                              base: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -309,7 +356,7 @@ class PreRecModel(nn.Module):
         if base is None:
             return value, bias
         z = base if latent[EPS_Z] is None else base + latent[EPS_Z][rows]  # [C, B]
-        return value + z, bias + z @ self.w_z
+        return value + self._pad(z), bias + z @ self.w_z
 
     def at_period(self, value: Tensor, bias: Tensor, factors: Tensor, base: Tensor | None) -> tuple[Tensor, Tensor]:
         """V and the bias at one period from the uncounted parts: the items with a count (F != 0) get f_pop(F) in
@@ -320,7 +367,7 @@ class PreRecModel(nn.Module):
         if not len(counted):
             return value, bias
         delta = self.f_pop(factors[counted]) - base  # [n, B]
-        return value.index_add(0, counted, delta), bias.index_add(0, counted, delta @ self.w_z)
+        return value.index_add(0, counted, self._pad(delta)), bias.index_add(0, counted, delta @ self.w_z)
 
     def logits(self, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor | None, int]:
         """Logits of the observed site: (logits [R, L, C'], candidate items or None, catalogue size J_k)."""

@@ -2,8 +2,9 @@
 
 Each step writes its result into the study directory and is skipped when that file exists, so an interrupted study
 resumes at the first missing step: pre-training (PreRec and PreRec_n through ``scripts/map_pretrain.py``'s runs;
-ZESRec and UniSRec as baselines), the zero-shot table, the full fine-tuning table, the incremental curves and the
-figures.
+ZESRec and UniSRec as baselines), the zero-shot table, where PreRec's zero-shot score comes from
+(``inference.diagnostics``: each term switched off, agreement with SBERT), the full fine-tuning table, the incremental
+curves and the figures.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from prerec_pyro.baselines.train import BaselineScorer, BaselineTrainConfig, fit
 from prerec_pyro.evaluate import SUBSETS, EvalConfig, evaluate_domain, results_table, summarize
 from prerec_pyro.figures import plot_incremental, plot_popularity
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_checkpoint
+from prerec_pyro.inference.diagnostics import diagnostic_rows
 from prerec_pyro.inference.finetune import finetune, incremental_study
 from prerec_pyro.inference.intervene import target_model
 from prerec_pyro.inference.map import TrainConfig
@@ -34,7 +36,8 @@ from prerec_pyro.models.prerec import D
 from prerec_pyro.pipeline import PreparedBenchmark
 
 logger = logging.getLogger(__name__)
-STEP_FILES = {"zero_shot": "table1_zero_shot.csv", "fine_tuned": "table2_fine_tuned.csv",
+STEP_FILES = {"zero_shot": "table1_zero_shot.csv", "diagnostics": "zero_shot_diagnostics.csv",
+              "fine_tuned": "table2_fine_tuned.csv",
               "curves": "incremental_curves.csv"}  # each step's table in the study directory
 
 
@@ -109,6 +112,17 @@ class Study:
             return results_table(rows)
 
         return cached_table(self.dir / STEP_FILES["zero_shot"], compute)
+
+    def diagnostics(self) -> pd.DataFrame:
+        """Per target: PreRec's Eq. 8 with each term switched off, its text head alone, POP, SBERT, and the rank
+        correlation of Eq. 8 with SBERT (``sbert_spearman``)."""
+        def compute() -> pd.DataFrame:
+            rows = []
+            for target in self.prepared.benchmark.targets:
+                rows += diagnostic_rows(self.prepared, target, self.runs["prerec"], self.eval_config())
+            return pd.DataFrame(rows)
+
+        return cached_table(self.dir / STEP_FILES["diagnostics"], compute)
 
     def _baseline_rows(self, target: str, models: dict) -> list[dict]:
         data, config = self.prepared.target(target), self.eval_config()

@@ -5,7 +5,9 @@
 
 A group is one ``ablations.py`` invocation: variants trained on identically prepared data (one popularity mode), so
 they can be scored together. Each benchmark has its budget (the same for every variant of that benchmark) and its
-number of evaluated test users. After the groups, their ``ablations_long.csv`` files are merged into
+number of evaluated test users. The cross-platform benchmarks (``retail-to-movielens``, ``movielens-to-retail``)
+score the runs of the in-platform benchmark with the same sources (``--pretrained-on``); ``mixed-sources`` trains
+its own. After the groups, their ``ablations_long.csv`` files are merged into
 ``<runs>/<benchmark>/`` (``ablations.md``, ``ablations_targets.md``), which is what the README's results show.
 Runs live under ``<runs>/<variant>/seed<s>/<benchmark>/`` and are trained only when missing, so an interrupted
 suite resumes where it stopped.
@@ -16,15 +18,33 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 from prerec_pyro import cli
 
 SHORT = ("--patience", "2", "--max-steps-per-epoch", "100", "--valid-max-users", "200")
-# benchmark: (pre-training budget flags, test users per target or None for all, data needed)
+
+
+class Setting(NamedTuple):
+    """A benchmark's pre-training budget flags (the same for every variant), test users per target (None: all),
+    whether it reads ``--data-dir``, the benchmark whose runs it scores (``--pretrained-on``: the cross-platform
+    benchmarks reuse the in-platform runs of the same sources) and its groups of variants."""
+
+    budget: tuple[str, ...]
+    max_users: int | None
+    needs_data: bool
+    pretrained_on: str | None = None
+    groups: tuple[str, ...] = ("paper-intervals", "sliding")
+
+
+RETAIL_BUDGET, MOVIELENS_BUDGET = ("--epochs", "6") + SHORT, ("--epochs", "5") + SHORT
 BENCHMARK_SETTINGS = {
-    "retail-countries": (("--epochs", "6") + SHORT, None, True),
-    "movielens-ages": (("--epochs", "5") + SHORT, 500, True),
-    "synthetic": ((), None, False),
+    "retail-countries": Setting(RETAIL_BUDGET, None, True),
+    "movielens-ages": Setting(MOVIELENS_BUDGET, 500, True),
+    "synthetic": Setting((), None, False),
+    "retail-to-movielens": Setting(RETAIL_BUDGET, 300, True, "retail-countries", ("sliding",)),
+    "movielens-to-retail": Setting(MOVIELENS_BUDGET, 200, True, "movielens-ages", ("sliding",)),
+    "mixed-sources": Setting(RETAIL_BUDGET, 300, True, None, ("sliding",)),
 }
 # group: (variants, zero-shot scorings); a group's variants share their popularity mode
 GROUPS = {
@@ -37,7 +57,7 @@ GROUPS = {
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--benchmarks", nargs="+", default=list(BENCHMARK_SETTINGS), choices=list(BENCHMARK_SETTINGS),
-                   help="benchmarks to run (default: all three)")
+                   help="benchmarks to run (default: all; the cross-platform ones score the in-platform runs)")
     p.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS), help="groups of variants")
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--runs", default="runs_ablations", help="root of the variants' run directories and outputs")
@@ -51,16 +71,19 @@ def invocations(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
     """(benchmark, group, ablations.py argv) for every benchmark x group asked for."""
     out = []
     for benchmark in args.benchmarks:
-        budget, max_users, needs_data = BENCHMARK_SETTINGS[benchmark]
+        setting = BENCHMARK_SETTINGS[benchmark]
         for group in args.groups:
+            if group not in setting.groups:
+                continue
             variants, scorings = GROUPS[group]
             argv = ["--benchmark", benchmark, "--runs", args.runs, "--seeds", *map(str, args.seeds),
                     "--variants", *variants, "--scorings", *scorings,
                     "--out", str(Path(args.runs) / benchmark / group)]
-            argv += ["--data-dir", args.data_dir] if needs_data and args.data_dir else []
-            argv += ["--max-users", str(max_users)] if max_users else []
+            argv += ["--pretrained-on", setting.pretrained_on] if setting.pretrained_on else []
+            argv += ["--data-dir", args.data_dir] if setting.needs_data and args.data_dir else []
+            argv += ["--max-users", str(setting.max_users)] if setting.max_users else []
             argv += ["--device", args.device] if args.device else []
-            argv += ["--pretrain-args", *budget] if budget else []
+            argv += ["--pretrain-args", *setting.budget] if setting.budget else []
             out.append((benchmark, group, argv))
     return out
 
@@ -79,6 +102,8 @@ def main(args: argparse.Namespace) -> list[Path]:
         for name, group, argv in plan:
             if name == benchmark:
                 longs.append(str(ablations.main(ablations.parse_args(argv)) / "ablations_long.csv"))
+        if not longs:
+            continue
         out = Path(args.runs) / benchmark
         merged.append(ablations.main(ablations.parse_args(["--benchmark", benchmark, "--out", str(out),
                                                            "--from-long", *longs])))

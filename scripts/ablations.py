@@ -41,10 +41,11 @@ def _flags(**changes: str | bool) -> tuple[str, ...]:
     """map_pretrain flags: every model and popularity choice spelled out (the paper's Eq. 6 unless changed), so a
     variant stays what it is whatever the script's defaults."""
     values = {"prior_units": "total", "popularity_mode": "interval", "shared_item_offsets": False,
-              "last_item_skip": False, **changes}
+              "last_item_skip": False, "text_channel": "off", **changes}
     out = ["--prior-units", values["prior_units"], "--popularity-mode", values["popularity_mode"]]
     out += ["--shared-item-offsets" if values["shared_item_offsets"] else "--no-shared-item-offsets"]
     out += ["--last-item-skip" if values["last_item_skip"] else "--no-last-item-skip"]
+    out += ["--text-channel", values["text_channel"]]
     return tuple(out)
 
 
@@ -63,6 +64,13 @@ VARIANTS = {
     "prerec_combined": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
                                          last_item_skip=True)),
     "prerec_combined_unshared": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", last_item_skip=True)),
+    "prerec_n_text": ("prerec_n", _flags(popularity_mode="sliding", last_item_skip=True, text_channel="last")),
+    "prerec_text": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
+                                     last_item_skip=True, text_channel="last")),
+    "prerec_n_text_mean": ("prerec_n", _flags(popularity_mode="sliding", last_item_skip=True,
+                                              text_channel="last+mean")),
+    "prerec_text_mean": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
+                                          last_item_skip=True, text_channel="last+mean")),
     "zesrec": ("zesrec", ()),  # the pre-trained baselines: PreRec's sizes and budget (--pretrain-args)
     "unisrec": ("unisrec", ()),
     "prerec_default": ("prerec", ()),  # map_pretrain.py's defaults, whatever they are

@@ -4,10 +4,11 @@
         --benchmark retail-countries --data-dir ../shared/data
     python scripts/diagnose.py --run RUN --benchmark retail-to-movielens --data-dir ../shared/data   # cross-platform
 
-Rows: Eq. 8 as evaluated, Eq. 8 without the target's popularity, the run's text head alone (f_e(X_last)·f_e(X_j)),
-POP and SBERT; the column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's. The
-benchmark's targets are scored with the run's own sources (any benchmark, a .toml file included). Writes
-``diagnose_<benchmark>.csv`` beside the run (a .toml benchmark: its folder name, as under a root of runs).
+Rows: Eq. 8 as evaluated, Eq. 8 without the target's popularity, without the sequence model (f_seq = 0), the
+run's text head alone (f_e(X_last)·f_e(X_j)), POP and SBERT; the column ``sbert_spearman`` is the mean rank
+correlation of Eq. 8's scores with SBERT's. The benchmark's targets are scored with the run's own sources (any
+benchmark, a .toml file included). Writes ``diagnose_<benchmark>.csv`` beside the run (a .toml benchmark: its
+folder name, as under a root of runs).
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ import pandas as pd
 import torch
 
 from prerec_pyro import cli
-from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
-from prerec_pyro.inference.diagnostics import SbertAgreement, TextHeadOnly, WithoutPopularity
+from prerec_pyro.inference.diagnostics import diagnostic_rows
 from prerec_pyro.inference.runs import load_run_config, prepare_for_run
-from prerec_pyro.inference.zero_shot import pretrained_scorer, score_target
 from prerec_pyro.io import atomic_write
 
 logger = logging.getLogger("diagnose")
@@ -46,17 +45,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def target_rows(prepared, target: str, run: Path, config: EvalConfig) -> list[dict]:
-    eq8 = pretrained_scorer(run, prepared, target, 0, config.device)
-    text = prepared.item_text(prepared.target(target)).to(config.device)
-    agreement = SbertAgreement(eq8, text)
-    scorers = [agreement, WithoutPopularity(eq8), TextHeadOnly(eq8.model, name=f"{eq8.name} text head only"),
-               PopScorer(), SbertScorer(text)]
-    rows = [r for r in score_target(prepared, target, scorers, config, with_random=False) if r["subset"] == "all"]
-    rows[0]["sbert_spearman"] = agreement.mean_correlation()
-    return rows
-
-
 def main(args: argparse.Namespace) -> pd.DataFrame:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     run, config = Path(args.run), load_run_config(Path(args.run))
@@ -67,7 +55,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
                              max_users=args.max_users)
     rows = []
     for target in benchmark.resolve_targets(args.target):
-        rows += target_rows(prepared, target, run, eval_config)
+        rows += diagnostic_rows(prepared, target, run, eval_config)
     table = pd.DataFrame(rows)
     wide = table.pivot_table(index="domain", columns="method", values="rndcg@k%", sort=False)
     wide.loc["mean"] = wide.mean()

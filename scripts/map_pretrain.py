@@ -47,6 +47,7 @@ from prerec_pyro.models.prerec import (
     PRIOR_UNITS,
     RECOMMENDED,
     RECOMMENDED_POPULARITY_MODE,
+    TEXT_CHANNELS,
     TRANSFORMER_DTYPES,
     PreRecConfig,
 )
@@ -93,6 +94,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "previous interval, power means over the whole catalogue)")
     p.add_argument("--last-item-skip", action=argparse.BooleanOptionalAction, default=RECOMMENDED["last_item_skip"],
                    help="add the last history item's text embedding to the user state (n = f_seq(D, H) + m_last)")
+    p.add_argument("--text-channel", default=RECOMMENDED["text_channel"], choices=TEXT_CHANNELS,
+                   help="give U and V a channel of the frozen normalised text vectors: last adds τ·cos(X_last, X_j) "
+                        "with a learned temperature τ (what the text encoder alone knows, on any platform); "
+                        "last+mean also the similarity to the history's mean text vector; off: Eq. 6")
+    p.add_argument("--text-temperature", type=float, default=5.0,
+                   help="initial value of the learned temperatures τ of --text-channel")
     p.add_argument("--prior-units", default=RECOMMENDED["prior_units"], choices=PRIOR_UNITS,
                    help="per_observation (default): every precision is λ·N_obs, the reading the paper's λ values were "
                         "tuned in; total: λ against the summed likelihood, as Eq. 7 reads (docs/DESIGN.md)")
@@ -146,7 +153,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                          lambda_u=args.lambda_u, transformer_dtype=args.transformer_dtype,
                          prior_units=args.prior_units, parametrisation=args.parametrisation,
                          shared_item_offsets=args.shared_item_offsets, lambda_v_shared=args.lambda_v_shared,
-                         last_item_skip=args.last_item_skip)
+                         last_item_skip=args.last_item_skip, text_channel=args.text_channel,
+                         text_temperature=args.text_temperature)
     if args.method == "prerec_n":
         model = model.ablation()
     train = TrainConfig(likelihood=args.likelihood, n_negatives=args.negatives,

@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     started, timings = time.perf_counter(), {}
     benchmark = get_benchmark(args.benchmark)  # an unknown name or a bad .toml fails here, before any work
-    steps = progress_bar(total=6, desc=f"study {args.benchmark}")
+    steps = progress_bar(total=7, desc=f"study {args.benchmark}")
     runs = {}
     for method in ("prerec_n", "prerec"):
         runs[method] = ensure_run(args, method)
@@ -83,7 +83,8 @@ def main(args: argparse.Namespace) -> Path:
     study = Study(prepared, runs, directory, study_config)
     previous = load_json(directory / "study.json").get("seconds", {}) if (directory / "study.json").exists() else {}
     reused = []
-    for name, step in (("zero_shot", study.zero_shot), ("fine_tuned", study.fine_tuned), ("curves", study.curves)):
+    for name, step in (("zero_shot", study.zero_shot), ("diagnostics", study.diagnostics),
+                       ("fine_tuned", study.fine_tuned), ("curves", study.curves)):
         step_started = time.perf_counter()
         if (directory / STEP_FILES[name]).exists() and name in previous:
             reused.append(name)  # kept from an earlier invocation: report the time it took then

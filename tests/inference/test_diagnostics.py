@@ -8,7 +8,13 @@ import torch
 
 from prerec_pyro.baselines.simple import SbertScorer
 from prerec_pyro.data.batches import BatchBuilder
-from prerec_pyro.inference.diagnostics import SbertAgreement, TextHeadOnly, WithoutPopularity, spearman
+from prerec_pyro.inference.diagnostics import (
+    SbertAgreement,
+    TextHeadOnly,
+    WithoutPopularity,
+    WithoutSequence,
+    spearman,
+)
 from prerec_pyro.inference.zero_shot import pretrained_scorer
 
 TARGET = "japan"
@@ -40,6 +46,21 @@ def test_without_popularity_equals_scoring_with_zero_factors(scored):
     torch.testing.assert_close(without, eq8(batch))
 
 
+def test_without_sequence_scores_with_a_silent_f_seq_and_restores_it(scored):
+    eq8, batch, _ = scored
+    transformer = eq8.model.f_seq
+    without = WithoutSequence(eq8)(batch)
+    assert eq8.model.f_seq is transformer, "the run's sequence model must be back after scoring"
+    assert not torch.allclose(without, eq8(batch))
+
+    class Silent(torch.nn.Module):
+        def forward(self, first, history):
+            return torch.zeros(history.shape[0], history.shape[1] + 1, history.shape[2])
+
+    eq8.model.f_seq = Silent()
+    torch.testing.assert_close(without, eq8(batch))
+
+
 def test_text_head_only_with_identity_head_is_sbert(scored):
     eq8, batch, text = scored
     model = eq8.model
@@ -66,5 +87,6 @@ def test_diagnose_script_prints_each_term(pretrained, capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     table = script.main(script.parse_args(["--run", str(run_dir), "--target", TARGET, "--n-boot", "10"]))
-    assert {"PreRec", "PreRec without popularity", "PreRec text head only", "POP", "SBERT"} == set(table["method"])
+    assert {"PreRec", "PreRec without popularity", "PreRec without sequence model", "PreRec text head only", "POP",
+            "SBERT"} == set(table["method"])
     assert "Spearman" in capsys.readouterr().out and (run_dir / "diagnose_synthetic-small.csv").exists()

@@ -248,3 +248,65 @@ def test_last_item_skip_with_the_other_terms_off_ranks_as_sbert(tiny_sources, en
     without.load_state_dict(model.state_dict(), strict=False)
     without.f_seq = _Silent()
     assert without(batch)[keep].abs().max() == 0, "without the skip a silent f_seq scores nothing"
+
+
+def _cosine_of_last(text, batch):
+    """cos(X_last, X_j) for every position and candidate (0 at position 0, which has no history). [R, L, J]"""
+    return SbertScorer(torch.nn.functional.normalize(text, dim=-1))(batch)
+
+
+def test_text_channel_with_the_other_terms_off_is_sbert_at_a_temperature(tiny_sources, encode_hash):
+    """A silent f_seq, a zero text head and no debiasing terms leave the channel: U·V_j = τ·cos(X_last, X_j), so
+    the text path alone ranks every catalogue exactly as SBERT on normalised vectors."""
+    text = 3.0 * encode_hash(tiny_sources)  # [J, T], not unit length: the channel normalises
+    config = replace(CONFIG, text_channel="last", text_temperature=7.0).ablation()
+    model = PreRecModel(config, len(tiny_sources.domains), tiny_sources.n_fit_users, text).eval()
+    with torch.no_grad():
+        model.f_e.linear.weight.zero_()
+        model.f_e.linear.bias.zero_()
+    model.f_seq = _Silent()
+    batch = make_batch(tiny_sources, negatives=None, domain=1)
+    keep = batch.target_mask.clone()
+    keep[:, 0] = False
+    torch.testing.assert_close(model(batch)[keep], 7.0 * _cosine_of_last(text, batch)[keep])
+
+
+def _text_side(text, batch, channel, tau):
+    """The user's side of the text channel by hand: τ_1·X̂_last [+ τ_2·mean of X̂ over the history]. [R, L, T]"""
+    unit = torch.nn.functional.normalize(text, dim=-1)[batch.items]  # [R, L, T]
+    rows, length, _ = unit.shape
+    side = torch.zeros_like(unit)
+    for p in range(1, length):
+        side[:, p] = tau[0] * unit[:, p - 1]
+        if channel == "last+mean":
+            side[:, p] += tau[1] * unit[:, :p].mean(1)
+    return side
+
+
+@pytest.mark.parametrize("channel", ["last", "last+mean"])
+@pytest.mark.parametrize("negatives", [None, 5])
+def test_text_channel_adds_exactly_its_similarity_to_eq6(tiny_sources, encode_hash, negatives, channel):
+    """With every Eq. 6 term on (D, popularity, offsets, the skip) the channel adds τ_1·cos(X_last, X_j) [+ τ_2·
+    X̂_j·mean X̂_history] to each logit and changes nothing else, on the full catalogue and on sampled candidates."""
+    text = encode_hash(tiny_sources)  # [J, T]
+    base = replace(CONFIG, last_item_skip=True)
+    with_channel = PreRecModel(replace(base, text_channel=channel), len(tiny_sources.domains),
+                               tiny_sources.n_fit_users, text).eval()
+    with torch.no_grad():
+        with_channel.log_tau.copy_(torch.tensor([2.0, 3.0][:len(with_channel.log_tau)]).log())
+    without = PreRecModel(base, len(tiny_sources.domains), tiny_sources.n_fit_users, text).eval()
+    without.load_state_dict(with_channel.state_dict(), strict=False)
+    batch = make_batch(tiny_sources, negatives=negatives, domain=1)
+    trace = poutine.trace(with_channel).get_trace(batch)
+    values = {site: trace.nodes[site]["value"] for site in (D, EPS_V, EPS_Z, EPS_U)}
+    with torch.no_grad():
+        logits = poutine.condition(with_channel, data=values)(batch)
+        gained = logits - poutine.condition(without, data=values)(batch)
+    unit = torch.nn.functional.normalize(text, dim=-1)
+    side = _text_side(text, batch, channel, [2.0, 3.0])  # [R, L, T]
+    expected = side @ unit[batch.candidate_rows].T  # [R, L, C]: the catalogue, or the sampled negatives
+    if negatives is not None:  # the positive (the item at each position) comes first
+        positive = (side * unit[batch.items]).sum(-1, keepdim=True)  # [R, L, 1]
+        expected = torch.cat([positive, expected], dim=-1)  # [R, L, 1 + C]
+    keep = batch.target_mask.unsqueeze(-1) & (logits > torch.finfo(logits.dtype).min)  # a negative equal to its
+    torch.testing.assert_close(gained[keep], expected[keep], atol=1e-4, rtol=1e-4)  # positive is masked out

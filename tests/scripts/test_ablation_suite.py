@@ -28,12 +28,14 @@ def test_the_plan_parses_as_ablations_arguments(capsys):
     suite = load_script("ablation_suite")
     args = suite.parse_args(["--data-dir", "DATA", "--runs", "R", "--seeds", "0", "1"])
     plan = suite.invocations(args)
-    assert [(b, g) for b, g, _ in plan] == [(b, g) for b in suite.BENCHMARK_SETTINGS for g in suite.GROUPS]
+    settings = suite.BENCHMARK_SETTINGS
+    assert [(b, g) for b, g, _ in plan] == [(b, g) for b in settings for g in suite.GROUPS if g in settings[b].groups]
     for benchmark, group, argv in plan:
         parsed = ablations.parse_args(argv)
         assert (parsed.benchmark, parsed.seeds, parsed.runs) == (benchmark, [0, 1], "R")
         assert parsed.out == f"R/{benchmark}/{group}"
         assert (parsed.data_dir == "DATA") == (benchmark != "synthetic")
+        assert parsed.pretrained_on == settings[benchmark].pretrained_on
     assert suite.main(suite.parse_args(["--dry-run", "--benchmarks", "synthetic"])) == []
     assert capsys.readouterr().out.count("python scripts/ablations.py --benchmark synthetic") == len(suite.GROUPS)
 

@@ -119,6 +119,9 @@ def test_reproduce_runs_the_whole_study_and_resumes(tmp_path):
     table2 = (study / "table2_fine_tuned.csv").read_text()
     for method in ("SASRec", "GRU4Rec", "UniSRec", "PreRec (from scratch)"):
         assert method in table2, method
+    diagnostics = pd.read_csv(study / "zero_shot_diagnostics.csv")
+    assert {"PreRec", "PreRec without sequence model", "SBERT"} <= set(diagnostics["method"])
+    assert diagnostics["sbert_spearman"].notna().sum() == 4  # Eq. 8's row of each target
     assert (study / "fig3_incremental.png").stat().st_size > 10_000
     assert (study / "fig5_popularity.png").stat().st_size > 10_000
     before = (study / "table2_fine_tuned.csv").stat().st_mtime_ns
@@ -127,7 +130,7 @@ def test_reproduce_runs_the_whole_study_and_resumes(tmp_path):
     script.main(script.parse_args(args))  # resumes: every step is on disk already
     assert (study / "table2_fine_tuned.csv").stat().st_mtime_ns == before
     again = json.loads((study / "study.json").read_text())
-    assert again["steps_reused"] == ["zero_shot", "fine_tuned", "curves"]
+    assert again["steps_reused"] == ["zero_shot", "diagnostics", "fine_tuned", "curves"]
     for step in again["steps_reused"]:  # the time each step took when it ran, not the time to read it back
         assert again["seconds"][step] == first["seconds"][step]
 
