@@ -27,35 +27,37 @@ UNITS = (("s", 1e11, 1), ("ms", 1e14, 1_000), ("us", 1e17, 1_000_000), ("ns", np
 DAY_MONTH = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})\b")
 
 
-def epoch_seconds(values: pd.Series, source: str, date_format: str | None = None) -> pd.Series:
-    """``values`` as int64 epoch seconds (module docstring); ``source`` names the file or table in errors."""
+def epoch_seconds(values: pd.Series, source: str, date_format: str | None = None,
+                  column: str = "timestamp") -> pd.Series:
+    """``values`` as int64 epoch seconds (module docstring); ``source`` and ``column`` name the file or table and the
+    column in errors."""
     values = pd.Series(values)
     if values.isna().any():
         row = int(values.isna().to_numpy().argmax())
-        raise ValueError(f"{source}: column 'timestamp' is empty on data row {row + 1}")
+        raise ValueError(f"{source}: column {column!r} is empty on data row {row + 1}")
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.astype("datetime64[s]").astype("int64")
     if pd.api.types.is_bool_dtype(values):
-        raise ValueError(f"{source}: column 'timestamp' holds booleans; expected epoch times or dates")
+        raise ValueError(f"{source}: column {column!r} holds booleans; expected epoch times or dates")
     if pd.api.types.is_numeric_dtype(values):
-        return _numbers_to_seconds(values.astype("float64"), source)
+        return _numbers_to_seconds(values.astype("float64"), source, column)
     text = values.astype(str).str.strip()
     if date_format is not None:
         return _dates_to_seconds(pd.to_datetime(text, format=date_format, errors="coerce", utc=True), text, source,
-                                 f"the format {date_format!r}")
+                                 f"the format {date_format!r}", column)
     numbers = pd.to_numeric(text, errors="coerce")
     out = pd.Series(np.zeros(len(text), dtype=np.int64), index=text.index)
     if numbers.notna().any():
-        out[numbers.notna()] = _numbers_to_seconds(numbers[numbers.notna()], source)
+        out[numbers.notna()] = _numbers_to_seconds(numbers[numbers.notna()], source, column)
     dates = text[numbers.isna()]
     if len(dates):
-        out[numbers.isna()] = _dates_to_seconds(_parse_dates(dates, source), dates, source, "a date")
+        out[numbers.isna()] = _dates_to_seconds(_parse_dates(dates, source, column), dates, source, "a date", column)
     return out.astype("int64")
 
 
-def _numbers_to_seconds(numbers: pd.Series, source: str) -> pd.Series:
+def _numbers_to_seconds(numbers: pd.Series, source: str, column: str) -> pd.Series:
     """Epoch numbers in one unit (read off their magnitude) to whole seconds."""
     magnitude = numbers.abs()
     unit_of = np.searchsorted([bound for _, bound, _ in UNITS[:-1]], magnitude.to_numpy(), side="right")
@@ -63,15 +65,15 @@ def _numbers_to_seconds(numbers: pd.Series, source: str) -> pd.Series:
     if len(units) > 1:
         low, high = (UNITS[u][0] for u in (units[0], units[-1]))
         example = numbers[unit_of == units[-1]].iloc[0]
-        raise ValueError(f"{source}: column 'timestamp' mixes epoch units ({low} and {high}, e.g. {example!r}); "
+        raise ValueError(f"{source}: column {column!r} mixes epoch units ({low} and {high}, e.g. {example!r}); "
                          "expected one clock for the whole column")
     name, _, per_second = UNITS[int(units[0])] if len(units) else UNITS[0]
     if name != "s":
-        logger.info("%s: column 'timestamp' read as epoch %s (from its magnitude)", source, name)
+        logger.info("%s: column %r read as epoch %s (from its magnitude)", source, column, name)
     return (numbers / per_second).round().astype("int64")
 
 
-def _parse_dates(text: pd.Series, source: str) -> pd.Series:
+def _parse_dates(text: pd.Series, source: str, column: str) -> pd.Series:
     """Date strings to UTC datetimes, with one day/month convention for the whole column."""
     fields = text.str.extract(DAY_MONTH)
     slashed = fields[0].notna()
@@ -80,18 +82,18 @@ def _parse_dates(text: pd.Series, source: str) -> pd.Series:
     first, second = fields.loc[slashed, 0].astype(int), fields.loc[slashed, 1].astype(int)
     day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
     if day_first and month_first:
-        raise ValueError(f"{source}: column 'timestamp' has day-first ({text[slashed][first > 12].iloc[0]!r}) and "
+        raise ValueError(f"{source}: column {column!r} has day-first ({text[slashed][first > 12].iloc[0]!r}) and "
                          f"month-first ({text[slashed][second > 12].iloc[0]!r}) dates; pass a date format "
                          "(--date-format) or fix the column")
     if not (day_first or month_first):
-        raise ValueError(f"{source}: column 'timestamp' has dates such as {text[slashed].iloc[0]!r} that read as "
+        raise ValueError(f"{source}: column {column!r} has dates such as {text[slashed].iloc[0]!r} that read as "
                          "day/month or month/day alike; pass a date format, e.g. --date-format '%d/%m/%Y'")
     return pd.to_datetime(text, format="mixed", dayfirst=day_first, errors="coerce", utc=True)
 
 
-def _dates_to_seconds(dates: pd.Series, text: pd.Series, source: str, expected: str) -> pd.Series:
+def _dates_to_seconds(dates: pd.Series, text: pd.Series, source: str, expected: str, column: str) -> pd.Series:
     bad = dates.isna()
     if bad.any():
-        raise ValueError(f"{source}: column 'timestamp' value {text[bad].iloc[0]!r} is not {expected} (epoch "
-                         "seconds, milliseconds or a date)")
+        hint = " (epoch seconds, milliseconds or a date)" if expected == "a date" else ""
+        raise ValueError(f"{source}: column {column!r} value {text[bad].iloc[0]!r} is not {expected}{hint}")
     return (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)

@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from prerec_pyro.data.domain import Domain, make_domain
+from prerec_pyro.data.tables import read_frame
 from prerec_pyro.data.timestamps import epoch_seconds
 
 logger = logging.getLogger(__name__)
@@ -42,16 +43,9 @@ TEXT_COLUMNS = ("item_id", "text", "user_id", "domain")
 
 
 def read_table(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFrame:
-    """Read a CSV or Parquet table (by suffix) and check its ``required`` columns; id columns become text."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise ValueError(f"{path}: unsupported suffix {suffix!r}; expected .csv or .parquet")
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: the file is empty (0 bytes); expected a header row with {list(required)}")
-    frame = _read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    """Read a CSV or Parquet table (``prerec_pyro.data.tables``) and check its ``required`` columns; id columns
+    become text."""
+    frame = read_frame(path, TEXT_COLUMNS, expected=f"a header row with {list(required)}")
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; expected {list(required)} (and optionally "
@@ -61,25 +55,6 @@ def read_table(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.Da
             values = frame[column]
             frame[column] = values.where(values.isna(), values.astype(str))
     return frame
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    """A UTF-8 CSV, ids and text as strings; a file in another encoding is named with its first bad line."""
-    try:
-        return pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""],
-                           encoding="utf-8")
-    except UnicodeDecodeError:
-        data = path.read_bytes()
-        try:
-            data.decode("utf-8")
-            position = 0
-        except UnicodeDecodeError as error:
-            position = error.start
-        line = data[:position].count(b"\n") + 1
-        raise ValueError(f"{path}: line {line} is not UTF-8 (byte {data[position]:#04x}); save the file as UTF-8, "
-                         f"e.g. iconv -f latin1 -t utf-8 {path.name} > fixed.csv") from None
-    except pd.errors.ParserError as error:
-        raise ValueError(f"{path}: not a well-formed CSV ({str(error).strip()})") from None
 
 
 def _check_no_missing(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:

@@ -24,6 +24,8 @@ import pandas as pd
 
 from prerec_pyro.data.domain import Domain, make_domain
 from prerec_pyro.data.download import download_file, extract_zip_member
+from prerec_pyro.data.tables import read_frame
+from prerec_pyro.data.timestamps import epoch_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ ONLINE_RETAIL_URL = "https://archive.ics.uci.edu/static/public/352/online+retail
 ONLINE_RETAIL_MEMBER = "Online Retail.xlsx"
 DOMAIN_NAME = "online_retail"
 #: Formats tried, in order, on string invoice dates before pandas' mixed-format fallback.
-DATE_FORMATS = ("%m/%d/%Y %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
+UCI_DATE_FORMAT = "%m/%d/%Y %H:%M"  # InvoiceDate in UCI's CSV export
 STRING_COLUMNS = ("InvoiceNo", "StockCode", "Description", "InvoiceDate", "Country")
 BASE_COLUMNS = ("InvoiceNo", "StockCode", "Description", "InvoiceDate")
 
@@ -65,28 +67,12 @@ class RetailOptions:
             object.__setattr__(self, "countries", tuple(self.countries))
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    dtype = {c: str for c in STRING_COLUMNS}
-    try:
-        return pd.read_csv(path, dtype=dtype, encoding="utf-8")
-    except UnicodeDecodeError:
-        logger.warning("%s is not UTF-8; reading it as Latin-1", path)
-        return pd.read_csv(path, dtype=dtype, encoding="latin-1")
-
-
 def read_retail_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read the raw table from ``.xlsx``/``.xls``, ``.csv`` or ``.parquet`` (by suffix); ids come back as str."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xls"):
-        logger.info("reading %s (a large workbook takes a minute or two)", path)
-        frame = pd.read_excel(path, dtype={c: str for c in STRING_COLUMNS if c != "InvoiceDate"})
-    elif suffix == ".csv":
-        frame = _read_csv(path)
-    elif suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    else:
-        raise ValueError(f"{path}: unsupported suffix {suffix!r}; expected .xlsx, .xls, .csv or .parquet")
+    """Read the raw table from ``.xlsx``/``.xls``, ``.csv`` (UTF-8, else Latin-1 as UCI's export) or ``.parquet``
+    (``prerec_pyro.data.tables``); ids come back as stripped text."""
+    text = tuple(c for c in STRING_COLUMNS if c != "InvoiceDate" or Path(path).suffix.lower() == ".csv")
+    frame = read_frame(path, text, workbooks=True, fallback_encoding="latin-1",
+                       expected=f"a header row with {list(BASE_COLUMNS)}")
     for column in ("InvoiceNo", "StockCode", "Country"):
         if column in frame.columns:
             values = frame[column]
@@ -95,20 +81,15 @@ def read_retail_table(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def parse_invoice_dates(values: pd.Series, source: str) -> pd.Series:
-    """Parse invoice dates: datetimes pass through; strings try :data:`DATE_FORMATS`, then pandas' mixed parser."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values
-    text = values.astype("string").str.strip()
-    for fmt in DATE_FORMATS:
-        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-        if parsed.notna().all():
-            return parsed
-    parsed = pd.to_datetime(text, format="mixed", errors="coerce")
-    if parsed.isna().any():
-        bad = values[parsed.isna()].iloc[0]
-        raise ValueError(f"{source}: column 'InvoiceDate' has unparseable value {bad!r}; expected a datetime or "
-                         f"a string like '12/1/2010 8:26'")
-    return parsed
+    """Invoice dates as int64 epoch seconds (UTC) through the library's one timestamp reader
+    (``prerec_pyro.data.timestamps``). UCI's own file writes ``12/1/2010 8:26`` (month first): a column of strings
+    some of which read so is read so, strictly (a value that does not is an error naming it); anything else
+    (datetimes from the workbook, ISO strings, epochs) follows the reader's rules."""
+    if not pd.api.types.is_datetime64_any_dtype(values) and not pd.api.types.is_numeric_dtype(values):
+        text = values.astype("string").str.strip()
+        if pd.to_datetime(text, format=UCI_DATE_FORMAT, errors="coerce").notna().any():
+            return epoch_seconds(text, source, UCI_DATE_FORMAT, column="InvoiceDate")
+    return epoch_seconds(values, source, column="InvoiceDate")
 
 
 def _customer_ids(values: pd.Series) -> pd.Series:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from prerec_pyro.data.domain import Domain, make_domain
 from prerec_pyro.data.download import download_file
+from prerec_pyro.data.timestamps import epoch_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -165,12 +166,8 @@ def read_metadata(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def _utc_day_seconds(dates: pd.Series, path: Path, column: str) -> pd.Series:
-    """Parse ``YYYY-MM-DD`` strings to epoch seconds at 00:00 UTC."""
-    parsed = pd.to_datetime(dates, format="%Y-%m-%d", errors="coerce")
-    if parsed.isna().any():
-        bad = dates[parsed.isna()].iloc[0]
-        raise ValueError(f"{path}: {column!r} value {bad!r} is not a YYYY-MM-DD date")
-    return parsed.astype("datetime64[s]").astype("int64")
+    """``YYYY-MM-DD`` strings as epoch seconds at 00:00 UTC (the library's one timestamp reader)."""
+    return epoch_seconds(dates, str(path), "%Y-%m-%d", column=column)
 
 
 def read_reviews(path: str | os.PathLike[str]) -> pd.DataFrame:
