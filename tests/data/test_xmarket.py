@@ -135,7 +135,8 @@ def test_missing_review_field_names_file_and_field(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("lines", "message"), [
     (['[{"reviewerID": "u", "asin": "B1", "cleanReviewTime": "2020-01-01"}]', '{"reviewerID": "u"}'],
      "line 2 is not a JSON list"),
-    (['[{"reviewerID": "u", "asin": "B1", "cleanReviewTime": "01/02/2020"}]'], "'01/02/2020' is not the format '%Y-%m-%d'"),
+    (['[{"reviewerID": "u", "asin": "B1", "cleanReviewTime": "01/02/2020"}]'],
+     "'01/02/2020' is not the format '%Y-%m-%d'"),
     (['[{"reviewerID": "u", "asin": "B1", "cleanReviewTime": "2020-01-01"}, 7]'], "line 1 holds a int"),
     (['[{"reviewerID": "u", "asin": "B1", "cleanReviewTime": "2020-01-01"}', ''], "not valid JSON"),
     (['[{"reviewerID": "u", "asin": "B1", "cleanReviewTime": "2020-01-01"}]',
