@@ -222,13 +222,18 @@ def fit(trainer: MapTrainer, run_dir: Path, resume: bool) -> dict:
         sys.exit(130)
 
 
-def unused_dir(path: Path) -> Path:
-    """``path``, or ``path-2``, ``path-3``, ... if a run started in the same second already took it."""
+def claim_run_dir(path: Path) -> Path:
+    """Create and return ``path``, or ``path-2``, ``path-3``, ... when another run (started in the same second, in
+    this process or another) holds it. ``mkdir`` is atomic, so two concurrent runs never share a directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     candidate, n = path, 1
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.name}-{n}")
-    return candidate
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.name}-{n}")
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -246,7 +251,7 @@ def main(args: argparse.Namespace) -> Path:
         print_shapes(model, guide, trainer_builder, data)
         return Path(".")
     folder = Path(args.runs) / prepared.benchmark.folder
-    run_dir = Path(args.resume) if args.resume else unused_dir(folder / config.run_name())
+    run_dir = Path(args.resume) if args.resume else claim_run_dir(folder / config.run_name())
     if args.resume:
         load_checkpoint(run_dir / "last.pt")  # a missing or damaged checkpoint fails before anything is rewritten
     save_run_config(run_dir, config)
