@@ -49,6 +49,11 @@ so U·V gains τ_1·cos(X_{h_{t-1}}, X_j), the SBERT baseline's score (and τ_2 
 history's mean text vector). No learned map touches the channel: on a platform whose texts the networks never saw,
 it still holds what the text encoder knows, and the learned parts model what it misses.
 
+Repeat term (``repeat_term``, an extension; off reproduces Eq. 6). The logit of an item already in the window's
+history gets a learned weight w_r: R_it ~ Categorical(softmax_j(... + w_r·1[j ∈ H_i,<t])). A dot product cannot say
+"like the last item, but not the last item" (U·V_last holds ‖m_last‖² and, with the text channel, τ·1); w_r says how
+often people take an item again, one number that transfers across platforms (films: never; groceries: often).
+
 Units of λ (``prior_units``). Eq. 7 sets each Gaussian prior once against a log-likelihood summed over all N_obs
 observed next items: ``"total"`` reads λ so, literally. The paper's λ values (λ_d = 0.3, λ_v = 100) were tuned in
 the authors' code as Adam weight decay on the *mean* per-observation loss, i.e. as a prior N_obs times stronger;
@@ -86,10 +91,11 @@ PRIOR_UNITS = ("total", "per_observation")
 PARAMETRISATIONS = ("auto", "centred", "noncentred")
 TRANSFORMER_DTYPES = ("float32", "bfloat16")
 TEXT_CHANNELS = ("off", "last", "last+mean")
+REPEAT_UNIT = 10.0  # w_r = REPEAT_UNIT x its parameter
 # The default configuration (PreRecConfig.recommended, map_pretrain.py), chosen on the sources' validation users
 # scored by Eq. 8, no target data (docs/DESIGN.md).
 RECOMMENDED = {"prior_units": "per_observation", "shared_item_offsets": True, "last_item_skip": True,
-               "text_channel": "off"}
+               "text_channel": "off", "repeat_term": False}
 RECOMMENDED_POPULARITY_MODE = "sliding"
 
 
@@ -121,6 +127,7 @@ class PreRecConfig:
     last_item_skip: bool = False  # n = f_seq(D_k, H) + m_last (see the module docstring)
     text_channel: str = "off"  # "last": U·V += τ·cos(X_last, X_j); "last+mean" (see the module docstring)
     text_temperature: float = 5.0  # every τ's initial value (learned)
+    repeat_term: bool = False  # logits += w_r·1[item earlier in the history] (see the module docstring)
 
     def __post_init__(self):
         if self.sequence_model not in SEQUENCE_MODELS:
@@ -191,9 +198,18 @@ class PreRecModel(nn.Module):
             self.w_d = nn.Parameter(torch.randn(hidden) / hidden**0.5)
         else:
             self.start = nn.Parameter(torch.zeros(hidden))
+        if config.repeat_term:  # w_r in units of REPEAT_UNIT logits (see ``w_r``)
+            self.repeat_weight = nn.Parameter(torch.zeros(()))
         if config.text_channel != "off":  # τ_1 (last item) [, τ_2 (history mean)]
             n_tau = 1 if config.text_channel == "last" else 2
             self.log_tau = nn.Parameter(torch.full((n_tau,), float(config.text_temperature)).log())
+
+    @property
+    def w_r(self) -> Tensor:
+        """The repeat weight in logits. Stored in units of ``REPEAT_UNIT``: Adam moves a parameter by about its
+        learning rate per step whatever the gradient's scale, and w_r must travel several logits in a CPU budget of
+        a few hundred steps."""
+        return REPEAT_UNIT * self.repeat_weight
 
     def set_catalogue(self, n_domains: int, n_users: int, item_text: Tensor, item_key: Tensor | None = None) -> None:
         """Point the model at another set of domains, users and items (e.g. a target domain), keeping the nets.
@@ -373,10 +389,14 @@ class PreRecModel(nn.Module):
         """Logits of the observed site: (logits [R, L, C'], candidate items or None, catalogue size J_k)."""
         user = self.user_state(batch, latent)  # [R, L, B]
         scores = self._candidate_logits(user, batch, latent)  # [R, L, C]
+        if self.config.repeat_term:
+            scores = scores + self.w_r * batch.seen_before(batch.candidate_rows)  # [R, L, C]
         if batch.negatives is None:
             return scores, None, batch.n_domain_items
         value, bias = self.item_parts(batch.items, batch.factors_targets, batch, latent)  # [R, L, B], [R, L]
         positive = (user * value).sum(-1) + bias  # [R, L]
+        if self.config.repeat_term:
+            positive = positive + self.w_r * batch.target_seen_before()  # [R, L]
         duplicate = batch.negatives == batch.targets.unsqueeze(-1)  # [R, L, C]
         scores = scores.masked_fill(duplicate, torch.finfo(scores.dtype).min)
         candidates = torch.cat([batch.targets.unsqueeze(-1), batch.negatives.expand_as(scores)], dim=-1)

@@ -41,11 +41,12 @@ def _flags(**changes: str | bool) -> tuple[str, ...]:
     """map_pretrain flags: every model and popularity choice spelled out (the paper's Eq. 6 unless changed), so a
     variant stays what it is whatever the script's defaults."""
     values = {"prior_units": "total", "popularity_mode": "interval", "shared_item_offsets": False,
-              "last_item_skip": False, "text_channel": "off", **changes}
+              "last_item_skip": False, "text_channel": "off", "repeat_term": False, **changes}
     out = ["--prior-units", values["prior_units"], "--popularity-mode", values["popularity_mode"]]
     out += ["--shared-item-offsets" if values["shared_item_offsets"] else "--no-shared-item-offsets"]
     out += ["--last-item-skip" if values["last_item_skip"] else "--no-last-item-skip"]
     out += ["--text-channel", values["text_channel"]]
+    out += ["--repeat-term" if values["repeat_term"] else "--no-repeat-term"]
     return tuple(out)
 
 
@@ -71,6 +72,10 @@ VARIANTS = {
                                               text_channel="last+mean")),
     "prerec_text_mean": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
                                           last_item_skip=True, text_channel="last+mean")),
+    "prerec_n_repeat": ("prerec_n", _flags(popularity_mode="sliding", last_item_skip=True, text_channel="last",
+                                           repeat_term=True)),
+    "prerec_repeat": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
+                                       last_item_skip=True, text_channel="last", repeat_term=True)),
     "zesrec": ("zesrec", ()),  # the pre-trained baselines: PreRec's sizes and budget (--pretrain-args)
     "unisrec": ("unisrec", ()),
     "prerec_default": ("prerec", ()),  # map_pretrain.py's defaults, whatever they are

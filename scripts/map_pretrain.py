@@ -98,6 +98,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="give U and V a channel of the frozen normalised text vectors: last adds τ·cos(X_last, X_j) "
                         "with a learned temperature τ (what the text encoder alone knows, on any platform); "
                         "last+mean also the similarity to the history's mean text vector; off: Eq. 6")
+    p.add_argument("--repeat-term", action=argparse.BooleanOptionalAction, default=RECOMMENDED["repeat_term"],
+                   help="a learned weight w_r on the logit of items already in the history (how often people take "
+                        "an item again)")
     p.add_argument("--text-temperature", type=float, default=5.0,
                    help="initial value of the learned temperatures τ of --text-channel")
     p.add_argument("--prior-units", default=RECOMMENDED["prior_units"], choices=PRIOR_UNITS,
@@ -154,6 +157,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                          prior_units=args.prior_units, parametrisation=args.parametrisation,
                          shared_item_offsets=args.shared_item_offsets, lambda_v_shared=args.lambda_v_shared,
                          last_item_skip=args.last_item_skip, text_channel=args.text_channel,
+                         repeat_term=args.repeat_term,
                          text_temperature=args.text_temperature)
     if args.method == "prerec_n":
         model = model.ablation()

@@ -46,6 +46,24 @@ class PreRecBatch:
             return self.negatives + self.item_offset
         return torch.arange(self.item_offset, self.item_offset + self.n_domain_items, device=self.items.device)
 
+    def seen_before(self, rows: Tensor) -> Tensor:
+        """Whether item ``rows`` [C] (global rows) occurs earlier in the window than each position (windows are
+        right-padded, so every position before a target holds a real item). [R, L, C] bool"""
+        lookup = torch.full((int(max(self.items.max(), rows.max())) + 1,), -1, dtype=torch.long,
+                            device=self.items.device)
+        lookup[rows] = torch.arange(len(rows), device=rows.device)
+        where = lookup[self.items[:, :-1]]  # [R, L-1]: candidate index of each history item, -1 if none
+        r, s = (where >= 0).nonzero(as_tuple=True)
+        marks = torch.zeros(self.items.shape[0], self.items.shape[1], len(rows), device=self.items.device)
+        marks.index_put_((r, s + 1, where[r, s]), torch.ones_like(r, dtype=marks.dtype), accumulate=True)
+        return marks.cumsum(1) > 0  # [R, L, C]
+
+    def target_seen_before(self) -> Tensor:
+        """Whether each position's own item occurs earlier in its window. [R, L] bool"""
+        same = self.items.unsqueeze(2) == self.items.unsqueeze(1)  # [R, L (p), L (s)]
+        earlier = torch.ones(same.shape[1:], dtype=torch.bool, device=same.device).tril(-1)  # s < p
+        return (same & earlier).any(-1)
+
     @property
     def n_targets(self) -> int:
         return int(self.target_mask.sum())

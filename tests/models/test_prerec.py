@@ -310,3 +310,44 @@ def test_text_channel_adds_exactly_its_similarity_to_eq6(tiny_sources, encode_ha
         expected = torch.cat([positive, expected], dim=-1)  # [R, L, 1 + C]
     keep = batch.target_mask.unsqueeze(-1) & (logits > torch.finfo(logits.dtype).min)  # a negative equal to its
     torch.testing.assert_close(gained[keep], expected[keep], atol=1e-4, rtol=1e-4)  # positive is masked out
+
+
+def test_seen_before_marks_the_items_earlier_in_each_window(tiny_sources):
+    """By hand: position p of a window sees its items 0..p-1, and a position's own item is 'seen' only when it
+    occurred before it."""
+    batch = make_batch(tiny_sources, negatives=None, domain=1)
+    rows = batch.candidate_rows
+    seen = batch.seen_before(rows)  # [R, L, J]
+    items = batch.items
+    for r in range(2):
+        for p in range(items.shape[1]):
+            expected = torch.zeros(len(rows), dtype=torch.bool)
+            for s in range(p):
+                expected |= rows == items[r, s]
+            assert torch.equal(seen[r, p], expected)
+            assert bool(batch.target_seen_before()[r, p]) == bool((items[r, :p] == items[r, p]).any())
+
+
+@pytest.mark.parametrize("negatives", [None, 5])
+def test_repeat_term_adds_w_r_to_items_already_in_the_history(tiny_sources, encode_hash, negatives):
+    text = encode_hash(tiny_sources)  # [J, T]
+    base = replace(CONFIG, last_item_skip=True, text_channel="last")
+    repeat = PreRecModel(replace(base, repeat_term=True), len(tiny_sources.domains), tiny_sources.n_fit_users,
+                         text).eval()
+    with torch.no_grad():
+        repeat.repeat_weight.fill_(-0.25)  # w_r = REPEAT_UNIT x the parameter
+    assert repeat.w_r.item() == pytest.approx(-2.5)
+    without = PreRecModel(base, len(tiny_sources.domains), tiny_sources.n_fit_users, text).eval()
+    without.load_state_dict(repeat.state_dict(), strict=False)
+    batch = make_batch(tiny_sources, negatives=negatives, domain=1)
+    trace = poutine.trace(repeat).get_trace(batch)
+    values = {site: trace.nodes[site]["value"] for site in (D, EPS_V, EPS_Z, EPS_U)}
+    with torch.no_grad():
+        logits = poutine.condition(repeat, data=values)(batch)
+        gained = logits - poutine.condition(without, data=values)(batch)
+    expected = batch.seen_before(batch.candidate_rows).float()  # [R, L, C]
+    if negatives is not None:
+        expected = torch.cat([batch.target_seen_before().float().unsqueeze(-1), expected], dim=-1)
+    assert expected[batch.target_mask].any(), "the fixture must repeat some item, or the test shows nothing"
+    keep = batch.target_mask.unsqueeze(-1) & (logits > torch.finfo(logits.dtype).min)
+    torch.testing.assert_close(gained[keep], -2.5 * expected[keep], atol=1e-4, rtol=1e-4)
