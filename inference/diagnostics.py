@@ -6,6 +6,8 @@ For a pre-trained model pointed at a target, the scorers here rank the same samp
   every item: the text and sequence terms alone;
 - ``WithoutSequence``: Eq. 8 with a silent sequence model (f_seq = 0): the user state is what the last item says
   (the skip and the text channel, when the run has them); the gap to Eq. 8 is what the Transformer adds;
+- ``WithoutHistory``: a scorer with the items already in the window's history ranked last (SBERT ranks the last
+  item itself first);
 - ``TextHeadOnly``: the learned text head used the way SBERT uses raw vectors, f_e(X_last) · f_e(X_j): what the
   text head alone knows, without the Transformer's user state or popularity;
 - ``SbertAgreement``: wraps a scorer and records, for every evaluated position, the Spearman rank correlation of
@@ -43,6 +45,18 @@ class WithoutPopularity:
 
     def __call__(self, batch: PreRecBatch) -> Tensor:
         return self.scorer(replace(batch, factors_candidates=torch.zeros_like(batch.factors_candidates)))
+
+
+class WithoutHistory:
+    """A scorer's scores with every item already in the window's history ranked last: what the scorer would reach
+    if it knew that items are not taken twice (the repeat term learns how often they are)."""
+
+    def __init__(self, scorer):
+        self.scorer, self.name = scorer, f"{scorer.name} without history items"
+
+    def __call__(self, batch: PreRecBatch) -> Tensor:
+        scores = self.scorer(batch)  # [R, L, J]
+        return scores.masked_fill(batch.seen_before(batch.candidate_rows), torch.finfo(scores.dtype).min)
 
 
 class _SilentSequence(nn.Module):
@@ -126,7 +140,8 @@ def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config:
     text = prepared.item_text(prepared.target(target)).to(config.device)
     agreement = SbertAgreement(eq8, text)
     scorers = [agreement, WithoutPopularity(eq8), WithoutSequence(eq8),
-               TextHeadOnly(eq8.model, name=f"{eq8.name} text head only"), PopScorer(), SbertScorer(text)]
+               TextHeadOnly(eq8.model, name=f"{eq8.name} text head only"), PopScorer(), SbertScorer(text),
+               WithoutHistory(SbertScorer(text))]
     rows = [r for r in score_target(prepared, target, scorers, config, with_random=False) if r["subset"] == "all"]
     rows[0]["sbert_spearman"] = agreement.mean_correlation()
     return rows

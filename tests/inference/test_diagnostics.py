@@ -11,6 +11,7 @@ from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.inference.diagnostics import (
     SbertAgreement,
     TextHeadOnly,
+    WithoutHistory,
     WithoutPopularity,
     WithoutSequence,
     spearman,
@@ -61,6 +62,15 @@ def test_without_sequence_scores_with_a_silent_f_seq_and_restores_it(scored):
     torch.testing.assert_close(without, eq8(batch))
 
 
+def test_without_history_ranks_every_history_item_last(scored):
+    _, batch, text = scored
+    scores = WithoutHistory(SbertScorer(text))(batch)  # [R, L, J]
+    seen = batch.seen_before(batch.candidate_rows)
+    assert seen[batch.target_mask].any()
+    lowest = torch.finfo(scores.dtype).min
+    assert (scores[seen] == lowest).all() and (scores[~seen] > lowest).all()
+
+
 def test_text_head_only_with_identity_head_is_sbert(scored):
     eq8, batch, text = scored
     model = eq8.model
@@ -88,5 +98,5 @@ def test_diagnose_script_prints_each_term(pretrained, capsys):
     spec.loader.exec_module(script)
     table = script.main(script.parse_args(["--run", str(run_dir), "--target", TARGET, "--n-boot", "10"]))
     assert {"PreRec", "PreRec without popularity", "PreRec without sequence model", "PreRec text head only", "POP",
-            "SBERT"} == set(table["method"])
+            "SBERT", "SBERT without history items"} == set(table["method"])
     assert "Spearman" in capsys.readouterr().out and (run_dir / "diagnose_synthetic-small.csv").exists()
