@@ -92,10 +92,10 @@ PARAMETRISATIONS = ("auto", "centred", "noncentred")
 TRANSFORMER_DTYPES = ("float32", "bfloat16")
 TEXT_CHANNELS = ("off", "last", "last+mean")
 REPEAT_UNIT = 10.0  # w_r = REPEAT_UNIT x its parameter
-# The default configuration (PreRecConfig.recommended, map_pretrain.py), chosen on the sources' validation users
-# scored by Eq. 8, no target data (docs/DESIGN.md).
+# The default configuration (PreRecConfig.recommended, map_pretrain.py): each part justified by the model and measured
+# on the sources' validation users scored by Eq. 8 and across platforms (docs/DESIGN.md).
 RECOMMENDED = {"prior_units": "per_observation", "shared_item_offsets": True, "last_item_skip": True,
-               "text_channel": "off", "repeat_term": False}
+               "text_channel": "last", "repeat_term": True}
 RECOMMENDED_POPULARITY_MODE = "sliding"
 
 
@@ -151,7 +151,8 @@ class PreRecConfig:
     @classmethod
     def recommended(cls, **changes) -> "PreRecConfig":
         """The library's default configuration (``scripts/map_pretrain.py``'s defaults): Eq. 6 with per-observation
-        priors, shared item offsets and the last-item skip (docs/DESIGN.md, "The default configuration").
+        priors, shared item offsets, the last-item skip, the text channel and the repeat term (docs/DESIGN.md, "The
+        default configuration").
         ``PreRecConfig()`` itself is Eq. 6 with Eq. 7 read literally."""
         return cls(**{**RECOMMENDED, **changes})
 

@@ -50,7 +50,8 @@ BENCHMARK_SETTINGS = {
 GROUPS = {
     "paper-intervals": (("prerec_n", "prerec_literal", "prerec_per_obs", "prerec_shared", "prerec_per_obs_intervened"),
                         ("eq8", "backdoor")),
-    "sliding": (("prerec_n_sliding_skip", "prerec_per_obs_sliding", "prerec_combined", "zesrec", "unisrec"), ("eq8",)),
+    "sliding": (("prerec_n_sliding_skip", "prerec_per_obs_sliding", "prerec_combined", "prerec_n_text", "prerec_text",
+                 "prerec_n_repeat", "prerec_repeat", "zesrec", "unisrec"), ("eq8",)),
 }
 
 

@@ -16,7 +16,8 @@ from prerec_pyro.text import TextEncoderConfig
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "map_pretrain.py"
 
 
-EQ6 = ("--prior-units", "total", "--popularity-mode", "interval", "--no-shared-item-offsets", "--no-last-item-skip")
+EQ6 = ("--prior-units", "total", "--popularity-mode", "interval", "--no-shared-item-offsets", "--no-last-item-skip",
+       "--text-channel", "off", "--no-repeat-term")
 
 
 def pretrain(tmp_path_factory, *flags):
