@@ -283,6 +283,18 @@ def _text_side(text, batch, channel, tau):
     return side
 
 
+def _logits_and_gain(extended, tiny_sources, text, base, batch):
+    """The logits of ``extended`` and what it adds over the same model built from ``base`` (shared networks and
+    latent values): ([R, L, C'], [R, L, C'])."""
+    without = PreRecModel(base, len(tiny_sources.domains), tiny_sources.n_fit_users, text).eval()
+    without.load_state_dict(extended.state_dict(), strict=False)
+    trace = poutine.trace(extended).get_trace(batch)
+    values = {site: trace.nodes[site]["value"] for site in (D, EPS_V, EPS_Z, EPS_U)}
+    with torch.no_grad():
+        logits = poutine.condition(extended, data=values)(batch)
+        return logits, logits - poutine.condition(without, data=values)(batch)
+
+
 @pytest.mark.parametrize("channel", ["last", "last+mean"])
 @pytest.mark.parametrize("negatives", [None, 5])
 def test_text_channel_adds_exactly_its_similarity_to_eq6(tiny_sources, encode_hash, negatives, channel):
@@ -294,14 +306,8 @@ def test_text_channel_adds_exactly_its_similarity_to_eq6(tiny_sources, encode_ha
                                tiny_sources.n_fit_users, text).eval()
     with torch.no_grad():
         with_channel.log_tau.copy_(torch.tensor([2.0, 3.0][:len(with_channel.log_tau)]).log())
-    without = PreRecModel(base, len(tiny_sources.domains), tiny_sources.n_fit_users, text).eval()
-    without.load_state_dict(with_channel.state_dict(), strict=False)
     batch = make_batch(tiny_sources, negatives=negatives, domain=1)
-    trace = poutine.trace(with_channel).get_trace(batch)
-    values = {site: trace.nodes[site]["value"] for site in (D, EPS_V, EPS_Z, EPS_U)}
-    with torch.no_grad():
-        logits = poutine.condition(with_channel, data=values)(batch)
-        gained = logits - poutine.condition(without, data=values)(batch)
+    logits, gained = _logits_and_gain(with_channel, tiny_sources, text, base, batch)
     unit = torch.nn.functional.normalize(text, dim=-1)
     side = _text_side(text, batch, channel, [2.0, 3.0])  # [R, L, T]
     expected = side @ unit[batch.candidate_rows].T  # [R, L, C]: the catalogue, or the sampled negatives
@@ -337,14 +343,8 @@ def test_repeat_term_adds_w_r_to_items_already_in_the_history(tiny_sources, enco
     with torch.no_grad():
         repeat.repeat_weight.fill_(-0.25)  # w_r = REPEAT_UNIT x the parameter
     assert repeat.w_r.item() == pytest.approx(-2.5)
-    without = PreRecModel(base, len(tiny_sources.domains), tiny_sources.n_fit_users, text).eval()
-    without.load_state_dict(repeat.state_dict(), strict=False)
     batch = make_batch(tiny_sources, negatives=negatives, domain=1)
-    trace = poutine.trace(repeat).get_trace(batch)
-    values = {site: trace.nodes[site]["value"] for site in (D, EPS_V, EPS_Z, EPS_U)}
-    with torch.no_grad():
-        logits = poutine.condition(repeat, data=values)(batch)
-        gained = logits - poutine.condition(without, data=values)(batch)
+    logits, gained = _logits_and_gain(repeat, tiny_sources, text, base, batch)
     expected = batch.seen_before(batch.candidate_rows).float()  # [R, L, C]
     if negatives is not None:
         expected = torch.cat([batch.target_seen_before().float().unsqueeze(-1), expected], dim=-1)
