@@ -388,7 +388,7 @@ class PreRecModel(nn.Module):
 
     def logits(self, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor | None, int]:
         """Logits of the observed site: (logits [R, L, C'], candidate items or None, catalogue size J_k)."""
-        user = self.user_state(batch, latent)  # [R, L, B]
+        user = self.user_state(batch, latent)  # [R, L, B (+ T)]
         scores = self._candidate_logits(user, batch, latent)  # [R, L, C]
         if self.config.repeat_term:
             scores = scores + self.w_r * batch.seen_before(batch.candidate_rows)  # [R, L, C]

@@ -5,10 +5,10 @@
     python scripts/diagnose.py --run RUN --benchmark retail-to-movielens --data-dir ../shared/data   # cross-platform
 
 Rows: Eq. 8 as evaluated, Eq. 8 without the target's popularity, without the sequence model (f_seq = 0), the
-run's text head alone (f_e(X_last)·f_e(X_j)), POP and SBERT; the column ``sbert_spearman`` is the mean rank
-correlation of Eq. 8's scores with SBERT's. The benchmark's targets are scored with the run's own sources (any
-benchmark, a .toml file included). Writes ``diagnose_<benchmark>.csv`` beside the run (a .toml benchmark: its
-folder name, as under a root of runs).
+run's text head alone (f_e(X_last)·f_e(X_j)), POP, SBERT and SBERT with the history's items ranked last; the
+column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's. The benchmark's targets are
+scored with the run's own sources (any benchmark, a .toml file included). Writes ``diagnose_<benchmark>.csv``
+beside the run (a .toml benchmark: its folder name, as under a root of runs).
 """
 
 from __future__ import annotations

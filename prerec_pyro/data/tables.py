@@ -3,7 +3,8 @@
 Rules: the reader is chosen by suffix (``.csv``; ``.parquet``/``.pq``; ``.xlsx``/``.xls`` where a loader allows
 workbooks); a missing or 0-byte file is an error naming it; ``text_columns`` are read as strings (ids are never
 numbers); a CSV must be UTF-8, and a file that is not is an error naming the first bad line and the fix, unless the
-loader names a fallback encoding (UCI's Online Retail export is Latin-1), which is then logged. Timestamps are read
+loader names a fallback encoding (UCI's Online Retail export is Latin-1), which is then logged; a CSV pandas cannot
+parse (a row with more fields than the header) is an error naming the file and pandas' reason. Timestamps are read
 by ``prerec_pyro.data.timestamps``; what the columns mean is each loader's business.
 """
 
@@ -43,12 +44,15 @@ def read_frame(path: str | os.PathLike[str], text_columns: tuple[str, ...] = (),
 def _read_csv(path: Path, dtype: dict, fallback_encoding: str | None) -> pd.DataFrame:
     options = {"dtype": dtype, "keep_default_na": False, "na_values": [""]}
     try:
-        return pd.read_csv(path, encoding="utf-8", **options)
-    except UnicodeDecodeError:
-        if fallback_encoding is not None:
+        try:
+            return pd.read_csv(path, encoding="utf-8", **options)
+        except UnicodeDecodeError:
+            if fallback_encoding is None:
+                raise ValueError(_not_utf8(path)) from None
             logger.warning("%s is not UTF-8; reading it as %s", path, fallback_encoding)
             return pd.read_csv(path, encoding=fallback_encoding, **options)
-        raise ValueError(_not_utf8(path)) from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path}: not a well-formed CSV ({str(error).strip()})") from None
 
 
 def _not_utf8(path: Path) -> str:

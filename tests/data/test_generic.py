@@ -94,6 +94,17 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
         load_generic(tmp_path / "items.json", tmp_path / "log.csv")
 
 
+@pytest.mark.parametrize("fallback", [None, "latin-1"])
+def test_a_malformed_csv_is_named(tmp_path: Path, fallback) -> None:
+    """A row with more fields than the header is one clear error naming the file, for every loader's reader."""
+    from prerec_pyro.data.tables import read_frame
+
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,text\ni1,Red mug\ni2,Blue,plate,extra\n")
+    with pytest.raises(ValueError, match=r"items\.csv: not a well-formed CSV"):
+        read_frame(path, ("item_id", "text"), fallback_encoding=fallback)
+
+
 def test_epoch_seconds_forms() -> None:
     mixed = pd.Series(["1614816000", "2021-03-05", "2021-03-04T10:00:00+02:00", "2021-03-04 10:15:00"])
     assert epoch_seconds(mixed, "t").tolist() == [DAY_2021_03_04, DAY_2021_03_05, DAY_2021_03_04 + 8 * 3600,

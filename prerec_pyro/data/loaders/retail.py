@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 ONLINE_RETAIL_URL = "https://archive.ics.uci.edu/static/public/352/online+retail.zip"
 ONLINE_RETAIL_MEMBER = "Online Retail.xlsx"
 DOMAIN_NAME = "online_retail"
-#: Formats tried, in order, on string invoice dates before pandas' mixed-format fallback.
 UCI_DATE_FORMAT = "%m/%d/%Y %H:%M"  # InvoiceDate in UCI's CSV export
 STRING_COLUMNS = ("InvoiceNo", "StockCode", "Description", "InvoiceDate", "Country")
 BASE_COLUMNS = ("InvoiceNo", "StockCode", "Description", "InvoiceDate")
