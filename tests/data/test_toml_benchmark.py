@@ -144,3 +144,44 @@ def test_a_toml_benchmark_equals_the_named_one_it_copies(tmp_path: Path) -> None
         (named.sources, named.targets, named.k_percent, named.interval_days, named.text_model)
     copied = {d.name: d for d in copy.load(None)}
     assert_same_domains([copied[d.name] for d in domains], domains)
+
+
+def test_data_entries_mix_public_datasets_and_tables(folder: Path, tmp_path_factory) -> None:
+    """[[data]] entries: the shops' tables and synthetic-small's markets (a public dataset) in one benchmark."""
+    named = get_benchmark("synthetic-small")
+    text = ('sources = ["shop_berlin", "india"]\ntargets = ["japan"]\nk_percent = 5\n'
+            '[[data]]\nitems = "items.csv"\ninteractions = "interactions.csv"\n'
+            '[[data]]\ndataset = "synthetic-small"\ndomains = ["india", "japan"]\n')
+    mixed = benchmark_from_toml(write_toml(folder, text))
+    domains = {d.name: d for d in mixed.load(None)}
+    assert list(domains) == ["shop_berlin", "india", "japan"]
+    shops = {d.name: d for d in load_generic(folder / "items.csv", folder / "interactions.csv")}
+    markets = {d.name: d for d in named.load(None)}
+    assert_same_domains(list(domains.values()), [shops["shop_berlin"], markets["india"], markets["japan"]])
+
+
+@pytest.mark.parametrize("entry, match", [
+    ('dataset = "atlantis"\ndomains = ["india"]\n', r"data\[0\].dataset: unknown dataset 'atlantis'; expected one of"),
+    ('dataset = "synthetic"\ndomains = ["india"]\ncategories = ["x"]\n',
+     r"\[data\[0\]\]: unknown key\(s\) \['categories'\]"),
+    ('dataset = "synthetic"\ndomains = []\n', r"data\[0\].domains: expected a non-empty list of domain names"),
+    ('dataset = "xmarket"\ndomains = ["india", "japan"]\ncategories = "Electronics"\n',
+     r"data\[0\].categories: expected a non-empty list of names"),
+    ('dataset = "synthetic"\ndomains = ["india"]\n', r"targets: \['japan'\] not in the data: its entries name"),
+])
+def test_invalid_dataset_entries_name_the_file_and_the_key(tmp_path: Path, entry: str, match: str) -> None:
+    path = write_toml(tmp_path, 'sources = ["india"]\ntargets = ["japan"]\nk_percent = 5\n[[data]]\n' + entry)
+    with pytest.raises(ValueError, match=match) as error:
+        benchmark_from_toml(path)
+    assert str(path) in str(error.value)
+
+
+def test_a_dataset_domain_that_is_not_there_or_comes_twice_is_named_when_loading(tmp_path: Path) -> None:
+    head = 'sources = ["india"]\ntargets = ["japan"]\nk_percent = 5\n'
+    entry = '[[data]]\ndataset = "synthetic-small"\ndomains = ["india", "japan"]\n'
+    absent = write_toml(tmp_path, head + entry.replace('"japan"]', '"japan", "peru"]'))
+    with pytest.raises(ValueError, match=r"dataset 'synthetic-small' has no domain\(s\) \['peru'\]; it holds"):
+        benchmark_from_toml(absent).load(None)
+    twice = write_toml(tmp_path, head + entry + entry, "twice.toml")
+    with pytest.raises(ValueError, match=r"\[data\[1\]\]: domain\(s\) \['india', 'japan'\] also come from an earlier"):
+        benchmark_from_toml(twice).load(None)
