@@ -28,9 +28,9 @@ from prerec_pyro.pipeline import PreparedBenchmark
 
 from .guides import make_guide
 from .map import MapTrainer, TrainConfig
-from .runs import build_model, load_nets, load_run_config
+from .pretrained import PretrainedRun
+from .runs import build_model, load_run_config
 from .scoring import MapScorer
-from .zero_shot import known_item_offsets, pretrained_scorer
 
 logger = logging.getLogger(__name__)
 FINETUNE_PRIOR_UNITS = PRIOR_UNITS + ("run",)
@@ -59,21 +59,25 @@ def finetune(run_dir: Path, prepared: PreparedBenchmark, target: str, train: Tra
     """Fit a target's training users (their first ``first_n`` interactions) starting from a pre-training run.
 
     ``first_n == 0`` is zero-shot (nothing to fit: the pre-trained model is scored by intervention, exactly as
-    ``zero_shot.pretrained_scorer`` does). ``prior_units``: see the module docstring."""
+    ``PretrainedRun.target_scorer`` does). ``prior_units``: see the module docstring."""
     if prior_units not in FINETUNE_PRIOR_UNITS:
         raise ValueError(f"prior_units must be one of {FINETUNE_PRIOR_UNITS}, got {prior_units!r}")
     if first_n == 0:
         if not pretrained:
             raise ValueError("first_n=0 without pre-training has nothing to score with")
-        return FinetuneResult(0, True, pretrained_scorer(run_dir, prepared, target, 0, train.device), [], 0)
+        run = PretrainedRun.load(run_dir, train.device)
+        return FinetuneResult(0, True, run.target_scorer(prepared, target), [], 0)
     config = load_run_config(run_dir)
     if prior_units != "run":
         config = replace(config, model=replace(config.model, prior_units=prior_units))
     data = prepared.target(target)
-    start = zero_shot_start(run_dir, prepared, target, config) if pretrained else {}
-    model = build_model(config, data, prepared.item_text(data).to(train.device))
+    text = prepared.item_text(data).to(train.device)
     if pretrained:
-        load_nets(run_dir, model)
+        run = PretrainedRun.load(run_dir, train.device)
+        start = run.known_offsets(prepared, data.item_keys()[1])  # the zero-shot point
+        model = run.fresh_model(data, text, config)
+    else:
+        start, model = {}, build_model(replace(config, train=replace(config.train, device=train.device)), data, text)
     guide = make_guide(config.guide, model, name="finetune", init_values=start)
     eval_config = eval_config or EvalConfig(k_percent=prepared.benchmark.k_percent, split="valid", n_boot=100,
                                             device=train.device)
@@ -86,12 +90,6 @@ def finetune(run_dir: Path, prepared: PreparedBenchmark, target: str, train: Tra
     trainer = MapTrainer(model, guide, data, train, validate=validate, run_dir=out_dir, first_n=first_n)
     state = trainer.fit()
     return FinetuneResult(first_n, pretrained, scorer, state["history"], trainer.n_obs)
-
-
-def zero_shot_start(run_dir: Path, prepared: PreparedBenchmark, target: str, config) -> dict:
-    """Initial guide values that put a fine-tuning model at the zero-shot point: the run's learned eps_v_shared for
-    the target's known item ids (every other site starts at its prior mean 0), in site units."""
-    return known_item_offsets(run_dir, prepared, prepared.target(target).item_keys()[1], config.train.device)
 
 
 def incremental_study(run_dir: Path, prepared: PreparedBenchmark, target: str, train: TrainConfig,

@@ -1,8 +1,12 @@
-"""Guides for the PreRec model: AutoDelta (MAP), AutoNormal (mean-field posterior) and a sparse Delta guide.
+"""Guides for the PreRec model: AutoDelta (MAP), AutoNormal (mean-field posterior), a structured posterior and a
+sparse Delta guide.
 
 Every guide sees the batch's users through the model's subsampled ``users`` plate (``create_plates``), so a user's
 offset is paired with that user's data (SPEC §6 pitfall 1). Guides whose joint latent would cover only one batch of
-users (``AutoContinuous`` families such as AutoDiagonalNormal, AutoLowRankMultivariateNormal) are refused.
+users (``AutoContinuous`` families such as AutoDiagonalNormal, AutoLowRankMultivariateNormal over the whole model)
+are refused. The structured guide is the correct way to get one: an ``AutoGuideList`` whose
+``AutoLowRankMultivariateNormal`` part sees only the domain latents D (global, never subsampled), so the posterior
+keeps the correlations between the D_k, and whose ``AutoNormal`` part holds every other site under the users plate.
 
 A model whose config is non-centred (``PreRecConfig.noncentred``, the default under per-observation priors) is
 seen by SVI through ``svi_model``: ``poutine.reparam`` with ``LocScaleReparam(centered=0)`` turns each latent site
@@ -23,14 +27,27 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.infer.autoguide import AutoContinuous, AutoDelta, AutoNormal, init_to_mean, init_to_value
+from pyro.infer.autoguide import (
+    AutoContinuous,
+    AutoDelta,
+    AutoGuideList,
+    AutoLowRankMultivariateNormal,
+    AutoNormal,
+    init_to_mean,
+    init_to_value,
+)
 from pyro.infer.reparam import LocScaleReparam
 from torch import Tensor, nn
 
 from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_V_SHARED, EPS_Z, LATENT_SITES, D, PreRecModel
 
-GUIDES = ("delta", "normal", "sparse-delta")
+GUIDES = ("delta", "normal", "structured", "sparse-delta")
+INIT_SCALE = 0.01  # initial posterior std of the variational guides, in guide-site units
+VARIATIONAL = ("normal", "structured")
+# Adam moves an unconstrained scale by about its learning rate per step: from INIT_SCALE to the prior's std is ~5
+# units, so at the networks' 1e-3 the scales never leave their start (docs/DESIGN.md, "Variational guides").
+SCALE_LR = 0.1
 
 _GUIDE_NUMBERS = itertools.count()
 DECENTERED = "{}_decentered"  # LocScaleReparam's name for the standard-normal site behind a non-centred site
@@ -111,7 +128,7 @@ class SparseDeltaGuide(nn.Module):
 
 
 def make_guide(kind: str, model: PreRecModel, name: str = "guide", init_values: dict[str, Tensor] | None = None):
-    """Build a guide by name (``delta``, ``normal``, ``sparse-delta``).
+    """Build a guide by name (``delta``, ``normal``, ``structured``, ``sparse-delta``).
 
     ``init_values``: initial values of global latent sites by the paper's names (e.g. ``{"eps_v_shared": [I, B]}``);
     every other site starts at its prior mean.
@@ -125,7 +142,9 @@ def make_guide(kind: str, model: PreRecModel, name: str = "guide", init_values: 
     if kind == "delta":
         guide = AutoDelta(svi_model(model), init_loc_fn=init, create_plates=plates)
     elif kind == "normal":
-        guide = AutoNormal(svi_model(model), init_loc_fn=init, init_scale=0.01, create_plates=plates)
+        guide = AutoNormal(svi_model(model), init_loc_fn=init, init_scale=INIT_SCALE, create_plates=plates)
+    elif kind == "structured":
+        guide = structured_guide(model, init, plates, f"{name}-{next(_GUIDE_NUMBERS)}")
     elif kind == "sparse-delta":
         guide = SparseDeltaGuide(model).to(model.item_text.device)  # its tables live where the model does
         with torch.no_grad():
@@ -134,8 +153,37 @@ def make_guide(kind: str, model: PreRecModel, name: str = "guide", init_values: 
         return guide
     else:
         raise ValueError(f"unknown guide {kind!r}; expected one of {GUIDES}")
-    guide._pyro_name = f"{name}-{next(_GUIDE_NUMBERS)}"
+    if kind != "structured":  # named before its parts were added, which take their names from it
+        guide._pyro_name = f"{name}-{next(_GUIDE_NUMBERS)}"
     return guide
+
+
+def structured_guide(model: PreRecModel, init, plates, name: str) -> AutoGuideList:
+    """A low-rank multivariate normal over D (all domains jointly) and AutoNormal over every other site; ``name``
+    is the list's parameter-store name (its parts are ``<name>.0``, ``<name>.1``)."""
+    if not model.config.use_domain:
+        raise ValueError("the structured guide puts a low-rank posterior on D; this model (PreRec_n) has no D: use "
+                         "--guide normal")
+    fitted, domain_site = svi_model(model), guide_site(model, D)
+    guide = AutoGuideList(fitted, create_plates=plates)
+    guide._pyro_name = name
+    guide.append(AutoLowRankMultivariateNormal(poutine.block(fitted, expose=[domain_site]), init_loc_fn=init,
+                                               init_scale=INIT_SCALE))
+    guide.append(AutoNormal(poutine.block(fitted, hide=[domain_site]), init_loc_fn=init, init_scale=INIT_SCALE))
+    # the parts use the list's plates (its create_plates), the users plate subsampled to the batch's users
+    return guide
+
+
+def scale_parameters(guide) -> list[Tensor]:
+    """The parameters of a variational guide that set its posterior spread (AutoNormal's scales, the low-rank
+    factor and diagonal of the structured guide's D); [] for point-estimate guides. They may take their own
+    learning rate (``TrainConfig.scale_lr``)."""
+    out = []
+    for name, parameter in guide.named_parameters():
+        parts = name.split(".")
+        if "scales" in parts[:-1] or parts[-1] in ("scale", "scale_unconstrained", "cov_factor"):
+            out.append(parameter)
+    return out
 
 
 def guide_init_values(model: PreRecModel, values: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -173,22 +221,61 @@ def latent_values(guide, batch: PreRecBatch, model: PreRecModel) -> dict[str, Te
     return values
 
 
-def posterior_spread(guide, model: PreRecModel) -> dict | None:
-    """For a guide with a posterior (AutoNormal): mean posterior standard deviation of each latent site beside its
-    prior's, and per domain for D. ``None`` for point-estimate guides."""
-    if not isinstance(guide, AutoNormal):
-        return None
+def latent_draw(guide, batch: PreRecBatch, model: PreRecModel) -> dict[str, Tensor]:
+    """One draw of every latent site of ``model`` from the guide for this batch (its users: the batch's), under the
+    paper's site names; a point-estimate guide returns its point estimate. Uses the global torch RNG."""
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(guide).get_trace(batch)
+    values = {}
+    for site in LATENT_SITES:
+        node = trace.nodes.get(guide_site(model, site))
+        if node is not None and node["type"] == "sample":
+            values[site] = node["value"].detach()
+    if model.config.noncentred:
+        values = {site: value * model.prior(site).stddev for site, value in values.items()}
+    return values
+
+
+def _normal_parts(guide) -> list:
+    """The variational parts of a guide: [AutoNormal] or the structured guide's [low-rank MVN, AutoNormal]."""
+    parts = list(guide) if isinstance(guide, AutoGuideList) else [guide]
+    return [part for part in parts if isinstance(part, (AutoNormal, AutoLowRankMultivariateNormal))]
+
+
+def guide_moments(guide) -> dict[str, tuple[Tensor, Tensor]]:
+    """Posterior mean and standard deviation of every site of a variational guide, by guide site name, in guide
+    units (a non-centred site's ``_decentered`` value); {} for point-estimate guides."""
     out = {}
     with torch.no_grad():
-        for site in LATENT_SITES:
-            name = guide_site(model, site)
-            if not hasattr(guide.scales, name):
-                continue
-            prior_std = model.prior(site).stddev  # [B]
-            unit = prior_std if model.config.noncentred else torch.ones_like(prior_std)  # guide units -> site units
-            scale, loc = getattr(guide.scales, name) * unit, getattr(guide.locs, name) * unit
-            out[site] = {"posterior_std_mean": float(scale.mean()), "prior_std": float(prior_std.mean())}
-            if site == D:
-                out[D]["posterior_std_per_domain"] = scale.mean(-1).tolist()
-                out[D]["posterior_mean_norm_per_domain"] = loc.norm(dim=-1).tolist()
+        for part in _normal_parts(guide):
+            if isinstance(part, AutoNormal):
+                for name, loc in part.locs.named_parameters():
+                    site = name.removesuffix("_unconstrained")
+                    out[site] = (getattr(part.locs, site).detach(), getattr(part.scales, site).detach())
+            else:  # the joint posterior's marginals, unpacked site by site
+                posterior = part.get_posterior()
+                means = dict((site["name"], value) for site, value in part._unpack_latent(posterior.mean))
+                stds = dict((site["name"], value) for site, value in part._unpack_latent(posterior.variance.sqrt()))
+                out.update({name: (means[name].detach(), stds[name].detach()) for name in means})
+    return out
+
+
+def posterior_spread(guide, model: PreRecModel) -> dict | None:
+    """For a guide with a posterior (``normal``, ``structured``): mean posterior standard deviation of each latent
+    site beside its prior's, and per domain for D. ``None`` for point-estimate guides."""
+    moments = guide_moments(guide)
+    if not moments:
+        return None
+    out = {}
+    for site in LATENT_SITES:
+        name = guide_site(model, site)
+        if name not in moments:
+            continue
+        prior_std = model.prior(site).stddev  # [B]
+        unit = prior_std if model.config.noncentred else torch.ones_like(prior_std)  # guide units -> site units
+        loc, scale = (value * unit for value in moments[name])
+        out[site] = {"posterior_std_mean": float(scale.mean()), "prior_std": float(prior_std.mean())}
+        if site == D:
+            out[D]["posterior_std_per_domain"] = scale.mean(-1).tolist()
+            out[D]["posterior_mean_norm_per_domain"] = loc.norm(dim=-1).tolist()
     return out

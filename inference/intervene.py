@@ -86,15 +86,21 @@ class InterventionScorer:
 
 
 class BackdoorScorer:
-    """Back-door adjustment: log of the softmax averaged over ``n_samples`` draws D ~ p(D) (offsets at 0, or the
-    given ``item_offsets`` as in ``InterventionScorer``)."""
+    """Back-door adjustment: log of the softmax averaged over ``n_samples`` draws of D (offsets at 0, or the given
+    ``item_offsets`` as in ``InterventionScorer``). The draws come from the prior p(D), or are the rows of
+    ``domain_draws`` [n_samples, B] (e.g. draws of the sources' D_k from a run's posterior,
+    ``inference.pretrained.source_domain_draws``): draw s sets every domain's D to row s."""
 
     def __init__(self, model: PreRecModel, n_samples: int, seed: int = 0, name: str = "PreRec (back-door)",
-                 item_offsets: dict[str, Tensor] | None = None):
+                 item_offsets: dict[str, Tensor] | None = None, domain_draws: Tensor | None = None):
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        if domain_draws is not None and tuple(domain_draws.shape) != (n_samples, model.config.hidden_dim):
+            raise ValueError(f"domain_draws must have shape {(n_samples, model.config.hidden_dim)} (n_samples x B), "
+                             f"got {tuple(domain_draws.shape)}")
         self.model, self.n_samples, self.seed, self.name = model, n_samples, seed, name
         self.item_offsets = checked_item_offsets(model, item_offsets)
+        self.domain_draws = domain_draws
 
     @torch.no_grad()
     def __call__(self, batch: PreRecBatch) -> Tensor:
@@ -106,8 +112,11 @@ class BackdoorScorer:
         torch.manual_seed(self.seed)
         try:
             log_probs = []
-            for _ in range(self.n_samples):
-                values[D] = prior.sample((self.model.n_domains,))  # [K, B]
+            for draw in range(self.n_samples):
+                if self.domain_draws is None:
+                    values[D] = prior.sample((self.model.n_domains,))  # [K, B]
+                else:
+                    values[D] = self.domain_draws[draw].expand(self.model.n_domains, -1)  # [K, B]
                 log_probs.append(torch.log_softmax(_logits_under(self.model, values, batch), dim=-1))
         finally:
             torch.random.set_rng_state(generator_state)

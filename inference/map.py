@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler
 from prerec_pyro.data.dataset import MultiDomainData
@@ -27,10 +27,11 @@ from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.progress import progress_bar
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
-from .guides import SparseDeltaGuide, check_guide, svi_model
+from .guides import SparseDeltaGuide, check_guide, scale_parameters, svi_model
 
 logger = logging.getLogger(__name__)
 LIKELIHOODS = ("sampled", "full")
+ELBOS = ("trace", "meanfield")
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,23 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig(OptimConfig):
-    """MAP training: ``likelihood`` "sampled" (softmax over the positive and shared negatives) or "full"."""
+    """MAP (or variational) training: ``likelihood`` "sampled" (softmax over the positive and shared negatives) or
+    "full"; ``elbo`` "trace" (``Trace_ELBO``: the log joint under a Delta guide) or "meanfield"
+    (``TraceMeanField_ELBO``: the Gaussian KLs of a mean-field guide in closed form, a lower-variance gradient for its
+    scales); ``scale_lr`` the learning rate of a variational guide's scale parameters (None: ``lr``)."""
 
     likelihood: str = "sampled"
+    elbo: str = "trace"
+    scale_lr: float | None = None
 
     def __post_init__(self):
         super().__post_init__()
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if self.elbo not in ELBOS:
+            raise ValueError(f"elbo must be one of {ELBOS}, got {self.elbo!r}")
+        if self.scale_lr is not None and not self.scale_lr > 0:
+            raise ValueError(f"scale_lr must be > 0 (or None: lr), got {self.scale_lr}")
 
 
 def training_windows(data: MultiDomainData, first_n: int | None = None):
@@ -116,7 +126,7 @@ class MapTrainer:
         scale = 1.0 / self.n_obs
         self.scaled_model = poutine.scale(svi_model(model), scale=scale)
         self.scaled_guide = poutine.scale(guide, scale=scale)
-        self.elbo = Trace_ELBO()
+        self.elbo = TraceMeanField_ELBO() if config.elbo == "meanfield" else Trace_ELBO()
         self.state = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
         self._optimizers = None
         self._best = None
@@ -131,9 +141,12 @@ class MapTrainer:
         domain, rows = next(self.sampler.epoch(0))
         self.guide(self._batch(domain, rows, torch.Generator().manual_seed(0)))
         sparse = self.guide.sparse_parameters() if isinstance(self.guide, SparseDeltaGuide) else []
+        scales = scale_parameters(self.guide)
         dense = list(self.model.parameters()) + [p for p in self.guide.parameters() if p.requires_grad
-                                                 and all(p is not s for s in sparse)]
-        self._optimizers = [torch.optim.Adam(dense, lr=self.config.lr)]
+                                                 and all(p is not s for s in sparse + scales)]
+        groups = [{"params": dense}] + ([{"params": scales, "lr": self.config.scale_lr or self.config.lr}]
+                                        if scales else [])
+        self._optimizers = [torch.optim.Adam(groups, lr=self.config.lr)]
         if sparse:
             self._optimizers.append(torch.optim.SparseAdam(sparse, lr=self.config.lr))
 
@@ -146,7 +159,8 @@ class MapTrainer:
             opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_(self._optimizers[0].param_groups[0]["params"], self.config.grad_clip_norm)
+            dense = [p for group in self._optimizers[0].param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(dense, self.config.grad_clip_norm)
         for opt in self._optimizers:
             opt.step()
         return float(loss.detach())

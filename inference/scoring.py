@@ -1,12 +1,16 @@
 """Scorers that turn the PreRec model into full-catalogue scores for the evaluation harness.
 
-``MapScorer`` scores with the guide's point estimate of every latent site (MAP, or the posterior median for
-AutoNormal): the in-domain scores of §3.4 of the paper (re-estimated D̂, Ẑ, V̂, Û). The zero-shot scorers that
-intervene on the model live in ``inference.intervene``.
+``MapScorer`` scores with the guide's point estimate of every latent site (MAP, or the posterior median of a
+variational guide): the in-domain scores of §3.4 of the paper (re-estimated D̂, Ẑ, V̂, Û). ``PosteriorScorer`` is
+the posterior predictive: the next-item distribution averaged over draws of the latents from the guide. The
+zero-shot scorers that intervene on the model live in ``inference.intervene``.
+
+Shape legend: R = rows (sequences), L = positions, J = catalogue items, U = batch users, B = hidden size.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
@@ -16,7 +20,7 @@ from torch import Tensor
 from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.models.prerec import EPS_U, PreRecModel
 
-from .guides import latent_values
+from .guides import latent_draw, latent_values
 
 
 class MapScorer:
@@ -39,14 +43,45 @@ class MapScorer:
         finally:
             self.model.train(was_training)
 
-    def _point_estimates(self, batch: PreRecBatch, fitted: Tensor) -> dict[str, Tensor]:
-        """The guide's estimates, asked once per distinct fitted user (a subsampled plate must not be asked for
-        more rows than it has); eps_u of users outside the plate is 0."""
+    def _point_estimates(self, batch: PreRecBatch, fitted: Tensor, estimate=latent_values) -> dict[str, Tensor]:
+        """The guide's ``estimate`` (point estimates, or a draw), asked once per distinct fitted user (a subsampled
+        plate must not be asked for more rows than it has); eps_u of users outside the plate is 0."""
         rows = torch.unique(batch.user_index[fitted])  # sorted
         rows = rows if len(rows) else batch.user_index[:1]
-        values = latent_values(self.guide, replace(batch, user_index=rows), self.model)
+        values = estimate(self.guide, replace(batch, user_index=rows), self.model)
         if EPS_U in values:
             table = values[EPS_U]  # [len(rows), B]
             position = torch.searchsorted(rows, batch.user_index)  # [U]
             values[EPS_U] = table[position] * fitted[:, None]  # [U, B]
         return values
+
+
+class PosteriorScorer(MapScorer):
+    """The posterior predictive: log of the next-item softmax averaged over ``n_samples`` draws of the latents from
+    the guide (seeded; the global RNG is restored). Users outside the fitted plate keep eps_u = 0, as in
+    ``MapScorer``, so the two differ only by the uncertainty of the fitted sites. A point-estimate guide gives the
+    log-softmax of ``MapScorer``'s logits."""
+
+    def __init__(self, model: PreRecModel, guide, n_samples: int, seed: int = 0,
+                 name: str = "PreRec (posterior predictive)"):
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        super().__init__(model, guide, name)
+        self.n_samples, self.seed = n_samples, seed
+
+    @torch.no_grad()
+    def __call__(self, batch: PreRecBatch) -> Tensor:
+        was_training, state = self.model.training, torch.random.get_rng_state()
+        self.model.eval()
+        torch.manual_seed(self.seed)
+        try:
+            fitted = batch.user_index < self.model.n_users  # [U]
+            batch = replace(batch, user_index=torch.where(fitted, batch.user_index, 0))
+            log_probs = []
+            for _ in range(self.n_samples):
+                values = self._point_estimates(batch, fitted, estimate=latent_draw)
+                log_probs.append(torch.log_softmax(poutine.condition(self.model, data=values)(batch), -1))
+            return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(self.n_samples)  # [R, L, J]
+        finally:
+            torch.random.set_rng_state(state)
+            self.model.train(was_training)

@@ -74,3 +74,35 @@ def plot_popularity(panels: list[dict], path: Path) -> Path:
         row[2].set_ylabel("Z·(W_z + mean user state)")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_posterior_study(similarity: pd.DataFrame, bins: pd.DataFrame, items: pd.DataFrame, path: Path) -> Path:
+    """Three panels of ``scripts/posterior_study.py``: posterior distance between source domains (credible interval)
+    against their item-popularity rank correlation; reliability of the top prediction, MAP and posterior predictive
+    (quantile bins, log axes); the item offsets' posterior spread against their interaction counts."""
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13.5, 3.8), layout="constrained")
+    error = [similarity["distance_mean"] - similarity["distance_low"],
+             similarity["distance_high"] - similarity["distance_mean"]]
+    left.errorbar(similarity["popularity_spearman"], similarity["distance_mean"], yerr=error, fmt="o", capsize=3)
+    for _, row in similarity.iterrows():
+        left.annotate(f"{row['domain']}–{row['other']}", (row["popularity_spearman"], row["distance_mean"]),
+                      fontsize=7, xytext=(3, 3), textcoords="offset points")
+    left.set(xlabel="item popularity Spearman (logs)", ylabel="posterior ||D_k - D_l||", title="domain similarity")
+    for scorer, part in bins.groupby("scorer", sort=False):
+        middle.plot(part["confidence"], part["accuracy"], marker="o", label=scorer)
+    low = max(float(bins["confidence"].min()), 1e-6)
+    middle.plot([low, 1], [low, 1], color="grey", linestyle=":", label="calibrated")
+    middle.set(xscale="log", yscale="symlog", xlabel="confidence (top item)", ylabel="accuracy",
+               title="reliability (sources' validation)")
+    middle.set_yscale("symlog", linthresh=low)
+    middle.legend(fontsize=8)
+    if len(items):
+        for end, part in items.groupby("end", sort=False):
+            right.scatter(np.maximum(part["interactions"], 0.5), part["posterior_std"], label=end, s=14)
+        right.set(xscale="log", xlabel="interactions (0 drawn at 0.5)", ylabel="posterior std of eps_v",
+                  title="item offsets: widest and narrowest")
+        right.legend(fontsize=8)
+    else:
+        right.set_axis_off()
+        right.text(0.5, 0.5, "a point-estimate guide:\nno posterior spread", ha="center", va="center")
+    return save_figure(fig, path)

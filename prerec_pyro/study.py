@@ -26,10 +26,10 @@ from prerec_pyro.figures import plot_incremental, plot_popularity
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_checkpoint
 from prerec_pyro.inference.diagnostics import diagnostic_rows
 from prerec_pyro.inference.finetune import finetune, incremental_study
-from prerec_pyro.inference.intervene import target_model
 from prerec_pyro.inference.map import TrainConfig
+from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.recovery import popularity_panel
-from prerec_pyro.inference.runs import build_model, load_nets, load_run_config
+from prerec_pyro.inference.runs import load_run_config
 from prerec_pyro.inference.zero_shot import evaluate_target
 from prerec_pyro.io import atomic_write
 from prerec_pyro.models.prerec import D
@@ -185,12 +185,11 @@ class Study:
     def figures(self, curves: pd.DataFrame) -> list[Path]:
         """Fig. 3 (incremental curves) and Fig. 5 (popularity in the targets, learned score of the PreRec run)."""
         paths = [plot_incremental(curves, self.dir / "fig3_incremental.png")]
-        panels = []
+        panels, run = [], PretrainedRun.load(self.runs["prerec"], self.config.device)
         for target in self.prepared.benchmark.targets:
             data = self.prepared.target(target)
             text = self._text(data)
-            model = target_model(build_model(self.run_config, data, text), data, text)
-            load_nets(self.runs["prerec"], model)
+            model = run.model_on(data, text)
             if model.config.use_popularity:
                 domain_off = {D: torch.zeros(model.n_domains, model.config.hidden_dim, device=text.device)}  # do(D = 0)
                 panels.append(popularity_panel(model, domain_off, data, 0))

@@ -27,8 +27,9 @@ from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.baselines.train import BaselineScorer
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
+from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.runs import RunConfig, common_cold_protocol, find_latest_run, load_run_config
-from prerec_pyro.inference.zero_shot import intervened_source_score, pretrained_scorer, score_target
+from prerec_pyro.inference.zero_shot import intervened_source_score, score_target
 from prerec_pyro.io import atomic_write
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.progress import progress_bar
@@ -159,7 +160,7 @@ def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, r
     for scoring in scorings:
         samples = args.backdoor_samples if scoring == "backdoor" else 0
         offsets = "shared" if scoring == "shared" else "zero"
-        scorer = pretrained_scorer(run, prepared, target, samples, args.device, offsets)
+        scorer = PretrainedRun.load(run, args.device).target_scorer(prepared, target, samples, offsets)
         scorer.name = f"{variant}/{scoring}"
         scorers.append(scorer)
     return scorers
@@ -244,6 +245,9 @@ def main(args: argparse.Namespace) -> Path:
     baselines = {job: ensure_baseline(args, prepared, reference, *job) for job in baseline_jobs}
     rows = [] if args.skip_targets else target_rows(args, prepared, runs, baselines)
     rows += selection_rows(args, prepared, runs)
+    if not rows:  # --skip-targets with baselines only: trained, nothing to score
+        logger.info("nothing scored (--skip-targets and no PreRec variant); the baselines are trained")
+        return out
     long = pd.DataFrame(rows)
     atomic_write(out / "ablations_long.csv", lambda f: f.write(long.to_csv(index=False).encode()))
     write_summaries(long, out, args.benchmark)

@@ -27,6 +27,7 @@ from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import EvalConfig, results_table
 from prerec_pyro.inference.checkpoint import save_json
+from prerec_pyro.inference.pretrained import BACKDOOR_FROM
 from prerec_pyro.inference.runs import (
     check_finished,
     common_cold_protocol,
@@ -52,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--split", default="test", choices=("test", "all"), help="which target users to evaluate")
     p.add_argument("--samples", type=int, default=0,
                    help="back-door draws of D from its prior (0: plain do(D=0))")
+    p.add_argument("--backdoor-from", default="prior", choices=BACKDOOR_FROM,
+                   help="with --samples: draws of D from its prior (default) or from the run's posterior of the "
+                        "sources' D_k (a point-estimate run: its MAP D_k, each equally often)")
     p.add_argument("--item-offsets", default="zero", choices=("zero", "shared"),
                    help="zero: do(eps_v = eps_z = 0) as Eq. 8 (default); shared: items also in a source catalogue keep "
                         "the mean of their source offsets (an extension for overlapping catalogues)")
@@ -104,6 +108,7 @@ def output_stem(args: argparse.Namespace, runs: dict[str, Path], benchmark, tran
     parts += [f"k{args.k_percent:g}"] if args.k_percent is not None else []
     parts += [f"b{args.rndcg_b:g}"] if args.rndcg_b is not None else []
     parts += [f"backdoor{args.samples}"] if args.samples else []
+    parts += ["posterior_d"] if args.samples and args.backdoor_from == "posterior" else []
     parts += [f"{args.item_offsets}_offsets"] if args.item_offsets != "zero" else []
     return Path(args.out or runs["prerec"]) / "_".join(parts)
 
@@ -130,7 +135,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
     for target in targets:
         rows += evaluate_target(prepared, target, runs, replace(config), samples=args.samples,
-                                item_offsets=args.item_offsets)
+                                item_offsets=args.item_offsets, backdoor_from=args.backdoor_from)
     table = results_table(rows)
     print(format_table(table))
     stem = output_stem(args, runs, benchmark, transfer)
@@ -139,6 +144,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
                                           "sources": list(prepared.benchmark.sources), "targets": list(targets),
                                           "split": args.split, "k_percent": config.k_percent,
                                           "cold_items": prepared.cold_items, "cold_seed": prepared.cold_seed,
+                                          "samples": args.samples, "backdoor_from": args.backdoor_from,
+                                          "item_offsets": args.item_offsets,
                                           "runs": {k: str(v) for k, v in runs.items()},
                                           "rows": table.to_dict(orient="records")})
     print(f"written: {stem}.csv, {stem}.json")

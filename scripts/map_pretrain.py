@@ -29,8 +29,9 @@ from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.data.dataset import SequenceConfig
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_json
-from prerec_pyro.inference.guides import GUIDES, make_guide, posterior_spread
-from prerec_pyro.inference.map import LIKELIHOODS, MapTrainer, TrainConfig, training_windows
+from prerec_pyro.inference.guides import GUIDES, SCALE_LR, VARIATIONAL, make_guide, posterior_spread
+from prerec_pyro.inference.map import ELBOS, LIKELIHOODS, MapTrainer, TrainConfig, training_windows
+from prerec_pyro.inference.pretrained import probe_batch
 from prerec_pyro.inference.runs import (
     METHODS,
     SELECTIONS,
@@ -41,7 +42,7 @@ from prerec_pyro.inference.runs import (
     save_run_state,
 )
 from prerec_pyro.inference.scoring import MapScorer
-from prerec_pyro.inference.zero_shot import probe_batch, source_scorer
+from prerec_pyro.inference.zero_shot import source_scorer
 from prerec_pyro.models.prerec import (
     PARAMETRISATIONS,
     PRIOR_UNITS,
@@ -67,7 +68,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--method", "--ablation", dest="method", default="prerec", choices=METHODS,
                    help="prerec (default) or prerec_n: without D, popularity and offsets (--ablation: the old name)")
-    p.add_argument("--guide", default="delta", choices=GUIDES, help="delta = MAP (default), normal, sparse-delta")
+    p.add_argument("--guide", default="delta", choices=GUIDES,
+                   help="delta = MAP (default), normal (mean-field posterior), structured (low-rank over D, "
+                        "mean-field elsewhere), sparse-delta")
+    p.add_argument("--elbo", default="trace", choices=ELBOS,
+                   help="trace (Trace_ELBO) or meanfield (TraceMeanField_ELBO: closed-form KLs, for --guide normal)")
+    p.add_argument("--scale-lr", type=float, default=None,
+                   help=f"learning rate of a variational guide's scales (default: {SCALE_LR} for normal and "
+                        "structured, whose scales do not move at the networks' rate)")
     p.add_argument("--likelihood", default="sampled", choices=LIKELIHOODS,
                    help="sampled softmax with --negatives per batch, or the exact full softmax")
     p.add_argument("--negatives", type=int, default=255, help="sampled negatives (paper: 255)")
@@ -137,8 +145,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         value = getattr(args, flag)
         if value is not None and value < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1 (or left out for the default), got {value}")
-    if args.lr is not None and not args.lr > 0:
-        p.error(f"--lr must be > 0, got {args.lr}")
+    for flag in ("lr", "scale_lr"):
+        value = getattr(args, flag)
+        if value is not None and not value > 0:
+            p.error(f"--{flag.replace('_', '-')} must be > 0, got {value}")
     return args
 
 
@@ -166,7 +176,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                         lr=given(args.lr, defaults.get("lr", 3e-4)),
                         max_epochs=given(args.epochs, defaults.get("max_epochs", 20)),
                         patience=given(args.patience, defaults.get("patience", 3)),
-                        max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, device=args.device)
+                        max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, device=args.device,
+                        elbo=args.elbo, scale_lr=given(args.scale_lr, SCALE_LR if args.guide in VARIATIONAL else None))
     return RunConfig(benchmark=benchmark.name, method=args.method, guide=args.guide, model=model, train=train,
                      sequences=SequenceConfig(max_len=args.max_len),
                      popularity=PopularityConfig(interval_days=benchmark.interval_days, mode=args.popularity_mode),

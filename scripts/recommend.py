@@ -22,6 +22,7 @@ from prerec_pyro.api import UNKNOWN, PretrainedRun
 from prerec_pyro.cli import run
 from prerec_pyro.data.loaders.generic import INTERACTION_COLUMNS, ITEM_COLUMNS, read_table, rows_of_domain
 from prerec_pyro.data.timestamps import epoch_seconds
+from prerec_pyro.inference.pretrained import BACKDOOR_FROM
 from prerec_pyro.io import atomic_write
 from prerec_pyro.progress import progress_bar
 
@@ -44,12 +45,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--unknown", default="error", choices=UNKNOWN,
                    help="history items missing from the catalogue: stop with an error, or drop them with a warning")
     p.add_argument("--batch-users", type=int, default=1024, help="users scored at once")
+    p.add_argument("--samples", type=int, default=0,
+                   help="back-door draws of D instead of Eq. 8's do(D = 0) (0, the default: Eq. 8)")
+    p.add_argument("--backdoor-from", default="prior", choices=BACKDOOR_FROM,
+                   help="with --samples: D from its prior, or from the run's posterior of the sources' D_k")
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", required=True, help="output CSV (written atomically)")
     args = p.parse_args(argv)
-    if args.k < 1 or args.batch_users < 1:
-        p.error(f"--k and --batch-users must be >= 1, got {args.k}, {args.batch_users}")
+    if args.k < 1 or args.batch_users < 1 or args.samples < 0:
+        p.error(f"--k and --batch-users must be >= 1 and --samples >= 0, got {args.k}, {args.batch_users}, "
+                f"{args.samples}")
     return args
 
 
@@ -73,7 +79,8 @@ def main(args: argparse.Namespace):
     items = rows_of_domain(read_table(args.items, ITEM_COLUMNS), args.domain, args.items, shared_rows=True)
     recent = read_log(args.interactions, args.domain, args.date_format, ("item_id", "timestamp")) \
         if args.interactions else None
-    domain = run.on_domain(items, recent_interactions=recent, now=args.now)
+    domain = run.on_domain(items, recent_interactions=recent, now=args.now, samples=args.samples,
+                           backdoor_from=args.backdoor_from)
     histories = read_histories(args.histories, args.domain, args.date_format)
     users = list(histories)
     parts = []

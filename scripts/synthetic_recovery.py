@@ -16,9 +16,9 @@ from pathlib import Path
 from prerec_pyro import cli
 from prerec_pyro.data.synthetic import SyntheticConfig, generate_synthetic
 from prerec_pyro.inference.guides import latent_values
+from prerec_pyro.inference.pretrained import probe_batch
 from prerec_pyro.inference.recovery import popularity_recovery, taste_correlations
 from prerec_pyro.inference.runs import find_latest_run, load_run, load_run_config
-from prerec_pyro.inference.zero_shot import probe_batch
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.text import TextEncoderConfig
 

@@ -11,7 +11,6 @@ import torch
 
 from prerec_pyro import PretrainedRun
 from prerec_pyro.data.batches import BatchBuilder
-from prerec_pyro.inference.zero_shot import pretrained_scorer
 
 TARGET = "japan"
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "recommend.py"
@@ -31,7 +30,7 @@ def harness_scores(run_dir, prepared, user: int):
     dom = data.domains[0]
     windows = dom.windows(np.array([user]), data.sequences)
     batch = BatchBuilder(data, None).make(0, windows.select([0]))
-    scorer = pretrained_scorer(run_dir, prepared, TARGET, 0, "cpu")
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET)
     return scorer(batch)[0], dom.item_ids[windows.items[0]], windows.times[0], windows.target_mask[0]
 
 
@@ -49,6 +48,47 @@ def test_scores_equal_the_evaluation_harness(pretrained, shop):
     expected = torch.sort(scores[position], descending=True, stable=True).indices[:5]
     assert list(top["item_id"]) == list(domain.items["item_id"].to_numpy()[expected.numpy()])
     assert list(top["rank"]) == [1, 2, 3, 4, 5]
+
+
+def test_a_run_trained_on_a_gpu_is_put_onto_a_target_on_this_cpu(pretrained, tmp_path):
+    """The run's config says it trained on CUDA: loading it on the CPU maps every model it builds there, and the
+    scores are the CPU run's."""
+    import json
+    import shutil
+
+    run_dir, prepared = pretrained
+    moved = tmp_path / run_dir.name
+    shutil.copytree(run_dir, moved)
+    payload = json.loads((moved / "config.json").read_text())
+    payload["train"]["device"] = "cuda"
+    (moved / "config.json").write_text(json.dumps(payload))
+    run = PretrainedRun.load(moved, device="cpu")
+    assert run.config.train.device == "cpu"
+    data = prepared.target(TARGET)
+    batch = BatchBuilder(data, None).make(0, data.domains[0].windows(data.domains[0].users_in("test")[:2],
+                                                                     data.sequences))
+    expected = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET)(batch)
+    torch.testing.assert_close(run.target_scorer(prepared, TARGET)(batch), expected)
+    assert run.model_on(data, prepared.item_text(data)).item_text.device.type == "cpu"
+
+
+def test_the_back_door_over_the_posterior_recommends_as_the_harness_scores(pretrained, shop):
+    run_dir, prepared = pretrained
+    run, domain = shop
+    data = prepared.target(TARGET)
+    user = int(data.domains[0].users_in("test")[0])
+    windows = data.domains[0].windows(np.array([user]), data.sequences)
+    batch = BatchBuilder(data, None).make(0, windows.select([0]))
+    harness = run.target_scorer(prepared, TARGET, 3, backdoor_from="posterior")(batch)[0]  # [L, J]
+    ids, times, mask = data.domains[0].item_ids[windows.items[0]], windows.times[0], windows.target_mask[0]
+    position = int(np.flatnonzero(mask)[-1])
+    recommender = run.on_domain(domain.items, recent_interactions=domain.interactions, now=int(times[position]),
+                                samples=3, backdoor_from="posterior")
+    assert "back-door" in recommender.scorer.name and recommender.scorer.domain_draws.shape[0] == 3
+    torch.testing.assert_close(recommender.score([list(ids[:position])])[0], harness[position], rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="backdoor_from must be one of"):
+        run.on_domain(domain.items, samples=2, backdoor_from="data")
 
 
 def test_top_k_is_in_the_catalogue_excludes_the_history_and_is_deterministic(shop):

@@ -16,7 +16,7 @@ from prerec_pyro.inference.diagnostics import (
     WithoutSequence,
     spearman,
 )
-from prerec_pyro.inference.zero_shot import pretrained_scorer
+from prerec_pyro.inference.pretrained import PretrainedRun
 
 TARGET = "japan"
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diagnose.py"
@@ -28,7 +28,7 @@ def scored(pretrained):
     data = prepared.target(TARGET)
     dom = data.domains[0]
     batch = BatchBuilder(data, None).make(0, dom.windows(dom.users_in("test")[:4], data.sequences))
-    return pretrained_scorer(run_dir, prepared, TARGET, 0, "cpu"), batch, prepared.item_text(data)
+    return PretrainedRun.load(run_dir).target_scorer(prepared, TARGET), batch, prepared.item_text(data)
 
 
 def test_spearman_by_hand():

@@ -24,7 +24,7 @@ def train_config(**overrides):
     return TrainConfig(**{**base, **overrides})
 
 
-@pytest.mark.parametrize("kind", ["delta", "sparse-delta", "normal"])
+@pytest.mark.parametrize("kind", ["delta", "sparse-delta", "normal", "structured"])
 def test_step_updates_only_the_batch_users_offsets(kind, tiny_sources, encode_hash):
     model = build(tiny_sources, encode_hash(tiny_sources))
     guide = make_guide(kind, model)
@@ -120,7 +120,7 @@ def test_bad_train_config():
         TrainConfig(likelihood="exact")
 
 
-@pytest.mark.parametrize("kind", ["delta", "sparse-delta", "normal"])
+@pytest.mark.parametrize("kind", ["delta", "sparse-delta", "normal", "structured"])
 def test_noncentred_guides_hold_standard_sites_and_map_back(kind, tiny_sources, encode_hash):
     """Under per-observation priors SVI fits s_decentered ~ N(0, 1); latent_values returns s = prior std x it,
     the value the model's deterministic site s takes."""
@@ -138,7 +138,7 @@ def test_noncentred_guides_hold_standard_sites_and_map_back(kind, tiny_sources, 
     guide_trace = pyro.poutine.trace(guide).get_trace(batch)
     assert {f"{s}_decentered" for s in (D, EPS_V_SHARED, EPS_V, EPS_Z, EPS_U)} <= set(guide_trace.nodes)
     values = latent_values(guide, batch, model)
-    if kind == "normal":  # a posterior draw is not the median: the median's site values instead
+    if kind in ("normal", "structured"):  # a posterior draw is not the median: the median's site values instead
         median = guide.median(batch)
         expected = {site: median[f"{site}_decentered"] * model.prior(site).stddev
                     for site in (D, EPS_V_SHARED, EPS_V, EPS_Z)}

@@ -1,5 +1,6 @@
 """The zero-shot study's scorers: Eq. 8, and the opt-in shared item offsets."""
 
+import math
 
 import numpy as np
 import pytest
@@ -7,17 +8,15 @@ import torch
 
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain
 from prerec_pyro.inference.intervene import BackdoorScorer
-from prerec_pyro.inference.runs import load_run
-from prerec_pyro.inference.zero_shot import (
-    evaluate_target,
-    intervened_source_score,
+from prerec_pyro.inference.pretrained import (
+    PretrainedRun,
     learned_shared_offsets,
-    pretrained_scorer,
     probe_batch,
     shared_item_offsets,
     source_estimates,
-    source_scorer,
 )
+from prerec_pyro.inference.runs import load_run
+from prerec_pyro.inference.zero_shot import evaluate_target, intervened_source_score, source_scorer
 from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z
 
 TARGET = "japan"
@@ -43,14 +42,14 @@ def test_shared_offsets_average_the_source_rows_of_the_same_item(pretrained):
 def test_shared_offsets_read_no_target_training_data(pretrained, scramble_training_users):
     run_dir, prepared = pretrained
     data = prepared.target(TARGET)
-    scorer = pretrained_scorer(run_dir, prepared, TARGET, samples=0, device="cpu", item_offsets="shared")
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, item_offsets="shared")
     assert scorer.name == "PreRec (shared offsets)"
     config = EvalConfig(k_percent=5.0, n_boot=10)
     before = evaluate_domain(scorer, data, 0, config)
     after = evaluate_domain(scorer, scramble_training_users(data), 0, config)
     assert len(before.ranks) > 0
     np.testing.assert_array_equal(before.ranks, after.ranks)
-    plain = evaluate_domain(pretrained_scorer(run_dir, prepared, TARGET, 0, "cpu"), data, 0, config)
+    plain = evaluate_domain(PretrainedRun.load(run_dir).target_scorer(prepared, TARGET), data, 0, config)
     assert not np.array_equal(before.ranks, plain.ranks), "the shared offsets must change some score"
 
 
@@ -60,9 +59,41 @@ def test_evaluate_target_rows_and_bad_options(pretrained):
                            item_offsets="shared")
     assert {r["method"] for r in rows} == {"Random", "POP", "SBERT", "PreRec (shared offsets)"}
     with pytest.raises(ValueError, match="item_offsets must be one of"):
-        pretrained_scorer(run_dir, prepared, TARGET, 0, "cpu", item_offsets="source")
-    backdoor = pretrained_scorer(run_dir, prepared, TARGET, 4, "cpu", item_offsets="shared")
+        PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, item_offsets="source")
+    backdoor = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, 4, item_offsets="shared")
     assert isinstance(backdoor, BackdoorScorer) and set(backdoor.item_offsets) == {EPS_V, EPS_Z}
+
+
+def test_the_posterior_back_door_averages_over_the_sources_d_k(pretrained):
+    """A MAP run: the posterior of D_k is its point estimate, so the back-door over the posterior is the mean of the
+    next-item softmax over do(D = D_k), each source domain once."""
+    from prerec_pyro.data.batches import BatchBuilder
+    from prerec_pyro.inference.intervene import _logits_under, zero_interventions
+    from prerec_pyro.inference.pretrained import source_domain_draws
+    from prerec_pyro.models.prerec import D
+
+    run_dir, prepared = pretrained
+    n_sources = len(prepared.sources.domains)
+    draws = source_domain_draws(run_dir, prepared, 2 * n_sources, "cpu")
+    domains = source_estimates(run_dir, prepared, "cpu")[D]  # [K, B]
+    torch.testing.assert_close(draws, torch.cat([domains, domains]))
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, n_sources, backdoor_from="posterior")
+    assert "posterior" in scorer.name
+    data = prepared.target(TARGET)
+    dom = data.domains[0]
+    batch = BatchBuilder(data, None).make(0, dom.windows(dom.users_in("test")[:3], data.sequences))
+    scorer.model.eval()  # no dropout, as the scorer
+    values = zero_interventions(scorer.model, batch)
+    by_hand = []
+    for k in range(n_sources):
+        values[D] = domains[k].expand(scorer.model.n_domains, -1)
+        by_hand.append(torch.log_softmax(_logits_under(scorer.model, values, batch), -1))
+    expected = torch.logsumexp(torch.stack(by_hand), 0) - math.log(n_sources)
+    torch.testing.assert_close(scorer(batch), expected)
+    with pytest.raises(ValueError, match="backdoor_from must be one of"):
+        PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, 2, backdoor_from="data")
+    with pytest.raises(ValueError, match="domain_draws must have shape"):
+        BackdoorScorer(scorer.model, 3, domain_draws=domains[:2])
 
 
 def test_learned_shared_offsets_keep_known_items_and_give_new_items_the_prior_mean(pretrained_shared):
@@ -83,7 +114,7 @@ def test_shared_item_offset_model_zero_shot_reads_no_target_training_data(pretra
                                                                         scramble_training_users):
     run_dir, prepared = pretrained_shared
     data = prepared.target(TARGET)
-    scorer = pretrained_scorer(run_dir, prepared, TARGET, samples=0, device="cpu")
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET)
     assert set(scorer.item_offsets) == {EPS_V_SHARED}
     config = EvalConfig(k_percent=5.0, n_boot=10)
     before = evaluate_domain(scorer, data, 0, config)

@@ -233,3 +233,7 @@ def test_ablations_train_the_baselines_with_prerecs_budget_and_reuse_them(tmp_pa
     stamps = [p.stat().st_mtime_ns for p in saved]
     script.main(script.parse_args(flags))
     assert [p.stat().st_mtime_ns for p in saved] == stamps  # reused, not trained again
+    only = ["--benchmark", "synthetic-small", "--variants", "zesrec", "--seeds", "0", "--runs", str(tmp_path / "abl"),
+            "--skip-targets", "--out", str(tmp_path / "only"), "--pretrain-args", *TINY[2:]]
+    assert script.main(script.parse_args(only)) == tmp_path / "only"  # baselines only: trained (here reused), no table
+    assert not (tmp_path / "only" / "ablations.csv").exists()

@@ -1,0 +1,196 @@
+"""What a run's posterior says: domain similarity, calibration, and where the uncertainty is.
+
+- ``domain_similarity``: posterior distances ||D_k - D_l|| between the source domains (mean and a central credible
+  interval over draws of the guide) beside the measured Spearman correlation of the two domains' item counts: is the
+  learned confounder the real one? (For a point-estimate guide the interval collapses to the MAP distance.)
+- ``calibration``: the top next-item prediction's confidence against its correctness on the sources' validation
+  users, for MAP (``MapScorer``) and the posterior predictive (``PosteriorScorer``); ECE and reliability bins
+  (``prerec_pyro.calibration``).
+- ``item_uncertainty``: the item offsets eps_v with the widest and the narrowest posterior spread, with their
+  interaction counts and text: a sanity check a user can read (few interactions should mean wide).
+- ``nuts_domain_posterior`` / ``compare_with_gold``: a gold standard for D on a small model (NUTS over D with the
+  networks and the other latents fixed) and how far a guide's posterior of D is from it.
+
+Shape legend: S = posterior draws, K = source domains, B = hidden size, J = items, N = evaluated positions.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import MCMC, NUTS
+from torch import Tensor
+
+from prerec_pyro.calibration import expected_calibration_error, reliability_table, top_predictions
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.evaluate import eval_samples
+from prerec_pyro.models.prerec import EPS_V, D, R
+from prerec_pyro.pipeline import PreparedBenchmark
+
+from .guides import guide_moments, guide_site, latent_draw, latent_values
+from .pretrained import probe_batch
+from .runs import load_run
+from .scoring import MapScorer, PosteriorScorer
+
+CREDIBLE = 0.9
+
+
+def load_source_posterior(run_dir: Path, prepared: PreparedBenchmark, device: str = "cpu"):
+    """(config, model, guide, probe batch) of a run rebuilt on its own sources."""
+    sources = prepared.sources
+    probe = probe_batch(sources, device)
+    config, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
+    return config, model, guide, probe
+
+
+def domain_draws(model, guide, probe, n_draws: int, seed: int = 0) -> Tensor:
+    """``n_draws`` draws of every source D_k from the guide (seeded; the global RNG is restored). [S, K, B]"""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return torch.stack([latent_draw(guide, probe, model)[D] for _ in range(n_draws)])
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def popularity_correlation(left: pd.DataFrame, right: pd.DataFrame) -> float:
+    """Spearman correlation of two interaction logs' item counts over the union of their items (0 where absent)."""
+    counts = pd.concat([left["item_id"].value_counts().rename("left"), right["item_id"].value_counts().rename("right")],
+                       axis=1).fillna(0)
+    return float(counts["left"].rank().corr(counts["right"].rank()))
+
+
+def domain_similarity(draws: Tensor, prepared: PreparedBenchmark) -> pd.DataFrame:
+    """One row per pair of source domains: posterior distance (mean, credible interval) and the measured item
+    popularity rank correlation of their logs."""
+    names, low = prepared.benchmark.sources, (1 - CREDIBLE) / 2
+    rows = []
+    for k, other in combinations(range(len(names)), 2):
+        distance = (draws[:, k] - draws[:, other]).norm(dim=-1)  # [S]
+        rows.append({"domain": names[k], "other": names[other], "distance_mean": float(distance.mean()),
+                     "distance_low": float(distance.quantile(low)), "distance_high": float(distance.quantile(1 - low)),
+                     "popularity_spearman": popularity_correlation(prepared.domains[names[k]].interactions,
+                                                                   prepared.domains[names[other]].interactions)})
+    return pd.DataFrame(rows)
+
+
+def _predictions(scorer, prepared: PreparedBenchmark, domain: int, max_users: int | None) -> tuple[Tensor, Tensor]:
+    """Confidence and correctness of the top prediction at every evaluated position of ``domain``'s validation
+    users. ([N], [N])"""
+    data = prepared.sources
+    windows, mask = eval_samples(data, domain, "valid", max_users)
+    builder, confidence, correct = BatchBuilder(data, None), [], []
+    for start in range(0, len(windows), 64):
+        rows = np.arange(start, min(start + 64, len(windows)))
+        batch = builder.make(domain, windows.select(rows))
+        keep = torch.as_tensor(mask[rows][:, : batch.items.shape[1]])  # [R, L]
+        log_probs = torch.log_softmax(scorer(batch), -1)[keep]  # [n, J]
+        top = top_predictions(log_probs, batch.targets[keep])
+        confidence.append(top[0])
+        correct.append(top[1])
+    return torch.cat(confidence), torch.cat(correct)
+
+
+def calibration(model, guide, prepared: PreparedBenchmark, n_samples: int, max_users: int | None = 200,
+                n_bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ECE per source domain and scorer, reliability bins of every domain's predictions pooled, per scorer)."""
+    scorers = {"MAP": MapScorer(model, guide), "posterior predictive": PosteriorScorer(model, guide, n_samples)}
+    rows, pooled = [], {name: ([], []) for name in scorers}
+    for domain, name in enumerate(prepared.benchmark.sources):
+        for label, scorer in scorers.items():
+            confidence, correct = _predictions(scorer, prepared, domain, max_users)
+            pooled[label][0].append(confidence)
+            pooled[label][1].append(correct)
+            rows.append({"domain": name, "scorer": label, "n": len(confidence),
+                         "ece": expected_calibration_error(confidence, correct, n_bins, "quantile"),
+                         "mean_confidence": float(confidence.mean()), "accuracy": float(correct.float().mean())})
+    bins = [reliability_table(torch.cat(conf), torch.cat(corr), n_bins, "quantile").assign(scorer=label)
+            for label, (conf, corr) in pooled.items()]
+    return pd.DataFrame(rows), pd.concat(bins, ignore_index=True)
+
+
+def item_uncertainty(model, guide, prepared: PreparedBenchmark, top: int = 10) -> pd.DataFrame:
+    """The ``top`` item offsets (eps_v) with the widest and the narrowest posterior spread (mean std over B, in the
+    site's units), with their domain, interaction count and text; empty for a point-estimate guide."""
+    moments = guide_moments(guide)
+    name = guide_site(model, EPS_V)
+    if name not in moments:
+        return pd.DataFrame()
+    unit = model.prior(EPS_V).stddev if model.config.noncentred else 1.0
+    spread = (moments[name][1] * unit).mean(-1)  # [J]
+    catalogue = [pd.DataFrame({"domain": dom.name, "item_id": dom.item_ids, "text": dom.texts,
+                               "interactions": np.bincount(dom.seq_items, minlength=dom.n_items)})
+                 for dom in prepared.sources.domains]  # global row order, as eps_v's rows
+    table = pd.concat(catalogue, ignore_index=True).assign(posterior_std=spread.cpu().numpy())
+    table = table.sort_values("posterior_std", ascending=False, kind="stable")
+    return pd.concat([table.head(top).assign(end="widest"), table.tail(top).assign(end="narrowest")],
+                     ignore_index=True)
+
+
+def _domain_model(model, batches: list, fixed: list[dict[str, Tensor]]):
+    """p(D | the batches' next items) with the networks and every other latent held at ``fixed`` (one dict of
+    paper-site values per batch): D drawn once from its prior, each batch's likelihood counted once (every latent
+    site of the per-batch calls hidden, so only the next items R score D)."""
+    from pyro.contrib.autoname import scope
+
+    def conditional():
+        with pyro.plate("domains", model.n_domains, dim=-1):
+            domains = pyro.sample(D, model.prior(D))  # [K, B]
+        for index, (batch, values) in enumerate(zip(batches, fixed)):
+            call = poutine.condition(model, data={**values, D: domains})
+            with scope(prefix=f"batch{index}"), poutine.block(hide_fn=lambda msg: msg["name"].split("/")[-1] != R):
+                call(batch)
+
+    return conditional
+
+
+def nuts_domain_posterior(model, guide, batches: list, n_samples: int, warmup: int, seed: int = 0,
+                          max_tree_depth: int = 6) -> Tensor:
+    """A gold standard for the posterior of D: NUTS (``pyro.infer.MCMC``) over D alone, the networks fixed at the
+    run's values and every other latent at the guide's point estimate, on ``batches`` (e.g. every training window
+    of each source domain, ``n_sequences`` = its rows so nothing is rescaled). [S, K, B]"""
+    fixed = [{site: value for site, value in latent_values(guide, batch, model).items() if site != D}
+             for batch in batches]
+    model.eval()
+    pyro.set_rng_seed(seed)
+    kernel = NUTS(_domain_model(model, batches, fixed), adapt_step_size=True, max_tree_depth=max_tree_depth)
+    mcmc = MCMC(kernel, num_samples=n_samples, warmup_steps=warmup, disable_progbar=True)
+    mcmc.run()
+    return mcmc.get_samples()[D].detach()  # [S, K, B]
+
+
+def compare_with_gold(gold: Tensor, loc: Tensor, scale: Tensor, prior_std: Tensor) -> dict[str, float]:
+    """How a variational posterior N(loc, scale²) of D [K, B] (site units) sits against NUTS draws ``gold``
+    [S, K, B]: mean |mean difference| in prior stds, mean std ratio (guide / gold), and the mean per-dimension
+    KL(gold || guide) of the Gaussians with the gold draws' moments (inf for a point estimate)."""
+    mean, std = gold.mean(0), gold.std(0)  # [K, B]
+    kl = (scale / std).log() + (std ** 2 + (mean - loc) ** 2) / (2 * scale ** 2) - 0.5  # [K, B]
+    return {"mean_error_in_prior_stds": float(((mean - loc).abs() / prior_std).mean()),
+            "std_ratio": float((scale / std).mean()), "kl_gold_to_guide": float(kl.mean()),
+            "gold_std_over_prior": float((std / prior_std).mean())}
+
+
+def gold_comparison(model, guide, prepared: PreparedBenchmark, n_samples: int, warmup: int,
+                    max_users: int | None = 50) -> pd.DataFrame:
+    """NUTS over D on the training windows of (at most ``max_users``) users of each source domain, set against the
+    guide's posterior of D: one row (``compare_with_gold``; a point-estimate guide has no spread to compare)."""
+    data, builder = prepared.sources, BatchBuilder(prepared.sources, None)
+    batches = [builder.make(k, dom.windows(dom.users_in("train")[:max_users], data.sequences))
+               for k, dom in enumerate(data.domains)]
+    gold = nuts_domain_posterior(model, guide, batches, n_samples, warmup)  # [S, K, B]
+    prior_std = model.prior(D).stddev  # [B]
+    moments = guide_moments(guide).get(guide_site(model, D))
+    if moments is None:
+        loc = latent_values(guide, batches[0], model)[D]
+        row = {"mean_error_in_prior_stds": float(((gold.mean(0) - loc).abs() / prior_std).mean()),
+               "gold_std_over_prior": float((gold.std(0) / prior_std).mean())}
+    else:
+        unit = prior_std if model.config.noncentred else torch.ones_like(prior_std)
+        row = compare_with_gold(gold, moments[0] * unit, moments[1] * unit, prior_std)
+    return pd.DataFrame([{"nuts_samples": n_samples, "warmup": warmup, **row}])

@@ -1,0 +1,225 @@
+"""A pre-trained run loaded once and pointed at any catalogue: the one place that puts a run onto a target.
+
+``PretrainedRun`` owns a run's configuration and networks (``best.pt``) on a device of this machine (a run trained on
+a GPU loads on a CPU). The evaluation harness (``zero_shot``, ``diagnostics``), fine-tuning, the study and the public
+API (``prerec_pyro.api``) all go through it:
+
+- ``model_on(data, item_text)``: the networks on a prepared target's domains, users and items;
+- ``target_scorer(prepared, target)``: Eq. 8 (or the back-door average) on a prepared target's users;
+- ``on_domain(items, recent_interactions)``: a ``DomainRecommender`` over a bare catalogue (no log needed);
+- ``known_offsets(prepared, item_ids)``: the run's learned eps_v_shared for a catalogue's item ids.
+
+``item_offsets="shared"`` is an extension beyond Eq. 8 for catalogues that overlap the sources (XMarket's markets,
+MovieLens' age groups): an item that is also in a source catalogue keeps the mean of its source MAP offsets
+(eps_v, eps_z) instead of 0; every other site is intervened on as in the paper. It reads the pre-training run's
+guide, never the target's data. A model fitted with ``shared_item_offsets`` carries the same idea inside the PGM:
+its learned eps_v_shared is kept for target items whose id the sources list (``learned_shared_offsets``).
+
+Shape legend: J = catalogue items, I = distinct item ids, B = hidden size, T = text size, F = popularity factors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from prerec_pyro.data.batches import BatchBuilder, PreRecBatch
+from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z, D, PreRecModel
+from prerec_pyro.pipeline import PreparedBenchmark
+from prerec_pyro.text import TextEncoderConfig, canonical_model_name, encode_texts
+
+from .checkpoint import load_checkpoint
+from .guides import latent_draw, latent_values
+from .intervene import BackdoorScorer, InterventionScorer, target_model
+from .map import training_windows
+from .recommender import DomainRecommender, TableLike, catalogue_factors, items_table
+from .runs import METHOD_LABELS, RunConfig, build_model, check_finished, load_run, load_run_config, prepare_for_run
+
+logger = logging.getLogger(__name__)
+ITEM_OFFSETS = ("zero", "shared")
+BACKDOOR_FROM = ("prior", "posterior")
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists here, or a ValueError saying why not."""
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device {device!r} is not a torch device (expected e.g. 'cpu' or 'cuda:0'): {error}") \
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: this machine has no CUDA device; use 'cpu'")
+    return device
+
+
+def probe_batch(data: MultiDomainData, device: str | torch.device = "cpu") -> PreRecBatch:
+    """A one-window batch of ``data``'s first domain: enough to create a guide's parameters and to ask it for the
+    whole tables of the global sites."""
+    return BatchBuilder(data, None, device=device).make(0, training_windows(data)[0].select([0]))
+
+
+def source_estimates(run_dir: Path, prepared: PreparedBenchmark, device: str) -> dict[str, Tensor]:
+    """A run's MAP estimates (posterior medians) of its latent sites, on its own source data."""
+    sources = prepared.sources
+    probe = probe_batch(sources, device)
+    _, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
+    return latent_values(guide, probe, model)
+
+
+def source_domain_draws(run_dir: Path, prepared: PreparedBenchmark, n_samples: int, device: str,
+                        seed: int = 0) -> Tensor:
+    """``n_samples`` draws of the sources' D_k from a run's guide, taking the source domains in turn (draw s is
+    D_{s mod K} of the guide's draw s // K): the back-door average over the posterior of the confounder instead of
+    its prior. A point-estimate guide gives the MAP D_k, each equally often. [n_samples, B]"""
+    sources = prepared.sources
+    probe = probe_batch(sources, device)
+    _, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
+    n_domains, state = len(sources.domains), torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        tables = [latent_draw(guide, probe, model)[D] for _ in range(-(-n_samples // n_domains))]  # each [K, B]
+    finally:
+        torch.random.set_rng_state(state)
+    return torch.cat(tables)[:n_samples]  # [n_samples, B], domains in turn
+
+
+def shared_item_offsets(estimates: dict[str, Tensor], prepared: PreparedBenchmark, target: str) -> dict[str, Tensor]:
+    """Post-hoc eps_v / eps_z tables ``[J_target, B]`` from a run's ``estimates``: for each target item, the mean of
+    the estimates over the source domains that list the same item id; 0 for items in no source catalogue."""
+    target_ids = prepared.target(target).domains[0].item_ids
+    source_ids = np.concatenate([dom.item_ids for dom in prepared.sources.domains])  # [J_s], global row order
+    target_row = pd.Index(target_ids).get_indexer(source_ids)  # [J_s], -1 where the target lacks the item
+    device = next(iter(estimates.values())).device
+    rows = torch.as_tensor(target_row[target_row >= 0], device=device)  # [M] target rows
+    source_rows = torch.as_tensor(np.flatnonzero(target_row >= 0), device=device)  # [M] their source rows
+    count = torch.bincount(rows, minlength=len(target_ids)).unsqueeze(1)  # [J_t, 1]
+    out = {}
+    for site in (EPS_V, EPS_Z):
+        if site in estimates:
+            total = estimates[site].new_zeros(len(target_ids), estimates[site].shape[1])  # [J_t, B]
+            out[site] = total.index_add_(0, rows, estimates[site][source_rows]) / count.clamp(min=1)
+    logger.info("%s: %d of %d target items are in a source catalogue and keep their source offsets",
+                target, int((count > 0).sum()), len(target_ids))
+    return out
+
+
+def learned_shared_offsets(estimates: dict[str, Tensor], source_ids: np.ndarray,
+                           target_ids: np.ndarray) -> dict[str, Tensor]:
+    """eps_v_shared ``[I_target, B]`` of the target's distinct item ids ``target_ids``: a run's estimate where the
+    sources' distinct ids ``source_ids`` (the rows of ``estimates``) list the id, its prior mean 0 where they do not
+    (only the text, popularity and sequence model speak for a new item)."""
+    table = estimates[EPS_V_SHARED]  # [I_s, B]
+    source_row = pd.Index(source_ids).get_indexer(pd.Index(target_ids))  # [I_t], -1: unknown id
+    known = torch.as_tensor(source_row >= 0, device=table.device)
+    rows = torch.as_tensor(np.maximum(source_row, 0), device=table.device)
+    return {EPS_V_SHARED: table[rows] * known[:, None]}
+
+
+def known_item_offsets(run_dir: Path, prepared: PreparedBenchmark, item_ids: np.ndarray,
+                       device: str | torch.device) -> dict[str, Tensor]:
+    """A run's learned eps_v_shared for the catalogue ``item_ids`` (0 for ids its sources do not list): what
+    zero-shot and the start of fine-tuning keep of a model with shared item offsets; {} for a model without."""
+    if not load_run_config(run_dir).model.shared_item_offsets:
+        return {}
+    estimates = source_estimates(run_dir, prepared, str(device))
+    return learned_shared_offsets(estimates, prepared.sources.item_keys()[1], np.asarray(item_ids, dtype=object))
+
+
+class PretrainedRun:
+    """A pre-training run's configuration and networks (``best.pt``), on ``device`` (see the module docstring)."""
+
+    def __init__(self, run_dir: Path, config: RunConfig, nets: dict[str, Tensor], device: torch.device):
+        self.run_dir, self.nets, self.device = run_dir, nets, device
+        self.config = replace(config, train=replace(config.train, device=str(device)))  # where its models live
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu",
+             text_model: str | None = None) -> "PretrainedRun":
+        """Load ``run_dir`` (written by ``scripts/map_pretrain.py``) onto ``device``. ``text_model``, when given,
+        must be the sentence encoder the run was trained with."""
+        run_dir, device = Path(run_dir), check_device(device)
+        config = check_finished(run_dir)
+        if text_model is not None and canonical_model_name(text_model) != canonical_model_name(config.text_model):
+            raise ValueError(f"{run_dir} was trained on text vectors of {config.text_model!r}, not {text_model!r}: "
+                             "its networks only understand that encoder's vectors")
+        nets = load_checkpoint(run_dir / "best.pt", device)["model"]
+        return cls(run_dir, config, nets, device)
+
+    @property
+    def label(self) -> str:
+        return METHOD_LABELS[self.config.method]
+
+    def fresh_model(self, data: MultiDomainData, item_text: Tensor, config: RunConfig | None = None) -> PreRecModel:
+        """A model of ``config`` (default the run's) whose ``users`` plate is ``data``'s training users, with the
+        run's networks: the start of fine-tuning."""
+        model = build_model(replace(config or self.config, train=self.config.train), data, item_text.to(self.device))
+        model.load_state_dict(self.nets)
+        return model
+
+    def model_on(self, data: MultiDomainData, item_text: Tensor) -> PreRecModel:
+        """The run's networks on ``data``'s domains, items and every one of its users (what zero-shot scores)."""
+        item_text = item_text.to(self.device)
+        return target_model(self.fresh_model(data, item_text), data, item_text)
+
+    def known_offsets(self, prepared: PreparedBenchmark, item_ids: np.ndarray) -> dict[str, Tensor]:
+        """The run's learned eps_v_shared for ``item_ids`` ({} for a model without shared item offsets)."""
+        return known_item_offsets(self.run_dir, prepared, item_ids, self.device)
+
+    def target_scorer(self, prepared: PreparedBenchmark, target: str, samples: int = 0, item_offsets: str = "zero",
+                      backdoor_from: str = "prior"):
+        """The run pointed at ``target``'s catalogue and users, scored by intervention (Eq. 8), or by the back-door
+        average over ``samples`` draws of D from its prior or (``backdoor_from="posterior"``) from the run's
+        posterior of the sources' D_k. A model with ``shared_item_offsets`` keeps its learned eps_v_shared for
+        target items the sources know; ``item_offsets="shared"``: see the module docstring."""
+        if item_offsets not in ITEM_OFFSETS:
+            raise ValueError(f"item_offsets must be one of {ITEM_OFFSETS}, got {item_offsets!r}")
+        if backdoor_from not in BACKDOOR_FROM:
+            raise ValueError(f"backdoor_from must be one of {BACKDOOR_FROM}, got {backdoor_from!r}")
+        posthoc = item_offsets == "shared" and self.config.model.use_offsets
+        data = prepared.target(target)
+        offsets = self.known_offsets(prepared, data.item_keys()[1])
+        if posthoc:
+            offsets.update(shared_item_offsets(source_estimates(self.run_dir, prepared, str(self.device)), prepared,
+                                               target))
+        model = self.model_on(data, prepared.item_text(data))
+        label = self.label + (" (shared offsets)" if posthoc else "")
+        if samples > 0 and self.config.model.use_domain:
+            draws = None
+            if backdoor_from == "posterior":
+                draws = source_domain_draws(self.run_dir, prepared, samples, str(self.device)).to(self.device)
+                label += " (back-door over the posterior D_k)"
+            return BackdoorScorer(model, samples, name=label, item_offsets=offsets, domain_draws=draws)
+        return InterventionScorer(model, name=label, item_offsets=offsets)
+
+    def on_domain(self, items: TableLike, recent_interactions: TableLike | None = None,
+                  now: int | str | pd.Timestamp | None = None, samples: int = 0,
+                  backdoor_from: str = "prior") -> DomainRecommender:
+        """A recommender over catalogue ``items`` (item_id, text) with popularity from ``recent_interactions``
+        (item_id, timestamp) of the interval before ``now`` (default: the latest recent interaction). ``samples`` >
+        0: the back-door average over draws of D (``backdoor_from``: see ``target_scorer``) instead of Eq. 8."""
+        if backdoor_from not in BACKDOOR_FROM:
+            raise ValueError(f"backdoor_from must be one of {BACKDOOR_FROM}, got {backdoor_from!r}")
+        table = items_table(items)
+        text = torch.as_tensor(encode_texts(table["text"].tolist(), TextEncoderConfig(model=self.config.text_model)),
+                               dtype=torch.float32).to(self.device)  # [J, T]
+        factors = catalogue_factors(table, recent_interactions, now, self.config.popularity)  # [1, J, F]
+        model = PreRecModel(self.config.model, 1, 1, text).to(self.device)
+        model.load_state_dict(self.nets)
+        own = prepare_for_run(self.config) if self.config.model.shared_item_offsets or samples > 0 else None
+        offsets = self.known_offsets(own, table["item_id"].to_numpy(dtype=object)) if own else None  # source data
+        scorer = None
+        if samples > 0 and self.config.model.use_domain:
+            draws = None if backdoor_from == "prior" else source_domain_draws(self.run_dir, own, samples,
+                                                                              str(self.device)).to(self.device)
+            scorer = BackdoorScorer(model, samples, name=f"{self.label} (back-door)", item_offsets=offsets,
+                                    domain_draws=draws)
+        return DomainRecommender(model, table["item_id"].to_numpy(dtype=object), factors.to(self.device), offsets,
+                                 scorer)

@@ -1,0 +1,161 @@
+"""Zero-shot recommendation over a catalogue no run has seen: scores and top-k lists for item-id histories.
+
+``DomainRecommender`` scores the next item after each history through the same ``pyro.poutine.do`` intervention
+as the evaluation harness (``InterventionScorer``: the paper's Eq. 8). ``PretrainedRun.on_domain``
+(``inference/pretrained.py``) builds one from a run and a catalogue.
+
+Shape legend: R = histories, L = positions (history + the next item), J = catalogue items, F = popularity factors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from prerec_pyro.data.batches import PreRecBatch
+from prerec_pyro.data.loaders.generic import ITEM_COLUMNS, read_table
+from prerec_pyro.data.timestamps import epoch_seconds
+from prerec_pyro.models.prerec import PreRecModel
+from prerec_pyro.popularity import PopularityConfig, PopularityTable
+
+from .intervene import InterventionScorer
+
+logger = logging.getLogger(__name__)
+UNKNOWN = ("error", "drop")
+TableLike = pd.DataFrame | str | os.PathLike
+
+
+def catalogue_factors(items: pd.DataFrame, recent: TableLike | None, now, config: PopularityConfig) -> Tensor:
+    """Popularity factors F_j of the catalogue ``items`` from the ``recent`` interactions (item_id, timestamp) of
+    the interval before ``now`` (default: the latest of them); none given: F = 0. [1, J, F]"""
+    n_items = len(items)
+    if recent is None:
+        return torch.zeros(1, n_items, config.n_factors)
+    log = recent if isinstance(recent, pd.DataFrame) else read_table(recent, ("item_id", "timestamp"))
+    source = "recent_interactions" if isinstance(recent, pd.DataFrame) else str(recent)
+    missing = [c for c in ("item_id", "timestamp") if c not in log.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {missing}; expected item_id and timestamp")
+    rows = pd.Index(items["item_id"]).get_indexer(log["item_id"].astype(str))  # [N], -1: not in the catalogue
+    if (rows < 0).any():
+        logger.warning("%s: %d of %d interactions name items outside the catalogue; they are not counted",
+                       source, int((rows < 0).sum()), len(rows))
+    times = epoch_seconds(log["timestamp"], source).to_numpy()[rows >= 0]
+    if not len(times):
+        raise ValueError(f"{source}: no interaction names an item of the catalogue")
+    table = PopularityTable.from_log(rows[rows >= 0], times, n_items, config)
+    at = int(times.max()) if now is None else int(epoch_seconds(pd.Series([now]), "now").iloc[0])
+    return table.factors(torch.as_tensor(table.period_of(np.array([at]))), torch.arange(n_items))  # [1, J, F]
+
+
+def items_table(items: TableLike) -> pd.DataFrame:
+    """The catalogue as item_id (text, unique) and text (not all empty)."""
+    source = "items" if isinstance(items, pd.DataFrame) else str(items)
+    table = items.copy() if isinstance(items, pd.DataFrame) else read_table(items, ITEM_COLUMNS)
+    missing = [c for c in ITEM_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {missing}; expected {list(ITEM_COLUMNS)}")
+    table["item_id"] = table["item_id"].astype(str)
+    table["text"] = table["text"].fillna("").astype(str)
+    duplicated = table["item_id"].duplicated()
+    if duplicated.any():
+        raise ValueError(f"{source}: item_id {table['item_id'][duplicated].iloc[0]!r} appears more than once")
+    if table.empty or not table["text"].str.strip().any():
+        raise ValueError(f"{source}: the catalogue has no item text; PreRec scores items by their text")
+    return table.reset_index(drop=True)
+
+
+class DomainRecommender:
+    """Zero-shot scores and top-k recommendations over one catalogue (see the module docstring)."""
+
+    def __init__(self, model: PreRecModel, item_ids: np.ndarray, factors: Tensor, item_offsets=None, scorer=None):
+        """``scorer``: a zero-shot scorer of ``model`` (default: Eq. 8, ``InterventionScorer``), e.g. a
+        ``BackdoorScorer``."""
+        self.model, self.item_ids, self.factors = model, item_ids, factors  # factors [1, J, F]
+        self.index = pd.Index(item_ids)
+        self.scorer = scorer or InterventionScorer(model, name="PreRec", item_offsets=item_offsets)
+        assert self.scorer.model is model
+
+    def rows(self, histories: Sequence[Sequence[str]], unknown: str = "error") -> list[np.ndarray]:
+        """Each history's item ids as catalogue rows (the last ``max_len - 1`` kept)."""
+        if unknown not in UNKNOWN:
+            raise ValueError(f"unknown must be one of {UNKNOWN}, got {unknown!r}")
+        out = []
+        for number, history in enumerate(histories):
+            if isinstance(history, str):
+                raise ValueError(f"history {number} is a string ({history!r}); expected a list of item ids")
+            ids = [str(item) for item in history]
+            rows = self.index.get_indexer(ids)
+            if (rows < 0).any() and unknown == "error":
+                bad = [item for item, row in zip(ids, rows) if row < 0][:5]
+                raise ValueError(f"history {number}: item id(s) {bad} are not in the catalogue "
+                                 "(pass unknown='drop' to drop them with a warning)")
+            if (rows < 0).any():
+                logger.warning("history %d: dropping %d item id(s) not in the catalogue", number, int((rows < 0).sum()))
+            rows = rows[rows >= 0][-(self.model.config.max_len - 1):]
+            if not len(rows):
+                raise ValueError(f"history {number} is empty: PreRec recommends the next item after a history")
+            out.append(rows)
+        return out
+
+    def _batch(self, rows: list[np.ndarray]) -> tuple[PreRecBatch, Tensor]:
+        """One batch whose only target position per row is the one after the history. Returns it and that
+        position per row [R]."""
+        device, n_factors = self.factors.device, self.factors.shape[-1]
+        lengths = torch.as_tensor([len(r) for r in rows], device=device)  # [R]
+        n_rows, length = len(rows), max(len(r) for r in rows) + 1
+        items = torch.zeros(n_rows, length, dtype=torch.long, device=device)  # [R, L]; the next slot holds item 0
+        for r, history in enumerate(rows):
+            items[r, : len(history)] = torch.as_tensor(history, device=device)
+        mask = torch.zeros(n_rows, length, dtype=torch.bool, device=device)  # [R, L]
+        mask[torch.arange(n_rows, device=device), lengths] = True
+        everyone = torch.arange(n_rows, device=device)  # [R]: each history its own user
+        batch = PreRecBatch(domain=0, item_offset=0, n_domain_items=len(self.item_ids), user_index=everyone,
+                            user_position=everyone, n_sequences=n_rows, items=items, targets=items,
+                            target_mask=mask, period_index=torch.zeros_like(items),
+                            factors_targets=self.factors.new_zeros(n_rows, length, n_factors),
+                            factors_candidates=self.factors, negatives=None)
+        return batch, lengths
+
+    @torch.no_grad()
+    def score(self, histories: Sequence[Sequence[str]], unknown: str = "error", batch_size: int = 256) -> Tensor:
+        """Scores of every catalogue item as the next item of each history. [R, J]"""
+        return self._score_rows(self.rows(histories, unknown), batch_size)
+
+    def _score_rows(self, rows: list[np.ndarray], batch_size: int = 256) -> Tensor:
+        out = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start: start + batch_size]
+            self.model.set_catalogue(1, len(chunk), self.model.item_text)  # the users plate: this chunk
+            batch, position = self._batch(chunk)
+            out.append(self.scorer(batch)[torch.arange(len(chunk), device=position.device), position])  # [r, J]
+        return torch.cat(out)
+
+    def recommend(self, histories: Sequence[str] | Sequence[Sequence[str]] | Mapping[str, Sequence[str]],
+                  k: int = 10, exclude_seen: bool = True, unknown: str = "error") -> pd.DataFrame:
+        """The top-``k`` items after each history: one history (a list of item ids) gives rank, item_id, score;
+        many (a list of lists, or a mapping user -> history) give user_id, rank, item_id, score. Ties keep
+        catalogue order, so the result is deterministic."""
+        single = len(histories) > 0 and not isinstance(histories, Mapping) and isinstance(next(iter(histories)), str)
+        users = list(histories) if isinstance(histories, Mapping) else list(range(1 if single else len(histories)))
+        lists = [histories] if single else (list(histories.values()) if isinstance(histories, Mapping)
+                                           else list(histories))
+        if not 1 <= k <= len(self.item_ids):
+            raise ValueError(f"k must be in [1, {len(self.item_ids)}] (the catalogue size), got {k}")
+        rows = self.rows(lists, unknown)
+        scores = self._score_rows(rows)  # [R, J]
+        if exclude_seen:
+            for r, seen in enumerate(rows):
+                scores[r, torch.as_tensor(seen, device=scores.device)] = -torch.inf
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].cpu()  # [R, k]
+        top = scores.cpu().gather(1, order)
+        frame = pd.DataFrame({"user_id": np.repeat(users, k), "rank": np.tile(np.arange(1, k + 1), len(users)),
+                              "item_id": self.item_ids[order.reshape(-1).numpy()],
+                              "score": top.reshape(-1).numpy()})
+        return frame.drop(columns="user_id") if single else frame
