@@ -5,7 +5,7 @@
   learned confounder the real one? (For a point-estimate guide the interval collapses to the MAP distance.)
 - ``calibration``: the top next-item prediction's confidence against its correctness on the sources' validation
   users, for MAP (``MapScorer``) and the posterior predictive (``PosteriorScorer``); ECE and reliability bins
-  (``prerec_pyro.calibration``).
+  (``prerec_pyro.calibration``), and the held-out log-likelihood of the items that came next.
 - ``item_uncertainty``: the item offsets eps_v with the widest and the narrowest posterior spread, with their
   interaction counts and text: a sanity check a user can read (few interactions should mean wide).
 - ``nuts_domain_posterior`` / ``compare_with_gold``: a gold standard for D on a small model (NUTS over D with the
@@ -80,21 +80,22 @@ def domain_similarity(draws: Tensor, prepared: PreparedBenchmark) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _predictions(scorer, prepared: PreparedBenchmark, domain: int, max_users: int | None) -> tuple[Tensor, Tensor]:
-    """Confidence and correctness of the top prediction at every evaluated position of ``domain``'s validation
-    users. ([N], [N])"""
+def _predictions(scorer, prepared: PreparedBenchmark, domain: int,
+                 max_users: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Confidence and correctness of the top prediction, and the log-probability of the item that came next, at
+    every evaluated position of ``domain``'s validation users. ([N], [N], [N])"""
     data = prepared.sources
     windows, mask = eval_samples(data, domain, "valid", max_users)
-    builder, confidence, correct = BatchBuilder(data, None), [], []
+    builder, out = BatchBuilder(data, None), ([], [], [])
     for start in range(0, len(windows), 64):
         rows = np.arange(start, min(start + 64, len(windows)))
         batch = builder.make(domain, windows.select(rows))
         keep = torch.as_tensor(mask[rows][:, : batch.items.shape[1]])  # [R, L]
-        log_probs = torch.log_softmax(scorer(batch), -1)[keep]  # [n, J]
-        top = top_predictions(log_probs, batch.targets[keep])
-        confidence.append(top[0])
-        correct.append(top[1])
-    return torch.cat(confidence), torch.cat(correct)
+        log_probs, targets = torch.log_softmax(scorer(batch), -1)[keep], batch.targets[keep]  # [n, J], [n]
+        values = (*top_predictions(log_probs, targets), log_probs.gather(1, targets[:, None])[:, 0])
+        for part, value in zip(out, values):
+            part.append(value)
+    return tuple(torch.cat(part) for part in out)
 
 
 def calibration(model, guide, prepared: PreparedBenchmark, n_samples: int, max_users: int | None = 200,
@@ -104,12 +105,13 @@ def calibration(model, guide, prepared: PreparedBenchmark, n_samples: int, max_u
     rows, pooled = [], {name: ([], []) for name in scorers}
     for domain, name in enumerate(prepared.benchmark.sources):
         for label, scorer in scorers.items():
-            confidence, correct = _predictions(scorer, prepared, domain, max_users)
+            confidence, correct, log_lik = _predictions(scorer, prepared, domain, max_users)
             pooled[label][0].append(confidence)
             pooled[label][1].append(correct)
             rows.append({"domain": name, "scorer": label, "n": len(confidence),
                          "ece": expected_calibration_error(confidence, correct, n_bins, "quantile"),
-                         "mean_confidence": float(confidence.mean()), "accuracy": float(correct.float().mean())})
+                         "mean_confidence": float(confidence.mean()), "accuracy": float(correct.float().mean()),
+                         "log_lik": float(log_lik.mean())})
     bins = [reliability_table(torch.cat(conf), torch.cat(corr), n_bins, "quantile").assign(scorer=label)
             for label, (conf, corr) in pooled.items()]
     return pd.DataFrame(rows), pd.concat(bins, ignore_index=True)

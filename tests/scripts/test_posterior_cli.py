@@ -39,8 +39,10 @@ def test_a_map_run_has_collapsed_intervals_and_agreeing_scorers(tmp_path):
     tables = script.main(script.parse_args(["--run", str(run_dir), "--samples", "2", "--max-users", "10"]))
     domains = tables["domains"]
     pd.testing.assert_series_equal(domains["distance_low"], domains["distance_high"], check_names=False)
-    ece = tables["calibration"].pivot(index="domain", columns="scorer", values="ece")
-    pd.testing.assert_series_equal(ece["MAP"], ece["posterior predictive"], check_names=False)
+    for column in ("ece", "log_lik"):
+        both = tables["calibration"].pivot(index="domain", columns="scorer", values=column)
+        pd.testing.assert_series_equal(both["MAP"], both["posterior predictive"], check_names=False)
+    assert (tables["calibration"]["log_lik"] < 0).all()
     assert tables["items"].empty and (run_dir / "posterior_study.png").exists()
 
 
