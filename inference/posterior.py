@@ -101,7 +101,8 @@ def _predictions(scorer, prepared: PreparedBenchmark, domain: int,
 def calibration(model, guide, prepared: PreparedBenchmark, n_samples: int, max_users: int | None = 200,
                 n_bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ECE per source domain and scorer, reliability bins of every domain's predictions pooled, per scorer)."""
-    scorers = {"MAP": MapScorer(model, guide), "posterior predictive": PosteriorScorer(model, guide, n_samples)}
+    draws = n_samples if guide_moments(guide) else 1  # a point-estimate guide: every draw is the same
+    scorers = {"MAP": MapScorer(model, guide), "posterior predictive": PosteriorScorer(model, guide, draws)}
     rows, pooled = [], {name: ([], []) for name in scorers}
     for domain, name in enumerate(prepared.benchmark.sources):
         for label, scorer in scorers.items():
