@@ -210,11 +210,7 @@ def latent_values(guide, batch: PreRecBatch, model: PreRecModel) -> dict[str, Te
 
     Autoguides' ``median`` returns whole tables, so the user offsets are cut to the batch's users here."""
     with torch.no_grad():
-        estimates = {name: value.detach() for name, value in guide.median(batch).items()}
-        values = {site: estimates[guide_site(model, site)] for site in LATENT_SITES
-                  if guide_site(model, site) in estimates}
-        if model.config.noncentred:
-            values = {site: value * model.prior(site).stddev for site, value in values.items()}
+        values = in_site_units(model, {name: value.detach() for name, value in guide.median(batch).items()})
     users = values.get(EPS_U)
     if users is not None and users.shape[0] != len(batch.user_index):
         values[EPS_U] = users[batch.user_index]  # [U, B]
@@ -226,11 +222,22 @@ def latent_draw(guide, batch: PreRecBatch, model: PreRecModel) -> dict[str, Tens
     paper's site names; a point-estimate guide returns its point estimate. Uses the global torch RNG."""
     with torch.no_grad(), poutine.block():
         trace = poutine.trace(guide).get_trace(batch)
-    values = {}
-    for site in LATENT_SITES:
-        node = trace.nodes.get(guide_site(model, site))
-        if node is not None and node["type"] == "sample":
-            values[site] = node["value"].detach()
+    return in_site_units(model, {name: node["value"].detach() for name, node in trace.nodes.items()
+                                 if node["type"] == "sample"})
+
+
+def domain_draws(model: PreRecModel, guide, batch: PreRecBatch, n_draws: int, seed: int = 0) -> Tensor:
+    """``n_draws`` draws of every D_k from the guide (seeded; the global RNG is left as it was). [S, K, B]"""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([latent_draw(guide, batch, model)[D] for _ in range(n_draws)])
+
+
+def in_site_units(model: PreRecModel, by_guide_site: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Values held by a guide (by guide site name) as the paper's sites: a non-centred ``s_decentered`` becomes
+    ``s = prior std x value``; names that are no latent site of ``model`` are dropped."""
+    values = {site: by_guide_site[guide_site(model, site)] for site in LATENT_SITES
+              if guide_site(model, site) in by_guide_site}
     if model.config.noncentred:
         values = {site: value * model.prior(site).stddev for site, value in values.items()}
     return values
@@ -260,20 +267,23 @@ def guide_moments(guide) -> dict[str, tuple[Tensor, Tensor]]:
     return out
 
 
+def site_moments(guide, model: PreRecModel) -> dict[str, tuple[Tensor, Tensor]]:
+    """``guide_moments`` as the paper's sites, in their units: {site: (mean, std)}; {} for point-estimate guides."""
+    moments = guide_moments(guide)
+    means = in_site_units(model, {name: mean for name, (mean, _) in moments.items()})
+    stds = in_site_units(model, {name: std for name, (_, std) in moments.items()})
+    return {site: (means[site], stds[site]) for site in means}
+
+
 def posterior_spread(guide, model: PreRecModel) -> dict | None:
     """For a guide with a posterior (``normal``, ``structured``): mean posterior standard deviation of each latent
     site beside its prior's, and per domain for D. ``None`` for point-estimate guides."""
-    moments = guide_moments(guide)
+    moments = site_moments(guide, model)
     if not moments:
         return None
     out = {}
-    for site in LATENT_SITES:
-        name = guide_site(model, site)
-        if name not in moments:
-            continue
+    for site, (loc, scale) in moments.items():
         prior_std = model.prior(site).stddev  # [B]
-        unit = prior_std if model.config.noncentred else torch.ones_like(prior_std)  # guide units -> site units
-        loc, scale = (value * unit for value in moments[name])
         out[site] = {"posterior_std_mean": float(scale.mean()), "prior_std": float(prior_std.mean())}
         if site == D:
             out[D]["posterior_std_per_domain"] = scale.mean(-1).tolist()

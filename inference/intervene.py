@@ -108,16 +108,13 @@ class BackdoorScorer:
         values = zero_interventions(self.model, batch)
         values.update(self.item_offsets)
         prior = self.model.prior(D)
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(self.seed)
-        try:
-            log_probs = []
+        log_probs = []
+        with torch.random.fork_rng(devices=[]):  # seeded draws; the caller's RNG is left as it was
+            torch.manual_seed(self.seed)
             for draw in range(self.n_samples):
                 if self.domain_draws is None:
                     values[D] = prior.sample((self.model.n_domains,))  # [K, B]
                 else:
                     values[D] = self.domain_draws[draw].expand(self.model.n_domains, -1)  # [K, B]
                 log_probs.append(torch.log_softmax(_logits_under(self.model, values, batch), dim=-1))
-        finally:
-            torch.random.set_rng_state(generator_state)
         return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(self.n_samples)  # [R, L, J]

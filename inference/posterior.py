@@ -17,7 +17,6 @@ Shape legend: S = posterior draws, K = source domains, B = hidden size, J = item
 from __future__ import annotations
 
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,30 +32,10 @@ from prerec_pyro.evaluate import eval_samples
 from prerec_pyro.models.prerec import EPS_V, D, R
 from prerec_pyro.pipeline import PreparedBenchmark
 
-from .guides import guide_moments, guide_site, latent_draw, latent_values
-from .pretrained import probe_batch
-from .runs import load_run
+from .guides import guide_moments, latent_values, site_moments
 from .scoring import MapScorer, PosteriorScorer
 
 CREDIBLE = 0.9
-
-
-def load_source_posterior(run_dir: Path, prepared: PreparedBenchmark, device: str = "cpu"):
-    """(config, model, guide, probe batch) of a run rebuilt on its own sources."""
-    sources = prepared.sources
-    probe = probe_batch(sources, device)
-    config, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
-    return config, model, guide, probe
-
-
-def domain_draws(model, guide, probe, n_draws: int, seed: int = 0) -> Tensor:
-    """``n_draws`` draws of every source D_k from the guide (seeded; the global RNG is restored). [S, K, B]"""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return torch.stack([latent_draw(guide, probe, model)[D] for _ in range(n_draws)])
-    finally:
-        torch.random.set_rng_state(state)
 
 
 def popularity_correlation(left: pd.DataFrame, right: pd.DataFrame) -> float:
@@ -121,12 +100,10 @@ def calibration(model, guide, prepared: PreparedBenchmark, n_samples: int, max_u
 def item_uncertainty(model, guide, prepared: PreparedBenchmark, top: int = 10) -> pd.DataFrame:
     """The ``top`` item offsets (eps_v) with the widest and the narrowest posterior spread (mean std over B, in the
     site's units), with their domain, interaction count and text; empty for a point-estimate guide."""
-    moments = guide_moments(guide)
-    name = guide_site(model, EPS_V)
-    if name not in moments:
+    moments = site_moments(guide, model)
+    if EPS_V not in moments:
         return pd.DataFrame()
-    unit = model.prior(EPS_V).stddev if model.config.noncentred else 1.0
-    spread = (moments[name][1] * unit).mean(-1)  # [J]
+    spread = moments[EPS_V][1].mean(-1)  # [J]
     catalogue = [pd.DataFrame({"domain": dom.name, "item_id": dom.item_ids, "text": dom.texts,
                                "interactions": np.bincount(dom.seq_items, minlength=dom.n_items)})
                  for dom in prepared.sources.domains]  # global row order, as eps_v's rows
@@ -188,12 +165,11 @@ def gold_comparison(model, guide, prepared: PreparedBenchmark, n_samples: int, w
                for k, dom in enumerate(data.domains)]
     gold = nuts_domain_posterior(model, guide, batches, n_samples, warmup)  # [S, K, B]
     prior_std = model.prior(D).stddev  # [B]
-    moments = guide_moments(guide).get(guide_site(model, D))
+    moments = site_moments(guide, model).get(D)
     if moments is None:
         loc = latent_values(guide, batches[0], model)[D]
         row = {"mean_error_in_prior_stds": float(((gold.mean(0) - loc).abs() / prior_std).mean()),
                "gold_std_over_prior": float((gold.std(0) / prior_std).mean())}
     else:
-        unit = prior_std if model.config.noncentred else torch.ones_like(prior_std)
-        row = compare_with_gold(gold, moments[0] * unit, moments[1] * unit, prior_std)
+        row = compare_with_gold(gold, *moments, prior_std)
     return pd.DataFrame([{"nuts_samples": n_samples, "warmup": warmup, **row}])

@@ -32,12 +32,12 @@ from torch import Tensor
 
 from prerec_pyro.data.batches import BatchBuilder, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
-from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z, D, PreRecModel
+from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z, PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
 from prerec_pyro.text import TextEncoderConfig, canonical_model_name, encode_texts
 
 from .checkpoint import load_checkpoint
-from .guides import latent_draw, latent_values
+from .guides import domain_draws, latent_values
 from .intervene import BackdoorScorer, InterventionScorer, target_model
 from .map import training_windows
 from .recommender import DomainRecommender, TableLike, catalogue_factors, items_table
@@ -66,11 +66,17 @@ def probe_batch(data: MultiDomainData, device: str | torch.device = "cpu") -> Pr
     return BatchBuilder(data, None, device=device).make(0, training_windows(data)[0].select([0]))
 
 
-def source_estimates(run_dir: Path, prepared: PreparedBenchmark, device: str) -> dict[str, Tensor]:
-    """A run's MAP estimates (posterior medians) of its latent sites, on its own source data."""
+def load_on_sources(run_dir: Path, prepared: PreparedBenchmark, device: str | torch.device = "cpu"):
+    """A run's (config, model, guide) rebuilt on its own sources, and the probe batch that built the guide."""
     sources = prepared.sources
     probe = probe_batch(sources, device)
-    _, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
+    config, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
+    return config, model, guide, probe
+
+
+def source_estimates(run_dir: Path, prepared: PreparedBenchmark, device: str) -> dict[str, Tensor]:
+    """A run's MAP estimates (posterior medians) of its latent sites, on its own source data."""
+    _, model, guide, probe = load_on_sources(run_dir, prepared, device)
     return latent_values(guide, probe, model)
 
 
@@ -79,16 +85,9 @@ def source_domain_draws(run_dir: Path, prepared: PreparedBenchmark, n_samples: i
     """``n_samples`` draws of the sources' D_k from a run's guide, taking the source domains in turn (draw s is
     D_{s mod K} of the guide's draw s // K): the back-door average over the posterior of the confounder instead of
     its prior. A point-estimate guide gives the MAP D_k, each equally often. [n_samples, B]"""
-    sources = prepared.sources
-    probe = probe_batch(sources, device)
-    _, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
-    n_domains, state = len(sources.domains), torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        tables = [latent_draw(guide, probe, model)[D] for _ in range(-(-n_samples // n_domains))]  # each [K, B]
-    finally:
-        torch.random.set_rng_state(state)
-    return torch.cat(tables)[:n_samples]  # [n_samples, B], domains in turn
+    _, model, guide, probe = load_on_sources(run_dir, prepared, device)
+    draws = domain_draws(model, guide, probe, -(-n_samples // model.n_domains), seed)  # [S', K, B]
+    return draws.flatten(0, 1)[:n_samples]  # [n_samples, B], domains in turn
 
 
 def shared_item_offsets(estimates: dict[str, Tensor], prepared: PreparedBenchmark, target: str) -> dict[str, Tensor]:

@@ -11,6 +11,7 @@ Shape legend: R = rows (sequences), L = positions, J = catalogue items, U = batc
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
@@ -23,6 +24,17 @@ from prerec_pyro.models.prerec import EPS_U, PreRecModel
 from .guides import latent_draw, latent_values
 
 
+@contextmanager
+def eval_mode(model: PreRecModel):
+    """``model`` in eval mode (no dropout) inside the block, in its previous mode after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 class MapScorer:
     """Scores = the model's logits with every latent fixed at the guide's point estimate."""
 
@@ -33,15 +45,14 @@ class MapScorer:
     def __call__(self, batch: PreRecBatch) -> Tensor:
         """Users outside the fitted ``users`` plate (validation, test) have no data behind their offset: it stays
         at its prior mean, eps_u = 0."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            fitted = batch.user_index < self.model.n_users  # [U]
-            batch = replace(batch, user_index=torch.where(fitted, batch.user_index, 0))
-            values = self._point_estimates(batch, fitted)
-            return poutine.condition(self.model, data=values)(batch)  # [R, L, J]
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model):
+            return self._logits(batch, latent_values)  # [R, L, J]
+
+    def _logits(self, batch: PreRecBatch, estimate) -> Tensor:
+        """The model's logits with every latent at the guide's ``estimate`` (see ``_point_estimates``). [R, L, J]"""
+        fitted = batch.user_index < self.model.n_users  # [U]
+        batch = replace(batch, user_index=torch.where(fitted, batch.user_index, 0))
+        return poutine.condition(self.model, data=self._point_estimates(batch, fitted, estimate))(batch)
 
     def _point_estimates(self, batch: PreRecBatch, fitted: Tensor, estimate=latent_values) -> dict[str, Tensor]:
         """The guide's ``estimate`` (point estimates, or a draw), asked once per distinct fitted user (a subsampled
@@ -71,17 +82,7 @@ class PosteriorScorer(MapScorer):
 
     @torch.no_grad()
     def __call__(self, batch: PreRecBatch) -> Tensor:
-        was_training, state = self.model.training, torch.random.get_rng_state()
-        self.model.eval()
-        torch.manual_seed(self.seed)
-        try:
-            fitted = batch.user_index < self.model.n_users  # [U]
-            batch = replace(batch, user_index=torch.where(fitted, batch.user_index, 0))
-            log_probs = []
-            for _ in range(self.n_samples):
-                values = self._point_estimates(batch, fitted, estimate=latent_draw)
-                log_probs.append(torch.log_softmax(poutine.condition(self.model, data=values)(batch), -1))
-            return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(self.n_samples)  # [R, L, J]
-        finally:
-            torch.random.set_rng_state(state)
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            log_probs = [torch.log_softmax(self._logits(batch, latent_draw), -1) for _ in range(self.n_samples)]
+        return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(self.n_samples)  # [R, L, J]

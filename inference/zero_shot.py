@@ -21,8 +21,7 @@ from prerec_pyro.pipeline import PreparedBenchmark
 
 from .guides import latent_values
 from .intervene import InterventionScorer
-from .pretrained import PretrainedRun, probe_batch
-from .runs import load_run
+from .pretrained import PretrainedRun, load_on_sources
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +40,7 @@ def intervened_source_score(run_dir: Path, prepared: PreparedBenchmark, config: 
     """Mean r-NDCG@K% over the source domains of ``run_dir``'s Eq. 8 scores on ``config.split`` users of the
     sources (e.g. their validation users): a target-free criterion to compare configurations."""
     sources = prepared.sources
-    probe = probe_batch(sources, config.device)
-    _, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(config.device), probe)
+    _, model, guide, probe = load_on_sources(run_dir, prepared, config.device)
     scorer = source_scorer(model, guide, probe)
     scores = [summarize(evaluate_domain(scorer, sources, k, config), config).get("rndcg@k%", 0.0)
               for k in range(len(sources.domains))]

@@ -92,7 +92,7 @@ def plot_posterior_study(similarity: pd.DataFrame, bins: pd.DataFrame, items: pd
         middle.plot(part["confidence"], part["accuracy"], marker="o", label=scorer)
     low = max(float(bins["confidence"].min()), 1e-6)
     middle.plot([low, 1], [low, 1], color="grey", linestyle=":", label="calibrated")
-    middle.set(xscale="log", yscale="symlog", xlabel="confidence (top item)", ylabel="accuracy",
+    middle.set(xscale="log", xlabel="confidence (top item)", ylabel="accuracy",
                title="reliability (sources' validation)")
     middle.set_yscale("symlog", linthresh=low)
     middle.legend(fontsize=8)

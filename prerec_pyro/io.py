@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
@@ -21,3 +24,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_csv(path: str | os.PathLike[str], table: pd.DataFrame) -> Path:
+    """``table`` as CSV (no index) at ``path``, written atomically."""
+    return atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))

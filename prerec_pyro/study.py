@@ -31,7 +31,7 @@ from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.recovery import popularity_panel
 from prerec_pyro.inference.runs import load_run_config
 from prerec_pyro.inference.zero_shot import evaluate_target
-from prerec_pyro.io import atomic_write
+from prerec_pyro.io import write_csv
 from prerec_pyro.models.prerec import D
 from prerec_pyro.pipeline import PreparedBenchmark
 
@@ -50,10 +50,6 @@ class StudyConfig:
     n_boot: int = 1000
     device: str = "cpu"
     rndcg_b: float | None = None  # r-NDCG@K%'s b; None: 600 / K%, the paper's
-
-
-def write_csv(path: Path, table: pd.DataFrame) -> None:
-    atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))
 
 
 def cached_table(path: Path, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.runs import RunConfig, common_cold_protocol, find_latest_run, load_run_config
 from prerec_pyro.inference.zero_shot import intervened_source_score, score_target
-from prerec_pyro.io import atomic_write
+from prerec_pyro.io import atomic_write, write_csv
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.progress import progress_bar
 from prerec_pyro.text import TextEncoderConfig
@@ -249,7 +249,7 @@ def main(args: argparse.Namespace) -> Path:
         logger.info("nothing scored (--skip-targets and no PreRec variant); the baselines are trained")
         return out
     long = pd.DataFrame(rows)
-    atomic_write(out / "ablations_long.csv", lambda f: f.write(long.to_csv(index=False).encode()))
+    write_csv(out / "ablations_long.csv", long)
     write_summaries(long, out, args.benchmark)
     return out
 
@@ -302,7 +302,7 @@ def write_summaries(long: pd.DataFrame, out: Path, benchmark: str) -> None:
     sd over seeds [95% bootstrap interval over users, averaged over seeds])."""
     table = summary_table(long)
     n_targets = long.loc[long["subset"] == "all", "domain"].nunique()
-    atomic_write(out / "ablations.csv", lambda f: f.write(table.to_csv(index=False).encode()))
+    write_csv(out / "ablations.csv", table)
     text = f"{benchmark}: zero-shot, mean over {n_targets} targets\n\n" + markdown(table)
     atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
     if (long["subset"] == "all").any():

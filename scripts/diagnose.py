@@ -26,7 +26,7 @@ from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.diagnostics import diagnostic_rows
 from prerec_pyro.inference.runs import load_run_config, prepare_for_run
-from prerec_pyro.io import atomic_write
+from prerec_pyro.io import write_csv
 
 logger = logging.getLogger("diagnose")
 
@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     wide.loc["mean"] = wide.mean()
     print(wide.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"mean Spearman(Eq. 8, SBERT): {table['sbert_spearman'].mean():.3f}")
-    atomic_write(run / f"diagnose_{benchmark.folder}.csv", lambda f: f.write(table.to_csv(index=False).encode()))
+    write_csv(run / f"diagnose_{benchmark.folder}.csv", table)
     return table
 
 

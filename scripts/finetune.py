@@ -24,7 +24,7 @@ from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.finetune import FINETUNE_PRIOR_UNITS, incremental_study, parse_sizes
 from prerec_pyro.inference.map import TrainConfig
 from prerec_pyro.inference.runs import check_finished, find_latest_run, prepare_for_run
-from prerec_pyro.io import atomic_write
+from prerec_pyro.io import write_csv
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,7 +75,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     transfer = "" if config.benchmark == benchmark.name else f"_on_{benchmark.folder}"
     stem = Path(args.out or run) / f"finetune_{args.target}{transfer}"
-    atomic_write(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
+    write_csv(stem.with_suffix(".csv"), table)
     save_json(stem.with_suffix(".json"), {"benchmark": benchmark.name, "pretrained_on": config.benchmark,
                                           "run": str(run), "prior_units": args.prior_units, "rows": rows})
     print(f"written: {stem}.csv, {stem}.json")

@@ -36,7 +36,7 @@ from prerec_pyro.inference.runs import (
     prepare_for_run,
 )
 from prerec_pyro.inference.zero_shot import evaluate_target
-from prerec_pyro.io import atomic_write
+from prerec_pyro.io import write_csv
 
 logger = logging.getLogger("intervene_eval")
 
@@ -139,7 +139,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     table = results_table(rows)
     print(format_table(table))
     stem = output_stem(args, runs, benchmark, transfer)
-    atomic_write(stem.with_suffix(".csv"), lambda f: f.write(table.to_csv(index=False).encode()))
+    write_csv(stem.with_suffix(".csv"), table)
     save_json(stem.with_suffix(".json"), {"benchmark": benchmark.name, "pretrained_on": run_config.benchmark,
                                           "sources": list(prepared.benchmark.sources), "targets": list(targets),
                                           "split": args.split, "k_percent": config.k_percent,

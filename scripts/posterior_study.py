@@ -1,6 +1,6 @@
 """What a run's posterior says, in one command (inference/posterior.py): a figure and three tables.
 
-    python scripts/map_pretrain.py --benchmark synthetic-small --guide structured --scale-lr 0.02 --runs runs
+    python scripts/map_pretrain.py --benchmark synthetic-small --guide structured --epochs 40 --runs runs
     python scripts/posterior_study.py --run runs/synthetic-small/prerec-structured-seed0-...
 
 - ``posterior_domains.csv``: posterior distance between each pair of source D_k (mean and 90% credible interval)
@@ -26,16 +26,11 @@ import pandas as pd
 
 from prerec_pyro import cli
 from prerec_pyro.figures import plot_posterior_study
-from prerec_pyro.inference.posterior import (
-    calibration,
-    domain_draws,
-    domain_similarity,
-    gold_comparison,
-    item_uncertainty,
-    load_source_posterior,
-)
+from prerec_pyro.inference.guides import domain_draws
+from prerec_pyro.inference.posterior import calibration, domain_similarity, gold_comparison, item_uncertainty
+from prerec_pyro.inference.pretrained import load_on_sources
 from prerec_pyro.inference.runs import check_finished, prepare_for_run
-from prerec_pyro.io import atomic_write
+from prerec_pyro.io import write_csv
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,16 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def write_csv(path: Path, table: pd.DataFrame) -> None:
-    atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))
-
-
 def main(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     run = Path(args.run)
     config = check_finished(run, method="prerec")
     prepared = prepare_for_run(config, data_dir=args.data_dir)
-    _, model, guide, probe = load_source_posterior(run, prepared)
+    _, model, guide, probe = load_on_sources(run, prepared)
     tables = {"domains": domain_similarity(domain_draws(model, guide, probe, args.samples), prepared)}
     tables["calibration"], tables["reliability"] = calibration(model, guide, prepared, args.samples, args.max_users)
     tables["items"] = item_uncertainty(model, guide, prepared, args.top)

@@ -23,7 +23,7 @@ from prerec_pyro.cli import run
 from prerec_pyro.data.loaders.generic import INTERACTION_COLUMNS, ITEM_COLUMNS, read_table, rows_of_domain
 from prerec_pyro.data.timestamps import epoch_seconds
 from prerec_pyro.inference.pretrained import BACKDOOR_FROM
-from prerec_pyro.io import atomic_write
+from prerec_pyro.io import write_csv
 from prerec_pyro.progress import progress_bar
 
 logger = logging.getLogger("recommend")
@@ -88,7 +88,7 @@ def main(args: argparse.Namespace):
         chunk = {user: histories[user] for user in users[start: start + args.batch_users]}
         parts.append(domain.recommend(chunk, k=args.k, exclude_seen=not args.include_seen, unknown=args.unknown))
     table = pd.concat(parts, ignore_index=True)
-    atomic_write(args.out, lambda f: f.write(table.to_csv(index=False).encode()))
+    write_csv(args.out, table)
     print(f"{len(users)} users, top {args.k}: {args.out}")
     return table
 

@@ -236,9 +236,11 @@ def _data_entries(path: Path, raw: dict) -> tuple[TableEntry | DatasetEntry, ...
         return tuple(TableEntry(f"domains.{name}", name, *_table_pair(path, table, f"domains.{name}"))
                      for name, table in domains.items())
     data = raw["data"]
-    tables = [(data, "data")] if isinstance(data, dict) else [(t, f"data[{i}]") for i, t in enumerate(data)] \
-        if isinstance(data, list) and data else []
-    if not tables:
+    if isinstance(data, dict):
+        tables = [(data, "data")]
+    elif isinstance(data, list) and data:
+        tables = [(table, f"data[{index}]") for index, table in enumerate(data)]
+    else:
         raise _toml_error(path, "data", f"expected a [data] table or [[data]] entries, got {data!r}")
     return tuple(_dataset_entry(path, table, where) if isinstance(table, dict) and "dataset" in table
                  else TableEntry(where, None, *_table_pair(path, table, where)) for table, where in tables)
