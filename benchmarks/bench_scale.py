@@ -6,8 +6,8 @@
 Only the ``users`` plate grows: the model is built without data (one domain, ``--items`` items with random text
 vectors) and every batch is a ``PreRecBatch`` of ``--batch-size`` random user rows with random histories, so the step
 does the same work at every size except what the guide and the optimisers spend on the per-user table. AutoDelta
-keeps that table dense (its gradient and Adam touch every row: SPEC §6 pitfall 2); the sparse Delta guide keeps it
-in a sparse embedding updated by SparseAdam. The step is ``MapTrainer.step`` itself (``PlateTrainer`` only replaces
+keeps that table dense (its gradient and Adam touch every row: docs/DESIGN.md pitfall 2); the sparse Delta guide keeps
+it in a sparse embedding updated by SparseAdam. The step is ``MapTrainer.step`` itself (``PlateTrainer`` only replaces
 the data-bound constructor).
 
 Each (guide, users) configuration is built afresh, warmed up with ``--warmup`` steps and timed over ``--steps``

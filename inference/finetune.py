@@ -5,7 +5,7 @@ trainable; D for the target starts at its prior mean, the target catalogue's eps
 target's training users get their own eps_u. MAP is fitted on the target's training users (optionally only the first
 ``first_n`` of their interactions in time order: incremental fine-tuning), with early stopping on the target's
 validation users, and the result scores with the re-estimated D̂, Ẑ, V̂, Û (``MapScorer``), no intervention.
-The fine-tuning guide has its own parameter names (SPEC §6 pitfall 8). ``pretrained=False`` trains the same model
+The fine-tuning guide has its own parameter names (docs/DESIGN.md pitfall 8). ``pretrained=False`` trains the same model
 from scratch on the target: the comparison of the paper's Fig. 3.
 
 Fine-tuning starts at the zero-shot point: D and the confounded offsets at 0 (Eq. 8's values) and, for a model with

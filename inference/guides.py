@@ -2,9 +2,9 @@
 sparse Delta guide.
 
 Every guide sees the batch's users through the model's subsampled ``users`` plate (``create_plates``), so a user's
-offset is paired with that user's data (SPEC §6 pitfall 1). Guides whose joint latent would cover only one batch of
-users (``AutoContinuous`` families such as AutoDiagonalNormal, AutoLowRankMultivariateNormal over the whole model)
-are refused. The structured guide is the correct way to get one: an ``AutoGuideList`` whose
+offset is paired with that user's data (docs/DESIGN.md pitfall 1). Guides whose joint latent would cover only one
+batch of users (``AutoContinuous`` families such as AutoDiagonalNormal, AutoLowRankMultivariateNormal over the whole
+model) are refused. The structured guide is the correct way to get one: an ``AutoGuideList`` whose
 ``AutoLowRankMultivariateNormal`` part sees only the domain latents D (global, never subsampled), so the posterior
 keeps the correlations between the D_k, and whose ``AutoNormal`` part holds every other site under the users plate.
 
@@ -14,7 +14,7 @@ seen by SVI through ``svi_model``: ``poutine.reparam`` with ``LocScaleReparam(ce
 built on that view and hold the ``_decentered`` values; ``latent_values`` maps them back to the paper's sites.
 
 The sparse Delta guide keeps the per-user table in an ``nn.Embedding(sparse=True)`` that a ``SparseAdam`` updates
-row-wise, so a step costs the same at 10k or 2M users (SPEC §6 pitfall 2).
+row-wise, so a step costs the same at 10k or 2M users (docs/DESIGN.md pitfall 2).
 
 Shape legend: K = domains, J = items, I = distinct item ids, N = users, R = batch users, B = embedding size.
 """
@@ -135,7 +135,8 @@ def make_guide(kind: str, model: PreRecModel, name: str = "guide", init_values: 
 
     An autoguide is a PyroModule: it reads its values from the parameter store under its own name. Each guide is
     therefore named ``<name>-<n>`` with a number unique in the process, so a pre-training guide, a fine-tuning guide
-    and a guide still scoring after another was trained never share parameter-store entries (SPEC §6 pitfall 8)."""
+    and a guide still scoring after another was trained never share parameter-store entries (docs/DESIGN.md
+    pitfall 8)."""
     plates = users_plate(model) if model.config.use_offsets else None  # PreRec_n has no user offsets
     start = guide_init_values(model, init_values or {})
     init = init_to_value(values=start, fallback=init_to_mean) if start else init_to_mean
@@ -197,7 +198,7 @@ def guide_init_values(model: PreRecModel, values: dict[str, Tensor]) -> dict[str
 
 
 def check_guide(guide) -> None:
-    """Refuse guides whose joint latent cannot follow a subsampled ``users`` plate (SPEC §6 pitfall 7)."""
+    """Refuse guides whose joint latent cannot follow a subsampled ``users`` plate (docs/DESIGN.md pitfall 7)."""
     if isinstance(guide, AutoContinuous):
         raise ValueError(f"{type(guide).__name__} flattens all latents into one vector sized by the first batch, so "
                          "with the subsampled 'users' plate it would cover one batch of users only; use one of "

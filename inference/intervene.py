@@ -9,7 +9,8 @@ draw from the prior.
 ``BackdoorScorer`` averages the softmax over draws of D from its prior instead (the back-door adjustment of Eq. 8),
 and, for a guide with a posterior, over posterior draws of the shared latent sites.
 
-Shape legend: K = domains, J = items, R = windows, L = positions, B = embedding size, S = draws.
+Shape legend: K = domains, J = items, R = windows, L = positions, A = target positions, B = embedding size,
+S = draws.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from __future__ import annotations
 import math
 
 import torch
-from pyro import poutine
 from torch import Tensor
 
 from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.models.prerec import EPS_U, EPS_V, EPS_V_SHARED, EPS_Z, D, PreRecModel
+
+from .scoring import ModelScorer, eval_mode, latent_dict, model_logits
 
 
 def target_model(model: PreRecModel, target: MultiDomainData, item_text: torch.Tensor) -> PreRecModel:
@@ -44,14 +46,6 @@ def zero_interventions(model: PreRecModel, batch: PreRecBatch) -> dict[str, Tens
     return values
 
 
-def _logits_under(model: PreRecModel, values: dict[str, Tensor], batch: PreRecBatch) -> Tensor:
-    """The logits of ``do(values)``. ``do`` splits each site into the intervened node, whose value its children
-    see, and the original node, which it samples from the prior again; conditioning that original node on the same
-    values spares the draw (a [J, B] table per batch) and changes no logit."""
-    with poutine.block():
-        return poutine.condition(poutine.do(model, data=values), data=values)(batch)  # [R, L, J]
-
-
 def checked_item_offsets(model: PreRecModel, item_offsets: dict[str, Tensor] | None) -> dict[str, Tensor]:
     """Tables that replace the zeros of the item sites: ``eps_v`` / ``eps_z`` ``[J, B]`` and ``eps_v_shared``
     ``[I, B]`` of the target's items."""
@@ -67,7 +61,12 @@ def checked_item_offsets(model: PreRecModel, item_offsets: dict[str, Tensor] | N
     return dict(item_offsets or {})
 
 
-class InterventionScorer:
+def logits_under(model: PreRecModel, values: dict[str, Tensor], batch: PreRecBatch, at_targets: bool = False) -> Tensor:
+    """The logits of the model under ``do(values)``: [R, L, J], or [A, J] ``at_targets``."""
+    return model_logits(model, batch, latent_dict(model, batch, do=values), at_targets)
+
+
+class InterventionScorer(ModelScorer):
     """Zero-shot PreRec scores: the logits of the intervened model do(D = 0, eps = 0).
 
     ``item_offsets`` optionally replaces the zeros of ``eps_v`` / ``eps_z`` / ``eps_v_shared`` with given target
@@ -78,14 +77,14 @@ class InterventionScorer:
         self.model, self.name, self.item_offsets = model, name, checked_item_offsets(model, item_offsets)
 
     @torch.no_grad()
-    def __call__(self, batch: PreRecBatch) -> Tensor:
-        self.model.eval()
+    def scores(self, batch: PreRecBatch, at_targets: bool) -> Tensor:
         values = zero_interventions(self.model, batch)
         values.update(self.item_offsets)
-        return _logits_under(self.model, values, batch)
+        with eval_mode(self.model):
+            return logits_under(self.model, values, batch, at_targets)  # [R, L, J] or [A, J]
 
 
-class BackdoorScorer:
+class BackdoorScorer(ModelScorer):
     """Back-door adjustment: log of the softmax averaged over ``n_samples`` draws of D (offsets at 0, or the given
     ``item_offsets`` as in ``InterventionScorer``). The draws come from the prior p(D), or are the rows of
     ``domain_draws`` [n_samples, B] (e.g. draws of the sources' D_k from a run's posterior,
@@ -103,18 +102,17 @@ class BackdoorScorer:
         self.domain_draws = domain_draws
 
     @torch.no_grad()
-    def __call__(self, batch: PreRecBatch) -> Tensor:
-        self.model.eval()
+    def scores(self, batch: PreRecBatch, at_targets: bool) -> Tensor:
         values = zero_interventions(self.model, batch)
         values.update(self.item_offsets)
         prior = self.model.prior(D)
         log_probs = []
-        with torch.random.fork_rng(devices=[]):  # seeded draws; the caller's RNG is left as it was
+        with eval_mode(self.model), torch.random.fork_rng(devices=[]):  # seeded; the caller's RNG is left as it was
             torch.manual_seed(self.seed)
             for draw in range(self.n_samples):
                 if self.domain_draws is None:
                     values[D] = prior.sample((self.model.n_domains,))  # [K, B]
                 else:
                     values[D] = self.domain_draws[draw].expand(self.model.n_domains, -1)  # [K, B]
-                log_probs.append(torch.log_softmax(_logits_under(self.model, values, batch), dim=-1))
-        return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(self.n_samples)  # [R, L, J]
+                log_probs.append(torch.log_softmax(logits_under(self.model, values, batch, at_targets), dim=-1))
+        return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(self.n_samples)  # [R, L, J] or [A, J]

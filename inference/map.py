@@ -1,8 +1,8 @@
 """MAP inference (Eq. 7) with SVI: ``Trace_ELBO`` under a Delta guide is the log joint up to a constant.
 
-The loss is scaled by 1/N_obs (the number of observed next items in the training data, SPEC §6 pitfall 6). Networks
-and dense guide tables are trained with Adam; the sparse Delta guide's user table with SparseAdam. Each epoch is
-followed by a validation pass (mean r-NDCG@K% over the sources' validation users) that drives early stopping and
+The loss is scaled by 1/N_obs (the number of observed next items in the training data, docs/DESIGN.md pitfall 6).
+Networks and dense guide tables are trained with Adam; the sparse Delta guide's user table with SparseAdam. Each epoch
+is followed by a validation pass (mean r-NDCG@K% over the sources' validation users) that drives early stopping and
 the choice of ``best.pt``; ``last.pt`` lets an interrupted run resume where it stopped.
 """
 
@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from torch import Tensor
 
 from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler
 from prerec_pyro.data.dataset import MultiDomainData
@@ -48,8 +50,11 @@ class OptimConfig:
     grad_clip_norm: float | None = 10.0
     seed: int = 0
     device: str = "cpu"
+    check_every: int = 50  # steps between reads of the losses (a NaN stops training at the next read)
 
     def __post_init__(self):
+        if self.check_every < 1:
+            raise ValueError(f"check_every must be >= 1, got {self.check_every}")
         if self.max_epochs < 1 or self.patience < 1:
             raise ValueError(f"max_epochs and patience must be >= 1, got {self.max_epochs}, {self.patience}")
         if self.n_negatives < 1 or self.batch_size < 1:
@@ -84,29 +89,57 @@ def training_windows(data: MultiDomainData, first_n: int | None = None):
     return [d.windows(d.users_in("train"), data.sequences, first_n=first_n) for d in data.domains]
 
 
-def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], float], sampler: DomainBalancedSampler,
+def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], sampler: DomainBalancedSampler,
                     config: OptimConfig, epoch: int) -> float:
-    """One epoch of ``step(domain, rows, generator)`` over the sampler's batches (at most
-    ``max_steps_per_epoch``), with a progress bar; the mean loss. Seeded by (seed, epoch): dropout, guide draws and
-    sampled negatives repeat exactly when an epoch is rerun (resume)."""
+    """One epoch of ``step(domain, rows, generator)`` (the step's detached loss, left on its device) over the
+    sampler's batches (at most ``max_steps_per_epoch``), with a progress bar; the mean loss. The losses are read back
+    ``check_every`` steps at a time, one host-device sync each: a non-finite loss stops training then, naming its
+    step. Seeded by (seed, epoch): dropout, guide draws and sampled negatives repeat exactly when an epoch is rerun
+    (resume)."""
     seed = config.seed * 100_003 + epoch
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     n_steps = min(len(sampler), config.max_steps_per_epoch or len(sampler))
-    losses = []
+    losses, pending = [], []
     progress = progress_bar(sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
     for index, (domain, rows) in enumerate(progress):
         if index >= n_steps:
             break
-        losses.append(step(domain, rows, generator))
-        progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
+        pending.append(torch.as_tensor(step(domain, rows, generator)))
+        if len(pending) == config.check_every or index == n_steps - 1:
+            losses += checked_losses(pending, epoch, first_step=index + 1 - len(pending))
+            pending = []
+            progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
     progress.close()
     return float(np.mean(losses))
+
+
+def checked_losses(losses: list[Tensor], epoch: int, first_step: int) -> list[float]:
+    """The scalar ``losses`` of consecutive steps as floats (one sync); FloatingPointError at the first that is not
+    finite."""
+    values = torch.stack([loss.float().to(losses[0].device) for loss in losses]).tolist()
+    for offset, value in enumerate(values):
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at step {first_step + offset} of epoch {epoch}; "
+                                     "lower the learning rate or check the data for degenerate sequences")
+    return values
+
+
+def map_loss(model, guide, *args) -> Tensor:
+    """-ELBO = E_q[log q(z) - log p(x, z)] with one draw of a guide whose sample sites are all reparameterised (Delta,
+    Normal, low-rank MVN): ``Trace_ELBO``'s differentiable loss, without the float copy of every site's log-density
+    that it also takes (a host-device sync each). Shapes and the model-guide match are checked by ``Trace_ELBO``
+    on a trainer's first step."""
+    guide_trace = poutine.trace(guide).get_trace(*args)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+    return guide_trace.log_prob_sum() - model_trace.log_prob_sum()
 
 
 class MapTrainer:
     """Fits ``model`` and ``guide`` on the training users of ``data``; ``validate()`` returns a dict with the
     early-stopping ``"score"`` (higher is better)."""
+
+    _checked = False  # whether a step went through Pyro's validated ELBO (see ``loss``)
 
     def __init__(self, model: PreRecModel, guide, data: MultiDomainData, config: TrainConfig,
                  validate: Callable[[], dict] | None = None, run_dir: Path | None = None,
@@ -150,11 +183,19 @@ class MapTrainer:
         if sparse:
             self._optimizers.append(torch.optim.SparseAdam(sparse, lr=self.config.lr))
 
-    def step(self, batch) -> float:
-        loss = self.elbo.differentiable_loss(self.scaled_model, self.scaled_guide, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} (domain {batch.domain}); lower the "
-                                     "learning rate or check the data for degenerate sequences")
+    def loss(self, batch) -> Tensor:
+        """The scaled -ELBO of ``batch``. The first call goes through Pyro's ``Trace_ELBO`` (or
+        ``TraceMeanField_ELBO``) with validation on; later ``trace`` ELBOs through ``map_loss`` with validation off,
+        so a step makes no host-device sync of its own."""
+        if self.config.elbo == "meanfield" or not self._checked:
+            self._checked = True
+            return self.elbo.differentiable_loss(self.scaled_model, self.scaled_guide, batch)
+        with pyro.validation_enabled(False):
+            return map_loss(self.scaled_model, self.scaled_guide, batch)
+
+    def step(self, batch) -> Tensor:
+        """One optimiser step; the detached loss, still on the device (``run_epoch_steps`` checks it)."""
+        loss = self.loss(batch)
         for opt in self._optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -163,7 +204,7 @@ class MapTrainer:
             torch.nn.utils.clip_grad_norm_(dense, self.config.grad_clip_norm)
         for opt in self._optimizers:
             opt.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def run_epoch(self, epoch: int) -> float:
         self.model.train()

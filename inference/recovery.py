@@ -1,8 +1,8 @@
 """Does MAP recover what the synthetic benchmark planted? Domain tastes and the popularity effect.
 
-- Domain taste: the learned D_k enters the scores only through f_seq's first token (SPEC §2), so its *implied taste*
-  is the user state of an empty history, n_k = f_seq(D_k, ∅), scored against every item's text embedding:
-  taste_k(j) = n_k · f_e(X_j). The planted taste is D*_k · m*_j. ``taste_correlations`` gives the Spearman
+- Domain taste: the learned D_k enters the scores only through f_seq's first token (Fig. 1 of the paper), so its
+  *implied taste* is the user state of an empty history, n_k = f_seq(D_k, ∅), scored against every item's text
+  embedding: taste_k(j) = n_k · f_e(X_j). The planted taste is D*_k · m*_j. ``taste_correlations`` gives the Spearman
   correlation of learned domain k with planted domain k' over the sources' items, each taste centred on the mean
   over domains (what sets a domain apart); recovery means the
   diagonal (matching domains) stands clearly above the off-diagonal pairs.

@@ -5,7 +5,8 @@ variational guide): the in-domain scores of §3.4 of the paper (re-estimated D̂
 the posterior predictive: the next-item distribution averaged over draws of the latents from the guide. The
 zero-shot scorers that intervene on the model live in ``inference.intervene``.
 
-Shape legend: R = rows (sequences), L = positions, J = catalogue items, U = batch users, B = hidden size.
+Shape legend: R = rows (sequences), L = positions, A = target positions, J = catalogue items, U = batch users,
+B = hidden size.
 """
 
 from __future__ import annotations
@@ -35,24 +36,64 @@ def eval_mode(model: PreRecModel):
         model.train(was_training)
 
 
-class MapScorer:
-    """Scores = the model's logits with every latent fixed at the guide's point estimate."""
+def latent_dict(model: PreRecModel, batch: PreRecBatch, condition: dict[str, Tensor] | None = None,
+                do: dict[str, Tensor] | None = None) -> dict[str, Tensor | None]:
+    """The values of the model's latent sites (``PreRecModel.latents``) under ``poutine.do(data=do)`` and
+    ``poutine.condition(data=condition)``, hidden from any outer handler. ``do`` splits each site into the
+    intervened node, whose value its children see, and the original node, which it samples from the prior again;
+    conditioning that original node on the same values spares the draw (a [J, B] table per batch)."""
+    latents = model.latents
+    if do is not None:
+        latents = poutine.condition(poutine.do(latents, data=do), data=do)
+    if condition is not None:
+        latents = poutine.condition(latents, data=condition)
+    with poutine.block():
+        return latents(batch)
+
+
+def model_logits(model: PreRecModel, batch: PreRecBatch, latent: dict, at_targets: bool) -> Tensor:
+    """The model's full-catalogue logits given its latent values: at the batch's target positions only ([A, J],
+    ``PreRecModel.target_logits``) or in the observed site's layout ([R, L, J], ``PreRecModel.logits``)."""
+    if at_targets:
+        return model.target_logits(batch, latent)  # [A, J]
+    return model.logits(batch, latent)[0]  # [R, L, J]
+
+
+class ModelScorer:
+    """A scorer from the PreRec model's own logits. ``__call__`` returns them in the observed site's layout
+    [R, L, J] (the evaluation harness's ``Scorer``); ``score_targets`` at the batch's target positions only [A, J],
+    in ``batch.target_layout()`` order: what evaluation ranks, without the scores of the positions it does not."""
+
+    def __call__(self, batch: PreRecBatch) -> Tensor:
+        return self.scores(batch, at_targets=False)  # [R, L, J]
+
+    def score_targets(self, batch: PreRecBatch) -> Tensor:
+        return self.scores(batch, at_targets=True)  # [A, J]
+
+    def scores(self, batch: PreRecBatch, at_targets: bool) -> Tensor:
+        raise NotImplementedError
+
+
+class MapScorer(ModelScorer):
+    """Scores = the model's logits with every latent fixed at the guide's point estimate.
+
+    Users outside the fitted ``users`` plate (validation, test) have no data behind their offset: it stays at its
+    prior mean, eps_u = 0."""
 
     def __init__(self, model: PreRecModel, guide, name: str = "PreRec"):
         self.model, self.guide, self.name = model, guide, name
 
     @torch.no_grad()
-    def __call__(self, batch: PreRecBatch) -> Tensor:
-        """Users outside the fitted ``users`` plate (validation, test) have no data behind their offset: it stays
-        at its prior mean, eps_u = 0."""
+    def scores(self, batch: PreRecBatch, at_targets: bool) -> Tensor:
         with eval_mode(self.model):
-            return self._logits(batch, latent_values)  # [R, L, J]
+            return self._logits(batch, latent_values, at_targets)  # [R, L, J] or [A, J]
 
-    def _logits(self, batch: PreRecBatch, estimate) -> Tensor:
-        """The model's logits with every latent at the guide's ``estimate`` (see ``_point_estimates``). [R, L, J]"""
+    def _logits(self, batch: PreRecBatch, estimate, at_targets: bool) -> Tensor:
+        """The model's logits with every latent at the guide's ``estimate`` (see ``_point_estimates``)."""
         fitted = batch.user_index < self.model.n_users  # [U]
         batch = replace(batch, user_index=torch.where(fitted, batch.user_index, 0))
-        return poutine.condition(self.model, data=self._point_estimates(batch, fitted, estimate))(batch)
+        latent = latent_dict(self.model, batch, condition=self._point_estimates(batch, fitted, estimate))
+        return model_logits(self.model, batch, latent, at_targets)
 
     def _point_estimates(self, batch: PreRecBatch, fitted: Tensor, estimate=latent_values) -> dict[str, Tensor]:
         """The guide's ``estimate`` (point estimates, or a draw), asked once per distinct fitted user (a subsampled
@@ -81,8 +122,9 @@ class PosteriorScorer(MapScorer):
         self.n_samples, self.seed = n_samples, seed
 
     @torch.no_grad()
-    def __call__(self, batch: PreRecBatch) -> Tensor:
+    def scores(self, batch: PreRecBatch, at_targets: bool) -> Tensor:
         with eval_mode(self.model), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            log_probs = [torch.log_softmax(self._logits(batch, latent_draw), -1) for _ in range(self.n_samples)]
-        return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(self.n_samples)  # [R, L, J]
+            log_probs = [torch.log_softmax(self._logits(batch, latent_draw, at_targets), -1)
+                         for _ in range(self.n_samples)]
+        return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(self.n_samples)  # [R, L, J] or [A, J]

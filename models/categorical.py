@@ -1,7 +1,7 @@
 """A Categorical over a domain's items scored on a candidate set, normalised with one fused logsumexp.
 
 ``dist.Categorical`` re-normalises its logits on construction (a full pass over [R, L, C]); this distribution keeps
-the raw logits and normalises inside ``log_prob`` only (SPEC §6 pitfall 5). With ``candidates=None`` the logits
+the raw logits and normalises inside ``log_prob`` only (docs/DESIGN.md pitfall 5). With ``candidates=None`` the logits
 cover the whole catalogue (value = item index); otherwise ``logits[..., s]`` is the logit of item
 ``candidates[..., s]`` (sampled softmax) and a value outside the candidate set has log-probability -inf.
 """

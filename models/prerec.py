@@ -58,7 +58,11 @@ Units of λ (``prior_units``). Eq. 7 sets each Gaussian prior once against a log
 observed next items: ``"total"`` reads λ so, literally. The paper's λ values (λ_d = 0.3, λ_v = 100) were tuned in
 the authors' code as Adam weight decay on the *mean* per-observation loss, i.e. as a prior N_obs times stronger;
 ``"per_observation"`` reads them that way: every site's precision (eps_v_shared's excepted) is λ·N_obs, still a
-Gaussian prior on a Pyro sample site (docs/DESIGN.md, "Units of λ"). N_obs is a buffer of the model (``n_obs``),
+Gaussian prior on a Pyro sample site (docs/DESIGN.md, "Units of λ"). ``"offsets_per_observation"`` reads the
+offsets' λ (eps_v, eps_z, eps_u) per observation and λ_d in total units: an offset row is seen by a handful of
+observations and would otherwise absorb an item's or a user's identity, while each D_k is one vector per domain,
+seen by all of the domain's observations, that cannot memorise anything; per observation its prior std is about
+1e-3 and do(D = 0) removes nothing. N_obs is a buffer of the model (``n_obs``),
 set by the trainer and saved with the networks, so a zero-shot back-door draw of D uses the prior that was fitted.
 
 Switching ``use_domain``, ``use_popularity`` and ``use_offsets`` off gives PreRec_n, the ablation without D, Z
@@ -72,6 +76,7 @@ L = positions, C = candidate items, P = periods in the batch, B = embedding size
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import accumulate
 
 import pyro
 import pyro.distributions as dist
@@ -87,7 +92,7 @@ D, EPS_V, EPS_Z, EPS_U, R = "D", "eps_v", "eps_z", "eps_u", "R"
 EPS_V_SHARED = "eps_v_shared"  # the cross-domain part of an item's offset (shared_item_offsets)
 LATENT_SITES = (D, EPS_V_SHARED, EPS_V, EPS_Z, EPS_U)
 SEQUENCE_MODELS = ("transformer", "gru")
-PRIOR_UNITS = ("total", "per_observation")
+PRIOR_UNITS = ("total", "per_observation", "offsets_per_observation")
 PARAMETRISATIONS = ("auto", "centred", "noncentred")
 TRANSFORMER_DTYPES = ("float32", "bfloat16")
 TEXT_CHANNELS = ("off", "last", "last+mean")
@@ -102,7 +107,7 @@ RECOMMENDED_POPULARITY_MODE = "sliding"
 @dataclass(frozen=True)
 class PreRecConfig:
     """Sizes and prior precisions (paper defaults, Table 4). λ_u is large by default: a small λ_u lets eps_u
-    memorise training users (SPEC §6 pitfall 3)."""
+    memorise training users (docs/DESIGN.md pitfall 3)."""
 
     hidden_dim: int = 256
     n_layers: int = 2
@@ -121,7 +126,7 @@ class PreRecConfig:
     use_domain: bool = True
     use_popularity: bool = True
     use_offsets: bool = True
-    prior_units: str = "total"  # or "per_observation": every precision is λ·N_obs (see the module docstring)
+    prior_units: str = "total"  # "per_observation": every precision is λ·N_obs; "offsets_per_observation": D's not
     parametrisation: str = "auto"  # how SVI sees the latent sites; auto: non-centred under per-observation units
     shared_item_offsets: bool = False  # eps_v_shared over distinct item ids (see the module docstring)
     last_item_skip: bool = False  # n = f_seq(D_k, H) + m_last (see the module docstring)
@@ -168,7 +173,7 @@ class PreRecConfig:
         clipping); in non-centred form every site is on the unit scale. The MAP point is the same (the map is
         linear)."""
         if self.parametrisation == "auto":
-            return self.prior_units == "per_observation"
+            return self.prior_units != "total"
         return self.parametrisation == "noncentred"
 
 
@@ -248,7 +253,14 @@ class PreRecModel(nn.Module):
         cfg = self.config
         precision = {D: cfg.lambda_d, EPS_V: cfg.lambda_v, EPS_Z: cfg.lambda_z, EPS_U: cfg.lambda_u,
                      EPS_V_SHARED: cfg.lambda_v_shared}[site]
-        return self._gaussian(precision, cfg.prior_units == "per_observation" and site != EPS_V_SHARED)
+        return self._gaussian(precision, self.per_observation(site))
+
+    def per_observation(self, site: str) -> bool:
+        """Whether ``site``'s precision is read as λ·N_obs (see "Units of λ" in the module docstring)."""
+        units = self.config.prior_units
+        if units == "offsets_per_observation":
+            return site not in (D, EPS_V_SHARED)
+        return units == "per_observation" and site != EPS_V_SHARED
 
     def next_item(self, logits: Tensor, candidates: Tensor | None, n_items: int) -> dist.Distribution:
         return CandidateCategorical(logits, candidates, n_items, validate_args=False)  # NaNs: caught by training
@@ -257,6 +269,21 @@ class PreRecModel(nn.Module):
     def forward(self, batch: PreRecBatch) -> Tensor:
         """Sample sites in graph order; returns the logits over the batch's candidates. [R, L, C']"""
         pyro.module("prerec", self)
+        latent = self.latents(batch)
+        logits, candidates, n_items = self.logits(batch, latent)  # [R, L, C']
+        rows, length = batch.items.shape
+        device = batch.items.device
+        with pyro.plate("sequences", batch.n_sequences, subsample=torch.arange(rows, device=device), dim=-2,
+                        device=device):
+            with pyro.plate("positions", length, dim=-1, device=device):
+                pyro.sample(R, self.next_item(logits, candidates, n_items).mask(batch.target_mask),
+                            obs=batch.targets)
+        return logits
+
+    def latents(self, batch: PreRecBatch) -> dict[str, Tensor | None]:
+        """The latent sample sites in graph order (D, eps_v_shared, eps_z, eps_v, eps_u of the batch's users); their
+        values by site name, None for the sites this configuration lacks. Scorers run this under ``poutine.do`` /
+        ``poutine.condition`` and then ask for the logits they need (``target_logits``)."""
         cfg, device = self.config, batch.items.device
         latent = dict.fromkeys(LATENT_SITES)
         if cfg.use_domain:
@@ -273,14 +300,7 @@ class PreRecModel(nn.Module):
         if cfg.use_offsets:
             with pyro.plate("users", self.n_users, subsample=batch.user_index, dim=-1, device=device):
                 latent[EPS_U] = pyro.sample(EPS_U, self.prior(EPS_U))  # [U, B]
-        logits, candidates, n_items = self.logits(batch, latent)  # [R, L, C']
-        rows, length = batch.items.shape
-        with pyro.plate("sequences", batch.n_sequences, subsample=torch.arange(rows, device=device), dim=-2,
-                        device=device):
-            with pyro.plate("positions", length, dim=-1, device=device):
-                pyro.sample(R, self.next_item(logits, candidates, n_items).mask(batch.target_mask),
-                            obs=batch.targets)
-        return logits
+        return latent
 
     # ---- deterministic nodes ------------------------------------------------------------------------------------
     def first_token(self, batch: PreRecBatch, latent: dict) -> Tensor:
@@ -290,9 +310,20 @@ class PreRecModel(nn.Module):
             return self.start.expand(rows, -1)
         return latent[D][batch.domain].expand(rows, -1)
 
-    def user_state(self, batch: PreRecBatch, latent: dict) -> Tensor:
-        """U = eps_u + f_seq(D_k, H) [; τ·X̂_last]: the user state before each position. [R, L, B (+ T)]"""
-        history = self.f_e(self.item_text[batch.items[:, :-1]])  # [R, L-1, B]
+    def catalogue_text(self, batch: PreRecBatch) -> Tensor | None:
+        """m = f_e(X) of the domain's whole catalogue when it is the batch's candidate set, else None. A history's
+        m_j are then rows of it (f_e works row by row), so the text head runs once per item, not per slot. [J_k, B]"""
+        if batch.negatives is not None:
+            return None
+        return self.f_e(self.item_text[batch.item_offset: batch.item_offset + batch.n_domain_items])
+
+    def user_state(self, batch: PreRecBatch, latent: dict, catalogue: Tensor | None = None) -> Tensor:
+        """U = eps_u + f_seq(D_k, H) [; τ·X̂_last]: the user state before each position; ``catalogue`` is
+        ``catalogue_text(batch)`` when already computed. [R, L, B (+ T)]"""
+        if catalogue is None:
+            history = self.f_e(self.item_text[batch.items[:, :-1]])  # [R, L-1, B]
+        else:
+            history = catalogue[batch.items[:, :-1] - batch.item_offset]  # [R, L-1, B]
         state = self.f_seq(self.first_token(batch, latent), history)  # [R, L, B]
         if self.config.last_item_skip:  # position p's last history item is the token at p (none at p = 0)
             state = state + torch.cat([torch.zeros_like(history[:, :1]), history], dim=1)  # [R, L, B]
@@ -323,9 +354,11 @@ class PreRecModel(nn.Module):
             return learned
         return nn.functional.pad(learned, (0, self.item_text.shape[1]))  # [*S, B + T]
 
-    def static_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
-        """The time-invariant part of V (m + eps_v + D_k) and of the bias (D_k·W_d) for items ``rows``."""
-        value = self.f_e(self.item_text[rows])  # [*S, B]
+    def static_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict,
+                          text: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The time-invariant part of V (m + eps_v + D_k) and of the bias (D_k·W_d) for items ``rows``; ``text`` is
+        their m when already computed."""
+        value = self.f_e(self.item_text[rows]) if text is None else text  # [*S, B]
         bias = value.new_zeros(())
         if latent[D] is not None:
             d_k = latent[D][batch.domain]  # [B]
@@ -342,19 +375,8 @@ class PreRecModel(nn.Module):
         """Z = f_pop(F) + eps_z for items ``rows`` [*S] with factors ``factors`` [*S, F] (None without Z)."""
         if not self.config.use_popularity:
             return None
-        z = self._f_pop_sparse(factors)  # [*S, B]
+        z = self.f_pop(factors)  # [*S, B]
         return z if latent[EPS_Z] is None else z + latent[EPS_Z][rows]
-
-    def _f_pop_sparse(self, factors: Tensor) -> Tensor:
-        """f_pop(F), evaluated once for the many items with F = 0 (no count in the window) and per row otherwise."""
-        counted = factors.ne(0).any(-1)  # [*S]
-        if bool(counted.all()):
-            return self.f_pop(factors)
-        base = self.f_pop(factors.new_zeros(1, factors.shape[-1]))[0]  # [B]
-        z = base.expand(*factors.shape[:-1], base.shape[0])  # [*S, B]
-        if not bool(counted.any()):
-            return z
-        return z.index_put((counted,), self.f_pop(factors[counted]))  # [*S, B]
 
     def item_parts(self, rows: Tensor, factors: Tensor, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
         """V and the item bias Z·W_z + D_k·W_d of items ``rows`` [*S] with popularity factors [*S, F]."""
@@ -364,34 +386,16 @@ class PreRecModel(nn.Module):
             return value, bias.expand(value.shape[:-1])
         return value + self._pad(z), bias + z @ self.w_z
 
-    def uncounted_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict,
-                             base: Tensor | None) -> tuple[Tensor, Tensor]:
-        """V and the bias of items ``rows`` [C] as if no item had a count in the window (F = 0): the part shared by
-        every period, computed once per batch; ``base`` is f_pop(0) [1, B] (None without Z). [C, B], [C]"""
-        value, bias = self.static_item_parts(rows, batch, latent)  # [C, B], []
-        bias = bias.expand(len(rows))  # [C]
-        if base is None:
-            return value, bias
-        z = base if latent[EPS_Z] is None else base + latent[EPS_Z][rows]  # [C, B]
-        return value + self._pad(z), bias + z @ self.w_z
-
-    def at_period(self, value: Tensor, bias: Tensor, factors: Tensor, base: Tensor | None) -> tuple[Tensor, Tensor]:
-        """V and the bias at one period from the uncounted parts: the items with a count (F != 0) get f_pop(F) in
-        place of ``base`` = f_pop(0). ``factors`` [C, F]; returns [C, B], [C]."""
-        if base is None:
-            return value, bias
-        counted = factors.ne(0).any(-1).nonzero().squeeze(1)  # [n]
-        if not len(counted):
-            return value, bias
-        delta = self.f_pop(factors[counted]) - base  # [n, B]
-        return value.index_add(0, counted, self._pad(delta)), bias.index_add(0, counted, delta @ self.w_z)
-
     def logits(self, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor | None, int]:
-        """Logits of the observed site: (logits [R, L, C'], candidate items or None, catalogue size J_k)."""
-        user = self.user_state(batch, latent)  # [R, L, B (+ T)]
-        scores = self._candidate_logits(user, batch, latent)  # [R, L, C]
-        if self.config.repeat_term:
-            scores = scores + self.w_r * batch.seen_before(batch.candidate_rows)  # [R, L, C]
+        """Logits of the observed site: (logits [R, L, C'], candidate items or None, catalogue size J_k). Only target
+        positions are scored; the others (padding, history-only positions) hold 0 and are masked."""
+        catalogue = self.catalogue_text(batch)  # [J_k, B] or None
+        user = self.user_state(batch, latent, catalogue)  # [R, L, B (+ T)]
+        at_targets = self._candidate_logits(user, batch, latent, catalogue)  # [A, C]
+        rows, length = batch.items.shape
+        order, _ = batch.target_layout()
+        scores = at_targets.new_zeros(rows * length, at_targets.shape[1]).index_copy(0, order, at_targets)
+        scores = scores.reshape(rows, length, -1)  # [R, L, C]
         if batch.negatives is None:
             return scores, None, batch.n_domain_items
         value, bias = self.item_parts(batch.items, batch.factors_targets, batch, latent)  # [R, L, B], [R, L]
@@ -403,27 +407,70 @@ class PreRecModel(nn.Module):
         candidates = torch.cat([batch.targets.unsqueeze(-1), batch.negatives.expand_as(scores)], dim=-1)
         return torch.cat([positive.unsqueeze(-1), scores], dim=-1), candidates, batch.n_domain_items
 
-    def _candidate_logits(self, user: Tensor, batch: PreRecBatch, latent: dict) -> Tensor:
-        """U·V_c(t) + Z_c(t)·W_z + D_k·W_d for every candidate c, grouped by the period of each target.
+    def target_logits(self, batch: PreRecBatch, latent: dict) -> Tensor:
+        """The observed site's logits at the batch's target positions only, over its candidates (the negatives'
+        part when they are sampled), rows in ``batch.target_layout()`` order: what ``logits`` puts at those
+        positions, without the [R, L, C] layout. [A, C]"""
+        catalogue = self.catalogue_text(batch)  # [J_k, B] or None
+        return self._candidate_logits(self.user_state(batch, latent, catalogue), batch, latent, catalogue)
 
-        Only target positions are scored; the others (padding, history-only positions) hold 0 and are masked."""
+    def _candidate_logits(self, user: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None) -> Tensor:
+        """U·V_c(t) + Z_c(t)·W_z + D_k·W_d [+ w_r·1[c seen]] for every candidate c at the batch's targets, in
+        ``batch.target_layout()`` order: one matrix product per period, [U, 1] against that period's item side
+        [V_c(t), bias_c(t)], so the bias costs no pass of its own. [A, C]"""
+        order, sizes = batch.target_layout()
         rows = batch.candidate_rows  # [C]
-        active = batch.target_mask.reshape(-1).nonzero().squeeze(1)  # [A]
-        flat_user = user.reshape(-1, user.shape[-1])[active]  # [A, B]
-        flat_period = batch.period_index.reshape(-1)[active]  # [A]
-        order = torch.argsort(flat_period, stable=True)  # [A]
-        counts = torch.bincount(flat_period, minlength=batch.factors_candidates.shape[0]).tolist()
+        users = user.reshape(-1, user.shape[-1])[order]  # [A, B (+ T)]
+        users = torch.cat([users, users.new_ones(len(order), 1)], dim=1)  # [A, B (+ T) + 1]
+        value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
+        items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
+        periods = self._period_items(items, rows, batch, latent, sizes)
+        groups = torch.split(users, sizes)
+        if torch.is_grad_enabled():
+            out = torch.cat([groups[p] @ items_t.T for p, items_t in periods])  # [A, C]
+        else:  # straight into place: no copy of the [A, C] scores
+            out, starts = users.new_empty(len(order), len(rows)), [0, *accumulate(sizes)]
+            for p, items_t in periods:
+                torch.mm(groups[p], items_t.T, out=out[starts[p]: starts[p + 1]])  # [n_p, C]
+        if self.config.repeat_term:
+            columns, marked, canonical = batch.seen_columns(rows, order)  # [A, L], [A, L], [C]
+            if batch.negatives is None:  # a catalogue lists each item once: canonical is the identity
+                out = out.scatter_add(1, columns, self.w_r * marked)
+            else:
+                seen = out.new_zeros(out.shape).scatter_add_(1, columns, marked.to(out.dtype))  # [A, C]
+                out = out + self.w_r * seen[:, canonical]
+        return out
+
+    def _period_items(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict, sizes: tuple[int, ...]):
+        """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets, from the static
+        parts ``items`` = [m + eps_v + D_k (; X̂), D_k·W_d]. Sampled negatives (a few hundred) get f_pop for every
+        period at once; a whole catalogue gets f_pop(0) once and f_pop(F) only where F != 0 (the items counted in
+        the period's window), added in place and taken back after use when no gradient is recorded."""
+        periods = [p for p, size in enumerate(sizes) if size]
+        if not self.config.use_popularity:
+            yield from ((p, items) for p in periods)
+            return
         factors = batch.factors_candidates  # [P, C, F]
-        base = self.f_pop(factors.new_zeros(1, factors.shape[-1])) if self.config.use_popularity else None  # [1, B]
-        value, bias = self.uncounted_item_parts(rows, batch, latent, base)  # [C, B], [C]
-        scores = user.new_empty(user.shape[0] * user.shape[1], len(rows))  # [R*L, C]
-        idle = batch.target_mask.reshape(-1).logical_not().nonzero().squeeze(1)  # [R*L - A]
-        scores.index_fill_(0, idle, 0.0)
-        positions = active[order]  # [A], grouped by period
-        for period, (group, where) in enumerate(zip(torch.split(flat_user[order], counts),
-                                                    torch.split(positions, counts))):
-            if not len(group):
+        eps_z = 0.0 if latent[EPS_Z] is None else latent[EPS_Z][rows]  # [C, B]
+        if batch.negatives is not None:
+            z = self.f_pop(factors) + eps_z  # [P, C, B]
+            yield from ((p, items + self._item_side(z[p])) for p in periods)
+            return
+        uncounted = self.f_pop(factors.new_zeros(factors.shape[-1]))  # [B]: f_pop(0)
+        items = items + self._item_side(uncounted + eps_z)  # every item as if uncounted (F = 0)
+        period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]: the counted (period, item)s
+        delta = self._item_side(self.f_pop(factors[period, column]) - uncounted)  # [N, B (+ T) + 1]
+        counted = torch.bincount(period, minlength=len(sizes)).tolist()
+        for p, cols, d in zip(range(len(sizes)), torch.split(column, counted), torch.split(delta, counted)):
+            if not sizes[p]:
                 continue
-            value_t, bias_t = self.at_period(value, bias, factors[period], base)  # [C, B], [C]
-            scores.index_copy_(0, where, torch.addmm(bias_t, group, value_t.T))  # [n_p, C] into their rows
-        return scores.reshape(*user.shape[:-1], -1)  # [R, L, C]
+            if torch.is_grad_enabled():
+                yield p, items.index_add(0, cols, d)
+                continue
+            kept = items[cols]  # [n, B (+ T) + 1]
+            yield p, items.index_add_(0, cols, d)
+            items.index_copy_(0, cols, kept)
+
+    def _item_side(self, z: Tensor) -> Tensor:
+        """What a popularity term Z [*S, B] adds to the item side [V, bias]: [Z (; 0), Z·W_z]. [*S, B (+ T) + 1]"""
+        return torch.cat([self._pad(z), (z @ self.w_z).unsqueeze(-1)], dim=-1)

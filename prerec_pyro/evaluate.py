@@ -1,21 +1,24 @@
 """Full-catalogue evaluation: one harness for every method.
 
 A *scorer* maps a ``PreRecBatch`` (histories, the domain's whole catalogue as candidates, popularity factors) to
-scores over the domain's items ``[R, L, J_k]``; PreRec, PreRec_n and every baseline go through ``evaluate_domain``,
-so all are ranked on the same samples. Samples are the next-item positions with at least one item of history
-(absolute position >= 1) of the chosen users; ties take the average rank (SPEC §5).
+scores over the domain's items ``[R, L, J_k]``; a scorer that also has ``score_targets`` (PreRec's) is asked for
+the scores at the batch's target positions only, ``[A, J_k]``, which are all that is ranked. PreRec, PreRec_n and
+every baseline go through ``evaluate_domain``, so all are ranked on the same samples. Samples are the next-item
+positions with at least one item of history (absolute position >= 1) of the chosen users; ties take the average
+rank (docs/DESIGN.md, "Metrics").
 
 ``summarize`` reports one of ``SUBSETS`` of a target's samples: "all"; "unseen", whose item is in no source
 catalogue and whose user is in no source domain; "new_items", whose item is in no source catalogue (any user).
 
-Shape legend: R = windows in a batch, L = positions, J = the domain's items, T = evaluated targets.
+Shape legend: R = windows in a batch, L = positions, J = the domain's items, T = evaluated targets, A = a batch's
+targets.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -131,25 +134,29 @@ def unseen_flags(data: MultiDomainData, domain: int, items: np.ndarray, users: n
     return new_item_flags(data, domain, items, source_items) & user_unseen[users]
 
 
+def eval_batches(data: MultiDomainData, domain: int, config: EvalConfig):
+    """Yields (window rows, batch) over the evaluated samples of ``domain`` (``eval_samples``), windows of similar
+    length together, each batch's scores within ``config.score_budget``; a batch's targets are the evaluated
+    positions, and its trailing padding is trimmed (L' <= L)."""
+    windows, mask = eval_samples(data, domain, config.split, config.max_users, config.seed)
+    builder = BatchBuilder(data, n_negatives=None, device=config.device)
+    lengths = trimmed_lengths(windows.target_mask)  # [W]
+    by_length = np.argsort(lengths, kind="stable")  # similar lengths share a batch
+    for rows in pack_by_length(by_length, lengths, data.domains[domain].n_items, config.score_budget):
+        if mask[rows].any():
+            yield rows, builder.make(domain, replace(windows.select(rows), target_mask=mask[rows]))
+
+
 @torch.no_grad()
 def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: EvalConfig,
                     source_items: set[str] | None = None, source_users: set[str] | None = None) -> SampleRanks:
     """Rank the full catalogue for every evaluated position of ``config.split`` users of ``domain``."""
     dom = data.domains[domain]
-    windows, mask = eval_samples(data, domain, config.split, config.max_users, config.seed)
-    builder = BatchBuilder(data, n_negatives=None, device=config.device)
-    lengths = trimmed_lengths(windows.target_mask)  # [W]
-    by_length = np.argsort(lengths, kind="stable")  # similar lengths share a batch
+    windows, _ = eval_samples(data, domain, config.split, config.max_users, config.seed)
     ranks, users, items = [], [], []
-    for rows in pack_by_length(by_length, lengths, dom.n_items, config.score_budget):
-        keep = mask[rows]  # [R, L]
-        if not keep.any():
-            continue
-        batch = builder.make(domain, windows.select(rows))  # trailing padding trimmed: L' <= L
-        keep = keep[:, : batch.items.shape[1]]  # [R, L']
-        scores = scorer(batch)  # [R, L', J]
-        assert scores.shape == (*keep.shape, dom.n_items), (scorer.name, tuple(scores.shape))
-        ranks.append(ranks_at(scores, batch.targets, keep).cpu().numpy())
+    for rows, batch in eval_batches(data, domain, config):
+        keep = batch.target_mask.cpu().numpy()  # [R, L']
+        ranks.append(batch_ranks(scorer, batch, keep, dom.n_items).cpu().numpy())
         users.append(np.broadcast_to(windows.user[rows][:, None], keep.shape)[keep])
         items.append(windows.items[rows][:, : keep.shape[1]][keep])
     ranks = np.concatenate(ranks) if ranks else np.zeros(0)
@@ -161,6 +168,22 @@ def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: 
         unseen = unseen_flags(data, domain, items, users, source_items, source_users)
     new_item = None if source_items is None else new_item_flags(data, domain, items, source_items)
     return SampleRanks(dom.name, dom.n_items, ranks, users, unseen, new_item)
+
+
+def batch_ranks(scorer: Scorer, batch: PreRecBatch, keep: np.ndarray, n_items: int) -> Tensor:
+    """Average ranks at the ``keep`` positions [R, L] (the batch's targets), in row-major order: from the scorer's
+    scores at the targets only when it has ``score_targets`` ([A, J] in ``batch.target_layout()`` order, e.g.
+    PreRec's scorers), else from its [R, L, J] scores. [A]"""
+    score_targets = getattr(scorer, "score_targets", None)
+    if score_targets is None:
+        scores = scorer(batch)  # [R, L, J]
+        assert scores.shape == (*keep.shape, n_items), (scorer.name, tuple(scores.shape))
+        return ranks_at(scores, batch.targets, keep)
+    order, _ = batch.target_layout()  # [A]: the rows of ``score_targets``' scores
+    scores = score_targets(batch)  # [A, J]
+    assert scores.shape == (int(keep.sum()), n_items), (scorer.name, tuple(scores.shape))
+    ranks = average_ranks(scores, batch.targets.reshape(-1)[order])  # [A], in ``order``
+    return ranks[torch.argsort(order)]  # row-major
 
 
 def ranks_at(scores: Tensor, targets: Tensor, keep: np.ndarray) -> Tensor:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 DEFAULT_A = 2.0
 B_TIMES_K_PERCENT = 600.0  # default r-NDCG b = B_TIMES_K_PERCENT / K% (K% in percent), see the module docstring
-_RANK_CHUNK_ELEMENTS = 1 << 17  # scores compared at once: a block that stays in cache across its three passes
+_RANK_CHUNK_ELEMENTS = 1 << 17  # scores compared at once: a block that stays in cache across its passes
 _BOOT_CHUNK_ELEMENTS = 1 << 24  # bootstrap replicates x groups held at once
 
 
@@ -68,8 +68,10 @@ def k_from_percent(n_items: int, k_percent: float) -> int:
 def average_ranks(scores: Tensor, targets: Tensor, rows: Tensor | None = None) -> Tensor:
     """1-based rank of each row's target item among the row's scores, ties taking the average rank.
 
-    Rows are compared block by block (about ``_RANK_CHUNK_ELEMENTS`` scores at once), so each block stays in cache
-    through its passes; with ``rows`` the blocks are gathered from those rows of ``scores`` only.
+    One pass over each row: with n_>, n_= and n_< the items scored above, level with and below the target,
+    n_> + (n_= + 1) / 2 = (Σ_j sign(s_j - s_t) + J + 1) / 2. Rows are compared block by block (about
+    ``_RANK_CHUNK_ELEMENTS`` scores at once), so each block stays in cache; with ``rows`` the blocks are gathered
+    from those rows of ``scores`` only.
 
     Args:
         scores: ``[N, J]`` scores (higher is better); ``-inf`` marks masked (padding) items, ranked below all others.
@@ -97,21 +99,28 @@ def average_ranks(scores: Tensor, targets: Tensor, rows: Tensor | None = None) -
     if bool(((targets < 0) | (targets >= n_cols)).any()):
         raise ValueError(f"targets must be column indices in [0, {n_cols}), got values outside that range")
     rows_per_chunk = max(1, _RANK_CHUNK_ELEMENTS // max(n_cols, 1))
-    greater, equal, nan_rows, masked = [], [], [], []
+    balance, masked, nan_rows = [], [], []
+    exact = torch.float64 if n_cols >= 2**24 else None  # a float32 sum of ±1s is exact below 2^24 terms
     for start in range(0, n_rows, rows_per_chunk):
         chunk = slice(start, start + rows_per_chunk)
         block = scores[chunk] if rows is None else scores[rows[chunk]]  # [c, J]
+        block = block if block.dtype.is_floating_point else block.double()
         t = block.gather(1, targets[chunk, None])  # [c, 1]
         masked.append(torch.isneginf(t).any())
-        greater.append((block > t).sum(dim=1))
-        equal.append((block == t).sum(dim=1))
-        if block.dtype.is_floating_point:
-            nan_rows.append(torch.isnan(block).any(dim=1))
+        difference = torch.sub(block, t)  # [c, J]
+        nan_rows.append(difference.sum(dim=1).isnan())  # a NaN score makes its row's sum NaN (its sign would be 0)
+        balance.append(difference.sign_().sum(dim=1, dtype=exact))  # [c]: #(s > t) - #(s < t)
     if bool(torch.stack(masked).any()):
         raise ValueError("a target item has score -inf (masked/padding); targets must be real catalogue items")
-    if nan_rows and bool(torch.cat(nan_rows).any()):
-        raise ValueError(f"scores contain NaN in {int(torch.cat(nan_rows).sum())} of {n_rows} rows")
-    return torch.cat(greater).double() + (torch.cat(equal).double() + 1.0) / 2.0
+    nan_rows = torch.cat(nan_rows)  # [T]
+    if bool(nan_rows.any()):  # a row's sum is also NaN where it holds +inf and -inf: count the true NaN rows
+        bad = sum(int(torch.isnan(scores[r] if rows is None else scores[rows[r]]).any()) for r in
+                  nan_rows.nonzero()[:, 0].tolist())
+        if bad:
+            raise ValueError(f"scores contain NaN in {bad} of {n_rows} rows")
+    balance = torch.cat(balance).double()  # [T]
+    # #(s > t) + (#(s == t) + 1) / 2 = (#(s > t) - #(s < t) + J + 1) / 2, as #(s > t) + #(s == t) + #(s < t) = J
+    return (balance + n_cols + 1.0) / 2.0
 
 
 def _check_ranks(ranks: Tensor) -> Tensor:

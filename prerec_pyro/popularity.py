@@ -1,4 +1,5 @@
-"""Popularity factors F_j of the paper's Appendix C (SPEC §4), as sparse tables with vectorised torch lookups.
+"""Popularity factors F_j of the paper's Appendix C (the paper's Appendix C), as sparse tables with vectorised torch
+lookups.
 
 A domain's time line is cut into *periods*. For an interaction at time t in period p, the item counts c_j behind
 its factors come from a window of earlier periods, never from p itself (no leakage):

@@ -77,6 +77,9 @@ VARIANTS = {
                                            repeat_term=True)),
     "prerec_repeat": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
                                        last_item_skip=True, text_channel="last", repeat_term=True)),
+    "prerec_repeat_free_d": ("prerec", _flags(prior_units="offsets_per_observation", popularity_mode="sliding",
+                                              shared_item_offsets=True, last_item_skip=True, text_channel="last",
+                                              repeat_term=True)),
     "zesrec": ("zesrec", ()),  # the pre-trained baselines: PreRec's sizes and budget (--pretrain-args)
     "unisrec": ("unisrec", ()),
     "prerec_default": ("prerec", ()),  # map_pretrain.py's defaults, whatever they are

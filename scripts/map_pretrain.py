@@ -113,7 +113,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="initial value of the learned temperatures τ of --text-channel")
     p.add_argument("--prior-units", default=RECOMMENDED["prior_units"], choices=PRIOR_UNITS,
                    help="per_observation (default): every precision is λ·N_obs, the reading the paper's λ values were "
-                        "tuned in; total: λ against the summed likelihood, as Eq. 7 reads (docs/DESIGN.md)")
+                        "tuned in; total: λ against the summed likelihood, as Eq. 7 reads; offsets_per_observation: "
+                        "the offsets' λ per observation, λ_d in total units (docs/DESIGN.md)")
     p.add_argument("--parametrisation", default="auto", choices=PARAMETRISATIONS,
                    help="latent sites as SVI fits them (auto: non-centred under per-observation priors)")
     p.add_argument("--text-model", default=None, help="sentence-transformers name or path (default: benchmark's)")

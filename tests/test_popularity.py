@@ -1,4 +1,4 @@
-"""Tests of the popularity factors F_j (SPEC §4) on hand-computed logs and against a slow reference."""
+"""Tests of the popularity factors F_j (the paper's Appendix C) on hand-computed logs and against a slow reference."""
 
 from __future__ import annotations
 

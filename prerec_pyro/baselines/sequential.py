@@ -1,4 +1,5 @@
-"""Learnable text-based sequential baselines (SPEC §7): SASRec, GRU4Rec and ZESRec on frozen text vectors.
+"""Learnable text-based sequential baselines (the paper's Appendix B): SASRec, GRU4Rec and ZESRec on frozen text
+vectors.
 
 Items are represented only through their frozen text vectors X_j (no item-id embeddings), so a trained model can
 score any catalogue: ``set_item_text`` points it at another one (e.g. a target domain's items, zero-shot).

@@ -1,4 +1,4 @@
-"""Non-learnable baselines (SPEC §7), as scorers for the evaluation harness.
+"""Non-learnable baselines (the paper's Appendix B), as scorers for the evaluation harness.
 
 - ``RandomScorer``: uniform random scores (a sampled check of the closed-form Random row).
 - ``PopScorer``: the item's count in the previous interval (the same counts behind the popularity factors).

@@ -99,17 +99,15 @@ class _Fitter:
         self.params = params
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
 
-    def step(self, batch: PreRecBatch) -> float:
+    def step(self, batch: PreRecBatch) -> Tensor:
+        """One optimiser step; the detached loss, still on the device (``run_epoch_steps`` checks it)."""
         loss = batch_loss(self.model, batch, self.config.loss)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} (domain {batch.domain}); lower the "
-                                     "learning rate or check the data for degenerate sequences")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
         self.optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def run_epoch(self, epoch: int) -> float:
         self.model.train()

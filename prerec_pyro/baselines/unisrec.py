@@ -1,4 +1,4 @@
-"""UniSRec (Hou et al., KDD 2022) on frozen text vectors, as in PreRec's Appendix B (SPEC §7).
+"""UniSRec (Hou et al., KDD 2022) on frozen text vectors, as in PreRec's Appendix B (the paper's Appendix B).
 
 SASRec whose item embedding is a mixture-of-experts adaptor over the text vector x (parametric whitening)::
 

@@ -5,7 +5,7 @@ for the whole batch. Popularity factors F are data: they are looked up here (tim
 every target and for every candidate item at every period the batch's targets fall in.
 
 Shape legend: R = sequences, L = positions, C = candidate items (sampled negatives or the whole catalogue),
-P = distinct periods in the batch, F = popularity factors.
+P = distinct periods in the batch, F = popularity factors, A = target positions.
 """
 
 from __future__ import annotations
@@ -38,6 +38,20 @@ class PreRecBatch:
     factors_targets: Tensor  # [R, L, F]
     factors_candidates: Tensor  # [P, C, F]
     negatives: Tensor | None  # [C] local item index, or None for the full catalogue
+    target_order: Tensor | None = None  # [A, 2] the targets' (row, position), grouped by period (see below)
+    period_sizes: tuple[int, ...] | None = None  # [P] targets per period, in ``target_order``
+
+    def target_layout(self) -> tuple[Tensor, tuple[int, ...]]:
+        """The order in which the model scores targets: their flat (row-major) positions in [R, L], grouped by
+        period (stable), and how many fall in each of the batch's periods, so that each period's item side is built
+        once. ``BatchBuilder`` sets the order as (row, position) pairs on the host (no device sync in a training
+        step; padding added or cut along L keeps it valid); a batch made by hand gets it here, from its
+        ``target_mask`` and ``period_index``. ([A], [P])"""
+        if self.target_order is None or self.period_sizes is None:
+            order, sizes = group_targets(self.target_mask.cpu().numpy(), self.period_index.cpu().numpy(),
+                                         self.factors_candidates.shape[0])
+            return torch.as_tensor(order[:, 0] * self.items.shape[1] + order[:, 1], device=self.items.device), sizes
+        return self.target_order[:, 0] * self.items.shape[1] + self.target_order[:, 1], self.period_sizes
 
     @property
     def candidate_rows(self) -> Tensor:
@@ -56,7 +70,26 @@ class PreRecBatch:
         r, s = (where >= 0).nonzero(as_tuple=True)
         marks = torch.zeros(self.items.shape[0], self.items.shape[1], len(rows), device=self.items.device)
         marks.index_put_((r, s + 1, where[r, s]), torch.ones_like(r, dtype=marks.dtype), accumulate=True)
-        return marks.cumsum(1) > 0  # [R, L, C]
+        return (marks.cumsum(1) > 0)[..., lookup[rows]]  # [R, L, C]; a candidate listed twice: marked in both
+
+    def seen_columns(self, rows: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``seen_before(rows)`` at flat positions ``positions`` [A] of [R, L] as a scatter index, without an
+        [A, C] pass or a device sync: for each position and each slot s of its window, the candidate column of the
+        item at s and whether it marks the column (s is before the position, the item is a candidate, and s is
+        the item's first slot in the window, so no column is marked twice); and for each candidate the column
+        its marks land in (itself, unless ``rows`` lists its item twice). Scatter-adding ``marked`` at ``columns``
+        into [A, C] zeros and taking columns ``canonical`` gives ``seen_before(rows)`` at ``positions``.
+        ([A, L] long, [A, L] bool, [C] long)"""
+        length = self.items.shape[1]
+        rows_of = positions // length  # [A]
+        lookup = torch.full((self.n_domain_items,), -1, dtype=torch.long, device=self.items.device)  # [J_k]
+        lookup[rows - self.item_offset] = torch.arange(len(rows), device=rows.device)
+        column = lookup[self.items - self.item_offset]  # [R, L]: candidate column of each window item, -1 if none
+        same = self.items.unsqueeze(2) == self.items.unsqueeze(1)  # [R, L (s), L (s')]
+        first = ~(same & torch.ones_like(same[0]).tril(-1)).any(-1)  # [R, L]: no earlier slot holds the item
+        before = torch.arange(length, device=rows.device) < (positions % length).unsqueeze(1)  # [A, L]
+        marked = before & first[rows_of] & (column[rows_of] >= 0)  # [A, L]
+        return column[rows_of].clamp(min=0), marked, lookup[rows - self.item_offset]
 
     def target_seen_before(self) -> Tensor:
         """Whether each position's own item occurs earlier in its window. [R, L] bool"""
@@ -124,6 +157,7 @@ class BatchBuilder:
         else:
             factors_candidates = table.factors(unique_t, negatives)  # [P, C, F]
         to = self._to
+        target_order, period_sizes = group_targets(windows.target_mask, period_index.numpy(), len(unique))
         return PreRecBatch(
             domain=domain, item_offset=offset, n_domain_items=dom.n_items,
             user_index=to(torch.as_tensor(users, dtype=torch.long)),
@@ -132,7 +166,8 @@ class BatchBuilder:
             items=to(items + offset), targets=to(items),
             target_mask=to(torch.as_tensor(windows.target_mask)), period_index=to(period_index),
             factors_targets=to(factors_targets), factors_candidates=to(factors_candidates),
-            negatives=None if negatives is None else to(negatives))
+            negatives=None if negatives is None else to(negatives),
+            target_order=to(torch.as_tensor(target_order)), period_sizes=period_sizes)
 
     def _to(self, tensor: Tensor) -> Tensor:
         """To the batch's device; to a GPU through pinned memory, asynchronously (the copy overlaps the previous
@@ -140,6 +175,17 @@ class BatchBuilder:
         if self.device.type != "cuda":
             return tensor.to(self.device)
         return tensor.pin_memory().to(self.device, non_blocking=True)
+
+
+def group_targets(target_mask: np.ndarray, period_index: np.ndarray,
+                  n_periods: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The (row, position) of the targets of ``target_mask`` [R, L] grouped by their ``period_index`` [R, L]
+    (stable: row-major within a period), and the number in each of ``n_periods`` periods. ([A, 2], [P])"""
+    flat = np.flatnonzero(target_mask)  # [A], row-major
+    periods = period_index.reshape(-1)[flat]  # [A]
+    order = flat[np.argsort(periods, kind="stable")]
+    pairs = np.stack(np.divmod(order, target_mask.shape[1]), axis=1).astype(np.int64)  # [A, 2]
+    return pairs, tuple(np.bincount(periods, minlength=n_periods).tolist())
 
 
 def trim(windows: Windows) -> Windows:

@@ -15,8 +15,8 @@ The planted biases of the paper:
   few favourite categories ``c``, so that markets prefer different categories;
 - in-domain bias: each (market, product) has a log-popularity per interval of ``interval_days`` (15 days) that is
   a static level plus an AR(1) walk plus decaying bursts, independent across markets (each market has its own
-  trending products) and persistent across consecutive intervals, so the previous interval's counts (SPEC §4)
-  tell which products trend now.
+  trending products) and persistent across consecutive intervals, so the previous interval's counts (the paper's
+  Appendix C) tell which products trend now.
 
 Users. Each user of market k has a personal taste ``u_i ~ N(0, sigma_u^2 I)`` and a sequence of ``min_seq_len`` to
 ``max_seq_len`` choices at exponentially spaced times inside the market's time line (``horizon_days``; every

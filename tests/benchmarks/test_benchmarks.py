@@ -102,8 +102,9 @@ def test_bench_eval_counts_every_evaluated_position(load, tmp_path):
     cache = tmp_path / "data"
     argv = [*SYNTHETIC, *MODEL, *TIMING, "--data-cache", str(cache)]
     result = run(bench, tmp_path, *argv)
-    assert set(result["results"]) == {"map", "intervention", "map-cut", "matmul"}
-    assert set(result["ratio_to_matmul"]) == {"map", "intervention", "map-cut"} and len(result["targets_met"]) == 2
+    assert set(result["results"]) == {"map", "intervention", "map-dense", "matmul", "transformer+matmul"}
+    assert set(result["ratio_to_matmul"]) == {"map", "intervention", "map-dense"} and len(result["targets_met"]) == 4
+    assert set(result["ratio_to_transformer_matmul"]) == set(result["ratio_to_matmul"])
     data, _ = load("bench_common").synthetic_sources(bench.parse_args(argv))  # read back from the cache
     assert len(list(cache.glob("synthetic-*/manifest.json"))) == 1
     dom = data.domains[0]
@@ -112,15 +113,15 @@ def test_bench_eval_counts_every_evaluated_position(load, tmp_path):
     assert result["scored_pairs"] == result["n_targets"] * dom.n_items == result["n_targets"] * result["n_items"]
 
 
-def test_cut_scorer_ranks_like_the_full_scorer(load):
+def test_dense_scorer_ranks_like_the_target_scorer(load):
     bench = load("bench_eval")
     args = bench.parse_args([*SYNTHETIC, *MODEL, "--max-len", "16"])
     data, text = load("bench_common").synthetic_sources(args)
     scorers = bench.build_scorers(args, data, text, torch.device("cpu"))
     config = bench.EvalConfig(split="test")
-    full, cut = (bench.evaluate_domain(scorers[name], data, 0, config) for name in ("map", "map-cut"))
-    assert len(full.ranks) > 0
-    np.testing.assert_allclose(cut.ranks, full.ranks)
+    fast, dense = (bench.evaluate_domain(scorers[name], data, 0, config) for name in ("map", "map-dense"))
+    assert len(fast.ranks) > 0 and hasattr(scorers["map"], "score_targets")
+    np.testing.assert_allclose(dense.ranks, fast.ranks)
 
 
 def test_bench_encode_hash_bow(load, tmp_path, monkeypatch):

@@ -68,7 +68,7 @@ def test_the_posterior_back_door_averages_over_the_sources_d_k(pretrained):
     """A MAP run: the posterior of D_k is its point estimate, so the back-door over the posterior is the mean of the
     next-item softmax over do(D = D_k), each source domain once."""
     from prerec_pyro.data.batches import BatchBuilder
-    from prerec_pyro.inference.intervene import _logits_under, zero_interventions
+    from prerec_pyro.inference.intervene import logits_under, zero_interventions
     from prerec_pyro.inference.pretrained import source_domain_draws
     from prerec_pyro.models.prerec import D
 
@@ -87,7 +87,7 @@ def test_the_posterior_back_door_averages_over_the_sources_d_k(pretrained):
     by_hand = []
     for k in range(n_sources):
         values[D] = domains[k].expand(scorer.model.n_domains, -1)
-        by_hand.append(torch.log_softmax(_logits_under(scorer.model, values, batch), -1))
+        by_hand.append(torch.log_softmax(logits_under(scorer.model, values, batch), -1))
     expected = torch.logsumexp(torch.stack(by_hand), 0) - math.log(n_sources)
     torch.testing.assert_close(scorer(batch), expected)
     with pytest.raises(ValueError, match="backdoor_from must be one of"):
@@ -133,3 +133,29 @@ def test_the_target_free_source_score_keeps_learned_shared_offsets(pretrained_sh
     torch.testing.assert_close(scorer.item_offsets[EPS_V_SHARED], expected)
     score = intervened_source_score(run_dir, prepared, EvalConfig(k_percent=5.0, split="valid", n_boot=1))
     assert 0.0 < score < 1.0
+
+
+class _Dense:
+    """``scorer`` without its ``score_targets``: the harness ranks its [R, L, J] scores."""
+
+    def __init__(self, scorer):
+        self.scorer, self.name = scorer, scorer.name
+
+    def __call__(self, batch):
+        return self.scorer(batch)
+
+
+@pytest.mark.parametrize("samples", [0, 2])  # Eq. 8, the back-door
+def test_scores_at_the_targets_only_rank_as_the_dense_layout(pretrained_shared, samples):
+    """Evaluation asks PreRec's scorers for the target positions only ([A, J], grouped by period); the ranks equal
+    those of the observed site's [R, L, J] layout, sample for sample (the default model: text channel, repeat term,
+    sliding popularity, so several periods and counted items per batch)."""
+    run_dir, prepared = pretrained_shared
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, samples)
+    assert hasattr(scorer, "score_targets")
+    data = prepared.target(TARGET)
+    config = EvalConfig(score_budget=20_000)  # several batches
+    fast, dense = (evaluate_domain(s, data, 0, config) for s in (scorer, _Dense(scorer)))
+    assert len(fast.ranks) > 50
+    np.testing.assert_allclose(fast.ranks, dense.ranks, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(fast.users, dense.users)

@@ -186,6 +186,18 @@ def test_per_observation_priors_equal_total_priors_with_lambda_times_n_obs(model
     assert torch.allclose(log_joint["per_obs"], log_joint["literal"], rtol=1e-6), log_joint
     assert per_obs.prior(EPS_V).stddev[0].item() == pytest.approx((CONFIG.lambda_v * n_obs) ** -0.5, rel=1e-6)
 
+def test_offsets_per_observation_reads_lambda_d_in_total_units(model, tiny_sources):
+    """"offsets_per_observation": D's prior is Eq. 7's literal one, every offset's is λ·N_obs."""
+    n_obs = 1234
+    mixed = PreRecModel(replace(CONFIG, prior_units="offsets_per_observation"), len(tiny_sources.domains),
+                        tiny_sources.n_fit_users, model.item_text)
+    mixed.set_observation_count(n_obs)
+    assert mixed.config.noncentred
+    assert mixed.prior(D).stddev[0].item() == pytest.approx(CONFIG.lambda_d**-0.5, rel=1e-6)
+    for site, lam in ((EPS_V, CONFIG.lambda_v), (EPS_Z, CONFIG.lambda_z), (EPS_U, CONFIG.lambda_u)):
+        assert mixed.prior(site).stddev[0].item() == pytest.approx((lam * n_obs) ** -0.5, rel=1e-6), site
+
+
 
 def test_prior_units_and_parametrisation_are_validated():
     with pytest.raises(ValueError, match="prior_units"):
@@ -332,6 +344,53 @@ def test_seen_before_marks_the_items_earlier_in_each_window(tiny_sources):
                 expected |= rows == items[r, s]
             assert torch.equal(seen[r, p], expected)
             assert bool(batch.target_seen_before()[r, p]) == bool((items[r, :p] == items[r, p]).any())
+
+
+@pytest.mark.parametrize("negatives", [None, 40])
+def test_seen_columns_scatter_to_the_dense_marks_at_those_positions(tiny_sources, negatives):
+    """With 40 negatives from a small catalogue some item is listed twice: both of its columns are marked."""
+    batch = make_batch(tiny_sources, negatives=negatives, domain=1)
+    rows = batch.candidate_rows
+    if negatives is not None:
+        assert len(torch.unique(rows)) < len(rows), "the fixture must list some negative twice"
+    positions = torch.tensor([0, 1, 3, batch.items.shape[1] + 2, batch.items.numel() - 1])
+    columns, marked, canonical = batch.seen_columns(rows, positions)
+    marks = torch.zeros(len(positions), len(rows)).scatter_add_(1, columns, marked.float())  # [A, C]
+    assert marks.max() <= 1, "a column was marked twice"
+    dense = batch.seen_before(rows).reshape(-1, len(rows))  # [R*L, C]
+    assert torch.equal(marks[:, canonical] > 0, dense[positions])
+    for a, flat in enumerate(positions.tolist()):  # by hand
+        r, p = divmod(flat, batch.items.shape[1])
+        expected = (rows.unsqueeze(1) == batch.items[r, :p].unsqueeze(0)).any(1)
+        assert torch.equal(dense[flat], expected)
+
+
+@pytest.mark.parametrize("changes", [{}, {"use_domain": False, "use_popularity": False, "use_offsets": False},
+                                     {"last_item_skip": True, "text_channel": "last", "repeat_term": True,
+                                      "shared_item_offsets": True}])
+@pytest.mark.parametrize("negatives", [None, 5])
+def test_target_logits_are_the_observed_sites_logits_at_the_targets(tiny_sources, encode_hash, changes, negatives):
+    """The scorers' path (logits at target positions only) and the observed site's [R, L, C] layout agree."""
+    model = PreRecModel(replace(CONFIG, **changes), len(tiny_sources.domains), tiny_sources.n_fit_users,
+                        encode_hash(tiny_sources)).eval()
+    if model.config.repeat_term:
+        with torch.no_grad():
+            model.repeat_weight.fill_(-0.3)
+    batch = make_batch(tiny_sources, negatives=negatives, domain=1)
+    latent = poutine.trace(model.latents).get_trace(batch).nodes["_RETURN"]["value"]
+    with torch.no_grad():
+        dense, _, _ = model.logits(batch, latent)  # [R, L, C']
+        at_targets = model.target_logits(batch, latent)  # [A, C]
+    assert at_targets.shape == (int(batch.target_mask.sum()), len(batch.candidate_rows))
+    order, sizes = batch.target_layout()
+    assert sum(sizes) == len(order) and torch.equal(order.sort().values, batch.target_mask.reshape(-1).nonzero()[:, 0])
+    expected = dense.reshape(-1, dense.shape[-1])[order]
+    if negatives is not None:  # the observed site puts each position's own item first and masks duplicates
+        expected = expected[:, 1:]
+        keep = expected > torch.finfo(expected.dtype).min
+        torch.testing.assert_close(at_targets[keep], expected[keep])
+    else:
+        torch.testing.assert_close(at_targets, expected)
 
 
 @pytest.mark.parametrize("negatives", [None, 5])
