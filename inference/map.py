@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,7 +24,7 @@ from torch import Tensor
 from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.models.prerec import PreRecModel
-from prerec_pyro.progress import progress_bar
+from prerec_pyro.training import OptimConfig, fit_epochs, new_state, run_epoch_steps, training_windows
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
 from .guides import SparseDeltaGuide, check_guide, scale_parameters, svi_model
@@ -34,33 +32,6 @@ from .guides import SparseDeltaGuide, check_guide, scale_parameters, svi_model
 logger = logging.getLogger(__name__)
 LIKELIHOODS = ("sampled", "full")
 ELBOS = ("trace", "meanfield")
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimisation settings shared by PreRec's MAP training and the learnable baselines (paper: Adam 3e-4,
-    batches of 256 sequences, 255 negatives)."""
-
-    n_negatives: int = 255
-    batch_size: int = 256
-    lr: float = 3e-4
-    max_epochs: int = 20
-    patience: int = 3
-    max_steps_per_epoch: int | None = None
-    grad_clip_norm: float | None = 10.0
-    seed: int = 0
-    device: str = "cpu"
-    check_every: int = 50  # steps between reads of the losses (a NaN stops training at the next read)
-
-    def __post_init__(self):
-        if self.check_every < 1:
-            raise ValueError(f"check_every must be >= 1, got {self.check_every}")
-        if self.max_epochs < 1 or self.patience < 1:
-            raise ValueError(f"max_epochs and patience must be >= 1, got {self.max_epochs}, {self.patience}")
-        if self.n_negatives < 1 or self.batch_size < 1:
-            raise ValueError(f"n_negatives and batch_size must be >= 1, got {self.n_negatives}, {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 @dataclass(frozen=True)
@@ -82,47 +53,6 @@ class TrainConfig(OptimConfig):
             raise ValueError(f"elbo must be one of {ELBOS}, got {self.elbo!r}")
         if self.scale_lr is not None and not self.scale_lr > 0:
             raise ValueError(f"scale_lr must be > 0 (or None: lr), got {self.scale_lr}")
-
-
-def training_windows(data: MultiDomainData, first_n: int | None = None):
-    """Windows of every domain's training users (optionally only their first ``first_n`` interactions)."""
-    return [d.windows(d.users_in("train"), data.sequences, first_n=first_n) for d in data.domains]
-
-
-def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], sampler: DomainBalancedSampler,
-                    config: OptimConfig, epoch: int) -> float:
-    """One epoch of ``step(domain, rows, generator)`` (the step's detached loss, left on its device) over the
-    sampler's batches (at most ``max_steps_per_epoch``), with a progress bar; the mean loss. The losses are read back
-    ``check_every`` steps at a time, one host-device sync each: a non-finite loss stops training then, naming its
-    step. Seeded by (seed, epoch): dropout, guide draws and sampled negatives repeat exactly when an epoch is rerun
-    (resume)."""
-    seed = config.seed * 100_003 + epoch
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    n_steps = min(len(sampler), config.max_steps_per_epoch or len(sampler))
-    losses, pending = [], []
-    progress = progress_bar(sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
-    for index, (domain, rows) in enumerate(progress):
-        if index >= n_steps:
-            break
-        pending.append(torch.as_tensor(step(domain, rows, generator)))
-        if len(pending) == config.check_every or index == n_steps - 1:
-            losses += checked_losses(pending, epoch, first_step=index + 1 - len(pending))
-            pending = []
-            progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
-    progress.close()
-    return float(np.mean(losses))
-
-
-def checked_losses(losses: list[Tensor], epoch: int, first_step: int) -> list[float]:
-    """The scalar ``losses`` of consecutive steps as floats (one sync); FloatingPointError at the first that is not
-    finite."""
-    values = torch.stack([loss.float().to(losses[0].device) for loss in losses]).tolist()
-    for offset, value in enumerate(values):
-        if not math.isfinite(value):
-            raise FloatingPointError(f"training loss became {value} at step {first_step + offset} of epoch {epoch}; "
-                                     "lower the learning rate or check the data for degenerate sequences")
-    return values
 
 
 def map_loss(model, guide, *args) -> Tensor:
@@ -160,7 +90,7 @@ class MapTrainer:
         self.scaled_model = poutine.scale(svi_model(model), scale=scale)
         self.scaled_guide = poutine.scale(guide, scale=scale)
         self.elbo = TraceMeanField_ELBO() if config.elbo == "meanfield" else Trace_ELBO()
-        self.state = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
+        self.state = new_state()
         self._optimizers = None
         self._best = None
 
@@ -216,14 +146,7 @@ class MapTrainer:
         self._setup()
         if resume:
             self.load(self.run_dir / "last.pt")
-        while self.state["epoch"] < self.config.max_epochs and self.state["bad_epochs"] < self.config.patience:
-            epoch, started = self.state["epoch"], time.perf_counter()
-            loss = self.run_epoch(epoch)
-            record = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - started}
-            record.update(self.validate() if self.validate else {"score": -loss})
-            self._update_best(record)
-            logger.info("epoch %d: %s", epoch, {k: round(v, 5) if isinstance(v, float) else v
-                                                 for k, v in record.items()})
+        fit_epochs(self.run_epoch, self.validate, self.config, self.state, self._after_epoch, "PreRec")
         if self.run_dir and (self.run_dir / "best.pt").exists():
             self.load(self.run_dir / "best.pt", optimizers=False)
         elif self._best is not None:
@@ -231,21 +154,16 @@ class MapTrainer:
             self.guide.load_state_dict(self._best["guide"])
         return self.state
 
-    def _update_best(self, record: dict) -> None:
-        state = self.state
-        state["history"].append(record)
-        state["epoch"] = record["epoch"] + 1
-        if record["score"] > state["best_score"]:
-            state.update(best_score=record["score"], best_epoch=record["epoch"], bad_epochs=0)
-            if self.run_dir:
-                save_checkpoint(self.run_dir / "best.pt", self.checkpoint())
-            else:  # keep the best weights in memory
-                self._best = copy.deepcopy({"model": self.model.state_dict(), "guide": self.guide.state_dict()})
-        else:
-            state["bad_epochs"] += 1
+    def _after_epoch(self, improved: bool) -> None:
+        """``best.pt`` (or the best weights in memory) when the epoch improved; ``last.pt`` and the history."""
+        if improved and self.run_dir:
+            save_checkpoint(self.run_dir / "best.pt", self.checkpoint())
+        elif improved:
+            self._best = copy.deepcopy({"model": self.model.state_dict(), "guide": self.guide.state_dict()})
         if self.run_dir:
             save_checkpoint(self.run_dir / "last.pt", self.checkpoint())
-            save_json(self.run_dir / "history.json", {**state, "config": asdict(self.config), "n_obs": self.n_obs})
+            save_json(self.run_dir / "history.json", {**self.state, "config": asdict(self.config),
+                                                      "n_obs": self.n_obs})
 
     def checkpoint(self) -> dict:
         return {"model": self.model.state_dict(), "guide": self.guide.state_dict(),

@@ -6,6 +6,10 @@
 - ``calibration``: the top next-item prediction's confidence against its correctness on the sources' validation
   users, for MAP (``MapScorer``) and the posterior predictive (``PosteriorScorer``); ECE and reliability bins
   (``prerec_pyro.calibration``), and the held-out log-likelihood of the items that came next.
+- ``target_calibration``: the same zero-shot, on the targets' test users: Eq. 8 against the back-door average over
+  the posterior of the sources' D_k.
+- ``planted_coverage`` (synthetic): how often credible intervals of the predicted next-item probability hold the
+  planted one.
 - ``item_uncertainty``: the item offsets eps_v with the widest and the narrowest posterior spread, with their
   interaction counts and text: a sanity check a user can read (few interactions should mean wide).
 - ``nuts_domain_posterior`` / ``compare_with_gold``: a gold standard for D on a small model (NUTS over D with the
@@ -28,11 +32,14 @@ from torch import Tensor
 
 from prerec_pyro.calibration import expected_calibration_error, reliability_table, top_predictions
 from prerec_pyro.data.batches import BatchBuilder
-from prerec_pyro.evaluate import eval_samples
+from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.data.synthetic import PlantedTruth, planted_scores
+from prerec_pyro.evaluate import EvalConfig, eval_batches, eval_samples
 from prerec_pyro.models.prerec import EPS_V, D, R
 from prerec_pyro.pipeline import PreparedBenchmark
 
 from .guides import guide_moments, latent_values, site_moments
+from .pretrained import PretrainedRun
 from .scoring import MapScorer, PosteriorScorer
 
 CREDIBLE = 0.9
@@ -59,42 +66,108 @@ def domain_similarity(draws: Tensor, prepared: PreparedBenchmark) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _predictions(scorer, prepared: PreparedBenchmark, domain: int,
+def _predictions(scorer, data: MultiDomainData, domain: int, split: str,
                  max_users: int | None) -> tuple[Tensor, Tensor, Tensor]:
     """Confidence and correctness of the top prediction, and the log-probability of the item that came next, at
-    every evaluated position of ``domain``'s validation users. ([N], [N], [N])"""
-    data = prepared.sources
-    windows, mask = eval_samples(data, domain, "valid", max_users)
-    builder, out = BatchBuilder(data, None), ([], [], [])
-    for start in range(0, len(windows), 64):
-        rows = np.arange(start, min(start + 64, len(windows)))
-        batch = builder.make(domain, windows.select(rows))
-        keep = torch.as_tensor(mask[rows][:, : batch.items.shape[1]])  # [R, L]
-        log_probs, targets = torch.log_softmax(scorer(batch), -1)[keep], batch.targets[keep]  # [n, J], [n]
+    every evaluated position of ``domain``'s ``split`` users (the scorer's scores at the targets only). ([N], [N],
+    [N])"""
+    out = ([], [], [])
+    for _, batch in eval_batches(data, domain, EvalConfig(split=split, max_users=max_users)):
+        order, _ = batch.target_layout()
+        log_probs = torch.log_softmax(scorer.score_targets(batch), -1)  # [A, J]
+        targets = batch.targets.reshape(-1)[order]  # [A]
         values = (*top_predictions(log_probs, targets), log_probs.gather(1, targets[:, None])[:, 0])
         for part, value in zip(out, values):
             part.append(value)
     return tuple(torch.cat(part) for part in out)
 
 
+def _calibration_row(scorer, data: MultiDomainData, domain: int, split: str, max_users: int | None,
+                     n_bins: int) -> tuple[dict, Tensor, Tensor]:
+    confidence, correct, log_lik = _predictions(scorer, data, domain, split, max_users)
+    row = {"domain": data.names[domain], "n": len(confidence),
+           "ece": expected_calibration_error(confidence, correct, n_bins, "quantile"),
+           "mean_confidence": float(confidence.mean()), "accuracy": float(correct.float().mean()),
+           "log_lik": float(log_lik.mean())}
+    return row, confidence, correct
+
+
 def calibration(model, guide, prepared: PreparedBenchmark, n_samples: int, max_users: int | None = 200,
                 n_bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ECE per source domain and scorer, reliability bins of every domain's predictions pooled, per scorer)."""
+    """(ECE per source domain and scorer on the validation users, reliability bins of every domain's predictions
+    pooled, per scorer)."""
     draws = n_samples if guide_moments(guide) else 1  # a point-estimate guide: every draw is the same
     scorers = {"MAP": MapScorer(model, guide), "posterior predictive": PosteriorScorer(model, guide, draws)}
     rows, pooled = [], {name: ([], []) for name in scorers}
-    for domain, name in enumerate(prepared.benchmark.sources):
+    for domain in range(len(prepared.sources.domains)):
         for label, scorer in scorers.items():
-            confidence, correct, log_lik = _predictions(scorer, prepared, domain, max_users)
+            row, confidence, correct = _calibration_row(scorer, prepared.sources, domain, "valid", max_users, n_bins)
             pooled[label][0].append(confidence)
             pooled[label][1].append(correct)
-            rows.append({"domain": name, "scorer": label, "n": len(confidence),
-                         "ece": expected_calibration_error(confidence, correct, n_bins, "quantile"),
-                         "mean_confidence": float(confidence.mean()), "accuracy": float(correct.float().mean()),
-                         "log_lik": float(log_lik.mean())})
+            rows.append({**row, "scorer": label})
     bins = [reliability_table(torch.cat(conf), torch.cat(corr), n_bins, "quantile").assign(scorer=label)
             for label, (conf, corr) in pooled.items()]
     return pd.DataFrame(rows), pd.concat(bins, ignore_index=True)
+
+
+def target_calibration(run: PretrainedRun, prepared: PreparedBenchmark, n_samples: int,
+                       max_users: int | None = 200, n_bins: int = 10) -> pd.DataFrame:
+    """Zero-shot calibration on each target's test users: Eq. 8 (do(D = 0)) against the back-door average over
+    ``n_samples`` draws of the sources' D_k from the run's posterior (a run without D: Eq. 8 only)."""
+    rows = []
+    for target in prepared.benchmark.targets:
+        data = prepared.target(target)
+        scorers = {"Eq. 8": run.target_scorer(prepared, target)}
+        if run.config.model.use_domain:
+            scorers["back-door over the posterior D_k"] = run.target_scorer(prepared, target, n_samples,
+                                                                           backdoor_from="posterior")
+        for label, scorer in scorers.items():
+            rows.append({**_calibration_row(scorer, data, 0, "test", max_users, n_bins)[0], "scorer": label})
+    return pd.DataFrame(rows)
+
+
+def planted_coverage(model, guide, prepared: PreparedBenchmark, truth: PlantedTruth, n_samples: int,
+                     max_users: int | None = 100, levels: tuple[float, ...] = (0.5, 0.9)) -> pd.DataFrame:
+    """On synthetic data: how often the central credible interval (over ``n_samples`` guide draws) of the predicted
+    probability of the item that came next holds its planted probability (every planted term, the user's own
+    taste included; the planted process never repeats an item, so the user's earlier items get probability 0), at
+    the evaluated positions of the sources' validation users. One row per source domain and level."""
+    scorer, rows = PosteriorScorer(model, guide, n_samples), []
+    for domain, dom in enumerate(prepared.sources.domains):
+        windows, _ = eval_samples(prepared.sources, domain, "valid", max_users)
+        predicted, planted = [], []
+        for window_rows, batch in eval_batches(prepared.sources, domain, EvalConfig(split="valid",
+                                                                                   max_users=max_users)):
+            order, _ = batch.target_layout()
+            targets = batch.targets.reshape(-1)[order]  # [A]
+            draws = scorer.log_prob_draws(batch)  # [S, A, J]
+            predicted.append(draws.gather(2, targets.expand(len(draws), -1)[..., None])[..., 0].exp())  # [S, A]
+            planted.append(_planted_probability(truth, dom, windows.select(window_rows), order.cpu().numpy(),
+                                                batch.items.shape[1]))
+        predicted, planted = torch.cat(predicted, 1), torch.as_tensor(np.concatenate(planted))  # [S, N], [N]
+        for level in levels:
+            low, high = torch.quantile(predicted, torch.tensor([(1 - level) / 2, (1 + level) / 2]), dim=0)  # [N]
+            rows.append({"domain": dom.name, "level": level, "n": len(planted),
+                         "coverage": float(((planted >= low) & (planted <= high)).float().mean()),
+                         "mean_width": float((high - low).mean()), "planted_mean": float(planted.mean()),
+                         "predicted_mean": float(predicted.mean())})
+    return pd.DataFrame(rows)
+
+
+def _planted_probability(truth: PlantedTruth, dom, windows, order: np.ndarray, length: int) -> np.ndarray:
+    """The planted probability of the next item at flat positions ``order`` of the windows' batch (trimmed to
+    ``length``). [A]"""
+    row, position = np.divmod(order, length)
+    user = dom.user_ids[windows.user[row]]
+    previous = dom.item_ids[windows.items[row, position - 1]]
+    logits = planted_scores(truth, dom.name, user, previous, windows.times[row, position])  # [A, J*] truth's order
+    logits = logits[:, pd.Index(truth.domain_items[dom.name]).get_indexer(dom.item_ids)]  # [A, J], the domain's
+    starts = dom.seq_offsets[windows.user[row]]  # [A]
+    for a, (start, seen) in enumerate(zip(starts, windows.position[row, position])):
+        logits[a, dom.seq_items[start: start + seen]] = -np.inf  # chosen without repeats
+    logits -= logits.max(1, keepdims=True)
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return probabilities[np.arange(len(order)), windows.items[row, position]]
 
 
 def item_uncertainty(model, guide, prepared: PreparedBenchmark, top: int = 10) -> pd.DataFrame:

@@ -35,11 +35,11 @@ from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z, PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
 from prerec_pyro.text import TextEncoderConfig, canonical_model_name, encode_texts
+from prerec_pyro.training import training_windows
 
 from .checkpoint import load_checkpoint
 from .guides import domain_draws, latent_values
 from .intervene import BackdoorScorer, InterventionScorer, target_model
-from .map import training_windows
 from .recommender import DomainRecommender, TableLike, catalogue_factors, items_table
 from .runs import METHOD_LABELS, RunConfig, build_model, check_finished, load_run, load_run_config, prepare_for_run
 

@@ -123,8 +123,13 @@ class PosteriorScorer(MapScorer):
 
     @torch.no_grad()
     def scores(self, batch: PreRecBatch, at_targets: bool) -> Tensor:
+        log_probs = self.log_prob_draws(batch, at_targets)  # [S, R, L, J] or [S, A, J]
+        return torch.logsumexp(log_probs, dim=0) - math.log(self.n_samples)  # [R, L, J] or [A, J]
+
+    @torch.no_grad()
+    def log_prob_draws(self, batch: PreRecBatch, at_targets: bool = True) -> Tensor:
+        """The next-item log-softmax under each of the ``n_samples`` seeded draws. [S, A, J] (or [S, R, L, J])"""
         with eval_mode(self.model), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            log_probs = [torch.log_softmax(self._logits(batch, latent_draw, at_targets), -1)
-                         for _ in range(self.n_samples)]
-        return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(self.n_samples)  # [R, L, J] or [A, J]
+            return torch.stack([torch.log_softmax(self._logits(batch, latent_draw, at_targets), -1)
+                                for _ in range(self.n_samples)])

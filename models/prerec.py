@@ -464,12 +464,13 @@ class PreRecModel(nn.Module):
         for p, cols, d in zip(range(len(sizes)), torch.split(column, counted), torch.split(delta, counted)):
             if not sizes[p]:
                 continue
+            kept = items[cols]  # [n, B (+ T) + 1]; a period lists an item once
             if torch.is_grad_enabled():
-                yield p, items.index_add(0, cols, d)
+                yield p, items.index_put((cols,), kept + d)
                 continue
-            kept = items[cols]  # [n, B (+ T) + 1]
-            yield p, items.index_add_(0, cols, d)
-            items.index_copy_(0, cols, kept)
+            items[cols] = kept + d
+            yield p, items
+            items[cols] = kept
 
     def _item_side(self, z: Tensor) -> Tensor:
         """What a popularity term Z [*S, B] adds to the item side [V, bias]: [Z (; 0), Z·W_z]. [*S, B (+ T) + 1]"""

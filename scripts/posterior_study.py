@@ -1,4 +1,4 @@
-"""What a run's posterior says, in one command (inference/posterior.py): a figure and three tables.
+"""What a run's posterior says, in one command (inference/posterior.py): a figure and its tables.
 
     python scripts/map_pretrain.py --benchmark synthetic-small --guide structured --epochs 40 --runs runs
     python scripts/posterior_study.py --run runs/synthetic-small/prerec-structured-seed0-...
@@ -7,6 +7,10 @@
   beside the Spearman correlation of the two domains' item counts;
 - ``posterior_calibration.csv`` (and ``posterior_reliability.csv``): ECE of the top next-item prediction on the
   sources' validation users, MAP against the posterior predictive (``--samples`` draws);
+- ``posterior_target_calibration.csv``: the same zero-shot on every target's test users, Eq. 8 against the back-door
+  average over the posterior of the sources' D_k;
+- ``posterior_coverage.csv`` (synthetic benchmarks): how often the 50% and 90% credible intervals of the predicted
+  probability of the next item hold its planted probability, per source domain;
 - ``posterior_items.csv``: the item offsets with the widest and the narrowest posterior spread;
 - ``posterior_gold.csv`` (with ``--nuts-samples N``): NUTS over D, the networks and the other latents fixed, as a
   gold standard for the guide's posterior of D (mean error in prior stds, std ratio, KL); for small models;
@@ -25,10 +29,18 @@ from pathlib import Path
 import pandas as pd
 
 from prerec_pyro import cli
+from prerec_pyro.data.synthetic import named_truth
 from prerec_pyro.figures import plot_posterior_study
 from prerec_pyro.inference.guides import domain_draws
-from prerec_pyro.inference.posterior import calibration, domain_similarity, gold_comparison, item_uncertainty
-from prerec_pyro.inference.pretrained import load_on_sources
+from prerec_pyro.inference.posterior import (
+    calibration,
+    domain_similarity,
+    gold_comparison,
+    item_uncertainty,
+    planted_coverage,
+    target_calibration,
+)
+from prerec_pyro.inference.pretrained import PretrainedRun, load_on_sources
 from prerec_pyro.inference.runs import check_finished, prepare_for_run
 from prerec_pyro.io import write_csv
 
@@ -38,7 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--run", required=True, help="a PreRec run directory (any guide)")
     p.add_argument("--data-dir", default=None, help="data root (default: the run's, else $PREREC_DATA_DIR)")
     p.add_argument("--samples", type=int, default=20, help="posterior draws (domain distances, predictive)")
-    p.add_argument("--max-users", type=int, default=200, help="validation users per source domain (calibration)")
+    p.add_argument("--max-users", type=int, default=200,
+                   help="validation users per source domain, test users per target")
     p.add_argument("--top", type=int, default=10, help="items listed at each end of the posterior spread")
     p.add_argument("--nuts-samples", type=int, default=0,
                    help="also NUTS over D as a gold standard for the guide's posterior of D (0: off; small models)")
@@ -61,6 +74,12 @@ def main(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     _, model, guide, probe = load_on_sources(run, prepared)
     tables = {"domains": domain_similarity(domain_draws(model, guide, probe, args.samples), prepared)}
     tables["calibration"], tables["reliability"] = calibration(model, guide, prepared, args.samples, args.max_users)
+    if prepared.benchmark.targets:
+        tables["target_calibration"] = target_calibration(PretrainedRun.load(run), prepared, args.samples,
+                                                          args.max_users)
+    truth = named_truth(config.benchmark)
+    if truth is not None:
+        tables["coverage"] = planted_coverage(model, guide, prepared, truth, args.samples, args.max_users)
     tables["items"] = item_uncertainty(model, guide, prepared, args.top)
     if args.nuts_samples:
         tables["gold"] = gold_comparison(model, guide, prepared, args.nuts_samples, args.nuts_samples,
@@ -71,7 +90,7 @@ def main(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     figure = plot_posterior_study(tables["domains"], tables["reliability"], tables["items"],
                                   out / "posterior_study.png")
     with pd.option_context("display.width", 160, "display.max_colwidth", 40):
-        for name in ("domains", "calibration", "items", "gold"):
+        for name in ("domains", "calibration", "target_calibration", "coverage", "items", "gold"):
             if name not in tables:
                 continue
             print(f"\n{name}:\n{tables[name].to_string(index=False, float_format=lambda v: f'{v:.4g}')}")

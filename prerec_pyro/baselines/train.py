@@ -18,8 +18,6 @@ Shape legend: R = sequences, L = positions, C = candidates, N = targets in a bat
 from __future__ import annotations
 
 import logging
-import math
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -30,7 +28,7 @@ from torch import Tensor, nn
 from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
-from prerec_pyro.inference.map import OptimConfig, run_epoch_steps, training_windows
+from prerec_pyro.training import OptimConfig, fit_epochs, new_state, run_epoch_steps, training_windows
 
 from .sequential import SequentialRecommender
 
@@ -156,27 +154,17 @@ def fit_baseline(model: SequentialRecommender, data: MultiDomainData, config: Ba
 
 
 def _fit(fitter: _Fitter, validate: Callable[[], dict] | None) -> list[dict]:
-    """The epoch loop with early stopping on the validation score; restores the best state dict."""
-    model, config = fitter.model, fitter.config
-    history: list[dict] = []
-    best_score, best_state, bad_epochs = -math.inf, None, 0
-    for epoch in range(config.max_epochs):
-        started = time.perf_counter()
-        record = {"epoch": epoch, "loss": fitter.run_epoch(epoch), "seconds": time.perf_counter() - started}
-        record.update(validate() if validate else {"score": -record["loss"]})
-        history.append(record)
-        logger.info("%s epoch %d: %s", type(model).__name__, epoch,
-                    {k: round(v, 5) if isinstance(v, float) else v for k, v in record.items()})
-        if record["score"] > best_score:
-            best_score, bad_epochs = record["score"], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-            if bad_epochs >= config.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
+    """The shared epoch loop with early stopping on the validation score; restores the best state dict."""
+    model, best = fitter.model, {}
+
+    def keep_best(improved: bool) -> None:
+        if improved:
+            best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    state = fit_epochs(fitter.run_epoch, validate, fitter.config, new_state(), keep_best, type(model).__name__)
+    if best:
+        model.load_state_dict(best["state"])
+    return state["history"]
 
 
 class BaselineScorer:

@@ -362,6 +362,13 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> SyntheticData:
     return SyntheticData(domains=domains, truth=truth, sources=config.sources, targets=config.targets)
 
 
+def named_truth(benchmark: str) -> PlantedTruth | None:
+    """The planted truth behind the named benchmarks ``synthetic`` and ``synthetic-small`` (generated again: the
+    generator is seeded); None for any other benchmark."""
+    configs = {"synthetic": SyntheticConfig, "synthetic-small": SyntheticConfig.small}
+    return generate_synthetic(configs[benchmark]()).truth if benchmark in configs else None
+
+
 def planted_scores(truth: PlantedTruth, domain: str, user_ids: Sequence[str], prev_item_ids: Sequence[str | None],
                    timestamps: Sequence[int], terms: Sequence[str] = TERMS) -> np.ndarray:
     """The planted logits [n, n_items_k] over the domain's catalogue, summing the chosen ``terms``

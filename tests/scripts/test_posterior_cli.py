@@ -26,7 +26,14 @@ def test_a_structured_run_reports_its_posterior_and_the_study_writes_tables_and_
     assert (tables["domains"]["distance_low"] <= tables["domains"]["distance_high"]).all()
     assert set(tables["calibration"]["scorer"]) == {"MAP", "posterior predictive"}
     assert list(tables["items"]["end"]) == ["widest"] * 2 + ["narrowest"] * 2
-    for name in ("domains", "calibration", "reliability", "items"):
+    targets = tables["target_calibration"]  # zero-shot on each of synthetic-small's targets
+    assert set(targets["scorer"]) == {"Eq. 8", "back-door over the posterior D_k"} and (targets["n"] > 0).all()
+    coverage = tables["coverage"]  # synthetic-small: the planted truth is known
+    assert list(coverage["level"]) == [0.5, 0.9] * 3 and coverage["coverage"].between(0, 1).all()
+    wide = coverage.set_index(["domain", "level"])["mean_width"]
+    assert (wide.xs(0.9, level="level") >= wide.xs(0.5, level="level")).all()
+    assert coverage["planted_mean"].between(0, 1).all() and (coverage["mean_width"] > 0).all()
+    for name in ("domains", "calibration", "reliability", "items", "target_calibration", "coverage"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "study" / f"posterior_{name}.csv"), tables[name],
                                       check_dtype=False)
     assert (tmp_path / "study" / "posterior_study.png").stat().st_size > 0
@@ -44,6 +51,7 @@ def test_a_map_run_has_collapsed_intervals_and_agreeing_scorers(tmp_path):
         pd.testing.assert_series_equal(both["MAP"], both["posterior predictive"], check_names=False)
     assert (tables["calibration"]["log_lik"] < 0).all()
     assert tables["items"].empty and (run_dir / "posterior_study.png").exists()
+    assert (tables["coverage"]["mean_width"] == 0).all()  # a point estimate: intervals of width 0
 
 
 def test_intervene_eval_backdoor_over_the_posterior_is_recorded(tmp_path):

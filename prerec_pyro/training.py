@@ -1,0 +1,116 @@
+"""The training loop shared by PreRec's MAP / variational training (``inference/map.py``) and the learnable
+baselines (``prerec_pyro/baselines/train.py``): optimisation settings, the training windows, one epoch of steps with
+its loss checks, and the epochs with early stopping on a validation score."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from prerec_pyro.data.batches import DomainBalancedSampler
+from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.progress import progress_bar
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation settings shared by PreRec's MAP training and the learnable baselines (paper: Adam 3e-4,
+    batches of 256 sequences, 255 negatives)."""
+
+    n_negatives: int = 255
+    batch_size: int = 256
+    lr: float = 3e-4
+    max_epochs: int = 20
+    patience: int = 3
+    max_steps_per_epoch: int | None = None
+    grad_clip_norm: float | None = 10.0
+    seed: int = 0
+    device: str = "cpu"
+    check_every: int = 50  # steps between reads of the losses (a NaN stops training at the next read)
+
+    def __post_init__(self):
+        if self.check_every < 1:
+            raise ValueError(f"check_every must be >= 1, got {self.check_every}")
+        if self.max_epochs < 1 or self.patience < 1:
+            raise ValueError(f"max_epochs and patience must be >= 1, got {self.max_epochs}, {self.patience}")
+        if self.n_negatives < 1 or self.batch_size < 1:
+            raise ValueError(f"n_negatives and batch_size must be >= 1, got {self.n_negatives}, {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def training_windows(data: MultiDomainData, first_n: int | None = None):
+    """Windows of every domain's training users (optionally only their first ``first_n`` interactions)."""
+    return [d.windows(d.users_in("train"), data.sequences, first_n=first_n) for d in data.domains]
+
+
+def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], sampler: DomainBalancedSampler,
+                    config: OptimConfig, epoch: int) -> float:
+    """One epoch of ``step(domain, rows, generator)`` (the step's detached loss, left on its device) over the
+    sampler's batches (at most ``max_steps_per_epoch``), with a progress bar; the mean loss. The losses are read back
+    ``check_every`` steps at a time, one host-device sync each: a non-finite loss stops training then, naming its
+    step. Seeded by (seed, epoch): dropout, guide draws and sampled negatives repeat exactly when an epoch is rerun
+    (resume)."""
+    seed = config.seed * 100_003 + epoch
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    n_steps = min(len(sampler), config.max_steps_per_epoch or len(sampler))
+    losses, pending = [], []
+    progress = progress_bar(sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
+    for index, (domain, rows) in enumerate(progress):
+        if index >= n_steps:
+            break
+        pending.append(torch.as_tensor(step(domain, rows, generator)))
+        if len(pending) == config.check_every or index == n_steps - 1:
+            losses += checked_losses(pending, epoch, first_step=index + 1 - len(pending))
+            pending = []
+            progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
+    progress.close()
+    return float(np.mean(losses))
+
+
+def checked_losses(losses: list[Tensor], epoch: int, first_step: int) -> list[float]:
+    """The scalar ``losses`` of consecutive steps as floats (one sync); FloatingPointError at the first that is not
+    finite."""
+    values = torch.stack([loss.float().to(losses[0].device) for loss in losses]).tolist()
+    for offset, value in enumerate(values):
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at step {first_step + offset} of epoch {epoch}; "
+                                     "lower the learning rate or check the data for degenerate sequences")
+    return values
+
+
+def new_state() -> dict:
+    """The state of ``fit_epochs`` before the first epoch (saved in checkpoints as it is)."""
+    return {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
+
+
+def fit_epochs(run_epoch: Callable[[int], float], validate: Callable[[], dict] | None, config: OptimConfig,
+               state: dict, on_epoch: Callable[[bool], None], name: str = "training") -> dict:
+    """Epochs from ``state["epoch"]`` until ``max_epochs`` or ``patience`` epochs without a better validation
+    ``"score"`` (``-loss`` without ``validate``). Each epoch's record (epoch, loss, seconds, the validation's keys) is
+    appended to ``state["history"]``; ``on_epoch(improved)`` follows each (checkpoints, the best weights)."""
+    while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
+        epoch, started = state["epoch"], time.perf_counter()
+        record = {"epoch": epoch, "loss": run_epoch(epoch), "seconds": time.perf_counter() - started}
+        record.update(validate() if validate else {"score": -record["loss"]})
+        improved = record["score"] > state["best_score"]
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        if improved:
+            state.update(best_score=record["score"], best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        logger.info("%s epoch %d: %s", name, epoch,
+                    {k: round(v, 5) if isinstance(v, float) else v for k, v in record.items()})
+        on_epoch(improved)
+    return state
