@@ -189,13 +189,27 @@ def synthetic_config(args: argparse.Namespace, seed: int = 0) -> SyntheticConfig
                            mean_seq_len=args.mean_seq_len, max_seq_len=args.max_seq_len, seed=seed)
 
 
+def cache_folder(args: argparse.Namespace) -> Path:
+    """Where ``--data-cache`` keeps the synthetic data of these sizes."""
+    key = hashlib.sha1(json.dumps(asdict(synthetic_config(args)), sort_keys=True).encode()).hexdigest()[:12]
+    return Path(args.data_cache) / f"synthetic-{key}"
+
+
+def ensure_cached(args: argparse.Namespace) -> float:
+    """Generate the synthetic data into ``--data-cache`` unless it is there (or there is no cache); the seconds."""
+    if not args.data_cache or (cache_folder(args) / "manifest.json").exists():
+        return 0.0
+    started = time.perf_counter()
+    write_synthetic(synthetic_config(args), cache_folder(args))
+    return time.perf_counter() - started
+
+
 def synthetic_sources(args: argparse.Namespace) -> tuple[MultiDomainData, torch.Tensor]:
     """The synthetic source domains, indexed with windows of ``--max-len``, and hashed text vectors [J, T]."""
     config = synthetic_config(args)
     if args.data_cache:
-        key = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:12]
-        folder = Path(args.data_cache) / f"synthetic-{key}"
-        generated = load_synthetic(folder) if (folder / "manifest.json").exists() else write_synthetic(config, folder)
+        ensure_cached(args)
+        generated = load_synthetic(cache_folder(args))
     else:
         generated = generate_synthetic(config)
     domains = [generated.domain(name) for name in generated.sources]

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                            # CPU-sized synthetic data, a few minutes on 2 cores
     python benchmarks/bench_train.py --device cuda --hidden-dim 256 --heads 4 --batch-size 256   # paper sizes
+    python benchmarks/bench_train.py --paper-scale --steps 10 --threads 2   # the paper's data size, projected epoch
 
 Contenders, on the same synthetic source domains, embedding size B, layers, negatives, Adam and clipping:
 
@@ -38,6 +39,10 @@ from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
 
 logger = logging.getLogger("bench_train")
 TARGET_SPEEDUP, TARGET_OVERHEAD = 10.0, 1.15
+# the paper's pre-training (XMarket: 3.4M interactions) and its sizes (Table 4); its epoch: 25 minutes on one V100
+PAPER_SCALE = {"source_users": 633_334, "min_seq_len": 1, "mean_seq_len": 1.8, "max_seq_len": 30, "max_len": 64,
+               "hidden_dim": 256, "heads": 4, "layers": 2, "batch_size": 256, "negatives": 255, "lr": 3e-4}
+PAPER_EPOCH_MINUTES = 25.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,15 +55,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--negatives", type=int, default=255, help="sampled negatives (default: 255, as the paper)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--steps", type=int, default=4, help="optimiser steps per contender per round (default: 4)")
-    return p.parse_args(argv)
+    p.add_argument("--paper-scale", action="store_true",
+                   help="the paper's XMarket scale (3 sources of 633,334 users, 1.8 items a sequence: ~1.9M users, "
+                        "~3.4M interactions; B = 256, 4 heads, batches of 256) with the sparse Delta guide: times "
+                        "the data preparation (and its peak memory) and --steps steps of ours only, and projects "
+                        "the epoch time beside the paper's 25 minutes on a V100")
+    args = p.parse_args(argv)
+    if args.paper_scale:
+        for name, value in PAPER_SCALE.items():
+            setattr(args, name, value)
+    return args
 
 
-def build_ours(args: argparse.Namespace, data, text: torch.Tensor, device: torch.device):
-    """Model, AutoDelta guide and MapTrainer (optimisers created), and ``--steps`` training batches."""
+def build_ours(args: argparse.Namespace, data, text: torch.Tensor, device: torch.device, guide_kind: str = "delta"):
+    """Model, guide (AutoDelta by default) and MapTrainer (optimisers created), and ``--steps`` training batches."""
     config = PreRecConfig(hidden_dim=args.hidden_dim, n_layers=args.layers, n_heads=args.heads, max_len=args.max_len,
                           transformer_dtype=args.transformer_dtype)
     model = PreRecModel(config, len(data.domains), data.n_fit_users, text.to(device)).to(device)
-    guide = make_guide("delta", model, name="bench_train_guide")
+    guide = make_guide(guide_kind, model, name="bench_train_guide")
     train = TrainConfig(n_negatives=args.negatives, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         device=args.device)
     trainer = MapTrainer(model, guide, data, train)
@@ -120,8 +134,56 @@ def contenders(args: argparse.Namespace, device: torch.device) -> tuple[dict, di
     return runs, targets, facts
 
 
+def paper_scale(args: argparse.Namespace, device: torch.device) -> dict:
+    """Data preparation (reading the logs, indexing them with their popularity tables, text vectors: seconds and peak
+    memory), the trainer's set-up, and ``--steps`` timed steps of ``ours`` (sparse Delta guide) after ``--warmup``;
+    the epoch time projected from them. With ``--data-cache`` the synthetic logs are generated first (once, timed
+    apart: a fixture, not what a user's data goes through) and preparation reads them from their parquet files."""
+    generate_s = bc.ensure_cached(args)
+    bc.reset_peak_memory(torch.device("cpu"))
+    started = time.perf_counter()
+    data, text = bc.synthetic_sources(args)
+    prepare_s, prepare_mb = time.perf_counter() - started, bc.peak_memory_mb(torch.device("cpu"))
+    started = time.perf_counter()
+    trainer, batches, build_ms = build_ours(args, data, text, device, guide_kind="sparse-delta")
+    setup_s = time.perf_counter() - started
+    for batch in batches[: args.warmup]:
+        trainer.step(batch)
+    seconds = [bc.timed(lambda b=batch: trainer.step(b), device) for batch in batches]
+    step_s = bc.median(seconds)
+    targets_per_s = float(np.mean([b.n_targets for b in batches])) / (step_s + build_ms / 1e3)
+    return {"benchmark": "train-paper-scale", "args": vars(args), "environment": bc.environment(device),
+            "n_users": data.n_fit_users, "n_items": data.n_items, "n_obs": trainer.n_obs,
+            "n_interactions": sum(d.n_interactions for d in data.domains),
+            "generate_seconds": generate_s, "prepare_seconds": prepare_s, "prepare_peak_mb": prepare_mb,
+            "prepare_includes_generation": not args.data_cache, "setup_seconds": setup_s,
+            "step_seconds": seconds, "batch_build_ms": build_ms, "targets_per_s": targets_per_s,
+            "projected_epoch_minutes": trainer.n_obs / targets_per_s / 60, "peak_mb": bc.peak_memory_mb(device),
+            "paper_epoch_minutes_v100": PAPER_EPOCH_MINUTES}
+
+
+def report_paper_scale(payload: dict) -> None:
+    print(f"paper scale: {payload['n_users']:,} users, {payload['n_interactions']:,} interactions "
+          f"({payload['n_obs']:,} training targets), {payload['n_items']:,} items")
+    if payload["generate_seconds"]:
+        print(f"synthetic logs generated into the cache: {payload['generate_seconds']:.1f} s (once)")
+    source = "generated in memory" if payload["prepare_includes_generation"] else "read from the cache"
+    print(f"data preparation ({source}, indexed, text vectors): {payload['prepare_seconds']:.1f} s, peak "
+          f"{payload['prepare_peak_mb'] / 1024:.2f} GiB; trainer set-up {payload['setup_seconds']:.1f} s")
+    print(f"step: {bc.median(payload['step_seconds']):.3f} s (+ {payload['batch_build_ms']:.1f} ms to build its "
+          f"batch), {payload['targets_per_s']:,.0f} targets/s; peak memory {payload['peak_mb'] / 1024:.2f} GiB")
+    print(f"projected epoch: {payload['projected_epoch_minutes']:.1f} min on this device "
+          f"(paper: {payload['paper_epoch_minutes_v100']:.0f} min on one V100)")
+
+
 def main(args: argparse.Namespace) -> dict:
     device = bc.setup(args)
+    if args.paper_scale:
+        payload = paper_scale(args, device)
+        report_paper_scale(payload)
+        if args.out:
+            bc.write_json(args.out, payload)
+        return payload
     runs, targets, facts = contenders(args, device)
     seconds = bc.alternate(runs, args.repeats, args.warmup, device)
     results = {}

@@ -159,3 +159,17 @@ def test_bench_recommend(load, tmp_path, capsys):
     assert all(row["histories_per_s"] > 0 for row in result["results"].values())
     assert set(result["recommend_ratio_to"]) == {"matmul", "transformer+matmul"}
     assert "recommend vs matmul: " in capsys.readouterr().out
+
+
+def test_bench_train_paper_scale_path_on_tiny_sizes(load, capsys):
+    """``--paper-scale`` sets the paper's sizes; its path (data preparation, sparse guide, projected epoch) runs here
+    on tiny sizes put back after parsing."""
+    bench = load("bench_train")
+    args = bench.parse_args(["--paper-scale", "--steps", "2", *TIMING])
+    assert (args.source_users, args.hidden_dim, args.batch_size) == (633_334, 256, 256)
+    tiny = bench.parse_args([*SYNTHETIC, *MODEL, "--steps", "2", "--batch-size", "4", *TIMING])
+    tiny.paper_scale = True
+    result = bench.main(tiny)
+    assert result["n_obs"] > 0 and result["targets_per_s"] > 0 and result["prepare_peak_mb"] > 0
+    assert result["projected_epoch_minutes"] == pytest.approx(result["n_obs"] / result["targets_per_s"] / 60)
+    assert "projected epoch:" in capsys.readouterr().out
