@@ -34,7 +34,7 @@ from prerec_pyro.calibration import expected_calibration_error, reliability_tabl
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.data.synthetic import PlantedTruth, planted_scores
-from prerec_pyro.evaluate import EvalConfig, eval_batches, eval_samples
+from prerec_pyro.evaluate import EvalConfig, eval_batches
 from prerec_pyro.models.prerec import EPS_V, D, R
 from prerec_pyro.pipeline import PreparedBenchmark
 
@@ -73,9 +73,8 @@ def _predictions(scorer, data: MultiDomainData, domain: int, split: str,
     [N])"""
     out = ([], [], [])
     for _, batch in eval_batches(data, domain, EvalConfig(split=split, max_users=max_users)):
-        order, _ = batch.target_layout()
         log_probs = torch.log_softmax(scorer.score_targets(batch), -1)  # [A, J]
-        targets = batch.targets.reshape(-1)[order]  # [A]
+        targets = batch.layout_targets()  # [A]
         values = (*top_predictions(log_probs, targets), log_probs.gather(1, targets[:, None])[:, 0])
         for part, value in zip(out, values):
             part.append(value)
@@ -134,15 +133,12 @@ def planted_coverage(model, guide, prepared: PreparedBenchmark, truth: PlantedTr
     the evaluated positions of the sources' validation users. One row per source domain and level."""
     scorer, rows = PosteriorScorer(model, guide, n_samples), []
     for domain, dom in enumerate(prepared.sources.domains):
-        windows, _ = eval_samples(prepared.sources, domain, "valid", max_users)
         predicted, planted = [], []
-        for window_rows, batch in eval_batches(prepared.sources, domain, EvalConfig(split="valid",
-                                                                                   max_users=max_users)):
-            order, _ = batch.target_layout()
-            targets = batch.targets.reshape(-1)[order]  # [A]
+        for windows, batch in eval_batches(prepared.sources, domain, EvalConfig(split="valid", max_users=max_users)):
+            targets = batch.layout_targets()  # [A]
             draws = scorer.log_prob_draws(batch)  # [S, A, J]
             predicted.append(draws.gather(2, targets.expand(len(draws), -1)[..., None])[..., 0].exp())  # [S, A]
-            planted.append(_planted_probability(truth, dom, windows.select(window_rows), order.cpu().numpy(),
+            planted.append(_planted_probability(truth, dom, windows, batch.target_layout()[0].cpu().numpy(),
                                                 batch.items.shape[1]))
         predicted, planted = torch.cat(predicted, 1), torch.as_tensor(np.concatenate(planted))  # [S, N], [N]
         for level in levels:

@@ -90,7 +90,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 
 def build_model(config: RunConfig, data: MultiDomainData, item_text: torch.Tensor) -> PreRecModel:
-    """A fresh model whose ``users`` plate is ``data``'s training users (the parameter store is cleared: docs/DESIGN.md,
+    """A fresh model whose ``users`` plate is ``data``'s training users (the parameter store is cleared: docs/DESIGN.md
     pitfall 8)."""
     pyro.clear_param_store()
     item_key = torch.as_tensor(data.item_keys()[0])  # [J]

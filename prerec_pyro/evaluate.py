@@ -135,16 +135,17 @@ def unseen_flags(data: MultiDomainData, domain: int, items: np.ndarray, users: n
 
 
 def eval_batches(data: MultiDomainData, domain: int, config: EvalConfig):
-    """Yields (window rows, batch) over the evaluated samples of ``domain`` (``eval_samples``), windows of similar
-    length together, each batch's scores within ``config.score_budget``; a batch's targets are the evaluated
-    positions, and its trailing padding is trimmed (L' <= L)."""
+    """Yields (windows, batch) over the evaluated samples of ``domain`` (``eval_samples``), windows of similar
+    length together, each batch's scores within ``config.score_budget``; the windows' and the batch's targets are
+    the evaluated positions, and the batch's trailing padding is trimmed (L' <= L)."""
     windows, mask = eval_samples(data, domain, config.split, config.max_users, config.seed)
     builder = BatchBuilder(data, n_negatives=None, device=config.device)
     lengths = trimmed_lengths(windows.target_mask)  # [W]
     by_length = np.argsort(lengths, kind="stable")  # similar lengths share a batch
     for rows in pack_by_length(by_length, lengths, data.domains[domain].n_items, config.score_budget):
         if mask[rows].any():
-            yield rows, builder.make(domain, replace(windows.select(rows), target_mask=mask[rows]))
+            selected = replace(windows.select(rows), target_mask=mask[rows])
+            yield selected, builder.make(domain, selected)
 
 
 @torch.no_grad()
@@ -152,13 +153,12 @@ def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: 
                     source_items: set[str] | None = None, source_users: set[str] | None = None) -> SampleRanks:
     """Rank the full catalogue for every evaluated position of ``config.split`` users of ``domain``."""
     dom = data.domains[domain]
-    windows, _ = eval_samples(data, domain, config.split, config.max_users, config.seed)
     ranks, users, items = [], [], []
-    for rows, batch in eval_batches(data, domain, config):
+    for windows, batch in eval_batches(data, domain, config):
         keep = batch.target_mask.cpu().numpy()  # [R, L']
         ranks.append(batch_ranks(scorer, batch, keep, dom.n_items).cpu().numpy())
-        users.append(np.broadcast_to(windows.user[rows][:, None], keep.shape)[keep])
-        items.append(windows.items[rows][:, : keep.shape[1]][keep])
+        users.append(np.broadcast_to(windows.user[:, None], keep.shape)[keep])
+        items.append(windows.items[:, : keep.shape[1]][keep])
     ranks = np.concatenate(ranks) if ranks else np.zeros(0)
     users = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
     items = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
@@ -179,11 +179,10 @@ def batch_ranks(scorer: Scorer, batch: PreRecBatch, keep: np.ndarray, n_items: i
         scores = scorer(batch)  # [R, L, J]
         assert scores.shape == (*keep.shape, n_items), (scorer.name, tuple(scores.shape))
         return ranks_at(scores, batch.targets, keep)
-    order, _ = batch.target_layout()  # [A]: the rows of ``score_targets``' scores
     scores = score_targets(batch)  # [A, J]
     assert scores.shape == (int(keep.sum()), n_items), (scorer.name, tuple(scores.shape))
-    ranks = average_ranks(scores, batch.targets.reshape(-1)[order])  # [A], in ``order``
-    return ranks[torch.argsort(order)]  # row-major
+    ranks = average_ranks(scores, batch.layout_targets())  # [A], in ``target_layout()`` order
+    return ranks[torch.argsort(batch.target_layout()[0])]  # row-major
 
 
 def ranks_at(scores: Tensor, targets: Tensor, keep: np.ndarray) -> Tensor:

@@ -53,6 +53,10 @@ class PreRecBatch:
             return torch.as_tensor(order[:, 0] * self.items.shape[1] + order[:, 1], device=self.items.device), sizes
         return self.target_order[:, 0] * self.items.shape[1] + self.target_order[:, 1], self.period_sizes
 
+    def layout_targets(self) -> Tensor:
+        """The observed next items (local index) at the targets, in ``target_layout()`` order. [A]"""
+        return self.targets.reshape(-1)[self.target_layout()[0]]
+
     @property
     def candidate_rows(self) -> Tensor:
         """Global item rows of the candidate set. [C]"""
@@ -62,15 +66,11 @@ class PreRecBatch:
 
     def seen_before(self, rows: Tensor) -> Tensor:
         """Whether item ``rows`` [C] (global rows) occurs earlier in the window than each position (windows are
-        right-padded, so every position before a target holds a real item). [R, L, C] bool"""
-        lookup = torch.full((int(max(self.items.max(), rows.max())) + 1,), -1, dtype=torch.long,
-                            device=self.items.device)
-        lookup[rows] = torch.arange(len(rows), device=rows.device)
-        where = lookup[self.items[:, :-1]]  # [R, L-1]: candidate index of each history item, -1 if none
-        r, s = (where >= 0).nonzero(as_tuple=True)
-        marks = torch.zeros(self.items.shape[0], self.items.shape[1], len(rows), device=self.items.device)
-        marks.index_put_((r, s + 1, where[r, s]), torch.ones_like(r, dtype=marks.dtype), accumulate=True)
-        return (marks.cumsum(1) > 0)[..., lookup[rows]]  # [R, L, C]; a candidate listed twice: marked in both
+        right-padded, so every position before a target holds a real item); a candidate listed twice is marked in
+        both columns. [R, L, C] bool"""
+        columns, marked, canonical = self.seen_columns(rows, torch.arange(self.items.numel(), device=rows.device))
+        marks = torch.zeros(len(columns), len(rows), device=rows.device).scatter_add_(1, columns, marked.float())
+        return (marks > 0)[:, canonical].reshape(*self.items.shape, len(rows))  # [R, L, C]
 
     def seen_columns(self, rows: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``seen_before(rows)`` at flat positions ``positions`` [A] of [R, L] as a scatter index, without an
