@@ -3,14 +3,18 @@
 #
 #     bash benchmarks/gpu_check.sh            # JSON and the log go to $OUT if set, else benchmarks/results/
 #
-# 1. pytest -m gpu (the tests marked as needing a CUDA device; none is fine);
+# 1. pytest -m gpu (the tests marked as needing a CUDA device, among them two data-parallel gloo ranks on the GPU
+#    against one process);
 # 2. bench_train.py (float32, then the Transformer in bf16) and bench_eval.py at paper scale with --device cuda:
 #    3 synthetic source domains of 633,334 users
 #    with sequences of 1.8 items on average (~1.9M users, ~3.4M interactions), B = 256, 4 heads, 2 layers, batches
 #    of 256, 255 negatives, windows of 64. The data is generated once (~1.5 min on the CPU) into a cache folder that
 #    bench_eval.py reuses; bench_eval ranks the full catalogue for 60,000 of the first source's test users. Each
-#    step has its own time limit (60 + 300 + 150 + 240 + 180 s at most); expected total: about 8 minutes;
-# 3. bench_train.py --paper-scale: the sparse Delta guide at that size, the projected epoch beside the paper's 25 min.
+#    step has its own time limit (60 + 300 + 150 + 240 + 180 s, then 120 + 240 s for step 4); expected total: about
+#    10 minutes;
+# 3. bench_train.py --paper-scale: the sparse Delta guide at that size, the projected epoch beside the paper's 25 min;
+# 4. torchrun scripts/map_pretrain.py with one GPU process, and bench_ddp.py on 1 and (with several GPUs) all GPUs,
+#    NCCL (limits 120 + 240 s).
 # Exit status: 0 when every step ran (targets missed are reported, not failures), else 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +64,17 @@ run 240 "bench_train --paper-scale (sparse Delta guide, projected epoch)" "$PYTH
 
 run 180 "bench_eval (paper scale)" "$PYTHON" benchmarks/bench_eval.py "${PAPER[@]}" --repeats 3 \
     --max-users 60000 --out "$RESULTS/bench_eval_paper.json" || status=1
+
+run 120 "torchrun map_pretrain (one GPU process)" "$PYTHON" -m torch.distributed.run --standalone \
+    --nproc_per_node 1 scripts/map_pretrain.py --benchmark synthetic-small --device cuda --epochs 2 \
+    --guide sparse-delta --runs "$RESULTS/torchrun_runs" || status=1
+
+GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
+PROCESSES=(1)
+if [ "$GPUS" -gt 1 ]; then PROCESSES+=("$GPUS"); fi
+run 240 "bench_ddp (${PROCESSES[*]} GPU processes)" "$PYTHON" benchmarks/bench_ddp.py --device cuda \
+    --processes "${PROCESSES[@]}" --hidden-dim 256 --heads 4 --batch-size 256 --steps 20 \
+    --out "$RESULTS/bench_ddp_cuda.json" || status=1
 
 echo "=== done ($(date -u +%H:%M:%S)), status $status; results in $RESULTS" | tee -a "$LOG"
 exit "$status"

@@ -3,7 +3,8 @@
 The loss is scaled by 1/N_obs (the number of observed next items in the training data, docs/DESIGN.md pitfall 6).
 Networks and dense guide tables are trained with Adam; the sparse Delta guide's user table with SparseAdam. Each epoch
 is followed by a validation pass (mean r-NDCG@K% over the sources' validation users) that drives early stopping and
-the choice of ``best.pt``; ``last.pt`` lets an interrupted run resume where it stopped.
+the choice of ``best.pt``; ``last.pt`` lets an interrupted run resume where it stopped. Under ``torchrun`` each rank
+fits its users' share of every batch (``RankShare``) and DistributedDataParallel averages the gradients.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
-from torch import Tensor
+from pyro.poutine.messenger import Messenger
+from torch import Tensor, nn
 
-from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler
+from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.distributed import SINGLE, Distributed
 from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.training import OptimConfig, fit_epochs, new_state, run_epoch_steps, training_windows
 
@@ -65,16 +68,47 @@ def map_loss(model, guide, *args) -> Tensor:
     return guide_trace.log_prob_sum() - model_trace.log_prob_sum()
 
 
+class RankShare(Messenger):
+    """Scales every site's log-density to this rank's share of the global batch, so that the shares of all ranks
+    sum to the one-process loss: sites in the "sequences" plate by R_rank / R_batch and in the "users" plate by
+    U_rank / U_batch (the plates' own subsample scales count only this rank's rows and users), every other site
+    (the global latents, the same on every rank) by 1 / world."""
+
+    def __init__(self, sequences: float, users: float, world_size: int):
+        super().__init__()
+        self.factors = {"sequences": sequences, "users": users}
+        self.others = 1.0 / world_size
+
+    def _process_message(self, msg):
+        plates = {frame.name for frame in msg["cond_indep_stack"]}
+        factor = next((f for name, f in self.factors.items() if name in plates), self.others)
+        msg["scale"] = factor * msg["scale"]
+
+
+class _Objective(nn.Module):
+    """The model and guide as one module whose forward is the loss, the unit DistributedDataParallel wraps."""
+
+    def __init__(self, model: nn.Module, guide: nn.Module, loss: Callable):
+        super().__init__()
+        self.model, self.guide, self._loss = model, guide, (loss,)
+
+    def forward(self, batch: PreRecBatch, shares: tuple[float, float] | None) -> Tensor:
+        return self._loss[0](batch, shares)
+
+
 class MapTrainer:
     """Fits ``model`` and ``guide`` on the training users of ``data``; ``validate()`` returns a dict with the
     early-stopping ``"score"`` (higher is better)."""
 
     _checked = False  # whether a step went through Pyro's validated ELBO (see ``loss``)
+    _objective = None  # the loss as a module, under DistributedDataParallel across processes (set by ``_setup``)
+    parallel = SINGLE
 
     def __init__(self, model: PreRecModel, guide, data: MultiDomainData, config: TrainConfig,
                  validate: Callable[[], dict] | None = None, run_dir: Path | None = None,
-                 first_n: int | None = None):
+                 first_n: int | None = None, parallel: Distributed = SINGLE):
         check_guide(guide)
+        self.parallel = parallel
         self.model, self.guide, self.data, self.config = model, guide, data, config
         self.validate, self.run_dir = validate, Path(run_dir) if run_dir else None
         self.windows = training_windows(data, first_n)
@@ -94,8 +128,20 @@ class MapTrainer:
         self._optimizers = None
         self._best = None
 
-    def _batch(self, domain: int, rows: np.ndarray, generator: torch.Generator):
-        return self.builder.make(domain, self.windows[domain].select(rows), generator, n_sequences=self.n_sequences)
+    def _batch(self, domain: int, rows: np.ndarray, generator: torch.Generator) -> PreRecBatch:
+        """The batch of ``rows`` (of this rank's users across processes; see ``make_batch``)."""
+        return self.make_batch(domain, rows, generator)[0]
+
+    def make_batch(self, domain: int, rows: np.ndarray,
+                   generator: torch.Generator) -> tuple[PreRecBatch, tuple[float, float] | None]:
+        """The batch of ``rows`` (this rank's users' rows of it across processes) and this rank's (sequences,
+        users) shares of the global batch (None for one process; ``Distributed.shard``). Every rank draws the same
+        negatives; a rank that owns none of the rows adds only its part of the global sites."""
+        windows = self.windows[domain].select(rows)
+        if not self.parallel.enabled:
+            return self.builder.make(domain, windows, generator, n_sequences=self.n_sequences), None
+        keep, shares = self.parallel.shard(self.data.user_rows[domain][windows.user])
+        return self.builder.make(domain, windows.select(keep), generator, n_sequences=self.n_sequences), shares
 
     def _setup(self) -> None:
         """Create the guide's parameters (autoguides build them on first call) and the optimisers."""
@@ -112,23 +158,36 @@ class MapTrainer:
         self._optimizers = [torch.optim.Adam(groups, lr=self.config.lr)]
         if sparse:
             self._optimizers.append(torch.optim.SparseAdam(sparse, lr=self.config.lr))
+        # the sparse user table stays rank-local: each rank owns its users' rows (gathered for checkpoints)
+        ignore = tuple(f"guide.{name}" for name, p in self.guide.named_parameters() if any(p is s for s in sparse))
+        self._objective = self.parallel.wrap(_Objective(self.model, self.guide, self.loss), ignore)
 
-    def loss(self, batch) -> Tensor:
-        """The scaled -ELBO of ``batch``. The first call goes through Pyro's ``Trace_ELBO`` (or
-        ``TraceMeanField_ELBO``) with validation on; later ``trace`` ELBOs through ``map_loss`` with validation off,
-        so a step makes no host-device sync of its own."""
+    def loss(self, batch: PreRecBatch, shares: tuple[float, float] | None = None) -> Tensor:
+        """The scaled -ELBO of ``batch`` (this rank's share of it, given the rank's ``shares``). The first call goes
+        through Pyro's ``Trace_ELBO`` (or ``TraceMeanField_ELBO``) with validation on; later ``trace`` ELBOs through
+        ``map_loss`` with validation off, so a step makes no host-device sync of its own."""
+        model, guide = self.scaled_model, self.scaled_guide
+        if shares is not None:
+            model, guide = RankShare(*shares, self.parallel.world_size)(model), RankShare(
+                *shares, self.parallel.world_size)(guide)
         if self.config.elbo == "meanfield" or not self._checked:
             self._checked = True
-            return self.elbo.differentiable_loss(self.scaled_model, self.scaled_guide, batch)
+            return self.elbo.differentiable_loss(model, guide, batch)
         with pyro.validation_enabled(False):
-            return map_loss(self.scaled_model, self.scaled_guide, batch)
+            return map_loss(model, guide, batch)
 
-    def step(self, batch) -> Tensor:
-        """One optimiser step; the detached loss, still on the device (``run_epoch_steps`` checks it)."""
-        loss = self.loss(batch)
+    def step(self, batch: PreRecBatch, shares: tuple[float, float] | None = None) -> Tensor:
+        """One optimiser step; the detached loss (this rank's share), still on the device (``run_epoch_steps``
+        checks it). DistributedDataParallel averages the ranks' dense gradients, hence the share times the world size
+        (and the rank-local sparse gradients divided by it again)."""
+        loss = (self.loss if self._objective is None else self._objective)(batch, shares)
         for opt in self._optimizers:
             opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.parallel.world_size if shares is not None else loss).backward()
+        if shares is not None and len(self._optimizers) > 1:
+            for param in (p for group in self._optimizers[1].param_groups for p in group["params"]):
+                if param.grad is not None:
+                    param.grad.mul_(1.0 / self.parallel.world_size)
         if self.config.grad_clip_norm:
             dense = [p for group in self._optimizers[0].param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(dense, self.config.grad_clip_norm)
@@ -138,15 +197,15 @@ class MapTrainer:
 
     def run_epoch(self, epoch: int) -> float:
         self.model.train()
-        return run_epoch_steps(lambda domain, rows, generator: self.step(self._batch(domain, rows, generator)),
-                               self.sampler, self.config, epoch)
+        return run_epoch_steps(lambda domain, rows, generator: self.step(*self.make_batch(domain, rows, generator)),
+                               self.sampler, self.config, epoch, self.parallel)
 
     def fit(self, resume: bool = False) -> dict:
         """Train until ``max_epochs`` or ``patience`` epochs without a better validation score."""
         self._setup()
         if resume:
             self.load(self.run_dir / "last.pt")
-        fit_epochs(self.run_epoch, self.validate, self.config, self.state, self._after_epoch, "PreRec")
+        fit_epochs(self.run_epoch, self.validate, self.config, self.state, self._after_epoch, "PreRec", self.parallel)
         if self.run_dir and (self.run_dir / "best.pt").exists():
             self.load(self.run_dir / "best.pt", optimizers=False)
         elif self._best is not None:
@@ -155,7 +214,12 @@ class MapTrainer:
         return self.state
 
     def _after_epoch(self, improved: bool) -> None:
-        """``best.pt`` (or the best weights in memory) when the epoch improved; ``last.pt`` and the history."""
+        """``best.pt`` (or the best weights in memory) when the epoch improved; ``last.pt`` and the history. Across
+        processes the user table is gathered first and rank 0 writes, the others waiting for it."""
+        self._gather_users()
+        if self.run_dir and not self.parallel.is_main:
+            self.parallel.barrier()
+            return
         if improved and self.run_dir:
             save_checkpoint(self.run_dir / "best.pt", self.checkpoint())
         elif improved:
@@ -164,6 +228,20 @@ class MapTrainer:
             save_checkpoint(self.run_dir / "last.pt", self.checkpoint())
             save_json(self.run_dir / "history.json", {**self.state, "config": asdict(self.config),
                                                       "n_obs": self.n_obs})
+            self.parallel.barrier()
+
+    def _gather_users(self) -> None:
+        """Across processes: every rank's copy of the sparse user table (and its SparseAdam moments) takes each row
+        from the rank that owns it."""
+        if not self.parallel.enabled or len(self._optimizers) < 2:
+            return
+        sparse = self._optimizers[1]
+        with torch.no_grad():
+            for param in (p for group in sparse.param_groups for p in group["params"]):
+                self.parallel.gather_owned(param.data)
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if key in sparse.state.get(param, {}):
+                        self.parallel.gather_owned(sparse.state[param][key])
 
     def checkpoint(self) -> dict:
         return {"model": self.model.state_dict(), "guide": self.guide.state_dict(),

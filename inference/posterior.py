@@ -37,8 +37,9 @@ from prerec_pyro.data.synthetic import PlantedTruth, planted_scores
 from prerec_pyro.evaluate import EvalConfig, eval_batches
 from prerec_pyro.models.prerec import EPS_V, D, R
 from prerec_pyro.pipeline import PreparedBenchmark
+from prerec_pyro.training import FLAT, loss_trend
 
-from .guides import guide_moments, latent_values, site_moments
+from .guides import guide_moments, latent_values, posterior_spread, site_moments
 from .pretrained import PretrainedRun
 from .scoring import MapScorer, PosteriorScorer
 
@@ -164,6 +165,22 @@ def _planted_probability(truth: PlantedTruth, dom, windows, order: np.ndarray, l
     logits -= logits.max(1, keepdims=True)
     probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     return probabilities[np.arange(len(order)), windows.items[row, position]]
+
+
+def convergence(history: list[dict], model, guide, window: int = 5) -> pd.DataFrame:
+    """Whether a run's fit has settled, as (quantity, value) rows: epochs run, the last training loss (-ELBO per
+    observation), its mean relative change per epoch over the last ``window`` epochs (``prerec_pyro.training.
+    loss_trend``) and whether that is flat, then each latent site's posterior std over its prior std (where the
+    guide has scales)."""
+    trend = loss_trend(history, window)
+    rows = [("epochs run", len(history)), ("training loss, last epoch", history[-1]["loss"] if history else None)]
+    if trend is not None:
+        first, last = trend["epochs"]
+        rows += [(f"loss change per epoch, epochs {first}-{last}", trend["relative_change_per_epoch"]),
+                 (f"flat (|change| < {FLAT:.1%} an epoch)", trend["flat"])]
+    for site, spread in (posterior_spread(guide, model) or {}).items():
+        rows.append((f"posterior std / prior std, {site}", spread["posterior_std_mean"] / spread["prior_std"]))
+    return pd.DataFrame(rows, columns=["quantity", "value"])
 
 
 def item_uncertainty(model, guide, prepared: PreparedBenchmark, top: int = 10) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """The training loop shared by PreRec's MAP / variational training (``inference/map.py``) and the learnable
 baselines (``prerec_pyro/baselines/train.py``): optimisation settings, the training windows, one epoch of steps with
-its loss checks, and the epochs with early stopping on a validation score."""
+its loss checks, and the epochs with early stopping on a validation score; across ``torchrun`` processes when given a
+``Distributed`` (``prerec_pyro.distributed``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from torch import Tensor
 
 from prerec_pyro.data.batches import DomainBalancedSampler
 from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.distributed import SINGLE, Distributed
 from prerec_pyro.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -54,12 +56,13 @@ def training_windows(data: MultiDomainData, first_n: int | None = None):
 
 
 def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], sampler: DomainBalancedSampler,
-                    config: OptimConfig, epoch: int) -> float:
+                    config: OptimConfig, epoch: int, parallel: Distributed = SINGLE) -> float:
     """One epoch of ``step(domain, rows, generator)`` (the step's detached loss, left on its device) over the
     sampler's batches (at most ``max_steps_per_epoch``), with a progress bar; the mean loss. The losses are read back
     ``check_every`` steps at a time, one host-device sync each: a non-finite loss stops training then, naming its
     step. Seeded by (seed, epoch): dropout, guide draws and sampled negatives repeat exactly when an epoch is rerun
-    (resume)."""
+    (resume). Across processes, ``step`` returns this rank's share of the loss and the losses read are their sums
+    (the same on every rank, so a NaN stops every rank at the same read)."""
     seed = config.seed * 100_003 + epoch
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -71,22 +74,38 @@ def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], 
             break
         pending.append(torch.as_tensor(step(domain, rows, generator)))
         if len(pending) == config.check_every or index == n_steps - 1:
-            losses += checked_losses(pending, epoch, first_step=index + 1 - len(pending))
+            losses += checked_losses(pending, epoch, first_step=index + 1 - len(pending), parallel=parallel)
             pending = []
             progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
     progress.close()
     return float(np.mean(losses))
 
 
-def checked_losses(losses: list[Tensor], epoch: int, first_step: int) -> list[float]:
-    """The scalar ``losses`` of consecutive steps as floats (one sync); FloatingPointError at the first that is not
-    finite."""
-    values = torch.stack([loss.float().to(losses[0].device) for loss in losses]).tolist()
+def checked_losses(losses: list[Tensor], epoch: int, first_step: int,
+                   parallel: Distributed = SINGLE) -> list[float]:
+    """The scalar ``losses`` of consecutive steps (summed over the ranks) as floats (one sync); FloatingPointError
+    at the first that is not finite."""
+    values = parallel.sum(torch.stack([loss.float().to(losses[0].device) for loss in losses])).tolist()
     for offset, value in enumerate(values):
         if not math.isfinite(value):
             raise FloatingPointError(f"training loss became {value} at step {first_step + offset} of epoch {epoch}; "
                                      "lower the learning rate or check the data for degenerate sequences")
     return values
+
+
+def loss_trend(history: list[dict], window: int = 5) -> dict | None:
+    """How much the training loss still moves: its mean relative change per epoch over the last ``window`` epochs
+    (negative: falling), the epochs it covers, and whether it is under ``FLAT`` in size. None before ``window`` + 1
+    epochs."""
+    if len(history) <= window:
+        return None
+    first, last = history[-window - 1]["loss"], history[-1]["loss"]
+    change = (last - first) / abs(first) / window
+    return {"relative_change_per_epoch": change, "epochs": [history[-window - 1]["epoch"], history[-1]["epoch"]],
+            "flat": abs(change) < FLAT}
+
+
+FLAT = 0.002  # |relative change of the training loss per epoch| under which ``loss_trend`` calls it flat
 
 
 def new_state() -> dict:
@@ -95,14 +114,17 @@ def new_state() -> dict:
 
 
 def fit_epochs(run_epoch: Callable[[int], float], validate: Callable[[], dict] | None, config: OptimConfig,
-               state: dict, on_epoch: Callable[[bool], None], name: str = "training") -> dict:
+               state: dict, on_epoch: Callable[[bool], None], name: str = "training",
+               parallel: Distributed = SINGLE) -> dict:
     """Epochs from ``state["epoch"]`` until ``max_epochs`` or ``patience`` epochs without a better validation
     ``"score"`` (``-loss`` without ``validate``). Each epoch's record (epoch, loss, seconds, the validation's keys) is
-    appended to ``state["history"]``; ``on_epoch(improved)`` follows each (checkpoints, the best weights)."""
+    appended to ``state["history"]``; ``on_epoch(improved)`` follows each (checkpoints, the best weights). Across
+    processes, rank 0 validates and every rank takes its record, so all stop at the same epoch."""
     while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
         epoch, started = state["epoch"], time.perf_counter()
         record = {"epoch": epoch, "loss": run_epoch(epoch), "seconds": time.perf_counter() - started}
-        record.update(validate() if validate else {"score": -record["loss"]})
+        record.update(parallel.broadcast(validate() if validate and parallel.is_main else None)
+                      if validate else {"score": -record["loss"]})
         improved = record["score"] > state["best_score"]
         state["history"].append(record)
         state["epoch"] = epoch + 1

@@ -5,9 +5,11 @@
     python scripts/map_pretrain.py --benchmark examples/own_data/benchmark.toml   # your own data
     python scripts/map_pretrain.py --method prerec_n               # the ablation, same everything else
     python scripts/map_pretrain.py --resume runs/synthetic/prerec-delta-seed0-...   # continue an interrupted run
+    torchrun --nproc_per_node 2 scripts/map_pretrain.py --guide sparse-delta ...   # data parallel over 2 processes
 
 Writes a run directory (config.json, best.pt, last.pt, history.json, metrics.json) under --out/<benchmark>/ (for a
-.toml benchmark, --out/<its name>-<hash of its path>/).
+.toml benchmark, --out/<its name>-<hash of its path>/). Under torchrun every process trains its users' share of each
+batch (gloo on CPUs, NCCL on GPUs, one GPU per process) and rank 0 writes the run directory.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from prerec_pyro.cli import run
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.data.dataset import SequenceConfig
+from prerec_pyro.distributed import Distributed
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_json
 from prerec_pyro.inference.guides import GUIDES, SCALE_LR, VARIATIONAL, make_guide, posterior_spread
@@ -55,6 +58,7 @@ from prerec_pyro.models.prerec import (
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.popularity import MODES, PopularityConfig
 from prerec_pyro.text import TextEncoderConfig
+from prerec_pyro.training import loss_trend
 
 logger = logging.getLogger("map_pretrain")
 
@@ -224,11 +228,15 @@ def resumed_config(args: argparse.Namespace) -> RunConfig:
 
 
 def fit(trainer: MapTrainer, run_dir: Path, resume: bool) -> dict:
-    """``trainer.fit`` with the run's state recorded; Ctrl-C marks it interrupted and says how to go on."""
-    save_run_state(run_dir, "running")
+    """``trainer.fit`` with the run's state recorded (by rank 0); Ctrl-C marks it interrupted and says how to go on."""
+    main_rank = trainer.parallel.is_main
+    if main_rank:
+        save_run_state(run_dir, "running")
     try:
         return trainer.fit(resume=resume)
     except KeyboardInterrupt:
+        if not main_rank:
+            sys.exit(130)
         save_run_state(run_dir, "interrupted")
         if (run_dir / "last.pt").exists():
             how = f"continue it with: python scripts/map_pretrain.py --resume {run_dir}"
@@ -254,11 +262,24 @@ def claim_run_dir(path: Path) -> Path:
 
 def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parallel, device = Distributed.from_env(args.device)
+    if not parallel.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        return pretrain(args, parallel, device)
+    finally:
+        parallel.close()
+
+
+def pretrain(args: argparse.Namespace, parallel: Distributed, device: str) -> Path:
+    """The run of ``main`` on this process (``device``: this rank's)."""
     config = resumed_config(args) if args.resume else run_config_from_args(args)
+    config = replace(config, train=replace(config.train, device=device))
     pyro.set_rng_seed(config.train.seed)
-    prepared = prepare_benchmark(config.benchmark, config.data_dir, config.sequences, config.popularity,
-                                 TextEncoderConfig(model=config.text_model), cold_items=config.cold_items,
-                                 cold_seed=config.cold_seed)
+    with parallel.main_first():  # rank 0 fills the text-vector cache, the others read it
+        prepared = prepare_benchmark(config.benchmark, config.data_dir, config.sequences, config.popularity,
+                                     TextEncoderConfig(model=config.text_model), cold_items=config.cold_items,
+                                     cold_seed=config.cold_seed)
     data = prepared.sources
     model = build_model(config, data, prepared.item_text(data).to(config.train.device))
     guide = make_guide(config.guide, model, name="pretrain")
@@ -266,26 +287,39 @@ def main(args: argparse.Namespace) -> Path:
     if args.print_shapes:
         print_shapes(model, guide, trainer_builder, data)
         return Path(".")
-    folder = Path(args.runs) / prepared.benchmark.folder
-    run_dir = Path(args.resume) if args.resume else claim_run_dir(folder / config.run_name())
-    if args.resume:
-        load_checkpoint(run_dir / "last.pt")  # a missing or damaged checkpoint fails before anything is rewritten
-    save_run_config(run_dir, config)
+    run_dir = parallel.broadcast(open_run_dir(args, config, prepared) if parallel.is_main else None)
     validate = validation(model, guide, data, prepared.benchmark.k_percent, config)
-    trainer = MapTrainer(model, guide, data, config.train, validate=validate, run_dir=run_dir)
+    trainer = MapTrainer(model, guide, data, config.train, validate=validate, run_dir=run_dir, parallel=parallel)
     started = time.perf_counter()
     state = fit(trainer, run_dir, bool(args.resume))
+    if not parallel.is_main:
+        return run_dir
     validate()  # metrics of the best checkpoint, which fit() loaded last
     metrics = {"benchmark": config.benchmark, "method": config.method, "guide": config.guide,
                "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "n_obs": trainer.n_obs,
-               "wall_seconds": time.perf_counter() - started, "valid": validate.last,
-               "posterior": posterior_spread(guide, model)}
+               "wall_seconds": time.perf_counter() - started, "processes": parallel.world_size,
+               "valid": validate.last, "posterior": posterior_spread(guide, model),
+               "loss_trend": loss_trend(state["history"])}
     save_json(run_dir / "metrics.json", metrics)
+    trend = metrics["loss_trend"]
+    if trend and not trend["flat"]:
+        logger.warning("the training loss still moves %.2f%% an epoch (epochs %d-%d): not converged; continue with "
+                       "--resume %s --epochs N", 100 * trend["relative_change_per_epoch"], *trend["epochs"], run_dir)
     save_run_state(run_dir, "finished")
     for name, values in validate.last.items():
         logger.info("%s valid: r-NDCG@K%% %.4f  Recall@K%% %.4f  (%d samples)", name, values.get("rndcg@k%", 0),
                     values.get("recall@k%", 0), values["n_samples"])
     print(f"run directory: {run_dir}")
+    return run_dir
+
+
+def open_run_dir(args: argparse.Namespace, config: RunConfig, prepared) -> Path:
+    """The run directory: a new one with the run's config.json, or the resumed one, its checkpoint checked first."""
+    folder = Path(args.runs) / prepared.benchmark.folder
+    run_dir = Path(args.resume) if args.resume else claim_run_dir(folder / config.run_name())
+    if args.resume:
+        load_checkpoint(run_dir / "last.pt")  # a missing or damaged checkpoint fails before anything is rewritten
+    save_run_config(run_dir, config)
     return run_dir
 
 

@@ -3,6 +3,8 @@
     python scripts/map_pretrain.py --benchmark synthetic-small --guide structured --epochs 40 --runs runs
     python scripts/posterior_study.py --run runs/synthetic-small/prerec-structured-seed0-...
 
+- ``posterior_convergence.csv``: whether the fit has settled: the training loss's change per epoch over the last
+  5 epochs (flat under 0.2%) and each latent site's posterior std over its prior's;
 - ``posterior_domains.csv``: posterior distance between each pair of source D_k (mean and 90% credible interval)
   beside the Spearman correlation of the two domains' item counts;
 - ``posterior_calibration.csv`` (and ``posterior_reliability.csv``): ECE of the top next-item prediction on the
@@ -23,6 +25,7 @@ reference a variational guide is read against. Written into ``--out`` (default: 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from prerec_pyro.figures import plot_posterior_study
 from prerec_pyro.inference.guides import domain_draws
 from prerec_pyro.inference.posterior import (
     calibration,
+    convergence,
     domain_similarity,
     gold_comparison,
     item_uncertainty,
@@ -72,7 +76,9 @@ def main(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     config = check_finished(run, method="prerec")
     prepared = prepare_for_run(config, data_dir=args.data_dir)
     _, model, guide, probe = load_on_sources(run, prepared)
-    tables = {"domains": domain_similarity(domain_draws(model, guide, probe, args.samples), prepared)}
+    history = json.loads((run / "history.json").read_text())["history"]
+    tables = {"convergence": convergence(history, model, guide),
+              "domains": domain_similarity(domain_draws(model, guide, probe, args.samples), prepared)}
     tables["calibration"], tables["reliability"] = calibration(model, guide, prepared, args.samples, args.max_users)
     if prepared.benchmark.targets:
         tables["target_calibration"] = target_calibration(PretrainedRun.load(run), prepared, args.samples,
@@ -90,7 +96,7 @@ def main(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     figure = plot_posterior_study(tables["domains"], tables["reliability"], tables["items"],
                                   out / "posterior_study.png")
     with pd.option_context("display.width", 160, "display.max_colwidth", 40):
-        for name in ("domains", "calibration", "target_calibration", "coverage", "items", "gold"):
+        for name in ("convergence", "domains", "calibration", "target_calibration", "coverage", "items", "gold"):
             if name not in tables:
                 continue
             print(f"\n{name}:\n{tables[name].to_string(index=False, float_format=lambda v: f'{v:.4g}')}")

@@ -173,3 +173,13 @@ def test_bench_train_paper_scale_path_on_tiny_sizes(load, capsys):
     assert result["n_obs"] > 0 and result["targets_per_s"] > 0 and result["prepare_peak_mb"] > 0
     assert result["projected_epoch_minutes"] == pytest.approx(result["n_obs"] / result["targets_per_s"] / 60)
     assert "projected epoch:" in capsys.readouterr().out
+
+
+def test_bench_ddp_times_one_and_two_processes(load, tmp_path, capsys):
+    bench = load("bench_ddp")
+    result = run(bench, tmp_path, *SYNTHETIC, *MODEL, "--threads", "1", "--warmup", "0", "--steps", "2",
+                 "--batch-size", "4", "--negatives", "7", "--processes", "1", "2")
+    rows = {row["processes"]: row for row in result["rows"]}
+    assert set(rows) == {1, 2} and rows[1]["speedup_vs_1"] == 1.0
+    assert all(row["targets_per_s"] > 0 and row["threads_per_process"] == 1 for row in rows.values())
+    assert "speedup_vs_1" in capsys.readouterr().out

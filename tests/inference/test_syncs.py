@@ -82,9 +82,9 @@ def test_a_nan_loss_is_found_at_the_next_check_naming_its_step(tiny_sources, enc
     step = trainer.step
     calls = []
 
-    def poisoned(batch):  # the fifth step's loss is NaN
+    def poisoned(batch, shares=None):  # the fifth step's loss is NaN
         calls.append(1)
-        loss = step(batch)
+        loss = step(batch, shares)
         return loss * float("nan") if len(calls) == 5 else loss
 
     trainer.step = poisoned

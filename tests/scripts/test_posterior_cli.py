@@ -22,6 +22,10 @@ def test_a_structured_run_reports_its_posterior_and_the_study_writes_tables_and_
     script = load_script("posterior_study")
     tables = script.main(script.parse_args(["--run", str(run_dir), "--samples", "3", "--max-users", "10",
                                             "--top", "2", "--out", str(tmp_path / "study")]))
+    settled = tables["convergence"].set_index("quantity")["value"]
+    history = json.loads((run_dir / "history.json").read_text())["history"]
+    assert settled["epochs run"] == len(history) and settled["training loss, last epoch"] == history[-1]["loss"]
+    assert 0 < settled["posterior std / prior std, D"] < 2
     assert len(tables["domains"]) == 3  # pairs of the three sources
     assert (tables["domains"]["distance_low"] <= tables["domains"]["distance_high"]).all()
     assert set(tables["calibration"]["scorer"]) == {"MAP", "posterior predictive"}
@@ -51,6 +55,7 @@ def test_a_map_run_has_collapsed_intervals_and_agreeing_scorers(tmp_path):
         pd.testing.assert_series_equal(both["MAP"], both["posterior predictive"], check_names=False)
     assert (tables["calibration"]["log_lik"] < 0).all()
     assert tables["items"].empty and (run_dir / "posterior_study.png").exists()
+    assert not tables["convergence"]["quantity"].str.startswith("posterior std").any()  # no scales to report
     assert (tables["coverage"]["mean_width"] == 0).all()  # a point estimate: intervals of width 0
 
 
