@@ -41,7 +41,7 @@ from .checkpoint import load_checkpoint
 from .guides import domain_draws, latent_values
 from .intervene import BackdoorScorer, InterventionScorer, target_model
 from .recommender import DomainRecommender, TableLike, catalogue_factors, items_table
-from .runs import METHOD_LABELS, RunConfig, build_model, check_finished, load_run, load_run_config, prepare_for_run
+from .runs import METHOD_LABELS, RunConfig, build_model, check_finished, load_run, prepare_for_run
 
 logger = logging.getLogger(__name__)
 ITEM_OFFSETS = ("zero", "shared")
@@ -82,10 +82,16 @@ def source_estimates(run_dir: Path, prepared: PreparedBenchmark, device: str) ->
 
 def source_domain_draws(run_dir: Path, prepared: PreparedBenchmark, n_samples: int, device: str,
                         seed: int = 0) -> Tensor:
-    """``n_samples`` draws of the sources' D_k from a run's guide, taking the source domains in turn (draw s is
-    D_{s mod K} of the guide's draw s // K): the back-door average over the posterior of the confounder instead of
-    its prior. A point-estimate guide gives the MAP D_k, each equally often. [n_samples, B]"""
+    """``n_samples`` draws of the sources' D_k from a run's guide, taking the source domains in turn (see
+    ``domain_draws_in_turn``). [n_samples, B]"""
     _, model, guide, probe = load_on_sources(run_dir, prepared, device)
+    return domain_draws_in_turn(model, guide, probe, n_samples, seed)
+
+
+def domain_draws_in_turn(model: PreRecModel, guide, probe: PreRecBatch, n_samples: int, seed: int = 0) -> Tensor:
+    """``n_samples`` draws of the sources' D_k from ``guide``, the source domains in turn (draw s is D_{s mod K} of
+    the guide's draw s // K): the back-door average over the posterior of the confounder instead of its prior. A
+    point-estimate guide gives the MAP D_k, each equally often. [n_samples, B]"""
     draws = domain_draws(model, guide, probe, -(-n_samples // model.n_domains), seed)  # [S', K, B]
     return draws.flatten(0, 1)[:n_samples]  # [n_samples, B], domains in turn
 
@@ -122,22 +128,13 @@ def learned_shared_offsets(estimates: dict[str, Tensor], source_ids: np.ndarray,
     return {EPS_V_SHARED: table[rows] * known[:, None]}
 
 
-def known_item_offsets(run_dir: Path, prepared: PreparedBenchmark, item_ids: np.ndarray,
-                       device: str | torch.device) -> dict[str, Tensor]:
-    """A run's learned eps_v_shared for the catalogue ``item_ids`` (0 for ids its sources do not list): what
-    zero-shot and the start of fine-tuning keep of a model with shared item offsets; {} for a model without."""
-    if not load_run_config(run_dir).model.shared_item_offsets:
-        return {}
-    estimates = source_estimates(run_dir, prepared, str(device))
-    return learned_shared_offsets(estimates, prepared.sources.item_keys()[1], np.asarray(item_ids, dtype=object))
-
-
 class PretrainedRun:
     """A pre-training run's configuration and networks (``best.pt``), on ``device`` (see the module docstring)."""
 
     def __init__(self, run_dir: Path, config: RunConfig, nets: dict[str, Tensor], device: torch.device):
         self.run_dir, self.nets, self.device = run_dir, nets, device
         self.config = replace(config, train=replace(config.train, device=str(device)))  # where its models live
+        self._sources = None  # (prepared, model, guide, probe, estimates): the run on the last sources asked for
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu",
@@ -168,9 +165,26 @@ class PretrainedRun:
         item_text = item_text.to(self.device)
         return target_model(self.fresh_model(data, item_text), data, item_text)
 
+    def on_sources(self, prepared: PreparedBenchmark) -> tuple[PreRecModel, object, PreRecBatch]:
+        """The run's fitted model and guide on ``prepared``'s sources, and the probe batch that built the guide;
+        loaded once for each prepared benchmark (scoring every target of a benchmark reads them several times)."""
+        if self._sources is None or self._sources[0] is not prepared:
+            _, model, guide, probe = load_on_sources(self.run_dir, prepared, self.device)
+            self._sources = (prepared, model, guide, probe, latent_values(guide, probe, model))
+        return self._sources[1:4]
+
+    def source_estimates(self, prepared: PreparedBenchmark) -> dict[str, Tensor]:
+        """The run's MAP estimates (posterior medians) of its latent sites on ``prepared``'s sources."""
+        self.on_sources(prepared)
+        return self._sources[4]
+
     def known_offsets(self, prepared: PreparedBenchmark, item_ids: np.ndarray) -> dict[str, Tensor]:
-        """The run's learned eps_v_shared for ``item_ids`` ({} for a model without shared item offsets)."""
-        return known_item_offsets(self.run_dir, prepared, item_ids, self.device)
+        """The run's learned eps_v_shared for the catalogue ``item_ids`` (0 for ids its sources do not list): what
+        zero-shot and the start of fine-tuning keep of a model with shared item offsets; {} for a model without."""
+        if not self.config.model.shared_item_offsets:
+            return {}
+        return learned_shared_offsets(self.source_estimates(prepared), prepared.sources.item_keys()[1],
+                                      np.asarray(item_ids, dtype=object))
 
     def target_scorer(self, prepared: PreparedBenchmark, target: str, samples: int = 0, item_offsets: str = "zero",
                       backdoor_from: str = "prior"):
@@ -186,14 +200,13 @@ class PretrainedRun:
         data = prepared.target(target)
         offsets = self.known_offsets(prepared, data.item_keys()[1])
         if posthoc:
-            offsets.update(shared_item_offsets(source_estimates(self.run_dir, prepared, str(self.device)), prepared,
-                                               target))
+            offsets.update(shared_item_offsets(self.source_estimates(prepared), prepared, target))
         model = self.model_on(data, prepared.item_text(data))
         label = self.label + (" (shared offsets)" if posthoc else "")
         if samples > 0 and self.config.model.use_domain:
             draws = None
             if backdoor_from == "posterior":
-                draws = source_domain_draws(self.run_dir, prepared, samples, str(self.device)).to(self.device)
+                draws = domain_draws_in_turn(*self.on_sources(prepared), samples)
                 label += " (back-door over the posterior D_k)"
             return BackdoorScorer(model, samples, name=label, item_offsets=offsets, domain_draws=draws)
         return InterventionScorer(model, name=label, item_offsets=offsets)
@@ -216,8 +229,7 @@ class PretrainedRun:
         offsets = self.known_offsets(own, table["item_id"].to_numpy(dtype=object)) if own else None  # source data
         scorer = None
         if samples > 0 and self.config.model.use_domain:
-            draws = None if backdoor_from == "prior" else source_domain_draws(self.run_dir, own, samples,
-                                                                              str(self.device)).to(self.device)
+            draws = None if backdoor_from == "prior" else domain_draws_in_turn(*self.on_sources(own), samples)
             scorer = BackdoorScorer(model, samples, name=f"{self.label} (back-door)", item_offsets=offsets,
                                     domain_draws=draws)
         return DomainRecommender(model, table["item_id"].to_numpy(dtype=object), factors.to(self.device), offsets,

@@ -365,7 +365,8 @@ class PreRecModel(nn.Module):
         if self.config.repeat_term:
             columns, marked, canonical = batch.seen_columns(rows, order)  # [A, L], [A, L], [C]
             if batch.negatives is None:  # a catalogue lists each item once: canonical is the identity
-                out = out.scatter_add(1, columns, self.w_r * marked)
+                add = out.scatter_add_ if not torch.is_grad_enabled() else out.scatter_add  # no copy of [A, C]
+                out = add(1, columns, self.w_r * marked)
             else:
                 seen = out.new_zeros(out.shape).scatter_add_(1, columns, marked.to(out.dtype))  # [A, C]
                 out = out + self.w_r * seen[:, canonical]

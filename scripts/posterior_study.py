@@ -44,7 +44,7 @@ from prerec_pyro.inference.posterior import (
     planted_coverage,
     target_calibration,
 )
-from prerec_pyro.inference.pretrained import PretrainedRun, load_on_sources
+from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.runs import check_finished, prepare_for_run
 from prerec_pyro.io import write_csv
 
@@ -75,14 +75,14 @@ def main(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     run = Path(args.run)
     config = check_finished(run, method="prerec")
     prepared = prepare_for_run(config, data_dir=args.data_dir)
-    _, model, guide, probe = load_on_sources(run, prepared)
+    pretrained = PretrainedRun.load(run)
+    model, guide, probe = pretrained.on_sources(prepared)
     history = json.loads((run / "history.json").read_text())["history"]
     tables = {"convergence": convergence(history, model, guide),
               "domains": domain_similarity(domain_draws(model, guide, probe, args.samples), prepared)}
     tables["calibration"], tables["reliability"] = calibration(model, guide, prepared, args.samples, args.max_users)
     if prepared.benchmark.targets:
-        tables["target_calibration"] = target_calibration(PretrainedRun.load(run), prepared, args.samples,
-                                                          args.max_users)
+        tables["target_calibration"] = target_calibration(pretrained, prepared, args.samples, args.max_users)
     truth = named_truth(config.benchmark)
     if truth is not None:
         tables["coverage"] = planted_coverage(model, guide, prepared, truth, args.samples, args.max_users)
