@@ -9,7 +9,9 @@ For each N the script launches ``python -m torch.distributed.run --standalone --
 ``--warmup`` untimed and ``--steps`` timed optimiser steps of ``MapTrainer.step`` on its share of each global batch
 of ``--batch-size`` sequences, and rank 0 writes its timing. On a CPU the ``--threads`` (default: all cores) are
 split evenly between the processes, so every N uses the same cores. Prints, per N: seconds per step, target
-interactions per second and the speed-up over one process; ``--out`` writes JSON.
+interactions per second, the speed-up over one process, and the seconds of one gather of the sparse user table
+(``MapTrainer._gather_users``: each rank's rows from their owner, once an epoch before the checkpoint; the only
+traffic the table makes); ``--out`` writes JSON.
 """
 
 from __future__ import annotations
@@ -80,9 +82,12 @@ def worker(args: argparse.Namespace) -> None:
             if index >= args.warmup:
                 seconds += time.perf_counter() - started
                 targets += int(trainer.windows[domain].select(rows).target_mask.sum())
+        started = time.perf_counter()
+        trainer._gather_users()  # what ownership of the user table costs, once an epoch (before checkpoints)
+        gather = time.perf_counter() - started
         if parallel.is_main:
-            timing = {"seconds": seconds, "targets": targets, "steps": args.steps,
-                      "threads_per_process": torch.get_num_threads()}
+            timing = {"seconds": seconds, "targets": targets, "steps": args.steps, "gather_users_s": gather,
+                      "threads_per_process": torch.get_num_threads(), "n_users": data.n_fit_users}
             bc.write_json(Path(args.worker) / "rank0.json", timing)
     finally:
         parallel.close()
@@ -114,12 +119,13 @@ def main(args: argparse.Namespace) -> dict:
         timing = launch(args, processes)
         rows.append({"processes": processes, "threads_per_process": timing["threads_per_process"],
                      "s_per_step": timing["seconds"] / timing["steps"],
-                     "targets_per_s": timing["targets"] / timing["seconds"]})
+                     "targets_per_s": timing["targets"] / timing["seconds"],
+                     "gather_users_s": timing["gather_users_s"], "n_users": timing["n_users"]})
     base = next((r for r in rows if r["processes"] == 1), rows[0])
     for row in rows:
         row["speedup_vs_1"] = row["targets_per_s"] / base["targets_per_s"]
     print(bc.format_table(rows, ["processes", "threads_per_process", "s_per_step", "targets_per_s",
-                                 "speedup_vs_1"]))
+                                 "speedup_vs_1", "gather_users_s"]))
     payload = {"rows": rows, "args": {k: v for k, v in vars(args).items() if k != "worker"},
                "environment": bc.environment(torch.device(args.device))}
     if args.out:

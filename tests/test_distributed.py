@@ -23,17 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 UNIDENTIFIED = ("w_d", "f_pop.mlp.2.bias")
 
 
-def fit_tiny(parallel: Distributed, kind: str, device: str = "cpu") -> dict:
-    """Two epochs of 5 steps on synthetic-small's sources (no dropout, so one process and a split batch see the same
-    network); the losses and the fitted model and guide, the user table gathered."""
+def tiny_trainer(parallel: Distributed, kind: str, device: str = "cpu", run_dir: Path | None = None,
+                 max_epochs: int = 2):
+    """A MapTrainer of 5-step epochs on synthetic-small's sources (no dropout, so one process and a split batch see
+    the same network), its optimisers set up."""
     import pyro
 
-    from prerec_pyro.data.batches import BatchBuilder
     from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
     from prerec_pyro.data.synthetic import SyntheticConfig, generate_synthetic
     from prerec_pyro.inference.guides import make_guide
     from prerec_pyro.inference.map import MapTrainer, TrainConfig
-    from prerec_pyro.inference.scoring import MapScorer
     from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
     from prerec_pyro.text import HashBowEncoder
 
@@ -47,9 +46,21 @@ def fit_tiny(parallel: Distributed, kind: str, device: str = "cpu") -> dict:
     model = PreRecModel(config, len(data.domains), data.n_fit_users, text,
                         torch.as_tensor(data.item_keys()[0])).to(device)
     guide = make_guide(kind, model)
-    train = TrainConfig(n_negatives=15, batch_size=8, max_steps_per_epoch=5, check_every=2, lr=1e-2, device=device)
-    trainer = MapTrainer(model, guide, data, train, parallel=parallel)
+    train = TrainConfig(n_negatives=15, batch_size=8, max_steps_per_epoch=5, check_every=2, lr=1e-2, device=device,
+                        max_epochs=max_epochs, patience=max_epochs)
+    trainer = MapTrainer(model, guide, data, train, parallel=parallel, run_dir=run_dir)
     trainer._setup()
+    return trainer
+
+
+def fit_tiny(parallel: Distributed, kind: str, device: str = "cpu") -> dict:
+    """Two epochs of ``tiny_trainer``: the losses and the fitted model and guide, the user table gathered, and the
+    next-item log-probabilities of 16 training users."""
+    from prerec_pyro.data.batches import BatchBuilder
+    from prerec_pyro.inference.scoring import MapScorer
+
+    trainer = tiny_trainer(parallel, kind, device)
+    data, model, guide = trainer.data, trainer.model, trainer.guide
     losses = [trainer.run_epoch(epoch) for epoch in range(2)]
     trainer._gather_users()
     domain = data.domains[0]
@@ -67,6 +78,28 @@ def two_process_worker(rank: int, rendezvous: str, out: str, kind: str, device: 
         torch.save(result, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
+
+
+def resume_worker(rank: int, rendezvous: str, folder: str) -> None:
+    """Two epochs straight, and one epoch then a resumed second, each in its own run directory."""
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
+    try:
+        parallel = Distributed(rank, 2, rank)
+        tiny_trainer(parallel, "sparse-delta", run_dir=Path(folder) / "straight").fit()
+        tiny_trainer(parallel, "sparse-delta", run_dir=Path(folder) / "resumed", max_epochs=1).fit()
+        tiny_trainer(parallel, "sparse-delta", run_dir=Path(folder) / "resumed").fit(resume=True)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_resume_exactly(tmp_path):
+    mp.spawn(resume_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2)
+    straight, resumed = (torch.load(tmp_path / run / "last.pt", weights_only=False) for run in ("straight", "resumed"))
+    assert straight["state"]["epoch"] == resumed["state"]["epoch"] == 2
+    for part in ("model", "guide"):
+        for name, value in straight[part].items():
+            torch.testing.assert_close(resumed[part][name], value, rtol=0, atol=1e-6, msg=f"{part}.{name}")
+    assert sorted(path.name for path in (tmp_path / "straight").iterdir()) == ["best.pt", "history.json", "last.pt"]
 
 
 @pytest.mark.parametrize("kind,device", [
