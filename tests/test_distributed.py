@@ -71,47 +71,55 @@ def fit_tiny(parallel: Distributed, kind: str, device: str = "cpu") -> dict:
             "guide": {name: value.cpu() for name, value in guide.state_dict().items()}, "log_probs": log_probs.cpu()}
 
 
-def two_process_worker(rank: int, rendezvous: str, out: str, kind: str, device: str = "cpu") -> None:
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
-    try:
-        result = fit_tiny(Distributed(rank, 2, rank), kind, device)
-        torch.save(result, f"{out}.{rank}")
-    finally:
-        dist.destroy_process_group()
-
-
-def resume_worker(rank: int, rendezvous: str, folder: str) -> None:
-    """Two epochs straight, and one epoch then a resumed second, each in its own run directory."""
+def two_process_worker(rank: int, rendezvous: str, folder: str, kinds: tuple[str, ...], device: str = "cpu",
+                       resume: bool = True) -> None:
+    """One of two gloo ranks: ``fit_tiny`` for each guide of ``kinds`` (saved as ``<kind>.<rank>``), then (with
+    ``resume``) two epochs straight and one epoch followed by a resumed second, each in its own run directory."""
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
     try:
         parallel = Distributed(rank, 2, rank)
-        tiny_trainer(parallel, "sparse-delta", run_dir=Path(folder) / "straight").fit()
-        tiny_trainer(parallel, "sparse-delta", run_dir=Path(folder) / "resumed", max_epochs=1).fit()
-        tiny_trainer(parallel, "sparse-delta", run_dir=Path(folder) / "resumed").fit(resume=True)
+        for kind in kinds:
+            torch.save(fit_tiny(parallel, kind, device), Path(folder) / f"{kind}.{rank}")
+        if resume:
+            tiny_trainer(parallel, "sparse-delta", run_dir=Path(folder) / "straight").fit()
+            tiny_trainer(parallel, "sparse-delta", run_dir=Path(folder) / "resumed", max_epochs=1).fit()
+            tiny_trainer(parallel, "sparse-delta", run_dir=Path(folder) / "resumed").fit(resume=True)
     finally:
         dist.destroy_process_group()
 
 
-def test_two_processes_resume_exactly(tmp_path):
-    mp.spawn(resume_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2)
-    straight, resumed = (torch.load(tmp_path / run / "last.pt", weights_only=False) for run in ("straight", "resumed"))
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> Path:
+    """The folder of one two-process CPU run of ``two_process_worker`` (one spawn for every test below)."""
+    folder = tmp_path_factory.mktemp("two_processes")
+    mp.spawn(two_process_worker, args=(str(folder / "rendezvous"), str(folder), ("delta", "sparse-delta")), nprocs=2)
+    return folder
+
+
+def test_two_processes_resume_exactly(two_processes):
+    straight, resumed = (torch.load(two_processes / run / "last.pt", weights_only=False)
+                         for run in ("straight", "resumed"))
     assert straight["state"]["epoch"] == resumed["state"]["epoch"] == 2
     for part in ("model", "guide"):
         for name, value in straight[part].items():
             torch.testing.assert_close(resumed[part][name], value, rtol=0, atol=1e-6, msg=f"{part}.{name}")
-    assert sorted(path.name for path in (tmp_path / "straight").iterdir()) == ["best.pt", "history.json", "last.pt"]
+    assert sorted(path.name for path in (two_processes / "straight").iterdir()) == ["best.pt", "history.json",
+                                                                                   "last.pt"]
 
 
 @pytest.mark.parametrize("kind,device", [
     ("delta", "cpu"), ("sparse-delta", "cpu"),
     pytest.param("sparse-delta", "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
         not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda)")])])
-def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path, kind, device):
+def test_two_processes_equal_one_process_with_the_same_global_batch(request, tmp_path, kind, device):
     """Two gloo ranks (on the GPU: both on device 0, which NCCL refuses) against one process."""
     single = fit_tiny(Distributed(), kind, device)
-    mp.spawn(two_process_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path / "result"), kind, device),
-             nprocs=2)
-    ranks = [torch.load(tmp_path / f"result.{rank}", weights_only=False) for rank in range(2)]
+    if device == "cpu":
+        folder = request.getfixturevalue("two_processes")
+    else:
+        folder = tmp_path
+        mp.spawn(two_process_worker, args=(str(folder / "rendezvous"), str(folder), (kind,), device, False), nprocs=2)
+    ranks = [torch.load(folder / f"{kind}.{rank}", weights_only=False) for rank in range(2)]
     for result in ranks:
         np.testing.assert_allclose(result["losses"], single["losses"], rtol=1e-5)
         torch.testing.assert_close(result["log_probs"], single["log_probs"], rtol=0, atol=1e-4)
