@@ -21,11 +21,11 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
-from torch import Tensor, nn
+from torch import Tensor
 
 from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
-from prerec_pyro.distributed import SINGLE, Distributed
+from prerec_pyro.distributed import SINGLE, Distributed, LossModule
 from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.training import OptimConfig, fit_epochs, new_state, run_epoch_steps, training_windows
 
@@ -83,17 +83,6 @@ class RankShare(Messenger):
         plates = {frame.name for frame in msg["cond_indep_stack"]}
         factor = next((f for name, f in self.factors.items() if name in plates), self.others)
         msg["scale"] = factor * msg["scale"]
-
-
-class _Objective(nn.Module):
-    """The model and guide as one module whose forward is the loss, the unit DistributedDataParallel wraps."""
-
-    def __init__(self, model: nn.Module, guide: nn.Module, loss: Callable):
-        super().__init__()
-        self.model, self.guide, self._loss = model, guide, (loss,)
-
-    def forward(self, batch: PreRecBatch, shares: tuple[float, float] | None) -> Tensor:
-        return self._loss[0](batch, shares)
 
 
 class MapTrainer:
@@ -160,16 +149,16 @@ class MapTrainer:
             self._optimizers.append(torch.optim.SparseAdam(sparse, lr=self.config.lr))
         # the sparse user table stays rank-local: each rank owns its users' rows (gathered for checkpoints)
         ignore = tuple(f"guide.{name}" for name, p in self.guide.named_parameters() if any(p is s for s in sparse))
-        self._objective = self.parallel.wrap(_Objective(self.model, self.guide, self.loss), ignore)
+        self._objective = self.parallel.wrap(LossModule(self.loss, model=self.model, guide=self.guide), ignore)
 
     def loss(self, batch: PreRecBatch, shares: tuple[float, float] | None = None) -> Tensor:
         """The scaled -ELBO of ``batch`` (this rank's share of it, given the rank's ``shares``). The first call goes
         through Pyro's ``Trace_ELBO`` (or ``TraceMeanField_ELBO``) with validation on; later ``trace`` ELBOs through
         ``map_loss`` with validation off, so a step makes no host-device sync of its own."""
         model, guide = self.scaled_model, self.scaled_guide
-        if shares is not None:
-            model, guide = RankShare(*shares, self.parallel.world_size)(model), RankShare(
-                *shares, self.parallel.world_size)(guide)
+        if shares is not None:  # one handler each: a messenger is entered once at a time
+            model = RankShare(*shares, self.parallel.world_size)(model)
+            guide = RankShare(*shares, self.parallel.world_size)(guide)
         if self.config.elbo == "meanfield" or not self._checked:
             self._checked = True
             return self.elbo.differentiable_loss(model, guide, batch)

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -133,6 +134,20 @@ class Distributed:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class LossModule(nn.Module):
+    """Networks and a loss over them as one module whose forward is the loss: the unit DistributedDataParallel
+    wraps (its gradient hooks are armed by that forward)."""
+
+    def __init__(self, loss: Callable[..., Tensor], **modules: nn.Module):
+        super().__init__()
+        for name, module in modules.items():
+            self.add_module(name, module)
+        self._loss = (loss,)  # a bound method of a trainer: kept out of the module tree
+
+    def forward(self, *args) -> Tensor:
+        return self._loss[0](*args)
 
 
 SINGLE = Distributed()

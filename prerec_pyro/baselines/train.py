@@ -10,7 +10,9 @@ Losses:
   targets (the batch holds one domain), a repeat of the same item masked so it is not its own negative.
 
 Early stopping follows ``validate()`` (its ``"score"``, higher is better); the best weights are kept in memory and
-restored at the end.
+restored at the end. Across ``torchrun`` processes (``parallel``) each rank trains its users' rows of every batch,
+weighted by its share of the batch's targets, and DistributedDataParallel averages the gradients (the ``sampled``
+and ``full`` losses; the in-batch ``contrastive`` loss does not split by rank).
 
 Shape legend: R = sequences, L = positions, C = candidates, N = targets in a batch, B = embedding size.
 """
@@ -21,12 +23,14 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.distributed import SINGLE, Distributed, LossModule
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.training import OptimConfig, fit_epochs, new_state, run_epoch_steps, training_windows
 
@@ -83,11 +87,15 @@ def batch_loss(model: SequentialRecommender, batch: PreRecBatch, loss: str) -> T
 
 
 class _Fitter:
-    """One training run's state: windows, sampler, batch builder and optimiser."""
+    """One training run's state: windows, sampler, batch builder and optimiser (and, across processes, the model
+    under DistributedDataParallel)."""
 
     def __init__(self, model: SequentialRecommender, data: MultiDomainData, config: BaselineTrainConfig,
-                 first_n: int | None, params: list[nn.Parameter]):
-        self.model, self.config = model, config
+                 first_n: int | None, params: list[nn.Parameter], parallel: Distributed = SINGLE):
+        if parallel.enabled and config.loss == "contrastive":
+            raise ValueError("the contrastive loss takes its negatives from the whole batch, so it does not split "
+                             "across processes: train it in one process, or use loss='sampled'")
+        self.model, self.config, self.data, self.parallel = model, config, data, parallel
         self.windows = training_windows(data, first_n)
         if sum(int(w.target_mask.sum()) for w in self.windows) == 0:
             raise ValueError("no training interactions: every domain's training users are empty")
@@ -96,12 +104,28 @@ class _Fitter:
         self.builder = BatchBuilder(data, n_negatives=n_neg, device=config.device)
         self.params = params
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
+        self.objective = parallel.wrap(LossModule(self.loss, model=model))
 
-    def step(self, batch: PreRecBatch) -> Tensor:
-        """One optimiser step; the detached loss, still on the device (``run_epoch_steps`` checks it)."""
-        loss = batch_loss(self.model, batch, self.config.loss)
+    def loss(self, batch: PreRecBatch, share: float) -> Tensor:
+        """The batch's loss times this rank's ``share`` of the global batch's targets (1 in one process)."""
+        return batch_loss(self.model, batch, self.config.loss) * share
+
+    def make_batch(self, domain: int, rows: np.ndarray, generator: torch.Generator) -> tuple[PreRecBatch, float]:
+        """The batch of ``rows`` (this rank's users' rows across processes, ``Distributed.shard``) and its share of
+        the targets."""
+        windows = self.windows[domain].select(rows)
+        if not self.parallel.enabled:
+            return self.builder.make(domain, windows, generator), 1.0
+        keep, (row_share, _) = self.parallel.shard(self.data.user_rows[domain][windows.user])
+        share = 0.0 if row_share == 0 else windows.target_mask[keep].sum() / windows.target_mask.sum()
+        return self.builder.make(domain, windows.select(keep), generator), float(share)
+
+    def step(self, batch: PreRecBatch, share: float = 1.0) -> Tensor:
+        """One optimiser step; the detached loss (this rank's share), still on the device (``run_epoch_steps``
+        checks it). DistributedDataParallel averages the ranks' gradients, hence the share times the world size."""
+        loss = self.objective(batch, share)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.parallel.world_size).backward()
         if self.config.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
         self.optimizer.step()
@@ -109,10 +133,8 @@ class _Fitter:
 
     def run_epoch(self, epoch: int) -> float:
         self.model.train()
-        return run_epoch_steps(
-            lambda domain, rows, generator: self.step(self.builder.make(domain, self.windows[domain].select(rows),
-                                                                        generator)),
-            self.sampler, self.config, epoch)
+        return run_epoch_steps(lambda domain, rows, generator: self.step(*self.make_batch(domain, rows, generator)),
+                               self.sampler, self.config, epoch, self.parallel)
 
 
 def _trainable(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -> list[nn.Parameter]:
@@ -129,8 +151,9 @@ def _trainable(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -> li
 
 def fit_baseline(model: SequentialRecommender, data: MultiDomainData, config: BaselineTrainConfig,
                  validate: Callable[[], dict] | None = None, first_n: int | None = None,
-                 trainable: Iterable[nn.Parameter] | None = None) -> list[dict]:
-    """Train ``model`` on the training users of ``data`` (its text vectors must be ``data``'s global rows).
+                 trainable: Iterable[nn.Parameter] | None = None, parallel: Distributed = SINGLE) -> list[dict]:
+    """Train ``model`` on the training users of ``data`` (its text vectors must be ``data``'s global rows), across
+    the processes of ``parallel`` when given (rank 0 validates).
 
     Early-stops after ``patience`` epochs without a better ``validate()["score"]`` (``-loss`` without
     ``validate``) and restores the best weights. ``first_n`` keeps only the first interactions (incremental
@@ -147,7 +170,7 @@ def fit_baseline(model: SequentialRecommender, data: MultiDomainData, config: Ba
     for p in frozen:
         p.requires_grad_(False)
     try:
-        return _fit(_Fitter(model, data, config, first_n, params), validate)
+        return _fit(_Fitter(model, data, config, first_n, params, parallel), validate)
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -161,7 +184,8 @@ def _fit(fitter: _Fitter, validate: Callable[[], dict] | None) -> list[dict]:
         if improved:
             best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    state = fit_epochs(fitter.run_epoch, validate, fitter.config, new_state(), keep_best, type(model).__name__)
+    state = fit_epochs(fitter.run_epoch, validate, fitter.config, new_state(), keep_best, type(model).__name__,
+                       fitter.parallel)
     if best:
         model.load_state_dict(best["state"])
     return state["history"]
