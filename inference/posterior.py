@@ -167,9 +167,9 @@ def _planted_probability(truth: PlantedTruth, dom, windows, order: np.ndarray, l
     return probabilities[np.arange(len(order)), windows.items[row, position]]
 
 
-def convergence(history: list[dict], model, guide, window: int = 5) -> pd.DataFrame:
+def convergence(history: list[dict], model, guide, window: int = 10) -> pd.DataFrame:
     """Whether a run's fit has settled, as (quantity, value) rows: epochs run, the last training loss (-ELBO per
-    observation), its mean relative change per epoch over the last ``window`` epochs (``prerec_pyro.training.
+    observation), its fitted relative change per epoch over the last ``window`` epochs (``prerec_pyro.training.
     loss_trend``) and whether that is flat, then each latent site's posterior std over its prior std (where the
     guide has scales)."""
     trend = loss_trend(history, window)

@@ -93,14 +93,16 @@ def checked_losses(losses: list[Tensor], epoch: int, first_step: int,
     return values
 
 
-def loss_trend(history: list[dict], window: int = 5) -> dict | None:
-    """How much the training loss still moves: its mean relative change per epoch over the last ``window`` epochs
-    (negative: falling), the epochs it covers, and whether it is under ``FLAT`` in size. None before ``window`` + 1
-    epochs."""
+def loss_trend(history: list[dict], window: int = 10) -> dict | None:
+    """How much the training loss still moves: the least-squares slope of the last ``window`` + 1 epochs' losses
+    over their mean, i.e. the relative change per epoch (negative: falling; a fit, because a loss that is read one
+    epoch at a time is noisy), the epochs it covers, and whether it is under ``FLAT`` in size. None before
+    ``window`` + 1 epochs."""
     if len(history) <= window:
         return None
-    first, last = history[-window - 1]["loss"], history[-1]["loss"]
-    change = (last - first) / abs(first) / window
+    losses = np.array([record["loss"] for record in history[-window - 1:]])
+    slope = np.polyfit(np.arange(len(losses)), losses, 1)[0]
+    change = float(slope / abs(losses.mean()))
     return {"relative_change_per_epoch": change, "epochs": [history[-window - 1]["epoch"], history[-1]["epoch"]],
             "flat": abs(change) < FLAT}
 

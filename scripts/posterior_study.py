@@ -3,8 +3,8 @@
     python scripts/map_pretrain.py --benchmark synthetic-small --guide structured --epochs 40 --runs runs
     python scripts/posterior_study.py --run runs/synthetic-small/prerec-structured-seed0-...
 
-- ``posterior_convergence.csv``: whether the fit has settled: the training loss's change per epoch over the last
-  5 epochs (flat under 0.2%) and each latent site's posterior std over its prior's;
+- ``posterior_convergence.csv``: whether the fit has settled: the training loss's fitted change per epoch over the last
+  10 epochs (flat under 0.2%) and each latent site's posterior std over its prior's;
 - ``posterior_domains.csv``: posterior distance between each pair of source D_k (mean and 90% credible interval)
   beside the Spearman correlation of the two domains' item counts;
 - ``posterior_calibration.csv`` (and ``posterior_reliability.csv``): ECE of the top next-item prediction on the

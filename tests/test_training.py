@@ -8,15 +8,15 @@ import torch
 from prerec_pyro.training import FLAT, checked_losses, loss_trend
 
 
-def test_loss_trend_is_the_mean_relative_change_per_epoch_over_the_window():
-    history = [{"epoch": e, "loss": loss} for e, loss in enumerate([10.0, 8.0, 4.0, 3.9, 3.8, 3.7, 3.6])]
-    trend = loss_trend(history, window=5)
-    assert trend["epochs"] == [1, 6]
-    assert trend["relative_change_per_epoch"] == pytest.approx((3.6 - 8.0) / 8.0 / 5)
+def test_loss_trend_is_the_fitted_relative_change_per_epoch_over_the_window():
+    history = [{"epoch": e, "loss": loss} for e, loss in enumerate([10.0, 5.0, 4.0, 3.9, 3.8, 3.7])]
+    trend = loss_trend(history, window=3)
+    assert trend["epochs"] == [2, 5]
+    assert trend["relative_change_per_epoch"] == pytest.approx(-0.1 / 3.85)  # a straight line: slope -0.1
     assert not trend["flat"]
-    steady = [{"epoch": e, "loss": 2.0 * (1 - FLAT / 2) ** e} for e in range(6)]
-    assert loss_trend(steady, window=5)["flat"]
-    assert loss_trend(history[:5], window=5) is None  # too few epochs to say
+    noisy = [{"epoch": e, "loss": 2.0 + 0.01 * (-1) ** e} for e in range(11)]  # no drift, noise of 0.5%
+    assert abs(loss_trend(noisy)["relative_change_per_epoch"]) < FLAT and loss_trend(noisy)["flat"]
+    assert loss_trend(history[:3], window=3) is None  # too few epochs to say
 
 
 def test_checked_losses_name_the_first_bad_step():
