@@ -5,8 +5,11 @@ its loss checks, and the epochs with early stopping on a validation score; acros
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -50,6 +53,39 @@ class OptimConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
+class _Interrupt:
+    """Whether Ctrl-C (SIGINT) came during training. Python drops a KeyboardInterrupt that is raised while a
+    finaliser runs (a generator closed, a file released), so the loop raises it again at its next step."""
+
+    requested = False
+
+    @staticmethod
+    def handler(signum, frame):
+        _Interrupt.requested = True
+        raise KeyboardInterrupt
+
+    @staticmethod
+    def check() -> None:
+        if _Interrupt.requested:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Ctrl-C raises KeyboardInterrupt within the block, and again at each later step should the first be dropped
+    (the default SIGINT handler is restored after; only the main thread installs handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _Interrupt.requested = False
+    previous = signal.signal(signal.SIGINT, _Interrupt.handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _Interrupt.requested = False
+
+
 def training_windows(data: MultiDomainData, first_n: int | None = None):
     """Windows of every domain's training users (optionally only their first ``first_n`` interactions)."""
     return [d.windows(d.users_in("train"), data.sequences, first_n=first_n) for d in data.domains]
@@ -70,6 +106,7 @@ def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], 
     losses, pending = [], []
     progress = progress_bar(sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
     for index, (domain, rows) in enumerate(progress):
+        _Interrupt.check()
         if index >= n_steps:
             break
         pending.append(torch.as_tensor(step(domain, rows, generator)))
@@ -122,19 +159,27 @@ def fit_epochs(run_epoch: Callable[[int], float], validate: Callable[[], dict] |
     ``"score"`` (``-loss`` without ``validate``). Each epoch's record (epoch, loss, seconds, the validation's keys) is
     appended to ``state["history"]``; ``on_epoch(improved)`` follows each (checkpoints, the best weights). Across
     processes, rank 0 validates and every rank takes its record, so all stop at the same epoch."""
-    while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
-        epoch, started = state["epoch"], time.perf_counter()
-        record = {"epoch": epoch, "loss": run_epoch(epoch), "seconds": time.perf_counter() - started}
-        record.update(parallel.broadcast(validate() if validate and parallel.is_main else None)
-                      if validate else {"score": -record["loss"]})
-        improved = record["score"] > state["best_score"]
-        state["history"].append(record)
-        state["epoch"] = epoch + 1
-        if improved:
-            state.update(best_score=record["score"], best_epoch=epoch, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        logger.info("%s epoch %d: %s", name, epoch,
-                    {k: round(v, 5) if isinstance(v, float) else v for k, v in record.items()})
-        on_epoch(improved)
+    with interruptible():
+        while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
+            _Interrupt.check()
+            _fit_epoch(run_epoch, validate, config, state, on_epoch, name, parallel)
     return state
+
+
+def _fit_epoch(run_epoch, validate, config: OptimConfig, state: dict, on_epoch, name: str,
+               parallel: Distributed) -> None:
+    """One epoch of ``fit_epochs``: train, validate (rank 0, broadcast), record, then ``on_epoch``."""
+    epoch, started = state["epoch"], time.perf_counter()
+    record = {"epoch": epoch, "loss": run_epoch(epoch), "seconds": time.perf_counter() - started}
+    record.update(parallel.broadcast(validate() if validate and parallel.is_main else None)
+                  if validate else {"score": -record["loss"]})
+    improved = record["score"] > state["best_score"]
+    state["history"].append(record)
+    state["epoch"] = epoch + 1
+    if improved:
+        state.update(best_score=record["score"], best_epoch=epoch, bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    logger.info("%s epoch %d: %s", name, epoch, {k: round(v, 5) if isinstance(v, float) else v
+                                                 for k, v in record.items()})
+    on_epoch(improved)

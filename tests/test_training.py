@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from prerec_pyro.training import FLAT, checked_losses, loss_trend
+from prerec_pyro.training import FLAT, OptimConfig, _Interrupt, checked_losses, fit_epochs, loss_trend, new_state
 
 
 def test_loss_trend_is_the_fitted_relative_change_per_epoch_over_the_window():
@@ -24,3 +24,22 @@ def test_checked_losses_name_the_first_bad_step():
     assert checked_losses(losses[:1], epoch=2, first_step=7) == [1.0]
     with pytest.raises(FloatingPointError, match="inf at step 8 of epoch 2"):
         checked_losses(losses, epoch=2, first_step=7)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one, on purpose
+def test_an_interrupt_dropped_by_a_finaliser_stops_training_at_the_next_check():
+    class Finaliser:
+        def __del__(self):  # Ctrl-C arriving while a finaliser runs: Python prints the KeyboardInterrupt, drops it
+            _Interrupt.handler(2, None)
+
+    epochs = []
+
+    def run_epoch(epoch: int) -> float:
+        epochs.append(epoch)
+        Finaliser()  # collected at once
+        return 1.0
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_epochs(run_epoch, None, OptimConfig(max_epochs=5, patience=5), new_state(), lambda improved: None)
+    assert epochs == [0]  # raised again before the second epoch
+    assert not _Interrupt.requested  # and forgotten once training is left
