@@ -167,16 +167,11 @@ class MapTrainer:
 
     def step(self, batch: PreRecBatch, shares: tuple[float, float] | None = None) -> Tensor:
         """One optimiser step; the detached loss (this rank's share), still on the device (``run_epoch_steps``
-        checks it). DistributedDataParallel averages the ranks' dense gradients, hence the share times the world size
-        (and the rank-local sparse gradients divided by it again)."""
+        checks it); ``Distributed.backward`` turns the share into the whole batch's gradient."""
         loss = (self.loss if self._objective is None else self._objective)(batch, shares)
         for opt in self._optimizers:
             opt.zero_grad(set_to_none=True)
-        (loss * self.parallel.world_size if shares is not None else loss).backward()
-        if shares is not None and len(self._optimizers) > 1:
-            for param in (p for group in self._optimizers[1].param_groups for p in group["params"]):
-                if param.grad is not None:
-                    param.grad.mul_(1.0 / self.parallel.world_size)
+        self.parallel.backward(loss, self._sparse_parameters())
         if self.config.grad_clip_norm:
             dense = [p for group in self._optimizers[0].param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(dense, self.config.grad_clip_norm)
@@ -224,13 +219,19 @@ class MapTrainer:
         from the rank that owns it."""
         if not self.parallel.enabled or len(self._optimizers) < 2:
             return
-        sparse = self._optimizers[1]
+        state = self._optimizers[1].state
         with torch.no_grad():
-            for param in (p for group in sparse.param_groups for p in group["params"]):
+            for param in self._sparse_parameters():
                 self.parallel.gather_owned(param.data)
                 for key in ("exp_avg", "exp_avg_sq"):
-                    if key in sparse.state.get(param, {}):
-                        self.parallel.gather_owned(sparse.state[param][key])
+                    if key in state.get(param, {}):
+                        self.parallel.gather_owned(state[param][key])
+
+    def _sparse_parameters(self) -> list[Tensor]:
+        """The parameters SparseAdam trains (the sparse Delta guide's user table), [] without."""
+        if len(self._optimizers) < 2:
+            return []
+        return [p for group in self._optimizers[1].param_groups for p in group["params"]]
 
     def checkpoint(self) -> dict:
         return {"model": self.model.state_dict(), "guide": self.guide.state_dict(),

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -82,6 +82,17 @@ class Distributed:
             return np.zeros(1, dtype=np.int64), (0.0, 0.0)
         shares = (float(mine.mean()), len(np.unique(user_rows[mine])) / len(np.unique(user_rows)))
         return np.flatnonzero(mine), shares
+
+    def backward(self, share: Tensor, local: Sequence[Tensor] = ()) -> None:
+        """Back-propagate this rank's ``share`` of the loss so that every parameter gets the gradient of the whole
+        batch's loss: DistributedDataParallel averages the wrapped parameters' gradients over the ranks, hence the
+        share times the world size, and the ``local`` parameters it leaves out (rank-local tables) get theirs divided
+        by it again."""
+        (share * self.world_size).backward()
+        if self.enabled:
+            for param in local:
+                if param.grad is not None:
+                    param.grad.mul_(1.0 / self.world_size)
 
     def barrier(self) -> None:
         if self.enabled:

@@ -122,10 +122,10 @@ class _Fitter:
 
     def step(self, batch: PreRecBatch, share: float = 1.0) -> Tensor:
         """One optimiser step; the detached loss (this rank's share), still on the device (``run_epoch_steps``
-        checks it). DistributedDataParallel averages the ranks' gradients, hence the share times the world size."""
+        checks it); ``Distributed.backward`` turns the share into the whole batch's gradient."""
         loss = self.objective(batch, share)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * self.parallel.world_size).backward()
+        self.parallel.backward(loss)
         if self.config.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
         self.optimizer.step()
