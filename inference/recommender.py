@@ -83,9 +83,12 @@ class DomainRecommender:
         assert self.scorer.model is model
 
     def rows(self, histories: Sequence[Sequence[str]], unknown: str = "error") -> list[np.ndarray]:
-        """Each history's item ids as catalogue rows (the last ``max_len - 1`` kept)."""
+        """Each history's item ids as catalogue rows, whole (the model reads the last ``max_len - 1``; the
+        recommendations leave out every one)."""
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {UNKNOWN}, got {unknown!r}")
+        if len(histories) == 0:
+            raise ValueError("histories is empty: pass one history (a list of item ids) or several")
         out = []
         for number, history in enumerate(histories):
             if isinstance(history, str):
@@ -98,16 +101,17 @@ class DomainRecommender:
                                  "(pass unknown='drop' to drop them with a warning)")
             if (rows < 0).any():
                 logger.warning("history %d: dropping %d item id(s) not in the catalogue", number, int((rows < 0).sum()))
-            rows = rows[rows >= 0][-(self.model.config.max_len - 1):]
+            rows = rows[rows >= 0]
             if not len(rows):
                 raise ValueError(f"history {number} is empty: PreRec recommends the next item after a history")
             out.append(rows)
         return out
 
     def _batch(self, rows: list[np.ndarray]) -> tuple[PreRecBatch, Tensor]:
-        """One batch whose only target position per row is the one after the history. Returns it and that
-        position per row [R]."""
+        """One batch whose only target position per row is the one after the history (its last ``max_len - 1``
+        items: the window the model reads). Returns it and that position per row [R]."""
         device, n_factors = self.factors.device, self.factors.shape[-1]
+        rows = [history[-(self.model.config.max_len - 1):] for history in rows]
         lengths = torch.as_tensor([len(r) for r in rows], device=device)  # [R]
         n_rows, length = len(rows), max(len(r) for r in rows) + 1
         items = torch.zeros(n_rows, length, dtype=torch.long, device=device)  # [R, L]; the next slot holds item 0
@@ -141,21 +145,30 @@ class DomainRecommender:
                   k: int = 10, exclude_seen: bool = True, unknown: str = "error") -> pd.DataFrame:
         """The top-``k`` items after each history: one history (a list of item ids) gives rank, item_id, score;
         many (a list of lists, or a mapping user -> history) give user_id, rank, item_id, score. Ties keep
-        catalogue order, so the result is deterministic."""
+        catalogue order, so the result is deterministic. With ``exclude_seen`` no item of the whole history comes
+        back (the model reads its last ``max_len - 1`` items), and a history with fewer than ``k`` unseen items
+        gets only those, with a warning."""
         single = len(histories) > 0 and not isinstance(histories, Mapping) and isinstance(next(iter(histories)), str)
         users = list(histories) if isinstance(histories, Mapping) else list(range(1 if single else len(histories)))
         lists = [histories] if single else (list(histories.values()) if isinstance(histories, Mapping)
                                            else list(histories))
-        if not 1 <= k <= len(self.item_ids):
-            raise ValueError(f"k must be in [1, {len(self.item_ids)}] (the catalogue size), got {k}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self.item_ids):
+            raise ValueError(f"k must be an integer in [1, {len(self.item_ids)}] (the catalogue size), got {k!r}")
         rows = self.rows(lists, unknown)
         scores = self._score_rows(rows)  # [R, J]
+        available = np.full(len(rows), len(self.item_ids))  # [R] items each list may hold
         if exclude_seen:
-            for r, seen in enumerate(rows):
+            for r, seen in enumerate(rows):  # the whole history, not only the window the model read
                 scores[r, torch.as_tensor(seen, device=scores.device)] = -torch.inf
+            available -= np.array([len(np.unique(seen)) for seen in rows], dtype=np.int64)
+        short = np.flatnonzero(available < k)
+        if len(short):
+            logger.warning("%d of %d histories have fewer than k = %d unseen items (the fewest: %d); their lists hold "
+                           "only the unseen items", len(short), len(rows), k, int(available[short].min()))
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].cpu()  # [R, k]
-        top = scores.cpu().gather(1, order)
+        top = scores.cpu().gather(1, order)  # [R, k]
+        listed = np.arange(k)[None, :] < available[:, None]  # [R, k]: never a seen item, never -inf
         frame = pd.DataFrame({"user_id": np.repeat(users, k), "rank": np.tile(np.arange(1, k + 1), len(users)),
                               "item_id": self.item_ids[order.reshape(-1).numpy()],
-                              "score": top.reshape(-1).numpy()})
+                              "score": top.reshape(-1).numpy()})[listed.reshape(-1)].reset_index(drop=True)
         return frame.drop(columns="user_id") if single else frame

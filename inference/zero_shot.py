@@ -1,6 +1,7 @@
 """The zero-shot study: every method scored on a target's test users by the same harness (Table 1 layout).
 
-Methods: Random (closed form), POP, SBERT, and each pre-trained run (PreRec_n, PreRec) scored by intervention
+Methods: Random (closed form), the training-free rules (POP, SBERT, SBERT+POP with its α fitted on the sources'
+validation users), and each pre-trained run (PreRec_n, PreRec) scored by intervention
 (``PretrainedRun.target_scorer``: ``InterventionScorer``, or ``BackdoorScorer`` with ``samples > 0``). The target's
 training users are never read: only its catalogue, the evaluated users' own histories and the previous interval's
 item counts (online data). ``item_offsets``: see ``inference/pretrained.py``.
@@ -9,11 +10,12 @@ item counts (online data). ``item_offsets``: see ``inference/pretrained.py``.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from prerec_pyro.baselines.simple import PopScorer, SbertScorer
+from prerec_pyro.baselines.simple import PopScorer, RandomScorer, SbertPopScorer, SbertScorer, fit_sbert_pop
 from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.evaluate import SUBSETS, EvalConfig, eval_samples, evaluate_domain, random_summary, summarize
 from prerec_pyro.models.prerec import EPS_V_SHARED, PreRecModel
@@ -24,6 +26,19 @@ from .intervene import InterventionScorer
 from .pretrained import PretrainedRun, load_on_sources
 
 logger = logging.getLogger(__name__)
+SBERT_POP_USERS = 500  # validation users per source domain that SBERT+POP's alpha is fitted on
+
+
+def sbert_pop_alpha(prepared: PreparedBenchmark, config: EvalConfig) -> float:
+    """SBERT+POP's α, fitted on at most ``SBERT_POP_USERS`` validation users of each source (no target data)."""
+    valid = replace(config, split="valid", max_users=SBERT_POP_USERS)
+    return fit_sbert_pop(prepared.sources, prepared.item_text(prepared.sources).to(config.device), valid).alpha
+
+
+def rule_scorers(prepared: PreparedBenchmark, target: str, alpha: float, device: str) -> list:
+    """The training-free contenders on ``target``: POP, SBERT and SBERT+POP (α fitted on the sources)."""
+    text = prepared.item_text(prepared.target(target)).to(device)
+    return [PopScorer(), SbertScorer(text), SbertPopScorer(text, alpha)]
 
 
 def source_scorer(model: PreRecModel, guide, probe: PreRecBatch) -> InterventionScorer:
@@ -48,10 +63,12 @@ def intervened_source_score(run_dir: Path, prepared: PreparedBenchmark, config: 
 
 
 def evaluate_target(prepared: PreparedBenchmark, target: str, runs: dict[str, Path], config: EvalConfig,
-                    samples: int = 0, item_offsets: str = "zero", backdoor_from: str = "prior") -> list[dict]:
-    """Rows {method, domain, subset, n_samples, metrics...} for one target: Random, POP, SBERT and each run."""
-    data = prepared.target(target)
-    scorers = [PopScorer(), SbertScorer(prepared.item_text(data).to(config.device))]
+                    samples: int = 0, item_offsets: str = "zero", backdoor_from: str = "prior",
+                    alpha: float | None = None) -> list[dict]:
+    """Rows {method, domain, subset, history_items, n_samples, metrics...} for one target: Random, POP, SBERT,
+    SBERT+POP (``alpha``: fitted on the sources when None) and each run."""
+    alpha = sbert_pop_alpha(prepared, config) if alpha is None else alpha
+    scorers = rule_scorers(prepared, target, alpha, config.device)
     scorers += [PretrainedRun.load(run, config.device).target_scorer(prepared, target, samples, item_offsets,
                                                                      backdoor_from) for run in runs.values()]
     return score_target(prepared, target, scorers, config)
@@ -69,15 +86,32 @@ def score_target(prepared: PreparedBenchmark, target: str, scorers: list, config
     rows, n_samples = [], {}
     for scorer in scorers:
         result = evaluate_domain(scorer, data, 0, config, source_items, source_users)
-        for subset in SUBSETS:
-            summary = summarize(result, config, subset)
-            n_samples[subset] = summary["n_samples"]
-            rows.append({"method": scorer.name, "domain": target, "subset": subset, **summary})
-        logger.info("%s on %s: r-NDCG@K%% %.4f", scorer.name, target,
-                    rows[-len(SUBSETS)].get("rndcg@k%", float("nan")))  # the "all" row
+        for rule in config.history_items:
+            for subset in SUBSETS:
+                summary = summarize(result, config, subset, rule)
+                n_samples[subset] = summary["n_samples"]
+                rows.append({"method": scorer.name, "domain": target, "subset": subset, "history_items": rule,
+                             **summary})
+            logger.info("%s on %s (history items %s): r-NDCG@K%% %.4f", scorer.name, target, rule,
+                        rows[-len(SUBSETS)].get("rndcg@k%", float("nan")))  # the "all" row
     if with_random and n_samples:
-        n_items = data.domains[0].n_items
-        for subset in SUBSETS:
-            rows.insert(0, {"method": "Random", "domain": target, "subset": subset,
-                            **random_summary(n_items, config, n_samples[subset])})
+        rows = random_rows(data, target, config, n_samples, source_items, source_users) + rows
+    return rows
+
+
+def random_rows(data, target: str, config: EvalConfig, n_samples: dict, source_items: set[str],
+                source_users: set[str]) -> list[dict]:
+    """The Random rows of a target: the closed form under "keep"; under "exclude" (the history ranked last, so the
+    closed form over the whole catalogue no longer holds) a seeded uniform ranking through the harness."""
+    rows = []
+    for rule in config.history_items:
+        if rule == "keep":
+            summaries = {subset: random_summary(data.domains[0].n_items, config, n_samples[subset])
+                         for subset in SUBSETS}
+        else:
+            rule_config = replace(config, history_items=(rule,))
+            result = evaluate_domain(RandomScorer(config.seed), data, 0, rule_config, source_items, source_users)
+            summaries = {subset: summarize(result, rule_config, subset) for subset in SUBSETS}
+        rows += [{"method": "Random", "domain": target, "subset": subset, "history_items": rule, **summary}
+                 for subset, summary in summaries.items()]
     return rows

@@ -354,13 +354,15 @@ class PreRecModel(nn.Module):
         users = torch.cat([users, users.new_ones(len(order), 1)], dim=1)  # [A, B (+ T) + 1]
         value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
         items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
-        periods = self._period_items(items, rows, batch, latent, sizes)
         groups = torch.split(users, sizes)
-        if torch.is_grad_enabled():
+        if batch.negatives is not None and self.config.use_popularity:  # static part once, Z per period
+            out = users @ items.T + self._sampled_popularity(users, rows, batch, latent, sizes)  # [A, C]
+        elif torch.is_grad_enabled():
+            periods = self._period_items(items, rows, batch, latent, sizes)
             out = torch.cat([groups[p] @ items_t.T for p, items_t in periods])  # [A, C]
         else:  # straight into place: no copy of the [A, C] scores
             out, starts = users.new_empty(len(order), len(rows)), [0, *accumulate(sizes)]
-            for p, items_t in periods:
+            for p, items_t in self._period_items(items, rows, batch, latent, sizes):
                 torch.mm(groups[p], items_t.T, out=out[starts[p]: starts[p + 1]])  # [n_p, C]
         if self.config.repeat_term:
             columns, marked, canonical = batch.seen_columns(rows, order)  # [A, L], [A, L], [C]
@@ -372,36 +374,48 @@ class PreRecModel(nn.Module):
                 out = out + self.w_r * seen[:, canonical]
         return out
 
+    def _sampled_popularity(self, users: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
+                            sizes: tuple[int, ...]) -> Tensor:
+        """U·Z_c(t) + Z_c(t)·W_z of sampled candidates ``rows`` [C] for the targets' users [A, B (+ T) + 1] (in
+        ``target_layout()`` order, grouped by period): a product of width B + 1 per period, so neither the text
+        channel's columns nor the static item side are built again for each period. [A, C]"""
+        eps_z = 0.0 if latent[EPS_Z] is None else latent[EPS_Z][rows]  # [C, B]
+        z = self.f_pop(batch.factors_candidates) + eps_z  # [P, C, B]
+        side = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)  # [P, C, B + 1]
+        width = z.shape[-1]
+        learned = torch.cat([users[:, :width], users[:, -1:]], dim=1)  # [A, B + 1]: U's learned part and the 1
+        groups = torch.split(learned, sizes)
+        return torch.cat([groups[p] @ side[p].T for p, size in enumerate(sizes) if size])  # [A, C]
+
     def _period_items(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict, sizes: tuple[int, ...]):
-        """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets, from the static
-        parts ``items`` = [m + eps_v + D_k (; X̂), D_k·W_d]. Sampled negatives (a few hundred) get f_pop for every
-        period at once; a whole catalogue gets f_pop(0) once and f_pop(F) only where F != 0 (the items counted in
-        the period's window), added in place and taken back after use when no gradient is recorded."""
+        """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets of a whole catalogue,
+        from the static parts ``items`` = [m + eps_v + D_k (; X̂), D_k·W_d]: f_pop(0) once and f_pop(F) only where
+        F != 0 (the items counted in the period's window), added in place and taken back after use when no gradient
+        is recorded (sampled candidates: ``_sampled_popularity``)."""
         periods = [p for p, size in enumerate(sizes) if size]
         if not self.config.use_popularity:
             yield from ((p, items) for p in periods)
             return
         factors = batch.factors_candidates  # [P, C, F]
         eps_z = 0.0 if latent[EPS_Z] is None else latent[EPS_Z][rows]  # [C, B]
-        if batch.negatives is not None:
-            z = self.f_pop(factors) + eps_z  # [P, C, B]
-            yield from ((p, items + self._item_side(z[p])) for p in periods)
-            return
         uncounted = self.f_pop(factors.new_zeros(factors.shape[-1]))  # [B]: f_pop(0)
         items = items + self._item_side(uncounted + eps_z)  # every item as if uncounted (F = 0)
         period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]: the counted (period, item)s
-        delta = self._item_side(self.f_pop(factors[period, column]) - uncounted)  # [N, B (+ T) + 1]
+        z = self.f_pop(factors[period, column]) - uncounted  # [N, B]
+        delta = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)  # [N, B + 1]: the columns Z touches, not X̂'s
         counted = torch.bincount(period, minlength=len(sizes)).tolist()
+        width = z.shape[-1]
         for p, cols, d in zip(range(len(sizes)), torch.split(column, counted), torch.split(delta, counted)):
             if not sizes[p]:
                 continue
-            kept = items[cols]  # [n, B (+ T) + 1]; a period lists an item once
-            if torch.is_grad_enabled():
-                yield p, items.index_put((cols,), kept + d)
+            if torch.is_grad_enabled():  # a period lists an item once
+                side = torch.cat([self._pad(d[:, :width]), d[:, width:]], dim=-1)  # [n, B (+ T) + 1]
+                yield p, items.index_put((cols,), items[cols] + side)
                 continue
-            items[cols] = kept + d
+            learned, bias = items[cols, :width], items[cols, -1]  # [n, B], [n]: copies, put back after use
+            items[cols, :width], items[cols, -1] = learned + d[:, :width], bias + d[:, -1]
             yield p, items
-            items[cols] = kept
+            items[cols, :width], items[cols, -1] = learned, bias
 
     def _item_side(self, z: Tensor) -> Tensor:
         """What a popularity term Z [*S, B] adds to the item side [V, bias]: [Z (; 0), Z·W_z]. [*S, B (+ T) + 1]"""

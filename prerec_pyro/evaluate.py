@@ -10,6 +10,12 @@ rank (docs/DESIGN.md, "Metrics").
 ``summarize`` reports one of ``SUBSETS`` of a target's samples: "all"; "unseen", whose item is in no source
 catalogue and whose user is in no source domain; "new_items", whose item is in no source catalogue (any user).
 
+History rule (``EvalConfig.history_items``, one or more of ``HISTORY_RULES``), the same for every method: "keep"
+ranks the scores as the method gives them; "exclude" ranks last every item the user had interacted with in the
+domain before the target (the whole sequence, not only the target's window), the catalogue size unchanged so K
+and r-NDCG's normalisation do not move (docs/DESIGN.md, "One protocol"). Every rule asked for is ranked from one
+scoring pass.
+
 Shape legend: R = windows in a batch, L = positions, J = the domain's items, T = evaluated targets, A = a batch's
 targets.
 """
@@ -27,11 +33,12 @@ import torch
 from torch import Tensor
 
 from prerec_pyro.data.batches import BatchBuilder, PreRecBatch
-from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.data.dataset import DomainData, MultiDomainData, Windows
 from prerec_pyro.metrics import average_ranks, bootstrap_ci, random_baseline, sample_metrics
 
 logger = logging.getLogger(__name__)
 SUBSETS = ("all", "unseen", "new_items")
+HISTORY_RULES = ("keep", "exclude")
 
 
 class Scorer(Protocol):
@@ -53,8 +60,14 @@ class EvalConfig:
     device: str = "cpu"
     max_users: int | None = None  # evaluate a fixed seeded subset of at most this many users (validation)
     rndcg_b: float | None = None  # r-NDCG@K%'s b; None: 600 / K%, the paper's (see prerec_pyro.metrics)
+    history_items: tuple[str, ...] | str = ("keep",)  # the rules ranked (HISTORY_RULES); summarize's default: first
 
     def __post_init__(self) -> None:
+        rules = (self.history_items,) if isinstance(self.history_items, str) else tuple(self.history_items)
+        if not rules or len(set(rules)) != len(rules) or any(rule not in HISTORY_RULES for rule in rules):
+            raise ValueError(f"EvalConfig.history_items must be distinct rules out of {HISTORY_RULES}, "
+                             f"got {self.history_items!r}")
+        object.__setattr__(self, "history_items", rules)
         if not (math.isfinite(self.k_percent) and 0.0 < self.k_percent <= 100.0):
             raise ValueError(f"EvalConfig.k_percent must be in (0, 100] (a percentage), got {self.k_percent!r}")
         if self.rndcg_b is not None and not (math.isfinite(self.rndcg_b) and self.rndcg_b > 0.0):
@@ -71,10 +84,20 @@ class SampleRanks:
     users: np.ndarray  # [T] local user index
     unseen: np.ndarray  # [T] bool: item in no source catalogue and user in no source domain
     new_item: np.ndarray | None = None  # [T] bool: item in no source catalogue; None: none is (all False)
+    history_ranks: dict[str, np.ndarray] | None = None  # rule -> [T] ranks; None: ``ranks`` under "keep"
 
     def __post_init__(self) -> None:
         if self.new_item is None:
             self.new_item = np.zeros(len(self.ranks), dtype=bool)
+        if self.history_ranks is None:
+            self.history_ranks = {"keep": self.ranks}
+
+    def ranks_under(self, rule: str) -> np.ndarray:
+        """The ranks under history rule ``rule`` (one of the rules this result was ranked under). [T]"""
+        if rule not in self.history_ranks:
+            raise ValueError(f"{self.domain}: not ranked under history rule {rule!r} (only "
+                             f"{list(self.history_ranks)}); evaluate with EvalConfig(history_items=...) naming it")
+        return self.history_ranks[rule]
 
     def subset_mask(self, subset: str) -> np.ndarray:
         """The samples of ``subset`` (one of ``SUBSETS``). [T] bool"""
@@ -151,38 +174,76 @@ def eval_batches(data: MultiDomainData, domain: int, config: EvalConfig):
 @torch.no_grad()
 def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: EvalConfig,
                     source_items: set[str] | None = None, source_users: set[str] | None = None) -> SampleRanks:
-    """Rank the full catalogue for every evaluated position of ``config.split`` users of ``domain``."""
+    """Rank the full catalogue for every evaluated position of ``config.split`` users of ``domain``, under each
+    history rule of ``config.history_items`` (one scoring pass); ``ranks`` are under the first."""
     dom = data.domains[domain]
-    ranks, users, items = [], [], []
+    ranks, users, items = {rule: [] for rule in config.history_items}, [], []
     for windows, batch in eval_batches(data, domain, config):
         keep = batch.target_mask.cpu().numpy()  # [R, L']
-        ranks.append(batch_ranks(scorer, batch, keep, dom.n_items).cpu().numpy())
+        seen = seen_mask(dom, windows, keep, config.device) if "exclude" in config.history_items else None
+        for rule, values in batch_ranks(scorer, batch, keep, dom.n_items, seen, config.history_items).items():
+            ranks[rule].append(values.cpu().numpy())
         users.append(np.broadcast_to(windows.user[:, None], keep.shape)[keep])
         items.append(windows.items[:, : keep.shape[1]][keep])
-    ranks = np.concatenate(ranks) if ranks else np.zeros(0)
+    ranks = {rule: np.concatenate(values) if values else np.zeros(0) for rule, values in ranks.items()}
     users = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
     items = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
     if source_items is None or source_users is None:
-        unseen = np.zeros(len(ranks), dtype=bool)
+        unseen = np.zeros(len(users), dtype=bool)
     else:
         unseen = unseen_flags(data, domain, items, users, source_items, source_users)
     new_item = None if source_items is None else new_item_flags(data, domain, items, source_items)
-    return SampleRanks(dom.name, dom.n_items, ranks, users, unseen, new_item)
+    return SampleRanks(dom.name, dom.n_items, ranks[config.history_items[0]], users, unseen, new_item, ranks)
 
 
-def batch_ranks(scorer: Scorer, batch: PreRecBatch, keep: np.ndarray, n_items: int) -> Tensor:
-    """Average ranks at the ``keep`` positions [R, L] (the batch's targets), in row-major order: from the scorer's
-    scores at the targets only when it has ``score_targets`` ([A, J] in ``batch.target_layout()`` order, e.g.
-    PreRec's scorers), else from its [R, L, J] scores. [A]"""
+def seen_mask(dom: DomainData, windows: Windows, keep: np.ndarray, device: str) -> Tensor:
+    """Whether each catalogue item occurs in the user's whole sequence before each target (``keep`` positions of
+    ``windows``, row-major), not only in the target's window: an item first taken at position f is seen at every
+    position p > f. [T, J] bool"""
+    users, inverse = np.unique(windows.user, return_inverse=True)  # [U_b], [R]
+    starts, lengths = dom.seq_offsets[users], np.diff(dom.seq_offsets)[users]  # [U_b]
+    owner = np.repeat(np.arange(len(users)), lengths)  # [N_b]
+    position = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # [N_b]
+    key = owner * dom.n_items + dom.seq_items[starts[owner] + position]  # [N_b], in sequence order per user
+    distinct, first = np.unique(key, return_index=True)  # the first occurrence of each (user, item)
+    first_position = np.full((len(users), dom.n_items), np.iinfo(np.int64).max, dtype=np.int64)  # [U_b, J]
+    first_position.reshape(-1)[distinct] = position[first]
+    target_user = np.broadcast_to(inverse.reshape(-1, 1), keep.shape)[keep]  # [T]
+    target_position = windows.position[:, : keep.shape[1]][keep]  # [T] absolute position in the sequence
+    return torch.as_tensor(first_position[target_user] < target_position[:, None], device=device)  # [T, J]
+
+
+def batch_ranks(scorer: Scorer, batch: PreRecBatch, keep: np.ndarray, n_items: int, seen: Tensor | None = None,
+                rules: tuple[str, ...] = ("keep",)) -> dict[str, Tensor]:
+    """Average ranks at the ``keep`` positions [R, L] (the batch's targets), in row-major order, under each history
+    rule of ``rules`` (``seen`` [T, J], row-major: the items ranked last by "exclude"). From the scorer's scores
+    at the targets only when it has ``score_targets`` ([A, J] in ``batch.target_layout()`` order, e.g. PreRec's
+    scorers), else from its [R, L, J] scores. {rule: [T]}"""
     score_targets = getattr(scorer, "score_targets", None)
     if score_targets is None:
         scores = scorer(batch)  # [R, L, J]
         assert scores.shape == (*keep.shape, n_items), (scorer.name, tuple(scores.shape))
-        return ranks_at(scores, batch.targets, keep)
+        out = {"keep": ranks_at(scores, batch.targets, keep)} if "keep" in rules else {}
+        if "exclude" in rules:
+            where = torch.as_tensor(np.flatnonzero(keep), device=scores.device)  # [T]
+            rows = scores.reshape(-1, n_items)[where]  # [T, J]
+            out["exclude"] = average_ranks(rank_seen_last(rows, seen), batch.targets.reshape(-1)[where])
+        return out
     scores = score_targets(batch)  # [A, J]
     assert scores.shape == (int(keep.sum()), n_items), (scorer.name, tuple(scores.shape))
-    ranks = average_ranks(scores, batch.layout_targets())  # [A], in ``target_layout()`` order
-    return ranks[torch.argsort(batch.target_layout()[0])]  # row-major
+    layout = batch.target_layout()[0]  # [A] flat positions
+    row_major = torch.argsort(layout)  # the row-major order of the layout's targets
+    out = {"keep": average_ranks(scores, batch.layout_targets())} if "keep" in rules else {}
+    if "exclude" in rules:
+        in_layout = torch.empty_like(row_major).scatter_(0, row_major, torch.arange(len(layout), device=layout.device))
+        out["exclude"] = average_ranks(rank_seen_last(scores, seen[in_layout]), batch.layout_targets())
+    return {rule: ranks[row_major] for rule, ranks in out.items()}  # row-major
+
+
+def rank_seen_last(scores: Tensor, seen: Tensor) -> Tensor:
+    """``scores`` [T, J] with the ``seen`` items [T, J] below every other real score (the lowest finite value, so a
+    seen target is still ranked, among the seen items, and padding's -inf stays below). [T, J]"""
+    return scores.masked_fill(seen, torch.finfo(scores.dtype).min)
 
 
 def ranks_at(scores: Tensor, targets: Tensor, keep: np.ndarray) -> Tensor:
@@ -193,14 +254,16 @@ def ranks_at(scores: Tensor, targets: Tensor, keep: np.ndarray) -> Tensor:
     return average_ranks(flat, targets.reshape(-1)[where], rows=where)
 
 
-def summarize(result: SampleRanks, config: EvalConfig, subset: str = "all") -> dict[str, float]:
+def summarize(result: SampleRanks, config: EvalConfig, subset: str = "all",
+              history_items: str | None = None) -> dict[str, float]:
     """Mean of each metric over ``subset`` (one of ``SUBSETS``: "all", "unseen", "new_items") samples, with bootstrap
-    CIs over users."""
+    CIs over users, under history rule ``history_items`` (default: the first of ``config.history_items``)."""
     keep = result.subset_mask(subset)
     out: dict[str, float] = {"n_samples": int(keep.sum())}
     if not keep.any():
         return out
-    ranks = torch.as_tensor(result.ranks[keep], dtype=torch.float64)
+    rule = history_items or config.history_items[0]
+    ranks = torch.as_tensor(result.ranks_under(rule)[keep], dtype=torch.float64)
     users = torch.as_tensor(result.users[keep], dtype=torch.long)
     for name, values in sample_metrics(ranks, result.n_items, config.k_percent, config.rndcg_b).items():
         low, high = bootstrap_ci(values.double(), users, n_boot=config.n_boot, seed=config.seed)
@@ -221,12 +284,14 @@ def random_summary(n_items: int, config: EvalConfig, n_samples: int) -> dict[str
 
 
 def results_table(rows: list[dict]) -> pd.DataFrame:
-    """Rows of {method, domain, subset, metrics...} -> one table, with the unweighted mean over domains."""
+    """Rows of {method, domain, subset, [history_items,] metrics...} -> one table, with the unweighted mean over
+    domains (per method, subset and history rule)."""
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    metric_cols = [c for c in table.columns if c not in ("method", "domain", "subset")]
-    mean = table.groupby(["method", "subset"], sort=False)[metric_cols].mean().reset_index()
+    keys = ["method", "subset"] + (["history_items"] if "history_items" in table.columns else [])
+    metric_cols = [c for c in table.columns if c not in ("method", "domain", *keys)]
+    mean = table.groupby(keys, sort=False)[metric_cols].mean().reset_index()
     mean.insert(1, "domain", "mean")
     bounds = [c for c in metric_cols if c.endswith(("_low", "_high"))]
     mean[bounds] = float("nan")  # averaged per-domain bounds are not an interval of the mean: left empty

@@ -21,7 +21,7 @@ import torch
 from prerec_pyro.baselines.runs import new_baseline
 from prerec_pyro.baselines.sequential import SasRec
 from prerec_pyro.baselines.train import BaselineScorer, BaselineTrainConfig, fit_baseline, validation_callback
-from prerec_pyro.evaluate import SUBSETS, EvalConfig, evaluate_domain, results_table, summarize
+from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig, evaluate_domain, results_table, summarize
 from prerec_pyro.figures import plot_incremental, plot_popularity
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_checkpoint
 from prerec_pyro.inference.diagnostics import diagnostic_rows
@@ -30,7 +30,7 @@ from prerec_pyro.inference.map import TrainConfig
 from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.recovery import popularity_panel
 from prerec_pyro.inference.runs import load_run_config
-from prerec_pyro.inference.zero_shot import evaluate_target
+from prerec_pyro.inference.zero_shot import evaluate_target, score_target
 from prerec_pyro.io import write_csv
 from prerec_pyro.models.prerec import D
 from prerec_pyro.pipeline import PreparedBenchmark
@@ -73,20 +73,22 @@ class Study:
 
     def eval_config(self, split: str = "test") -> EvalConfig:
         return EvalConfig(k_percent=self.prepared.benchmark.k_percent, split=split, n_boot=self.config.n_boot,
-                          device=self.config.device, rndcg_b=self.config.rndcg_b)
+                          device=self.config.device, rndcg_b=self.config.rndcg_b,
+                          history_items=HISTORY_RULES if split == "test" else ("keep",))
 
     def _text(self, data) -> torch.Tensor:
         return self.prepared.item_text(data).to(self.config.device)
 
-    def _new_baseline(self, kind: str, text: torch.Tensor):
+    def _new_baseline(self, kind: str, data):
+        text = self._text(data)
         if kind == "sasrec":
             return SasRec(text, **self.model_sizes, n_heads=self.run_config.model.n_heads)
-        return new_baseline(kind, text, self.run_config)  # ZESRec, UniSRec: PreRec's sizes
+        return new_baseline(kind, text, self.run_config, data)  # ZESRec, UniSRec, GRU4Rec: PreRec's sizes
 
     def pretrained_baseline(self, kind: str):
-        """ZESRec (GRU) or UniSRec fitted on the sources, cached as a state dict in the study directory."""
+        """ZESRec or UniSRec fitted on the sources, cached as a state dict in the study directory."""
         sources = self.prepared.sources
-        model = self._new_baseline(kind, self._text(sources))
+        model = self._new_baseline(kind, sources)
         path = self.dir / f"{kind}.pt"
         if path.exists():
             model.load_state_dict(load_checkpoint(path, self.config.device)["model"])
@@ -121,14 +123,11 @@ class Study:
         return cached_table(self.dir / STEP_FILES["diagnostics"], compute)
 
     def _baseline_rows(self, target: str, models: dict) -> list[dict]:
-        data, config = self.prepared.target(target), self.eval_config()
-        source_items, source_users = self.prepared.sources.item_id_set(), self.prepared.sources.user_id_set()
         rows = []
         for label, model in models.items():
-            model.set_item_text(self._text(data))
-            result = evaluate_domain(BaselineScorer(model, label), data, 0, config, source_items, source_users)
-            rows += [{"method": label, "domain": target, "subset": subset, **summarize(result, config, subset)}
-                     for subset in SUBSETS]
+            model.set_item_text(self._text(self.prepared.target(target)))
+            rows += score_target(self.prepared, target, [BaselineScorer(model, label)], self.eval_config(),
+                                 with_random=False)
         return rows
 
     def fine_tuned(self) -> pd.DataFrame:
@@ -147,8 +146,8 @@ class Study:
         for label, pretrained in (("PreRec", True), ("PreRec (from scratch)", False)):
             models[label] = finetune(self.runs["prerec"], self.prepared, target, self._finetune_config(),
                                      pretrained=pretrained).scorer
-        for label, kind in (("SASRec", "sasrec"), ("GRU4Rec", "zesrec")):
-            model = self._new_baseline(kind, text)
+        for label, kind in (("SASRec", "sasrec"), ("GRU4Rec", "gru4rec")):
+            model = self._new_baseline(kind, data)
             fit_baseline(model, data, replace(self.config.baseline, device=self.config.device),
                          validate=validation_callback(model, data, self.eval_config("valid")))
             models[label] = BaselineScorer(model, label)

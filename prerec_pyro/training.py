@@ -37,6 +37,7 @@ class OptimConfig:
     max_epochs: int = 20
     patience: int = 3
     max_steps_per_epoch: int | None = None
+    min_steps_per_epoch: int | None = None  # an epoch shorter than this goes on through reshuffled data (small data)
     grad_clip_norm: float | None = 10.0
     seed: int = 0
     device: str = "cpu"
@@ -51,6 +52,15 @@ class OptimConfig:
             raise ValueError(f"n_negatives and batch_size must be >= 1, got {self.n_negatives}, {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        low, high = self.min_steps_per_epoch, self.max_steps_per_epoch
+        if low is not None and (low < 1 or (high is not None and low > high)):
+            raise ValueError(f"min_steps_per_epoch must be >= 1 and <= max_steps_per_epoch ({high}), got {low}")
+
+    def steps_per_epoch(self, batches: int) -> int:
+        """The steps of an epoch over ``batches`` batches of data: at most ``max_steps_per_epoch``, at least
+        ``min_steps_per_epoch`` (a validation period, not one pass, on data smaller than that)."""
+        steps = min(batches, self.max_steps_per_epoch or batches)
+        return max(steps, self.min_steps_per_epoch or steps)
 
 
 class _Interrupt:
@@ -94,7 +104,7 @@ def training_windows(data: MultiDomainData, first_n: int | None = None):
 def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], sampler: DomainBalancedSampler,
                     config: OptimConfig, epoch: int, parallel: Distributed = SINGLE) -> float:
     """One epoch of ``step(domain, rows, generator)`` (the step's detached loss, left on its device) over the
-    sampler's batches (at most ``max_steps_per_epoch``), with a progress bar; the mean loss. The losses are read back
+    sampler's batches (``config.steps_per_epoch``), with a progress bar; the mean loss. The losses are read back
     ``check_every`` steps at a time, one host-device sync each: a non-finite loss stops training then, naming its
     step. Seeded by (seed, epoch): dropout, guide draws and sampled negatives repeat exactly when an epoch is rerun
     (resume). Across processes, ``step`` returns this rank's share of the loss and the losses read are their sums
@@ -102,9 +112,9 @@ def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], 
     seed = config.seed * 100_003 + epoch
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    n_steps = min(len(sampler), config.max_steps_per_epoch or len(sampler))
+    n_steps = config.steps_per_epoch(len(sampler))
     losses, pending = [], []
-    progress = progress_bar(sampler.epoch(epoch), total=n_steps, desc=f"epoch {epoch}", leave=False)
+    progress = progress_bar(sampler.epoch(epoch, n_steps), total=n_steps, desc=f"epoch {epoch}", leave=False)
     for index, (domain, rows) in enumerate(progress):
         _Interrupt.check()
         if index >= n_steps:
@@ -145,6 +155,21 @@ def loss_trend(history: list[dict], window: int = 10) -> dict | None:
 
 
 FLAT = 0.002  # |relative change of the training loss per epoch| under which ``loss_trend`` calls it flat
+
+
+def convergence(state: dict, config: OptimConfig) -> dict:
+    """Why training stopped and where: "patience" (``patience`` epochs without a better validation score: converged
+    by the method's own criterion), "cap" (``max_epochs`` reached while still improving within the patience: not
+    converged), else "running"; with the best and the last epoch and the limits."""
+    if state["bad_epochs"] >= config.patience:
+        reason = "patience"
+    elif state["epoch"] >= config.max_epochs:
+        reason = "cap"
+    else:
+        reason = "running"
+    return {"stopped_by": reason, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+            "patience": config.patience, "max_epochs": config.max_epochs,
+            "max_steps_per_epoch": config.max_steps_per_epoch, "min_steps_per_epoch": config.min_steps_per_epoch}
 
 
 def new_state() -> dict:

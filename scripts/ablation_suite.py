@@ -1,7 +1,13 @@
-"""The README's ablation tables in one command: every benchmark x group of variants through ``scripts/ablations.py``.
+"""The results tables in one command: every benchmark x group of variants through ``scripts/ablations.py``.
 
-    python scripts/ablation_suite.py --data-dir ../shared/data            # everything (runs are reused)
+    python scripts/ablation_suite.py --data-dir ../shared/data            # the fair protocol -> docs/RESULTS.md
     python scripts/ablation_suite.py --benchmarks synthetic --dry-run     # print the invocations only
+    python scripts/ablation_suite.py --groups paper-intervals sliding ... # the model variants (README budget)
+
+The ``fair`` group (the default) is the protocol every comparison is made under: PreRec's default, PreRec_n, ZESRec
+and UniSRec, each trained until its own sources' validation score has not improved for ``patience`` epochs (a step
+cap that a run should not reach; each run records why it stopped), scored beside Random, POP, SBERT and SBERT+POP
+under both history rules; its verdicts and tables go to ``--results`` (docs/RESULTS.md).
 
 A group is one ``ablations.py`` invocation: variants trained on identically prepared data (one popularity mode), so
 they can be scored together. Each benchmark has its budget (the same for every variant of that benchmark) and its
@@ -17,12 +23,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import pandas as pd
+
 from prerec_pyro import cli
+from prerec_pyro.data.benchmarks import get_benchmark, target_groups
+from prerec_pyro.io import atomic_write
+from prerec_pyro.report import results_markdown
 
 SHORT = ("--patience", "2", "--max-steps-per-epoch", "100", "--valid-max-users", "200")
+# to convergence: up to 100 epochs of 100 steps (on smaller data too), stopped after 3 epochs without a better
+# sources' validation score
+CONVERGED = ("--epochs", "100", "--patience", "3", "--max-steps-per-epoch", "100", "--min-steps-per-epoch", "100",
+             "--valid-max-users", "200")
 
 
 class Setting(NamedTuple):
@@ -34,7 +50,7 @@ class Setting(NamedTuple):
     max_users: int | None
     needs_data: bool
     pretrained_on: str | None = None
-    groups: tuple[str, ...] = ("paper-intervals", "sliding")
+    groups: tuple[str, ...] = ("fair", "paper-intervals", "sliding")
 
 
 RETAIL_BUDGET, MOVIELENS_BUDGET = ("--epochs", "6") + SHORT, ("--epochs", "5") + SHORT
@@ -42,12 +58,15 @@ BENCHMARK_SETTINGS = {
     "retail-countries": Setting(RETAIL_BUDGET, None, True),
     "movielens-ages": Setting(MOVIELENS_BUDGET, 500, True),
     "synthetic": Setting((), None, False),
-    "retail-to-movielens": Setting(RETAIL_BUDGET, 300, True, "retail-countries", ("sliding",)),
-    "movielens-to-retail": Setting(MOVIELENS_BUDGET, 200, True, "movielens-ages", ("sliding",)),
-    "mixed-sources": Setting(RETAIL_BUDGET, 300, True, None, ("sliding",)),
+    "retail-to-movielens": Setting(RETAIL_BUDGET, 300, True, "retail-countries", ("fair", "sliding")),
+    "movielens-to-retail": Setting(MOVIELENS_BUDGET, 200, True, "movielens-ages", ("fair", "sliding")),
+    "mixed-sources": Setting(RETAIL_BUDGET, 300, True, None, ("fair", "sliding")),
+    "synthetic-small": Setting((), None, False, None, ("fair",)),
 }
-# group: (variants, zero-shot scorings); a group's variants share their popularity mode
+# group: (variants, zero-shot scorings[, budget replacing the benchmark's]); a group's variants share their popularity
+# mode
 GROUPS = {
+    "fair": (("prerec_default", "prerec_n_default", "zesrec", "unisrec"), ("eq8",), CONVERGED),
     "paper-intervals": (("prerec_n", "prerec_literal", "prerec_per_obs", "prerec_shared", "prerec_per_obs_intervened"),
                         ("eq8", "backdoor")),
     "sliding": (("prerec_n_sliding_skip", "prerec_per_obs_sliding", "prerec_combined", "prerec_n_text", "prerec_text",
@@ -59,13 +78,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--benchmarks", nargs="+", default=list(BENCHMARK_SETTINGS), choices=list(BENCHMARK_SETTINGS),
                    help="benchmarks to run (default: all; the cross-platform ones score the in-platform runs)")
-    p.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS), help="groups of variants")
+    p.add_argument("--groups", nargs="+", default=["fair"], choices=list(GROUPS), help="groups of variants")
+    p.add_argument("--results", default="docs/RESULTS.md",
+                   help="where the fair group's verdicts and tables are written")
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--runs", default="runs_ablations", help="root of the variants' run directories and outputs")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     p.add_argument("--device", type=cli.device, default=None, help="cpu or cuda (default: ablations.py's)")
     p.add_argument("--dry-run", action="store_true", help="print the ablations.py invocations and stop")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    return args
 
 
 def invocations(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
@@ -76,7 +99,8 @@ def invocations(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
         for group in args.groups:
             if group not in setting.groups:
                 continue
-            variants, scorings = GROUPS[group]
+            variants, scorings, *budget = GROUPS[group]
+            budget = budget[0] if budget else setting.budget
             argv = ["--benchmark", benchmark, "--runs", args.runs, "--seeds", *map(str, args.seeds),
                     "--variants", *variants, "--scorings", *scorings,
                     "--out", str(Path(args.runs) / benchmark / group)]
@@ -84,7 +108,7 @@ def invocations(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
             argv += ["--data-dir", args.data_dir] if setting.needs_data and args.data_dir else []
             argv += ["--max-users", str(setting.max_users)] if setting.max_users else []
             argv += ["--device", args.device] if args.device else []
-            argv += ["--pretrain-args", *setting.budget] if setting.budget else []
+            argv += ["--pretrain-args", *budget] if budget else []
             out.append((benchmark, group, argv))
     return out
 
@@ -97,18 +121,31 @@ def main(args: argparse.Namespace) -> list[Path]:
         for _, _, argv in plan:
             print("python scripts/ablations.py " + " ".join(argv))
         return []
-    merged = []
+    merged, fair = [], []
     for benchmark in args.benchmarks:
-        longs = []
-        for name, group, argv in plan:
-            if name == benchmark:
-                longs.append(str(ablations.main(ablations.parse_args(argv)) / "ablations_long.csv"))
+        longs = {group: str(ablations.main(ablations.parse_args(argv)) / "ablations_long.csv")
+                 for name, group, argv in plan if name == benchmark}
         if not longs:
             continue
         out = Path(args.runs) / benchmark
         merged.append(ablations.main(ablations.parse_args(["--benchmark", benchmark, "--out", str(out),
-                                                           "--from-long", *longs])))
+                                                           "--from-long", *longs.values()])))
+        if "fair" in longs:
+            fair.append(fair_section(benchmark, Path(longs["fair"]).parent))
+    if fair:
+        command = "python scripts/ablation_suite.py " + " ".join(args.argv)
+        atomic_write(Path(args.results), lambda f: f.write(results_markdown(fair, command).encode()))
+        print(f"written: {args.results}")
     return merged
+
+
+def fair_section(benchmark: str, folder: Path) -> dict:
+    """One benchmark's part of docs/RESULTS.md, from the fair group's outputs in ``folder``."""
+    tables = (folder / "ablations.md").read_text()
+    tables += "\nPer target (mean ± sd over seeds [95% interval over users]):\n\n"
+    tables += (folder / "ablations_targets.md").read_text() if (folder / "ablations_targets.md").exists() else ""
+    return {"benchmark": benchmark, "long": pd.read_csv(folder / "ablations_long.csv"),
+            "groups": target_groups(get_benchmark(benchmark)), "tables": tables}
 
 
 if __name__ == "__main__":

@@ -7,14 +7,17 @@
 A variant is a set of ``scripts/map_pretrain.py`` flags (``VARIANTS``) and a scoring rule (Eq. 8's plain
 intervention, the back-door average over draws of D, or shared item offsets). Runs are kept under
 ``--runs/<variant>/seed<s>/`` and reused when finished, so an interrupted study resumes. Writes, under ``--out``:
-``ablations_long.csv`` (every variant, seed, target and subset with 95% bootstrap intervals over users) and
-``ablations.csv`` / ``ablations.md`` (mean r-NDCG@K% and Recall@K% over targets per seed, then the mean and the
-across-seed standard deviation). Training-free baselines (Random, POP, SBERT) appear once, with no seed spread.
+``ablations_long.csv`` (every variant, seed, target, subset and history rule with 95% bootstrap intervals over users)
+and ``ablations.csv`` / ``ablations.md`` (mean r-NDCG@K% and Recall@K% over targets per seed, then the mean and the
+across-seed standard deviation, one table per history rule of ``--history-items``; each learned method's
+convergence record: why each seed's training stopped, at which epoch). Training-free baselines (Random, POP, SBERT,
+SBERT+POP) appear once, with no seed spread.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -23,13 +26,12 @@ import torch
 
 from prerec_pyro import cli
 from prerec_pyro.baselines.runs import BASELINE_KINDS, pretrained_baseline
-from prerec_pyro.baselines.simple import PopScorer, SbertScorer
 from prerec_pyro.baselines.train import BaselineScorer
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
-from prerec_pyro.evaluate import EvalConfig
+from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig
 from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.runs import RunConfig, common_cold_protocol, find_latest_run, load_run_config
-from prerec_pyro.inference.zero_shot import intervened_source_score, score_target
+from prerec_pyro.inference.zero_shot import intervened_source_score, rule_scorers, sbert_pop_alpha, score_target
 from prerec_pyro.io import atomic_write, write_csv
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.progress import progress_bar
@@ -87,6 +89,7 @@ VARIANTS = {
 }
 SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
 SELECTION, SELECTION_USERS = "source_valid_intervened", 200  # the target-free criterion, users per source
+CONVERGENCE = "convergence"  # the subset of the rows that hold a run's convergence record
 METRICS = ("rndcg@k%", "recall@k%")
 
 
@@ -114,6 +117,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="only summarise existing ablations_long.csv files (several invocations' rows, merged) "
                         "into --out; nothing is trained or scored")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--history-items", nargs="+", default=list(HISTORY_RULES), choices=HISTORY_RULES,
+                   help="history rules, each a table: keep (scores as given) or exclude (every item the user had "
+                        "before the target ranked last, for every method)")
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present)")
     args = p.parse_args(argv)
@@ -169,8 +175,19 @@ def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, r
     return scorers
 
 
-def summary_table(long: pd.DataFrame, subset: str = "all") -> pd.DataFrame:
-    """Mean over targets per (method, seed), then mean and across-seed std per method (``subset`` samples)."""
+def rule_rows(long: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """The rows scored under history rule ``rule`` (rows written before the rules existed are "keep"), and the
+    rule-free ones (the selection criterion)."""
+    long = long[long["subset"] != CONVERGENCE]
+    rules = long["history_items"] if "history_items" in long.columns else pd.Series("keep", index=long.index)
+    rules = rules.where(rules.notna() | (long["subset"] == SELECTION), "keep")
+    return long[(rules == rule) | rules.isna()]
+
+
+def summary_table(long: pd.DataFrame, subset: str = "all", rule: str = "keep") -> pd.DataFrame:
+    """Mean over targets per (method, seed), then mean and across-seed std per method (``subset`` samples, history
+    rule ``rule``)."""
+    long = rule_rows(long, rule)
     long = long.assign(**{m: long.get(m, float("nan")) for m in METRICS})  # a selection-only table has no recall
     rows = long[(long["subset"] == subset) & long["rndcg@k%"].notna()]
     per_seed = rows.groupby(["method", "seed"], sort=False)[list(METRICS)].mean().reset_index()
@@ -183,17 +200,18 @@ def summary_table(long: pd.DataFrame, subset: str = "all") -> pd.DataFrame:
     return table.reset_index()
 
 
-def per_target_table(long: pd.DataFrame, metric: str = "rndcg@k%") -> pd.DataFrame:
-    """Per target and method ("all" samples): the mean over seeds, the across-seed sd, and the 95% bootstrap
-    interval over users averaged over seeds."""
-    rows = long[long["subset"] == "all"]
+def per_target_table(long: pd.DataFrame, metric: str = "rndcg@k%", rule: str = "keep") -> pd.DataFrame:
+    """Per target and method ("all" samples, history rule ``rule``): the mean over seeds, the across-seed sd, and
+    the 95% bootstrap interval over users averaged over seeds."""
+    rows = rule_rows(long, rule)
+    rows = rows[rows["subset"] == "all"]
     grouped = rows.groupby(["domain", "method"], sort=False)
     return pd.DataFrame({"mean": grouped[metric].mean(), "sd": grouped[metric].std(ddof=1).fillna(0.0),
                          "low": grouped[f"{metric}_low"].mean(), "high": grouped[f"{metric}_high"].mean()})
 
 
-def per_target_markdown(long: pd.DataFrame) -> str:
-    table = per_target_table(long)
+def per_target_markdown(long: pd.DataFrame, rule: str = "keep") -> str:
+    table = per_target_table(long, rule=rule)
     methods = list(dict.fromkeys(table.index.get_level_values("method")))
     lines = ["| target | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for target in dict.fromkeys(table.index.get_level_values("domain")):
@@ -209,14 +227,18 @@ def _cell(table: pd.DataFrame, target: str, method: str) -> str:
     return f"{row['mean']:.4f} ± {row['sd']:.4f} [{row['low']:.4f}, {row['high']:.4f}]"
 
 
-def markdown(table: pd.DataFrame) -> str:
-    lines = ["| method | r-NDCG@K% (mean ± sd over seeds) | Recall@K% | seeds | sources' validation, Eq. 8 |",
-             "|---|---|---|---|---|"]
+def markdown(table: pd.DataFrame, stopped: dict[str, str] | None = None) -> str:
+    """One row per method: the means ± sd over seeds, the seeds, the target-free selection score, and why each
+    seed's training stopped (``stopped``: by variant, ``convergence_cells``)."""
+    stopped = stopped or {}
+    lines = ["| method | r-NDCG@K% (mean ± sd over seeds) | Recall@K% | seeds | sources' validation, Eq. 8 | "
+             "training stopped (per seed) |", "|---|---|---|---|---|---|"]
     for row in table.to_dict("records"):
         cells = [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in METRICS]
         selection = "–" if pd.isna(row["selection_mean"]) else \
             f"{row['selection_mean']:.4f} ± {row['selection_std']:.4f}"
-        lines.append(f"| {row['method']} | {' | '.join(cells)} | {row['n_seeds']} | {selection} |")
+        stop = stopped.get(str(row["method"]).split("/")[0], "–")
+        lines.append(f"| {row['method']} | {' | '.join(cells)} | {row['n_seeds']} | {selection} | {stop} |")
     return "\n".join(lines) + "\n"
 
 
@@ -228,7 +250,8 @@ def main(args: argparse.Namespace) -> Path:
         if missing:
             raise ValueError(f"--from-long: {missing[0]} does not exist (an ablations_long.csv written by this script)")
         long = pd.concat([pd.read_csv(path) for path in args.from_long], ignore_index=True)
-        long = long.drop_duplicates(subset=["method", "domain", "subset", "seed"], keep="first")
+        keys = ["method", "domain", "subset", "seed"] + (["history_items"] if "history_items" in long.columns else [])
+        long = long.drop_duplicates(subset=keys, keep="first")
         write_summaries(long, out, args.benchmark)
         return out
     jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # a seed at a time
@@ -251,7 +274,7 @@ def main(args: argparse.Namespace) -> Path:
     if not rows:  # --skip-targets with baselines only: trained, nothing to score
         logger.info("nothing scored (--skip-targets and no PreRec variant); the baselines are trained")
         return out
-    long = pd.DataFrame(rows)
+    long = pd.DataFrame(rows + convergence_rows(args, runs, baselines))
     write_csv(out / "ablations_long.csv", long)
     write_summaries(long, out, args.benchmark)
     return out
@@ -274,11 +297,11 @@ def target_rows(args: argparse.Namespace, prepared, runs: dict, baselines: dict)
     """Every target scored by POP, SBERT, each run's zero-shot scorers and each pre-trained baseline (Random
     first)."""
     eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, n_boot=args.n_boot, device=args.device,
-                             max_users=args.max_users)
-    rows = []
+                             max_users=args.max_users, history_items=tuple(args.history_items))
+    rows, alpha = [], sbert_pop_alpha(prepared, eval_config)
     for target in progress_bar(prepared.benchmark.targets, desc="targets"):
         text = prepared.item_text(prepared.target(target)).to(args.device)
-        for row in score_target(prepared, target, [PopScorer(), SbertScorer(text)], eval_config):
+        for row in score_target(prepared, target, rule_scorers(prepared, target, alpha, args.device), eval_config):
             rows.append({**row, "seed": -1})
         for (variant, seed), run in runs.items():
             scorers = run_scorers(args, prepared, target, variant, run)
@@ -301,23 +324,50 @@ def selection_rows(args: argparse.Namespace, prepared, runs: dict) -> list[dict]
 
 
 def write_summaries(long: pd.DataFrame, out: Path, benchmark: str) -> None:
-    """``ablations.csv`` / ``ablations.md`` (means over targets) and ``ablations_targets.md`` (per target: mean ±
-    sd over seeds [95% bootstrap interval over users, averaged over seeds])."""
-    table = summary_table(long)
+    """``ablations.csv`` / ``ablations.md`` (means over targets, a table per history rule, with each learned method's
+    convergence record) and ``ablations_targets.md`` (per target: mean ± sd over seeds [95% bootstrap interval over
+    users, averaged over seeds])."""
+    rules = [rule for rule in HISTORY_RULES if not rule_rows(long, rule).query("subset == 'all'").empty] or ["keep"]
+    stopped = convergence_cells(long)
+    tables = {rule: summary_table(long, rule=rule) for rule in rules}
     n_targets = long.loc[long["subset"] == "all", "domain"].nunique()
-    write_csv(out / "ablations.csv", table)
-    text = f"{benchmark}: zero-shot, mean over {n_targets} targets\n\n" + markdown(table)
-    atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
+    write_csv(out / "ablations.csv", pd.concat([t.assign(history_items=r) for r, t in tables.items()]))
+    text = "".join(f"{benchmark}: zero-shot, mean over {n_targets} targets, history items: {rule}\n\n"
+                   + markdown(table, stopped) + "\n" for rule, table in tables.items())
     if (long["subset"] == "all").any():
-        atomic_write(out / "ablations_targets.md", lambda f: f.write(per_target_markdown(long).encode()))
+        targets = "".join(f"history items: {rule}\n\n" + per_target_markdown(long, rule) + "\n" for rule in rules)
+        atomic_write(out / "ablations_targets.md", lambda f: f.write(targets.encode()))
     new_items = long[(long["subset"] == "new_items") & long.get("rndcg@k%", pd.Series(dtype=float)).notna()]
     if len(new_items) and (new_items["n_samples"] > 0).any():  # the cold-item protocol's subset
         counts = new_items.groupby("domain")["n_samples"].max()
         text += (f"\n{benchmark}: zero-shot on the samples whose item no source lists (new_items: "
-                 f"{int(counts.sum())} samples in {int((counts > 0).sum())} target(s)), mean over those targets\n\n"
-                 + markdown(summary_table(long, "new_items")))
-        atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
+                 f"{int(counts.sum())} samples in {int((counts > 0).sum())} target(s)), mean over those targets, "
+                 f"history items: {rules[0]}\n\n" + markdown(summary_table(long, "new_items", rules[0]), stopped))
+    atomic_write(out / "ablations.md", lambda f: f.write(text.encode()))
     print(text)
+
+
+def convergence_rows(args: argparse.Namespace, runs: dict, baselines: dict) -> list[dict]:
+    """Each learned run's convergence record (why it stopped, after how many epochs): rows of subset
+    ``CONVERGENCE`` named by variant; runs written before the record existed have none."""
+    rows = []
+    for (variant, seed), run in runs.items():
+        record = json.loads((run / "metrics.json").read_text()).get("convergence")
+        rows += [{"method": variant, "domain": "sources", "subset": CONVERGENCE, "seed": seed, **record}] if record \
+            else []
+    for variant, seed in baselines:
+        folder = Path(args.runs) / variant / f"seed{seed}" / get_benchmark(args.pretrained_on or args.benchmark).folder
+        record = json.loads((folder / "history.json").read_text()).get("convergence")
+        rows += [{"method": variant, "domain": "sources", "subset": CONVERGENCE, "seed": seed, **record}] if record \
+            else []
+    return rows
+
+
+def convergence_cells(long: pd.DataFrame) -> dict[str, str]:
+    """Per variant: "<stopped_by> after <epochs_run>" for each seed, in seed order."""
+    rows = long[long["subset"] == CONVERGENCE].sort_values("seed") if "stopped_by" in long.columns else long.iloc[:0]
+    return {variant: ", ".join(f"{r.stopped_by} after {int(r.epochs_run)}" for r in group.itertuples())
+            for variant, group in rows.groupby("method", sort=False)}
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
     python scripts/intervene_eval.py --target all --benchmark retail-countries --data-dir ../shared/data
     python scripts/intervene_eval.py --run RUN --benchmark new_market.toml --target all   # targets from elsewhere
 
-Prints a table (methods x Recall@K% / r-NDCG@K% on all, unseen and new-item samples) and writes it as CSV and JSON
+Prints a table (methods x Recall@K% / r-NDCG@K% on all, unseen and new-item samples, under each history rule of
+``--history-items``: ``keep`` ranks the scores as given, ``exclude`` ranks the user's earlier items last for every
+method) and writes it as CSV and JSON
 beside the PreRec run or in ``--out`` (``zero_shot_<target>[_<what differs from the defaults>].csv|json``). With
 ``--run``, the benchmark may be any other one: its targets are scored, the run's own sources are rebuilt from the
 run's definition, and the JSON records both. The benchmark is rebuilt as the runs saw it: a run
@@ -25,7 +27,7 @@ import torch
 from prerec_pyro import cli
 from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
-from prerec_pyro.evaluate import EvalConfig, results_table
+from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig, results_table
 from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.pretrained import BACKDOOR_FROM
 from prerec_pyro.inference.runs import (
@@ -35,7 +37,7 @@ from prerec_pyro.inference.runs import (
     load_run_config,
     prepare_for_run,
 )
-from prerec_pyro.inference.zero_shot import evaluate_target
+from prerec_pyro.inference.zero_shot import evaluate_target, sbert_pop_alpha
 from prerec_pyro.io import write_csv
 
 logger = logging.getLogger("intervene_eval")
@@ -63,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--history-items", nargs="+", default=list(HISTORY_RULES), choices=HISTORY_RULES,
+                   help="history rules, each a column of the table: keep (scores as given) or exclude (every item "
+                        "the user had before the target ranked last, for every method)")
     p.add_argument("--out", default=None, help="output folder (default: the PreRec run's directory)")
     args = p.parse_args(argv)
     if args.k_percent is not None and not 0 < args.k_percent <= 100:
@@ -114,9 +119,9 @@ def output_stem(args: argparse.Namespace, runs: dict[str, Path], benchmark, tran
 
 
 def format_table(table: pd.DataFrame) -> str:
-    wide = table.pivot_table(index=["domain", "method"], columns="subset",
+    wide = table.pivot_table(index=["domain", "method"], columns=["history_items", "subset"],
                              values=["recall@k%", "rndcg@k%"], sort=False)
-    wide.columns = [f"{metric} ({subset})" for metric, subset in wide.columns]
+    wide.columns = [f"{metric} ({subset}, {rule})" for metric, rule, subset in wide.columns]
     return wide.to_string(float_format=lambda v: f"{v:.4f}")
 
 
@@ -131,11 +136,11 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     transfer = run_config.benchmark != benchmark.name
     k_percent = benchmark.k_percent if args.k_percent is None else args.k_percent
     config = EvalConfig(k_percent=k_percent, split=args.split, n_boot=args.n_boot, device=args.device,
-                        rndcg_b=args.rndcg_b)
-    rows = []
+                        rndcg_b=args.rndcg_b, history_items=tuple(args.history_items))
+    rows, alpha = [], sbert_pop_alpha(prepared, config)
     for target in targets:
         rows += evaluate_target(prepared, target, runs, replace(config), samples=args.samples,
-                                item_offsets=args.item_offsets, backdoor_from=args.backdoor_from)
+                                item_offsets=args.item_offsets, backdoor_from=args.backdoor_from, alpha=alpha)
     table = results_table(rows)
     print(format_table(table))
     stem = output_stem(args, runs, benchmark, transfer)
@@ -145,7 +150,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
                                           "split": args.split, "k_percent": config.k_percent,
                                           "cold_items": prepared.cold_items, "cold_seed": prepared.cold_seed,
                                           "samples": args.samples, "backdoor_from": args.backdoor_from,
-                                          "item_offsets": args.item_offsets,
+                                          "item_offsets": args.item_offsets, "sbert_pop_alpha": alpha,
+                                          "history_items": list(config.history_items),
                                           "runs": {k: str(v) for k, v in runs.items()},
                                           "rows": table.to_dict(orient="records")})
     print(f"written: {stem}.csv, {stem}.json")

@@ -58,7 +58,7 @@ from prerec_pyro.models.prerec import (
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.popularity import MODES, PopularityConfig
 from prerec_pyro.text import TextEncoderConfig
-from prerec_pyro.training import loss_trend
+from prerec_pyro.training import convergence, loss_trend
 
 logger = logging.getLogger("map_pretrain")
 
@@ -86,6 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the benchmark's)")
     p.add_argument("--patience", type=int, default=None, help="epochs without validation gain before stopping")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
+    p.add_argument("--min-steps-per-epoch", type=int, default=None,
+                   help="steps an epoch (a validation period) takes at least: on small data it goes on through "
+                        "reshuffled windows, so the patience counts comparable amounts of training")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per batch (paper: 256)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 3e-4; default: benchmark's)")
     p.add_argument("--hidden-dim", type=int, default=None, help="embedding size B (paper: 256)")
@@ -145,8 +148,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         if changed:
             p.error(f"--resume continues a run with its own configuration (config.json); it takes only --epochs, "
                     f"--patience and --device, but also got {', '.join('--' + c.replace('_', '-') for c in changed)}")
-    for flag in ("epochs", "patience", "max_steps_per_epoch", "batch_size", "hidden_dim", "heads", "negatives",
-                 "max_len", "valid_max_users"):
+    for flag in ("epochs", "patience", "max_steps_per_epoch", "min_steps_per_epoch", "batch_size", "hidden_dim",
+                 "heads", "negatives", "max_len", "valid_max_users"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1 (or left out for the default), got {value}")
@@ -181,7 +184,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                         lr=given(args.lr, defaults.get("lr", 3e-4)),
                         max_epochs=given(args.epochs, defaults.get("max_epochs", 20)),
                         patience=given(args.patience, defaults.get("patience", 3)),
-                        max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed, device=args.device,
+                        max_steps_per_epoch=args.max_steps_per_epoch, min_steps_per_epoch=args.min_steps_per_epoch,
+                        seed=args.seed, device=args.device,
                         elbo=args.elbo, scale_lr=given(args.scale_lr, SCALE_LR if args.guide in VARIATIONAL else None))
     return RunConfig(benchmark=benchmark.name, method=args.method, guide=args.guide, model=model, train=train,
                      sequences=SequenceConfig(max_len=args.max_len),
@@ -299,8 +303,12 @@ def pretrain(args: argparse.Namespace, parallel: Distributed, device: str) -> Pa
                "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "n_obs": trainer.n_obs,
                "wall_seconds": time.perf_counter() - started, "processes": parallel.world_size,
                "valid": validate.last, "posterior": posterior_spread(guide, model),
-               "loss_trend": loss_trend(state["history"])}
+               "loss_trend": loss_trend(state["history"]), "convergence": convergence(state, config.train)}
     save_json(run_dir / "metrics.json", metrics)
+    if metrics["convergence"]["stopped_by"] == "cap":
+        logger.warning("stopped at the epoch cap (%d) while the validation score was still within its patience: not "
+                       "converged by its own criterion; continue with --resume %s --epochs N", config.train.max_epochs,
+                       run_dir)
     trend = metrics["loss_trend"]
     if trend and not trend["flat"]:
         logger.warning("the training loss still moves %.2f%% an epoch (epochs %d-%d): not converged; continue with "

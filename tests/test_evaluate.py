@@ -13,6 +13,7 @@ from prerec_pyro.evaluate import (
     SUBSETS,
     EvalConfig,
     SampleRanks,
+    eval_batches,
     evaluate_domain,
     pack_by_length,
     random_summary,
@@ -122,3 +123,68 @@ def test_summarize_new_items_subset_counts_new_items_whatever_the_user():
     assert summarize(SampleRanks("d", 1000, ranks, users, unseen), config, "new_items") == {"n_samples": 0}
     with pytest.raises(ValueError, match="unknown subset 'cold'.*new_items"):
         summarize(result, config, "cold")
+
+
+class _PreviousItemScorer:
+    """Scores that depend on the previous item only (a fixed random table, with ties): row ``prev`` of ``table``."""
+
+    name = "previous-item"
+
+    def __init__(self, n_items: int):
+        self.table = torch.randint(0, 5, (n_items, n_items), generator=torch.Generator().manual_seed(3)).float()
+
+    def __call__(self, batch):
+        previous = torch.cat([batch.items[:, :1], batch.items[:, :-1]], dim=1) - batch.item_offset  # [R, L]
+        return self.table[previous]  # [R, L, J]
+
+
+class _TargetsOnly(_PreviousItemScorer):
+    """The same scores through the ``score_targets`` path (layout order, grouped by period)."""
+
+    def score_targets(self, batch):
+        return self(batch).reshape(-1, batch.n_domain_items)[batch.target_layout()[0]]  # [A, J]
+
+
+def _expected_exclude_ranks(data, config, table: torch.Tensor) -> tuple[np.ndarray, int]:
+    """Ranks under "exclude" computed sample by sample from the users' whole sequences, in the harness's order, and
+    how many samples had a seen item outside their own window."""
+    dom, expected, outside = data.domains[0], [], 0
+    for windows, batch in eval_batches(data, 0, config):
+        keep = batch.target_mask.numpy()
+        for row, position in zip(*np.nonzero(keep)):
+            user, absolute = windows.user[row], windows.position[row, position]
+            sequence = dom.seq_items[dom.seq_offsets[user]: dom.seq_offsets[user + 1]]
+            seen = set(sequence[:absolute].tolist())
+            outside += bool(seen - set(windows.items[row, :position].tolist()))
+            scores = table[sequence[absolute - 1]].numpy().copy()
+            target = sequence[absolute]
+            scores[list(seen)] = -np.inf
+            higher, level = (scores > scores[target]).sum(), (scores == scores[target]).sum()
+            expected.append(higher + (level + 1) / 2)
+    return np.array(expected), outside
+
+
+@pytest.mark.parametrize("scorer_class", [_PreviousItemScorer, _TargetsOnly])
+def test_exclude_ranks_the_whole_history_last_and_keeps_other_ranks_in_order(tiny_sources, scorer_class):
+    """Sequences longer than max_len = 8 are cut into windows; "exclude" ranks last every item of the whole history
+    before the target (also those before its window), the rest in score order, the catalogue size unchanged."""
+    scorer = scorer_class(tiny_sources.domains[0].n_items)
+    config = EvalConfig(k_percent=5.0, history_items=("keep", "exclude"), score_budget=4_000)
+    result = evaluate_domain(scorer, tiny_sources, 0, config)
+    expected, outside = _expected_exclude_ranks(tiny_sources, config, scorer.table)
+    assert outside > 0, "the fixture must have targets whose seen items lie before their window"
+    np.testing.assert_array_equal(result.ranks_under("exclude"), expected)
+    np.testing.assert_array_equal(result.ranks, result.ranks_under("keep"))
+    keep_only = evaluate_domain(scorer, tiny_sources, 0, replace(config, history_items="keep"))
+    np.testing.assert_array_equal(keep_only.ranks, result.ranks_under("keep"))
+    assert not np.array_equal(result.ranks_under("exclude"), result.ranks)
+    excluded = summarize(result, replace(config, k_percent=50.0), history_items="exclude")
+    assert excluded["recall@k%"] != summarize(result, replace(config, k_percent=50.0))["recall@k%"]
+    with pytest.raises(ValueError, match="not ranked under history rule 'exclude'"):
+        summarize(keep_only, config, history_items="exclude")
+
+
+@pytest.mark.parametrize("rules", [(), ("keep", "keep"), ("drop",), "everything"])
+def test_eval_config_rejects_unknown_history_rules(rules):
+    with pytest.raises(ValueError, match="history_items must be distinct rules"):
+        EvalConfig(history_items=rules)

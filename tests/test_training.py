@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from prerec_pyro.training import FLAT, OptimConfig, _Interrupt, checked_losses, fit_epochs, loss_trend, new_state
+from prerec_pyro.training import (
+    FLAT,
+    OptimConfig,
+    _Interrupt,
+    checked_losses,
+    convergence,
+    fit_epochs,
+    loss_trend,
+    new_state,
+)
 
 
 def test_loss_trend_is_the_fitted_relative_change_per_epoch_over_the_window():
@@ -43,3 +52,33 @@ def test_an_interrupt_dropped_by_a_finaliser_stops_training_at_the_next_check():
         fit_epochs(run_epoch, None, OptimConfig(max_epochs=5, patience=5), new_state(), lambda improved: None)
     assert epochs == [0]  # raised again before the second epoch
     assert not _Interrupt.requested  # and forgotten once training is left
+
+
+@pytest.mark.parametrize("scores, max_epochs, stopped_by, epochs_run, best_epoch", [
+    ([0.1, 0.2, 0.15, 0.14, 0.3], 10, "patience", 4, 1),  # two epochs without gain at patience 2
+    ([0.1, 0.2, 0.3, 0.4, 0.5], 3, "cap", 3, 2),  # still improving at the cap: not converged
+])
+def test_convergence_records_why_training_stopped(scores, max_epochs, stopped_by, epochs_run, best_epoch):
+    values = iter(scores)
+    config = OptimConfig(max_epochs=max_epochs, patience=2, max_steps_per_epoch=7)
+    state = fit_epochs(lambda epoch: 1.0, lambda: {"score": next(values)}, config, new_state(), lambda improved: None)
+    assert convergence(state, config) == {"stopped_by": stopped_by, "epochs_run": epochs_run, "best_epoch": best_epoch,
+                                          "patience": 2, "max_epochs": max_epochs, "max_steps_per_epoch": 7,
+                                          "min_steps_per_epoch": None}
+    assert convergence(new_state(), config)["stopped_by"] == "running"
+
+
+def test_an_epoch_on_small_data_goes_on_for_min_steps_through_reshuffled_windows(tiny_sources):
+    from prerec_pyro.data.batches import DomainBalancedSampler
+    from prerec_pyro.training import training_windows
+
+    sampler = DomainBalancedSampler(training_windows(tiny_sources), batch_size=8, seed=0)
+    config = OptimConfig(min_steps_per_epoch=3 * len(sampler), max_steps_per_epoch=5 * len(sampler))
+    assert config.steps_per_epoch(len(sampler)) == 3 * len(sampler)
+    assert OptimConfig(max_steps_per_epoch=2).steps_per_epoch(len(sampler)) == min(2, len(sampler))
+    assert OptimConfig().steps_per_epoch(len(sampler)) == len(sampler)
+    batches = list(sampler.epoch(0, 3 * len(sampler)))
+    assert len(batches) == 3 * len(sampler)
+    assert [(k, list(r)) for k, r in batches[: len(sampler)]] == [(k, list(r)) for k, r in sampler.epoch(0)]
+    with pytest.raises(ValueError, match="min_steps_per_epoch must be >= 1 and <= max_steps_per_epoch"):
+        OptimConfig(min_steps_per_epoch=10, max_steps_per_epoch=5)

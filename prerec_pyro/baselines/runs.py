@@ -2,7 +2,8 @@
 
 A baseline run directory holds ``model.pt`` (the weights that were best on the sources' validation users),
 ``history.json`` and ``config.json`` (kind, seed and the ``RunConfig`` whose sizes, optimiser settings and budget it
-copied), written atomically; a finished run is reused. ZESRec is GRU4Rec on the frozen text vectors trained with
+copied), written atomically; a finished run is reused. ZESRec is a GRU over the frozen text vectors with item and user
+offsets (Gaussian priors in the reference run's prior units, dropped at zero-shot: ``zesrec.py``) trained with
 PreRec's sampled softmax; UniSRec is its Transformer over MoE-adapted text vectors with the in-batch contrastive
 loss. Both are trained on the same domain-balanced batches of the sources' training users as PreRec, for the same
 epochs, steps and patience, and early-stopped on the sources' validation users: the comparison of the paper's
@@ -17,28 +18,37 @@ from pathlib import Path
 
 import torch
 
+from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_checkpoint, save_json
 from prerec_pyro.inference.runs import RunConfig
 from prerec_pyro.pipeline import PreparedBenchmark
+from prerec_pyro.training import training_windows
 
 from .sequential import Gru4Rec, SequentialRecommender
 from .train import BaselineTrainConfig, fit_baseline, validation_callback
 from .unisrec import UniSRec
+from .zesrec import ZesRec, offset_stds
 
 logger = logging.getLogger(__name__)
 BASELINE_KINDS = {"zesrec": "ZESRec", "unisrec": "UniSRec"}  # kind: label
 
 
-def new_baseline(kind: str, text: torch.Tensor, reference: RunConfig) -> SequentialRecommender:
-    """An untrained ZESRec or UniSRec with the reference run's sizes over text vectors ``text`` [J, T]."""
+def new_baseline(kind: str, text: torch.Tensor, reference: RunConfig, data: MultiDomainData) -> SequentialRecommender:
+    """An untrained ZESRec, UniSRec or GRU4Rec with the reference run's sizes over ``data``'s text vectors ``text``
+    [J, T] (ZESRec's offsets: one per item row and training user of ``data``, priors as the reference's eps_v and
+    eps_u)."""
     model = reference.model
     sizes = {"hidden_dim": model.hidden_dim, "n_layers": model.n_layers, "max_len": model.max_len}
     if kind == "zesrec":
+        n_obs = sum(int(w.target_mask.sum()) for w in training_windows(data))
+        item_std, user_std = offset_stds(model.prior_units, model.lambda_v, model.lambda_u, max(n_obs, 1))
+        return ZesRec(text, max(data.n_fit_users, 1), item_std, user_std, max(n_obs, 1), **sizes)
+    if kind == "gru4rec":
         return Gru4Rec(text, **sizes)
     if kind == "unisrec":
         return UniSRec(text, **sizes, n_heads=model.n_heads)
-    raise ValueError(f"unknown baseline {kind!r}; expected one of {sorted(BASELINE_KINDS)}")
+    raise ValueError(f"unknown baseline {kind!r}; expected one of {sorted(BASELINE_KINDS)} or 'gru4rec'")
 
 
 def train_config(kind: str, reference: RunConfig, seed: int, device: str) -> BaselineTrainConfig:
@@ -46,7 +56,8 @@ def train_config(kind: str, reference: RunConfig, seed: int, device: str) -> Bas
     train = reference.train
     return BaselineTrainConfig(n_negatives=train.n_negatives, batch_size=train.batch_size, lr=train.lr,
                                max_epochs=train.max_epochs, patience=train.patience,
-                               max_steps_per_epoch=train.max_steps_per_epoch, seed=seed, device=device,
+                               max_steps_per_epoch=train.max_steps_per_epoch,
+                               min_steps_per_epoch=train.min_steps_per_epoch, seed=seed, device=device,
                                loss="contrastive" if kind == "unisrec" else "sampled")
 
 
@@ -58,7 +69,7 @@ def pretrained_baseline(kind: str, prepared: PreparedBenchmark, reference: RunCo
     finished = (directory / "model.pt").exists()
     if not finished:
         torch.manual_seed(seed)  # the initial weights of a new run
-    model = new_baseline(kind, prepared.item_text(sources).to(device), reference).to(device)
+    model = new_baseline(kind, prepared.item_text(sources).to(device), reference, sources).to(device)
     if finished:
         model.load_state_dict(load_checkpoint(directory / "model.pt", device)["model"])
         return model
@@ -66,7 +77,7 @@ def pretrained_baseline(kind: str, prepared: PreparedBenchmark, reference: RunCo
     eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, split="valid", n_boot=1, device=device,
                              max_users=reference.valid_max_users)
     history = fit_baseline(model, sources, config, validate=validation_callback(model, sources, eval_config))
-    save_json(directory / "history.json", {"history": history})
+    save_json(directory / "history.json", {"history": history, "convergence": history[-1]["convergence"]})
     save_json(directory / "config.json", {"kind": kind, "seed": seed, "train": asdict(config),
                                           "reference": reference.to_json()})
     save_checkpoint(directory / "model.pt", {"model": model.state_dict()})  # last: its presence means finished

@@ -7,8 +7,7 @@ score any catalogue: ``set_item_text`` points it at another one (e.g. a target d
 - ``SequentialRecommender``: item encoder (``TextHead`` f_e by default) -> f_seq (``CausalTransformer`` or
   ``CausalGRU``) with a learned start token as the first input; logit = user state · item embedding.
 - ``SasRec``: the Transformer configuration (trained in-domain from scratch in the paper's table).
-- ``Gru4Rec``: the GRU configuration. ZESRec is this model pre-trained on the sources and applied zero-shot to a
-  target: ``fit_baseline`` on the sources, then ``set_item_text(target_text)``.
+- ``Gru4Rec``: the GRU configuration (trained in-domain). ZESRec adds item and user offsets to it (``zesrec.py``).
 
 The logits mirror ``PreRecModel.logits``: the full catalogue of the batch's domain when ``batch.negatives is None``,
 otherwise [positive, shared negatives] with the positive at slot 0 and a negative equal to the target masked.
@@ -94,9 +93,12 @@ class SequentialRecommender(nn.Module):
         """Item embeddings of global rows ``rows`` [*S] -> [*S, B]."""
         return self.item_encoder(self.item_text[rows])
 
-    def user_states(self, batch: PreRecBatch) -> Tensor:
-        """The user state before each position (position p scores the item at p). [R, L, B]"""
+    def user_states(self, batch: PreRecBatch, history_keep: Tensor | None = None) -> Tensor:
+        """The user state before each position (position p scores the item at p); ``history_keep`` [R, L-1] bool
+        zeroes the embeddings of the history items it leaves out (an augmented view). [R, L, B]"""
         history = self.item_embedding(batch.items[:, :-1])  # [R, L-1, B]
+        if history_keep is not None:
+            history = history * history_keep.unsqueeze(-1)
         first = self.start.expand(batch.items.shape[0], -1)  # [R, B]
         return self.f_seq(first, history)  # [R, L, B]
 
@@ -121,6 +123,16 @@ class SequentialRecommender(nn.Module):
         duplicate = batch.negatives == batch.targets.unsqueeze(-1)  # [R, L, C]
         scores = scores.masked_fill(duplicate, torch.finfo(scores.dtype).min)
         return torch.cat([positive.unsqueeze(-1), scores], dim=-1)  # [R, L, 1 + C]
+
+    def auxiliary_loss(self, batch: PreRecBatch, users: Tensor) -> Tensor:
+        """An extra training term over the target states ``users`` [N, B] (UniSRec's sequence-sequence contrast;
+        none here). []"""
+        return users.new_zeros(())
+
+    def negative_log_prior(self, batch: PreRecBatch) -> Tensor:
+        """-log p of the model's latent variables over N_obs, added to the mean loss (none here: the networks are
+        point estimates without priors; ZESRec's offsets have one). []"""
+        return self.start.new_zeros(())
 
     def forward(self, batch: PreRecBatch) -> Tensor:
         return self.logits(batch)

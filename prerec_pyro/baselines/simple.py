@@ -3,16 +3,30 @@
 - ``RandomScorer``: uniform random scores (a sampled check of the closed-form Random row).
 - ``PopScorer``: the item's count in the previous interval (the same counts behind the popularity factors).
 - ``SbertScorer``: inner product of the last history item's raw text vector with every item's.
+- ``SbertPopScorer``: SBERT+POP, ``cos(X_last, X_j) + α·log(1 + F_j1)`` with F_j1 = c_j / s_1 the item's recent
+  count relative to the domain's mean count (the factor POP ranks by, so one α serves a large source and a small
+  target), α fitted on the sources' validation users by ``fit_sbert_pop`` (no target data): the rule a
+  practitioner would try first, and the one a pre-trained model has to beat.
 
 Shape legend: R = windows, L = positions, J = the domain's items, T = text dimension.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from prerec_pyro.data.batches import PreRecBatch
+from prerec_pyro.data.dataset import MultiDomainData
+from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
+
+logger = logging.getLogger(__name__)
+ALPHA_GRID = (0.0, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 10.0)  # SBERT+POP's α, searched on sources
 
 
 class RandomScorer:
@@ -48,3 +62,39 @@ class SbertScorer:
         last = text[batch.items]  # [R, L, T]: the item at p - 1 is the last history item of position p
         last = torch.cat([torch.zeros_like(last[:, :1]), last[:, :-1]], dim=1)  # [R, L, T]
         return last @ text[batch.candidate_rows].T  # [R, L, J]
+
+
+class SbertPopScorer:
+    """Scores = cos(X_last, X_j) + α·log(1 + F_j1) (see the module docstring); α = 0 ranks as ``SbertScorer`` with
+    unit-norm text vectors."""
+
+    name = "SBERT+POP"
+
+    def __init__(self, item_text: Tensor, alpha: float):
+        if not (np.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"SBERT+POP's alpha must be a finite number >= 0, got {alpha!r}")
+        self.sbert, self.alpha = SbertScorer(F.normalize(item_text.float(), dim=-1)), float(alpha)
+
+    def __call__(self, batch: PreRecBatch) -> Tensor:
+        popularity = torch.log1p(PopScorer()(batch))  # [R, L, J]
+        return self.sbert(batch) + self.alpha * popularity  # [R, L, J]
+
+
+def fit_sbert_pop(sources: MultiDomainData, source_text: Tensor, config: EvalConfig,
+                  grid: tuple[float, ...] = ALPHA_GRID) -> SbertPopScorer:
+    """SBERT+POP with the α of ``grid`` that maximises the mean r-NDCG@K% over the source domains on
+    ``config.split`` users (the sources' validation users; ties: the smallest α). ``source_text``: the sources'
+    text vectors in their global row order. [J_all, T]"""
+    if config.split == "test":
+        raise ValueError("fit SBERT+POP's alpha on the sources' validation (or training) users, not on test users")
+    config = replace(config, history_items=config.history_items[:1], n_boot=1)
+    scores = []
+    for alpha in grid:
+        scorer = SbertPopScorer(source_text, alpha)
+        per_domain = [summarize(evaluate_domain(scorer, sources, k, config), config).get("rndcg@k%", 0.0)
+                      for k in range(len(sources.domains))]
+        scores.append(float(np.mean(per_domain)))
+    best = grid[int(np.argmax(scores))]
+    logger.info("SBERT+POP: alpha %g (sources' %s r-NDCG@K%% %.4f; alpha 0: %.4f)", best, config.split, max(scores),
+                scores[grid.index(0.0)] if 0.0 in grid else float("nan"))
+    return SbertPopScorer(source_text, best)

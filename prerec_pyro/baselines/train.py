@@ -32,7 +32,7 @@ from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler, PreRec
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.distributed import SINGLE, Distributed, LossModule
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
-from prerec_pyro.training import OptimConfig, fit_epochs, new_state, run_epoch_steps, training_windows
+from prerec_pyro.training import OptimConfig, convergence, fit_epochs, new_state, run_epoch_steps, training_windows
 
 from .sequential import SequentialRecommender
 
@@ -76,14 +76,15 @@ def contrastive_loss(model: SequentialRecommender, batch: PreRecBatch) -> Tensor
     users = model.user_states(batch)[mask]  # [N, B]
     rows = batch.items[mask]  # [N] global item rows of the positives
     scores = in_batch_logits(model.pair_scores(users, model.item_embedding(rows)), rows)  # [N, N]
-    return F.cross_entropy(scores, torch.arange(len(rows), device=scores.device))
+    loss = F.cross_entropy(scores, torch.arange(len(rows), device=scores.device))
+    return loss + model.auxiliary_loss(batch, users)
 
 
 def batch_loss(model: SequentialRecommender, batch: PreRecBatch, loss: str) -> Tensor:
-    """The training loss ``loss`` (one of ``LOSSES``) of one batch."""
-    if loss == "contrastive":
-        return contrastive_loss(model, batch)
-    return next_item_loss(model, batch)
+    """The training loss ``loss`` (one of ``LOSSES``) of one batch, plus the model's -log-prior terms in the same
+    per-observation unit (ZESRec's offsets; none for the others)."""
+    data_term = contrastive_loss(model, batch) if loss == "contrastive" else next_item_loss(model, batch)
+    return data_term + model.negative_log_prior(batch)
 
 
 class _Fitter:
@@ -177,7 +178,8 @@ def fit_baseline(model: SequentialRecommender, data: MultiDomainData, config: Ba
 
 
 def _fit(fitter: _Fitter, validate: Callable[[], dict] | None) -> list[dict]:
-    """The shared epoch loop with early stopping on the validation score; restores the best state dict."""
+    """The shared epoch loop with early stopping on the validation score; restores the best state dict. The last
+    record holds ``convergence`` (why training stopped, ``prerec_pyro.training.convergence``)."""
     model, best = fitter.model, {}
 
     def keep_best(improved: bool) -> None:
@@ -188,6 +190,7 @@ def _fit(fitter: _Fitter, validate: Callable[[], dict] | None) -> list[dict]:
                        fitter.parallel)
     if best:
         model.load_state_dict(best["state"])
+    state["history"][-1]["convergence"] = convergence(state, fitter.config)
     return state["history"]
 
 

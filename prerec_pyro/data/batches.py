@@ -219,11 +219,12 @@ class DomainBalancedSampler:
     def __len__(self) -> int:
         return max(1, -(-sum(self.sizes) // self.batch_size))
 
-    def epoch(self, epoch: int):
+    def epoch(self, epoch: int, steps: int | None = None):
+        """The batches of ``epoch``: ``len(self)`` of them, or ``steps`` (going on through reshuffled windows)."""
         rng = np.random.default_rng([self.seed, epoch])
         perms = {k: rng.permutation(self.sizes[k]) for k in self.active}
         cursor = {k: 0 for k in self.active}
-        for step in range(len(self)):
+        for step in range(len(self) if steps is None else steps):
             k = self.active[step % len(self.active)]
             n = min(self.batch_size, self.sizes[k])
             if cursor[k] + n > self.sizes[k]:

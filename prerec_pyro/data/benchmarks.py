@@ -317,6 +317,25 @@ BENCHMARKS: dict[str, Benchmark] = {path.stem: benchmark_from_toml(path, named=T
 BENCHMARK_HELP = f"a named benchmark ({', '.join(sorted(BENCHMARKS))}) or the path of a .toml file (your own data)"
 
 
+def target_groups(benchmark: Benchmark) -> dict[str, tuple[str, ...]]:
+    """The benchmark's targets grouped by where they come from: one group per ``[[data]]`` entry (a dataset, or a
+    pair of tables) that holds any, e.g. the platform halves of mixed-sources. A benchmark not built from TOML
+    entries has one group."""
+    spec = getattr(benchmark.load, "args", (None,))[0]
+    if not isinstance(spec, TomlData):
+        return {benchmark.name: benchmark.targets}
+    groups, left = {}, list(benchmark.targets)
+    for entry in spec.entries:
+        domains = entry.domains if isinstance(entry, DatasetEntry) else ((entry.domain,) if entry.domain else ())
+        name = entry.dataset if isinstance(entry, DatasetEntry) else entry.where
+        mine = tuple(t for t in left if t in domains)
+        if mine:
+            groups[name], left = mine, [t for t in left if t not in mine]
+    if left:  # targets from tables whose domain column names them
+        groups["tables"] = tuple(left)
+    return groups
+
+
 def get_benchmark(name: str | os.PathLike[str]) -> Benchmark:
     """A named benchmark, or the benchmark of a ``.toml`` file (a path); ValueError listing the names otherwise."""
     name = os.fspath(name)

@@ -125,8 +125,12 @@ def test_moe_adaptor_is_the_gated_sum_of_centred_projections():
     x = torch.randn(2, 5)
     gates = torch.softmax(x @ adaptor.gate, -1)  # [2, 4]
     expected = sum(gates[:, k: k + 1] * ((x - adaptor.centres[k]) @ adaptor.weights[k]) for k in range(4))
+    adaptor.eval()  # scoring: no gate noise
     torch.testing.assert_close(adaptor(x), expected)
-    torch.testing.assert_close(MoEAdaptor(5, 3, 4).gates(x), torch.full((2, 4), 0.25))  # zero gate: uniform
+    torch.testing.assert_close(MoEAdaptor(5, 3, 4).eval().gates(x), torch.full((2, 4), 0.25))  # zero gate: uniform
+    adaptor.train()  # training: noisy gating (noise scale softplus(x W_n) > 0)
+    noisy = adaptor.gates(x)
+    assert not torch.allclose(noisy, gates) and torch.allclose(noisy.sum(-1), torch.ones(2))
 
 
 @pytest.mark.parametrize("name", ["SASRec", "GRU4Rec", "UniSRec"])
@@ -163,7 +167,7 @@ def test_unisrec_fine_tuning_changes_only_the_adaptor(bench):
     fit_baseline(model, target, replace(FAST, loss="contrastive", max_epochs=1),
                  trainable=model.adaptor_parameters())
     adaptor = {f"item_encoder.{k}" for k, _ in model.adaptor.named_parameters()}
-    assert adaptor == {"item_encoder.centres", "item_encoder.weights", "item_encoder.gate"}
+    assert adaptor == {"item_encoder.centres", "item_encoder.weights", "item_encoder.gate", "item_encoder.noise"}
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == adaptor
@@ -236,3 +240,15 @@ def test_trainable_must_be_the_models_own_parameters(bench):
     sources, text, _, _ = bench
     with pytest.raises(ValueError, match="not one of the model's parameters"):
         fit_baseline(build("SASRec", text), sources, FAST, trainable=[torch.nn.Parameter(torch.zeros(1))])
+
+
+def test_unisrec_adds_the_sequence_sequence_contrast_in_training_only(bench):
+    sources, text, _, _ = bench
+    batch = first_batch(sources, None)
+    users = torch.randn(int(batch.target_mask.sum()), SIZES["hidden_dim"])
+    model = UniSRec(text, n_heads=2, **SIZES)
+    assert model.config.dropout == 0.0 and UniSRec(text, n_heads=2, hidden_dim=16, max_len=8).config.dropout == 0.5
+    term = model.auxiliary_loss(batch, users)
+    assert term > 0 and term < 1e-3 * 2 * math.log(len(users))  # λ = 1e-3 times a cross-entropy over the batch
+    assert model.eval().auxiliary_loss(batch, users) == 0
+    assert UniSRec(text, n_heads=2, sequence_weight=0.0, **SIZES).auxiliary_loss(batch, users) == 0

@@ -1,9 +1,10 @@
 """Random, POP and SBERT scorers through the evaluation harness."""
 
 import numpy as np
+import pytest
 import torch
 
-from prerec_pyro.baselines.simple import PopScorer, RandomScorer, SbertScorer
+from prerec_pyro.baselines.simple import PopScorer, RandomScorer, SbertPopScorer, SbertScorer, fit_sbert_pop
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, random_summary, summarize
 
@@ -36,3 +37,29 @@ def test_sbert_scores_the_last_history_item(tiny_sources, encode_hash):
     last = batch.items[0, 1]  # the item at position 1 is the last history item of position 2
     expected = text[last] @ text[batch.candidate_rows].T
     torch.testing.assert_close(scores[0, 2], expected)
+
+
+def test_sbert_pop_with_alpha_zero_ranks_as_sbert(tiny_sources, encode_hash):
+    text = encode_hash(tiny_sources)
+    config = EvalConfig(k_percent=10.0, split="all", n_boot=10, history_items=("keep", "exclude"))
+    plain = evaluate_domain(SbertScorer(torch.nn.functional.normalize(text, dim=-1)), tiny_sources, 0, config)
+    with_pop = evaluate_domain(SbertPopScorer(text, 0.0), tiny_sources, 0, config)
+    for rule in config.history_items:
+        np.testing.assert_allclose(with_pop.ranks_under(rule), plain.ranks_under(rule))
+    heavy = evaluate_domain(SbertPopScorer(text, 100.0), tiny_sources, 0, config)
+    popular = evaluate_domain(PopScorer(), tiny_sources, 0, config)
+    assert np.mean(np.abs(heavy.ranks - popular.ranks)) < np.mean(np.abs(plain.ranks - popular.ranks))
+
+
+def test_sbert_pop_alpha_is_fitted_on_the_sources_validation_users(tiny_sources, encode_hash):
+    text = encode_hash(tiny_sources)
+    config = EvalConfig(k_percent=10.0, split="valid", n_boot=10)
+    fitted = fit_sbert_pop(tiny_sources, text, config, grid=(0.0, 0.1, 1.0, 10.0))
+    scores = {alpha: np.mean([summarize(evaluate_domain(SbertPopScorer(text, alpha), tiny_sources, k, config),
+                                        config)["rndcg@k%"] for k in range(len(tiny_sources.domains))])
+              for alpha in (0.0, 0.1, 1.0, 10.0)}
+    assert fitted.alpha == max(scores, key=scores.get)
+    with pytest.raises(ValueError, match="not on test users"):
+        fit_sbert_pop(tiny_sources, text, EvalConfig(k_percent=10.0))
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        SbertPopScorer(text, -1.0)

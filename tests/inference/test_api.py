@@ -118,8 +118,14 @@ def test_bad_inputs_give_clear_errors(pretrained, shop, caplog):
     assert len(kept) == 10 and "dropping 1 item id" in caplog.text
     with pytest.raises(ValueError, match="history 0 is empty"):
         recommender.recommend([[]])
-    with pytest.raises(ValueError, match="k must be in"):
-        recommender.recommend(known, k=0)
+    for bad_k in (0, None, 2.0, True):
+        with pytest.raises(ValueError, match=r"k must be an integer in \[1, "):
+            recommender.recommend(known, k=bad_k)
+    for empty in ([], {}):
+        with pytest.raises(ValueError, match="histories is empty"):
+            recommender.recommend(empty)
+    with pytest.raises(ValueError, match="histories is empty"):
+        recommender.score([])
     with pytest.raises(ValueError, match="trained on text vectors of 'hash-bow-32'"):
         PretrainedRun.load(run_dir, text_model="all-MiniLM-L6-v2")
     with pytest.raises(ValueError, match="no item text"):
@@ -157,3 +163,29 @@ def test_recommend_script_writes_top_k_per_user(pretrained, shop, tmp_path):
     recs = pd.read_csv(tmp_path / "recs.csv", dtype={"user_id": str, "item_id": str})
     assert list(recs.columns) == ["user_id", "rank", "item_id", "score"]
     assert set(recs["user_id"]) == set(log["user_id"]) and (recs.groupby("user_id").size() == 3).all()
+
+
+def test_a_history_longer_than_the_window_leaves_out_every_item_it_holds(shop):
+    """The model reads the last max_len - 1 = 7 items; the recommendations leave out all 20 (issue: items seen
+    before the window came back as new)."""
+    run, domain = shop
+    recommender = run.on_domain(domain.items, recent_interactions=domain.interactions)
+    catalogue = list(domain.items["item_id"])
+    history = catalogue[:20]
+    window = history[-(run.config.model.max_len - 1):]
+    torch.testing.assert_close(recommender.score([history]), recommender.score([window]))
+    top = recommender.recommend(history, k=len(catalogue) - len(history))
+    assert not set(top["item_id"]) & set(history)
+    assert len(top) == len(catalogue) - len(history)
+
+
+def test_k_beyond_the_unseen_items_returns_only_unseen_items_with_finite_scores(shop, caplog):
+    run, domain = shop
+    recommender = run.on_domain(domain.items, recent_interactions=domain.interactions)
+    catalogue = list(domain.items["item_id"])
+    histories = {"long": catalogue[:-3] + catalogue[:5], "short": catalogue[:2]}  # "long": 3 unseen items
+    top = recommender.recommend(histories, k=10)
+    assert sorted(top.loc[top["user_id"] == "long", "item_id"]) == sorted(catalogue[-3:])
+    assert (top.groupby("user_id").size() == pd.Series({"long": 3, "short": 10})).all()
+    assert np.isfinite(top["score"]).all()
+    assert "1 of 2 histories have fewer than k = 10 unseen items (the fewest: 3)" in caplog.text

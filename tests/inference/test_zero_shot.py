@@ -55,9 +55,13 @@ def test_shared_offsets_read_no_target_training_data(pretrained, scramble_traini
 
 def test_evaluate_target_rows_and_bad_options(pretrained):
     run_dir, prepared = pretrained
-    rows = evaluate_target(prepared, TARGET, {"prerec": run_dir}, EvalConfig(k_percent=5.0, n_boot=10),
-                           item_offsets="shared")
-    assert {r["method"] for r in rows} == {"Random", "POP", "SBERT", "PreRec (shared offsets)"}
+    config = EvalConfig(k_percent=5.0, n_boot=10, history_items=("keep", "exclude"))
+    rows = evaluate_target(prepared, TARGET, {"prerec": run_dir}, config, item_offsets="shared")
+    methods = {"Random", "POP", "SBERT", "SBERT+POP", "PreRec (shared offsets)"}
+    assert {r["method"] for r in rows} == methods
+    for rule in ("keep", "exclude"):  # every method under both history rules, each subset once
+        assert sorted((r["method"], r["subset"]) for r in rows if r["history_items"] == rule) == \
+            sorted((m, s) for m in methods for s in ("all", "unseen", "new_items"))
     with pytest.raises(ValueError, match="item_offsets must be one of"):
         PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, item_offsets="source")
     backdoor = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, 4, item_offsets="shared")

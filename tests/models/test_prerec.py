@@ -410,3 +410,29 @@ def test_repeat_term_adds_w_r_to_items_already_in_the_history(tiny_sources, enco
     assert expected[batch.target_mask].any(), "the fixture must repeat some item, or the test shows nothing"
     keep = batch.target_mask.unsqueeze(-1) & (logits > torch.finfo(logits.dtype).min)
     torch.testing.assert_close(gained[keep], -2.5 * expected[keep], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("changes", [{}, {"last_item_skip": True, "text_channel": "last", "repeat_term": False,
+                                          "shared_item_offsets": True}])
+@pytest.mark.parametrize("negatives", [None, 5])
+@pytest.mark.parametrize("grad", [False, True])
+def test_candidate_logits_equal_each_periods_item_side_built_whole(tiny_sources, encode_hash, changes, negatives, grad):
+    """The optimised item side (the static part once, only Z per period; a catalogue's counted items updated in
+    place) gives what building [V_c(t), bias_c(t)] whole for each target's period gives (to 1e-5)."""
+    model = PreRecModel(replace(CONFIG, **changes), len(tiny_sources.domains), tiny_sources.n_fit_users,
+                        encode_hash(tiny_sources)).eval()
+    batch = make_batch(tiny_sources, negatives=negatives, domain=1, rows=6)
+    latent = poutine.trace(model.latents).get_trace(batch).nodes["_RETURN"]["value"]
+    with torch.set_grad_enabled(grad):
+        user = model.user_state(batch, latent, model.catalogue_text(batch))  # [R, L, B (+ T)]
+        got = model.target_logits(batch, latent)  # [A, C]
+        order, sizes = batch.target_layout()
+        users = user.reshape(-1, user.shape[-1])[order]  # [A, B (+ T)]
+        periods = torch.repeat_interleave(torch.arange(len(sizes)), torch.as_tensor(sizes))  # [A]
+        rows = batch.candidate_rows
+        expected = []
+        for a in range(len(order)):
+            value, bias = model.item_parts(rows, batch.factors_candidates[periods[a]], batch, latent)  # [C, .], [C]
+            expected.append(users[a] @ value.T + bias)
+    assert len(set(periods.tolist())) > 1, "the fixture's targets must fall in several periods"
+    torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-5)

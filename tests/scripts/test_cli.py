@@ -39,6 +39,9 @@ def test_map_pretrain_writes_a_run_directory(tmp_path):
     assert set(metrics["valid"]) == {"india", "spain", "canada"}
     assert 0.0 <= metrics["valid"]["india"]["rndcg@k%"] <= 1.0
     assert metrics["epochs_run"] == 2
+    convergence = metrics["convergence"]
+    assert convergence["epochs_run"] == 2 and convergence["max_epochs"] == 2
+    assert convergence["stopped_by"] in ("cap", "patience") and 0 <= convergence["best_epoch"] <= 1
 
 
 def test_map_pretrain_resume_and_print_shapes(tmp_path, capsys):
@@ -59,9 +62,10 @@ def test_intervene_eval_prints_the_table_and_writes_files(tmp_path, capsys):
     table = script.main(script.parse_args(["--benchmark", "synthetic-small", "--target", "japan", "--runs",
                                            str(tmp_path / "runs"), "--n-boot", "50"]))
     out = capsys.readouterr().out
-    for method in ("Random", "POP", "SBERT", "PreRec_n", "PreRec"):
+    for method in ("Random", "POP", "SBERT", "SBERT+POP", "PreRec_n", "PreRec"):
         assert method in set(table["method"]), method
-    assert "rndcg@k% (unseen)" in out
+    assert "rndcg@k% (unseen, keep)" in out and "rndcg@k% (all, exclude)" in out
+    assert set(table["history_items"]) == {"keep", "exclude"}
     written = list((tmp_path / "runs" / "synthetic-small").glob("prerec-*/zero_shot_japan.csv"))
     assert len(written) == 1
 
@@ -77,7 +81,8 @@ def test_cold_items_are_remembered_by_the_run_and_scored_as_new_items(tmp_path):
     script = load_script("intervene_eval")
     table = script.main(script.parse_args(["--benchmark", "synthetic-small", "--target", "japan", "--runs",
                                            str(tmp_path / "runs"), "--n-boot", "20"]))
-    rows = table[(table["domain"] == "japan") & (table["subset"] == "new_items")].set_index("method")
+    rows = table[(table["domain"] == "japan") & (table["subset"] == "new_items") & (table["history_items"] == "keep")]
+    rows = rows.set_index("method")
     assert {"Random", "POP", "SBERT", "PreRec"} <= set(rows.index)
     assert (rows["n_samples"] > 0).all() and rows["n_samples"].nunique() == 1
     run = load_run_config(run_dir)  # the evaluated benchmark is the run's: the same ids removed from the sources
@@ -164,25 +169,30 @@ def test_ablations_trains_each_variant_and_seed_once_and_summarises(tmp_path, ca
              "--scorings", "eq8", "shared", "--runs", str(tmp_path / "abl"), "--n-boot", "20", "--pretrain-args",
              *TINY[2:]]
     out = script.main(script.parse_args(flags))
-    table = pd.read_csv(out / "ablations.csv")
-    assert list(table["method"]) == ["Random", "POP", "SBERT", "prerec_n/eq8", "prerec_per_obs/eq8",
+    both = pd.read_csv(out / "ablations.csv")
+    assert list(both["history_items"].drop_duplicates()) == ["keep", "exclude"]
+    table = both[both["history_items"] == "keep"].reset_index(drop=True)
+    assert list(table["method"]) == ["Random", "POP", "SBERT", "SBERT+POP", "prerec_n/eq8", "prerec_per_obs/eq8",
                                      "prerec_per_obs/shared"]
-    assert (table.loc[3:, "n_seeds"] == 2).all() and (table.loc[:2, "n_seeds"] == 1).all()
-    assert (table["rndcg@k%_std"] >= 0).all() and table.loc[3:, "rndcg@k%_std"].gt(0).any()
-    assert table.loc[:2, "selection_mean"].isna().all()  # training-free baselines have no selection score
-    assert table.loc[[3, 4], "selection_mean"].between(0, 1).all()
-    assert pd.isna(table.loc[5, "selection_mean"])  # a scoring rule of the same run has no score of its own
-    assert "| prerec_per_obs/eq8 |" in capsys.readouterr().out
+    assert (table.loc[4:, "n_seeds"] == 2).all() and (table.loc[:3, "n_seeds"] == 1).all()
+    assert (table["rndcg@k%_std"] >= 0).all() and table.loc[4:, "rndcg@k%_std"].gt(0).any()
+    assert table.loc[:3, "selection_mean"].isna().all()  # training-free baselines have no selection score
+    assert table.loc[[4, 5], "selection_mean"].between(0, 1).all()
+    assert pd.isna(table.loc[6, "selection_mean"])  # a scoring rule of the same run has no score of its own
+    printed = capsys.readouterr().out
+    assert "| prerec_per_obs/eq8 |" in printed and "history items: exclude" in printed
+    assert printed.count("| prerec_n/eq8 |") == 3  # keep, exclude and the new-items table
+    assert "| cap after 2, cap after 2 |" in printed
     runs = sorted((tmp_path / "abl").glob("*/seed*/synthetic-small/*/best.pt"))
     assert len(runs) == 4
     script.main(script.parse_args(flags))  # reuses the finished runs
     assert sorted((tmp_path / "abl").glob("*/seed*/synthetic-small/*/best.pt")) == runs
     targets = (out / "ablations_targets.md").read_text()
-    assert targets.count("\n") == 2 + 4 and "| japan |" in targets  # header, rule, one row per target
+    assert targets.count("| japan |") == 2 and "history items: exclude" in targets  # a table per rule
     merged = script.main(script.parse_args(["--benchmark", "synthetic-small", "--from-long",
                                             str(out / "ablations_long.csv"), str(out / "ablations_long.csv"),
                                             "--out", str(tmp_path / "merged")]))
-    pd.testing.assert_frame_equal(pd.read_csv(merged / "ablations.csv"), table)
+    pd.testing.assert_frame_equal(pd.read_csv(merged / "ablations.csv"), both)
 
 
 def test_ablations_refuses_runs_of_a_benchmark_with_other_sources():
