@@ -384,8 +384,8 @@ class PreRecModel(nn.Module):
         side = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)  # [P, C, B + 1]
         width = z.shape[-1]
         learned = torch.cat([users[:, :width], users[:, -1:]], dim=1)  # [A, B + 1]: U's learned part and the 1
-        groups = torch.split(learned, sizes)
-        return torch.cat([groups[p] @ side[p].T for p, size in enumerate(sizes) if size])  # [A, C]
+        pairs = zip(torch.split(learned, sizes), side.unbind(0))  # unbind: one backward node, not one per period
+        return torch.cat([group @ items.T for group, items in pairs if len(group)])  # [A, C]
 
     def _period_items(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict, sizes: tuple[int, ...]):
         """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets of a whole catalogue,
