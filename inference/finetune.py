@@ -74,7 +74,7 @@ def finetune(run_dir: Path, prepared: PreparedBenchmark, target: str, train: Tra
     text = prepared.item_text(data).to(train.device)
     if pretrained:
         run = PretrainedRun.load(run_dir, train.device)
-        start = run.known_offsets(prepared, data.item_keys()[1])  # the zero-shot point
+        start = run.known_offsets(data.item_keys()[1])  # the zero-shot point
         model = run.fresh_model(data, text, config)
     else:
         start, model = {}, build_model(replace(config, train=replace(config.train, device=train.device)), data, text)

@@ -7,7 +7,12 @@ API (``prerec_pyro.api``) all go through it:
 - ``model_on(data, item_text)``: the networks on a prepared target's domains, users and items;
 - ``target_scorer(prepared, target)``: Eq. 8 (or the back-door average) on a prepared target's users;
 - ``on_domain(items, recent_interactions)``: a ``DomainRecommender`` over a bare catalogue (no log needed);
-- ``known_offsets(prepared, item_ids)``: the run's learned eps_v_shared for a catalogue's item ids.
+- ``known_offsets(item_ids)``: the run's learned eps_v_shared for a catalogue's item ids.
+
+A run is self-contained: pre-training writes ``sources.pt`` (``source_summary``: the sources' distinct item ids with
+their eps_v_shared estimates, a bank of draws of the sources' D_k for the posterior back-door, the text vectors'
+dimension), so recommending or evaluating on a new catalogue reads no source data. A run written before that file
+existed derives it once from its sources' data (with a message) and keeps it.
 
 ``item_offsets="shared"`` is an extension beyond Eq. 8 for catalogues that overlap the sources (XMarket's markets,
 MovieLens' age groups): an item that is also in a source catalogue keeps the mean of its source MAP offsets
@@ -37,7 +42,7 @@ from prerec_pyro.pipeline import PreparedBenchmark
 from prerec_pyro.text import TextEncoderConfig, canonical_model_name, encode_texts
 from prerec_pyro.training import training_windows
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .guides import domain_draws, latent_values
 from .intervene import BackdoorScorer, InterventionScorer, target_model
 from .recommender import DomainRecommender, TableLike, catalogue_factors, items_table
@@ -46,6 +51,8 @@ from .runs import METHOD_LABELS, RunConfig, build_model, check_finished, load_ru
 logger = logging.getLogger(__name__)
 ITEM_OFFSETS = ("zero", "shared")
 BACKDOOR_FROM = ("prior", "posterior")
+SOURCES_FILE = "sources.pt"
+DRAW_BANK = 1024  # draws of the sources' D_k a run keeps; the first n are ``domain_draws_in_turn(n)``
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -96,6 +103,22 @@ def domain_draws_in_turn(model: PreRecModel, guide, probe: PreRecBatch, n_sample
     return draws.flatten(0, 1)[:n_samples]  # [n_samples, B], domains in turn
 
 
+def source_summary(model: PreRecModel, guide, probe: PreRecBatch, sources: MultiDomainData) -> dict:
+    """What zero-shot reads of a run's sources (see the module docstring), on the CPU."""
+    estimates = latent_values(guide, probe, model)
+    shared = estimates.get(EPS_V_SHARED)
+    draws = domain_draws_in_turn(model, guide, probe, DRAW_BANK) if model.config.use_domain else None
+    return {"item_ids": [str(item) for item in sources.item_keys()[1]], "text_dim": int(model.item_text.shape[1]),
+            EPS_V_SHARED: None if shared is None else shared.detach().cpu(),
+            "domain_draws": None if draws is None else draws.detach().cpu()}
+
+
+def write_source_summary(run_dir: Path, model: PreRecModel, guide, probe: PreRecBatch,
+                         sources: MultiDomainData) -> None:
+    """Write ``sources.pt`` into ``run_dir`` (atomically): the end of pre-training."""
+    save_checkpoint(Path(run_dir) / SOURCES_FILE, source_summary(model, guide, probe, sources))
+
+
 def shared_item_offsets(estimates: dict[str, Tensor], prepared: PreparedBenchmark, target: str) -> dict[str, Tensor]:
     """Post-hoc eps_v / eps_z tables ``[J_target, B]`` from a run's ``estimates``: for each target item, the mean of
     the estimates over the source domains that list the same item id; 0 for items in no source catalogue."""
@@ -135,6 +158,7 @@ class PretrainedRun:
         self.run_dir, self.nets, self.device = run_dir, nets, device
         self.config = replace(config, train=replace(config.train, device=str(device)))  # where its models live
         self._sources = None  # (prepared, model, guide, probe, estimates): the run on the last sources asked for
+        self._summary = None  # sources.pt, read (or derived) on first use
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu",
@@ -178,13 +202,41 @@ class PretrainedRun:
         self.on_sources(prepared)
         return self._sources[4]
 
-    def known_offsets(self, prepared: PreparedBenchmark, item_ids: np.ndarray) -> dict[str, Tensor]:
+    @property
+    def summary(self) -> dict:
+        """``sources.pt`` (see the module docstring), read once; derived from the sources' data for a run written
+        before it existed (and kept in the run directory when it is writable)."""
+        if self._summary is None:
+            path = self.run_dir / SOURCES_FILE
+            if path.exists():
+                self._summary = load_checkpoint(path, self.device)
+            else:
+                logger.warning("%s has no %s (runs written before it existed): deriving it once from the sources' "
+                               "data", self.run_dir, SOURCES_FILE)
+                prepared = prepare_for_run(self.config)
+                self._summary = source_summary(*self.on_sources(prepared), prepared.sources)
+                try:
+                    save_checkpoint(path, self._summary)
+                except OSError as error:
+                    logger.warning("could not keep %s (%s); it will be derived again next time", path, error)
+        return self._summary
+
+    def known_offsets(self, item_ids: np.ndarray) -> dict[str, Tensor]:
         """The run's learned eps_v_shared for the catalogue ``item_ids`` (0 for ids its sources do not list): what
         zero-shot and the start of fine-tuning keep of a model with shared item offsets; {} for a model without."""
         if not self.config.model.shared_item_offsets:
             return {}
-        return learned_shared_offsets(self.source_estimates(prepared), prepared.sources.item_keys()[1],
-                                      np.asarray(item_ids, dtype=object))
+        summary = self.summary
+        return learned_shared_offsets({EPS_V_SHARED: summary[EPS_V_SHARED].to(self.device)},
+                                      np.asarray(summary["item_ids"], dtype=object), np.asarray(item_ids, dtype=object))
+
+    def posterior_domain_draws(self, n_samples: int, prepared: PreparedBenchmark | None = None) -> Tensor:
+        """``domain_draws_in_turn(n_samples)`` of the run's guide: from the run's bank, or (more draws than it
+        keeps) from the guide on ``prepared``'s sources (the run's own when None). [n_samples, B]"""
+        bank = self.summary["domain_draws"]
+        if bank is not None and n_samples <= len(bank):
+            return bank[:n_samples].to(self.device)
+        return domain_draws_in_turn(*self.on_sources(prepared or prepare_for_run(self.config)), n_samples)
 
     def target_scorer(self, prepared: PreparedBenchmark, target: str, samples: int = 0, item_offsets: str = "zero",
                       backdoor_from: str = "prior"):
@@ -198,7 +250,7 @@ class PretrainedRun:
             raise ValueError(f"backdoor_from must be one of {BACKDOOR_FROM}, got {backdoor_from!r}")
         posthoc = item_offsets == "shared" and self.config.model.use_offsets
         data = prepared.target(target)
-        offsets = self.known_offsets(prepared, data.item_keys()[1])
+        offsets = self.known_offsets(data.item_keys()[1])
         if posthoc:
             offsets.update(shared_item_offsets(self.source_estimates(prepared), prepared, target))
         model = self.model_on(data, prepared.item_text(data))
@@ -206,7 +258,7 @@ class PretrainedRun:
         if samples > 0 and self.config.model.use_domain:
             draws = None
             if backdoor_from == "posterior":
-                draws = domain_draws_in_turn(*self.on_sources(prepared), samples)
+                draws = self.posterior_domain_draws(samples, prepared)
                 label += " (back-door over the posterior D_k)"
             return BackdoorScorer(model, samples, name=label, item_offsets=offsets, domain_draws=draws)
         return InterventionScorer(model, name=label, item_offsets=offsets)
@@ -225,11 +277,14 @@ class PretrainedRun:
         factors = catalogue_factors(table, recent_interactions, now, self.config.popularity)  # [1, J, F]
         model = PreRecModel(self.config.model, 1, 1, text).to(self.device)
         model.load_state_dict(self.nets)
-        own = prepare_for_run(self.config) if self.config.model.shared_item_offsets or samples > 0 else None
-        offsets = self.known_offsets(own, table["item_id"].to_numpy(dtype=object)) if own else None  # source data
+        trained_dim = self.nets["f_e.linear.weight"].shape[1]
+        if text.shape[1] != trained_dim:
+            raise ValueError(f"{self.run_dir} was trained on {trained_dim}-dimensional text vectors; "
+                             f"{self.config.text_model!r} gave {text.shape[1]} here")
+        offsets = self.known_offsets(table["item_id"].to_numpy(dtype=object)) or None
         scorer = None
         if samples > 0 and self.config.model.use_domain:
-            draws = None if backdoor_from == "prior" else domain_draws_in_turn(*self.on_sources(own), samples)
+            draws = None if backdoor_from == "prior" else self.posterior_domain_draws(samples)
             scorer = BackdoorScorer(model, samples, name=f"{self.label} (back-door)", item_offsets=offsets,
                                     domain_draws=draws)
         return DomainRecommender(model, table["item_id"].to_numpy(dtype=object), factors.to(self.device), offsets,

@@ -18,7 +18,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from prerec_pyro.baselines.runs import new_baseline
+from prerec_pyro.baseline_runs import new_baseline
 from prerec_pyro.baselines.sequential import SasRec
 from prerec_pyro.baselines.train import BaselineScorer, BaselineTrainConfig, fit_baseline, validation_callback
 from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig, evaluate_domain, results_table, summarize

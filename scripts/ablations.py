@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from prerec_pyro import cli
-from prerec_pyro.baselines.runs import BASELINE_KINDS, pretrained_baseline
+from prerec_pyro.baseline_runs import BASELINE_KINDS, pretrained_baseline
 from prerec_pyro.baselines.train import BaselineScorer
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig

@@ -34,7 +34,7 @@ from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_json
 from prerec_pyro.inference.guides import GUIDES, SCALE_LR, VARIATIONAL, make_guide, posterior_spread
 from prerec_pyro.inference.map import ELBOS, LIKELIHOODS, MapTrainer, TrainConfig, training_windows
-from prerec_pyro.inference.pretrained import probe_batch
+from prerec_pyro.inference.pretrained import probe_batch, write_source_summary
 from prerec_pyro.inference.runs import (
     METHODS,
     SELECTIONS,
@@ -313,6 +313,7 @@ def pretrain(args: argparse.Namespace, parallel: Distributed, device: str) -> Pa
     if trend and not trend["flat"]:
         logger.warning("the training loss still moves %.2f%% an epoch (epochs %d-%d): not converged; continue with "
                        "--resume %s --epochs N", 100 * trend["relative_change_per_epoch"], *trend["epochs"], run_dir)
+    write_source_summary(run_dir, model, guide, probe_batch(data, config.train.device), data)  # self-contained
     save_run_state(run_dir, "finished")
     for name, values in validate.last.items():
         logger.info("%s valid: r-NDCG@K%% %.4f  Recall@K%% %.4f  (%d samples)", name, values.get("rndcg@k%", 0),

@@ -14,7 +14,7 @@ def load_script(name):
 def test_every_group_shares_one_popularity_mode():
     ablations = load_script("ablations")
     suite = load_script("ablation_suite")
-    from prerec_pyro.baselines.runs import BASELINE_KINDS
+    from prerec_pyro.baseline_runs import BASELINE_KINDS
     from prerec_pyro.models.config import RECOMMENDED_POPULARITY_MODE
 
     for variants, *_ in suite.GROUPS.values():

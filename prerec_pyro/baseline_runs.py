@@ -18,17 +18,16 @@ from pathlib import Path
 
 import torch
 
+from prerec_pyro.baselines.sequential import Gru4Rec, SequentialRecommender
+from prerec_pyro.baselines.train import BaselineTrainConfig, fit_baseline, validation_callback
+from prerec_pyro.baselines.unisrec import UniSRec
+from prerec_pyro.baselines.zesrec import ZesRec, offset_stds
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_checkpoint, save_json
 from prerec_pyro.inference.runs import RunConfig
 from prerec_pyro.pipeline import PreparedBenchmark
 from prerec_pyro.training import training_windows
-
-from .sequential import Gru4Rec, SequentialRecommender
-from .train import BaselineTrainConfig, fit_baseline, validation_callback
-from .unisrec import UniSRec
-from .zesrec import ZesRec, offset_stds
 
 logger = logging.getLogger(__name__)
 BASELINE_KINDS = {"zesrec": "ZESRec", "unisrec": "UniSRec"}  # kind: label
