@@ -137,7 +137,7 @@ class SbertAgreement:
 def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config: EvalConfig) -> list[dict]:
     """Eq. 8 of run ``run`` on ``target``, each term switched off, the text head alone, POP and SBERT (subset
     "all"); Eq. 8's row also holds ``sbert_spearman``."""
-    eq8 = PretrainedRun.load(run, config.device).target_scorer(prepared, target)
+    eq8 = PretrainedRun.of(run, config.device).target_scorer(prepared, target)
     text = prepared.item_text(prepared.target(target)).to(config.device)
     agreement = SbertAgreement(eq8, text)
     scorers = [agreement, WithoutPopularity(eq8), WithoutSequence(eq8),

@@ -53,7 +53,7 @@ class FinetuneResult:
     n_train_interactions: int
 
 
-def finetune(run_dir: Path, prepared: PreparedBenchmark, target: str, train: TrainConfig,
+def finetune(run_dir: Path | PretrainedRun, prepared: PreparedBenchmark, target: str, train: TrainConfig,
              first_n: int | None = None, pretrained: bool = True, eval_config: EvalConfig | None = None,
              out_dir: Path | None = None, prior_units: str = "total") -> FinetuneResult:
     """Fit a target's training users (their first ``first_n`` interactions) starting from a pre-training run.
@@ -65,15 +65,15 @@ def finetune(run_dir: Path, prepared: PreparedBenchmark, target: str, train: Tra
     if first_n == 0:
         if not pretrained:
             raise ValueError("first_n=0 without pre-training has nothing to score with")
-        run = PretrainedRun.load(run_dir, train.device)
+        run = PretrainedRun.of(run_dir, train.device)
         return FinetuneResult(0, True, run.target_scorer(prepared, target), [], 0)
-    config = load_run_config(run_dir)
+    config = run_dir.config if isinstance(run_dir, PretrainedRun) else load_run_config(run_dir)
     if prior_units != "run":
         config = replace(config, model=replace(config.model, prior_units=prior_units))
     data = prepared.target(target)
     text = prepared.item_text(data).to(train.device)
     if pretrained:
-        run = PretrainedRun.load(run_dir, train.device)
+        run = PretrainedRun.of(run_dir, train.device)
         start = run.known_offsets(data.item_keys()[1])  # the zero-shot point
         model = run.fresh_model(data, text, config)
     else:
@@ -92,7 +92,7 @@ def finetune(run_dir: Path, prepared: PreparedBenchmark, target: str, train: Tra
     return FinetuneResult(first_n, pretrained, scorer, state["history"], trainer.n_obs)
 
 
-def incremental_study(run_dir: Path, prepared: PreparedBenchmark, target: str, train: TrainConfig,
+def incremental_study(run_dir: Path | PretrainedRun, prepared: PreparedBenchmark, target: str, train: TrainConfig,
                       sizes: list[int | None], test_config: EvalConfig, from_scratch: bool = True,
                       prior_units: str = "total") -> list[dict]:
     """Rows {method, domain, first_n, n_train, metrics...} on the target's test users for each ``first_n`` in

@@ -73,11 +73,14 @@ def probe_batch(data: MultiDomainData, device: str | torch.device = "cpu") -> Pr
     return BatchBuilder(data, None, device=device).make(0, training_windows(data)[0].select([0]))
 
 
-def load_on_sources(run_dir: Path, prepared: PreparedBenchmark, device: str | torch.device = "cpu"):
-    """A run's (config, model, guide) rebuilt on its own sources, and the probe batch that built the guide."""
+def load_on_sources(run_dir: Path, prepared: PreparedBenchmark, device: str | torch.device = "cpu",
+                    config: RunConfig | None = None, state: dict | None = None):
+    """A run's (config, model, guide) rebuilt on its own sources, and the probe batch that built the guide
+    (``config`` and the checkpoint ``state``, when given, are not read from ``run_dir`` again)."""
     sources = prepared.sources
     probe = probe_batch(sources, device)
-    config, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe)
+    config, model, guide = load_run(run_dir, sources, prepared.item_text(sources).to(device), probe, config=config,
+                                    state=state)
     return config, model, guide, probe
 
 
@@ -154,8 +157,9 @@ def learned_shared_offsets(estimates: dict[str, Tensor], source_ids: np.ndarray,
 class PretrainedRun:
     """A pre-training run's configuration and networks (``best.pt``), on ``device`` (see the module docstring)."""
 
-    def __init__(self, run_dir: Path, config: RunConfig, nets: dict[str, Tensor], device: torch.device):
-        self.run_dir, self.nets, self.device = run_dir, nets, device
+    def __init__(self, run_dir: Path, config: RunConfig, checkpoint: dict, device: torch.device):
+        self.run_dir, self.checkpoint, self.device = run_dir, checkpoint, device
+        self.nets = checkpoint["model"]
         self.config = replace(config, train=replace(config.train, device=str(device)))  # where its models live
         self._sources = None  # (prepared, model, guide, probe, estimates): the run on the last sources asked for
         self._summary = None  # sources.pt, read (or derived) on first use
@@ -170,8 +174,12 @@ class PretrainedRun:
         if text_model is not None and canonical_model_name(text_model) != canonical_model_name(config.text_model):
             raise ValueError(f"{run_dir} was trained on text vectors of {config.text_model!r}, not {text_model!r}: "
                              "its networks only understand that encoder's vectors")
-        nets = load_checkpoint(run_dir / "best.pt", device)["model"]
-        return cls(run_dir, config, nets, device)
+        return cls(run_dir, config, load_checkpoint(run_dir / "best.pt", device), device)
+
+    @classmethod
+    def of(cls, run: "str | os.PathLike | PretrainedRun", device: str | torch.device = "cpu") -> "PretrainedRun":
+        """``run`` itself when already loaded (callers hand one loaded run on), else ``load(run, device)``."""
+        return run if isinstance(run, PretrainedRun) else cls.load(run, device)
 
     @property
     def label(self) -> str:
@@ -193,7 +201,7 @@ class PretrainedRun:
         """The run's fitted model and guide on ``prepared``'s sources, and the probe batch that built the guide;
         loaded once for each prepared benchmark (scoring every target of a benchmark reads them several times)."""
         if self._sources is None or self._sources[0] is not prepared:
-            _, model, guide, probe = load_on_sources(self.run_dir, prepared, self.device)
+            _, model, guide, probe = load_on_sources(self.run_dir, prepared, self.device, self.config, self.checkpoint)
             self._sources = (prepared, model, guide, probe, latent_values(guide, probe, model))
         return self._sources[1:4]
 

@@ -105,22 +105,25 @@ def load_nets(run_dir: Path, model: PreRecModel, checkpoint: str = "best.pt") ->
 
 
 def load_run(run_dir: Path, data: MultiDomainData, item_text: torch.Tensor, first_batch,
-             checkpoint: str = "best.pt"):
-    """Rebuild a run's model and guide on its source ``data`` and load a checkpoint into both."""
-    config = load_run_config(run_dir)
+             checkpoint: str = "best.pt", config: RunConfig | None = None, state: dict | None = None):
+    """Rebuild a run's model and guide on its source ``data`` and load a checkpoint into both (``config`` and the
+    checkpoint's ``state``, when given, instead of reading them from ``run_dir``)."""
+    config = config or load_run_config(run_dir)
     model = build_model(config, data, item_text)
     guide = make_guide(config.guide, model, name="pretrain")
     guide(first_batch)  # autoguides create their parameters on first call
-    state = load_checkpoint(Path(run_dir) / checkpoint, config.train.device)
+    state = state or load_checkpoint(Path(run_dir) / checkpoint, config.train.device)
     model.load_state_dict(state["model"])
     guide.load_state_dict(state["guide"])
     return config, model, guide
 
 
-def common_cold_protocol(runs: dict[str, Path]) -> tuple[float, int]:
-    """The (cold_items, cold_seed) that runs ``{label: run_dir}`` share; ValueError naming them when they differ (a
-    benchmark rebuilt for one of them would not be the data the others were pre-trained on)."""
-    protocols = {label: load_run_config(run).cold_protocol() for label, run in runs.items()}
+def common_cold_protocol(runs: dict[str, Path], configs: dict[str, RunConfig] | None = None) -> tuple[float, int]:
+    """The (cold_items, cold_seed) that runs ``{label: run_dir}`` share (their ``configs`` when already read);
+    ValueError naming them when they differ (a benchmark rebuilt for one of them would not be the data the others
+    were pre-trained on)."""
+    configs = configs or {label: load_run_config(run) for label, run in runs.items()}
+    protocols = {label: configs[label].cold_protocol() for label in runs}
     if len(set(protocols.values())) > 1:
         described = ", ".join(f"{label} ({runs[label]}): cold_items={c}, cold_seed={s}"
                               for label, (c, s) in protocols.items())

@@ -23,7 +23,7 @@ from prerec_pyro.pipeline import PreparedBenchmark
 
 from .guides import latent_values
 from .intervene import InterventionScorer
-from .pretrained import PretrainedRun, load_on_sources
+from .pretrained import PretrainedRun
 
 logger = logging.getLogger(__name__)
 SBERT_POP_USERS = 500  # validation users per source domain that SBERT+POP's alpha is fitted on
@@ -51,25 +51,26 @@ def source_scorer(model: PreRecModel, guide, probe: PreRecBatch) -> Intervention
     return InterventionScorer(model, name="PreRec (sources, intervened)", item_offsets=offsets)
 
 
-def intervened_source_score(run_dir: Path, prepared: PreparedBenchmark, config: EvalConfig) -> float:
-    """Mean r-NDCG@K% over the source domains of ``run_dir``'s Eq. 8 scores on ``config.split`` users of the
-    sources (e.g. their validation users): a target-free criterion to compare configurations."""
+def intervened_source_score(run: Path | PretrainedRun, prepared: PreparedBenchmark, config: EvalConfig) -> float:
+    """Mean r-NDCG@K% over the source domains of ``run``'s Eq. 8 scores on ``config.split`` users of the sources
+    (e.g. their validation users): a target-free criterion to compare configurations."""
     sources = prepared.sources
-    _, model, guide, probe = load_on_sources(run_dir, prepared, config.device)
+    model, guide, probe = PretrainedRun.of(run, config.device).on_sources(prepared)
     scorer = source_scorer(model, guide, probe)
     scores = [summarize(evaluate_domain(scorer, sources, k, config), config).get("rndcg@k%", 0.0)
               for k in range(len(sources.domains))]
     return float(np.mean(scores))
 
 
-def evaluate_target(prepared: PreparedBenchmark, target: str, runs: dict[str, Path], config: EvalConfig,
+def evaluate_target(prepared: PreparedBenchmark, target: str, runs: dict[str, Path | PretrainedRun], config: EvalConfig,
                     samples: int = 0, item_offsets: str = "zero", backdoor_from: str = "prior",
                     alpha: float | None = None) -> list[dict]:
     """Rows {method, domain, subset, history_items, n_samples, metrics...} for one target: Random, POP, SBERT,
-    SBERT+POP (``alpha``: fitted on the sources when None) and each run."""
+    SBERT+POP (``alpha``: fitted on the sources when None) and each run (a path, or a ``PretrainedRun`` loaded
+    once and handed on)."""
     alpha = sbert_pop_alpha(prepared, config) if alpha is None else alpha
     scorers = rule_scorers(prepared, target, alpha, config.device)
-    scorers += [PretrainedRun.load(run, config.device).target_scorer(prepared, target, samples, item_offsets,
+    scorers += [PretrainedRun.of(run, config.device).target_scorer(prepared, target, samples, item_offsets,
                                                                      backdoor_from) for run in runs.values()]
     return score_target(prepared, target, scorers, config)
 

@@ -29,7 +29,6 @@ from prerec_pyro.inference.finetune import finetune, incremental_study
 from prerec_pyro.inference.map import TrainConfig
 from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.recovery import popularity_panel
-from prerec_pyro.inference.runs import load_run_config
 from prerec_pyro.inference.zero_shot import evaluate_target, score_target
 from prerec_pyro.io import write_csv
 from prerec_pyro.models.prerec import D
@@ -63,11 +62,13 @@ def cached_table(path: Path, compute: Callable[[], pd.DataFrame]) -> pd.DataFram
 
 
 class Study:
-    """One benchmark's study in ``directory`` from PreRec / PreRec_n runs ``runs`` {method: run_dir}."""
+    """One benchmark's study in ``directory`` from PreRec / PreRec_n runs ``runs`` {method: run_dir}, each loaded
+    once and handed to every step."""
 
     def __init__(self, prepared: PreparedBenchmark, runs: dict[str, Path], directory: Path, config: StudyConfig):
-        self.prepared, self.runs, self.dir, self.config = prepared, runs, Path(directory), config
-        self.run_config = load_run_config(runs["prerec"])
+        self.prepared, self.dir, self.config = prepared, Path(directory), config
+        self.runs = {method: PretrainedRun.of(run, config.device) for method, run in runs.items()}
+        self.run_config = self.runs["prerec"].config
         self.model_sizes = {"hidden_dim": self.run_config.model.hidden_dim, "n_layers": self.run_config.model.n_layers,
                             "max_len": self.run_config.model.max_len}
 
@@ -180,7 +181,7 @@ class Study:
     def figures(self, curves: pd.DataFrame) -> list[Path]:
         """Fig. 3 (incremental curves) and Fig. 5 (popularity in the targets, learned score of the PreRec run)."""
         paths = [plot_incremental(curves, self.dir / "fig3_incremental.png")]
-        panels, run = [], PretrainedRun.load(self.runs["prerec"], self.config.device)
+        panels, run = [], self.runs["prerec"]
         for target in self.prepared.benchmark.targets:
             data = self.prepared.target(target)
             text = self._text(data)

@@ -161,15 +161,14 @@ def ensure_baseline(args: argparse.Namespace, prepared, reference: RunConfig, va
     return pretrained_baseline(kind, prepared, reference, seed, folder, args.device)
 
 
-def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, run: Path) -> list:
-    """The zero-shot scorers of one run on ``target``, named ``<variant>/<scoring>``."""
-    use_offsets = load_run_config(run).model.use_offsets
-    scorings = args.scorings if use_offsets else ["eq8"]
+def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, run: PretrainedRun) -> list:
+    """The zero-shot scorers of one run (loaded once) on ``target``, named ``<variant>/<scoring>``."""
+    scorings = args.scorings if run.config.model.use_offsets else ["eq8"]
     scorers = []
     for scoring in scorings:
         samples = args.backdoor_samples if scoring == "backdoor" else 0
         offsets = "shared" if scoring == "shared" else "zero"
-        scorer = PretrainedRun.load(run, args.device).target_scorer(prepared, target, samples, offsets)
+        scorer = run.target_scorer(prepared, target, samples, offsets)
         scorer.name = f"{variant}/{scoring}"
         scorers.append(scorer)
     return scorers
@@ -269,8 +268,9 @@ def main(args: argparse.Namespace) -> Path:
     baseline_jobs = [job for job in jobs if VARIANTS[job[0]][0] in BASELINE_KINDS]
     reference = reference_config(args) if baseline_jobs else None  # parsed once: every baseline copies it
     baselines = {job: ensure_baseline(args, prepared, reference, *job) for job in baseline_jobs}
-    rows = [] if args.skip_targets else target_rows(args, prepared, runs, baselines)
-    rows += selection_rows(args, prepared, runs)
+    loaded = {job: PretrainedRun.load(run, args.device) for job, run in runs.items()}  # once, handed on
+    rows = [] if args.skip_targets else target_rows(args, prepared, loaded, baselines)
+    rows += selection_rows(args, prepared, loaded)
     if not rows:  # --skip-targets with baselines only: trained, nothing to score
         logger.info("nothing scored (--skip-targets and no PreRec variant); the baselines are trained")
         return out

@@ -29,12 +29,10 @@ from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig, results_table
 from prerec_pyro.inference.checkpoint import save_json
-from prerec_pyro.inference.pretrained import BACKDOOR_FROM
+from prerec_pyro.inference.pretrained import BACKDOOR_FROM, PretrainedRun
 from prerec_pyro.inference.runs import (
-    check_finished,
     common_cold_protocol,
     find_latest_run,
-    load_run_config,
     prepare_for_run,
 )
 from prerec_pyro.inference.zero_shot import evaluate_target, sbert_pop_alpha
@@ -77,34 +75,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def find_runs(args: argparse.Namespace, benchmark: str) -> dict[str, Path]:
+def find_runs(args: argparse.Namespace, benchmark: str) -> dict[str, PretrainedRun]:
     """--run / --run-n, else the latest finished runs under --runs: of ``benchmark`` (its name), or with --run given,
-    of the benchmark that run was pre-trained on. Each run must be of its method, and both of one pre-training
-    benchmark."""
+    of the benchmark that run was pre-trained on; each loaded once (its config.json and best.pt read once) and handed
+    on. Each run must be of its method, and both of one pre-training benchmark."""
     runs = {}
-    if args.run:
-        benchmark = load_run_config(Path(args.run)).benchmark
     for method, explicit in (("prerec", args.run), ("prerec_n", args.run_n)):
         path = Path(explicit) if explicit else find_latest_run(Path(args.runs), benchmark, method)
         if path is None:
             logger.warning("no finished %s run of %s under %s: its row is left out (run scripts/map_pretrain.py%s)",
                            method, benchmark, args.runs, " --method prerec_n" if method == "prerec_n" else "")
             continue
+        flag = "--run" if method == "prerec" else "--run-n"
         try:
-            config = check_finished(path, method)
+            run = PretrainedRun.load(path, args.device)
         except ValueError as error:
-            raise ValueError(f"{'--run' if method == 'prerec' else '--run-n'} {error}") from None
-        if config.benchmark != benchmark:
-            raise ValueError(f"{path} was pre-trained on {config.benchmark!r}, the PreRec run on {benchmark!r}: "
+            raise ValueError(f"{flag} {error}") from None
+        if run.config.method != method:
+            raise ValueError(f"{flag} {path} is a {run.config.method} run; expected a {method} run")
+        if method == "prerec" and explicit:
+            benchmark = run.config.benchmark  # --run: its own benchmark decides which PreRec_n run goes with it
+        if run.config.benchmark != benchmark:
+            raise ValueError(f"{path} was pre-trained on {run.config.benchmark!r}, the PreRec run on {benchmark!r}: "
                              "compare runs of one pre-training benchmark")
-        runs[method] = path
+        runs[method] = run
     if "prerec" not in runs:
         raise ValueError(f"no PreRec run found for benchmark {args.benchmark!r} under {args.runs}; "
                          "run `python scripts/map_pretrain.py` first or pass --run")
     return runs
 
 
-def output_stem(args: argparse.Namespace, runs: dict[str, Path], benchmark, transfer: bool) -> Path:
+def output_stem(args: argparse.Namespace, runs: dict[str, PretrainedRun], benchmark, transfer: bool) -> Path:
     """``zero_shot_<target>`` and, where they differ from the defaults, what changes the numbers: another benchmark's
     targets, the split, K%, a fixed b, back-door draws, offsets. In --out, else beside the PreRec run."""
     parts = [f"zero_shot_{args.target}"]
@@ -115,7 +116,7 @@ def output_stem(args: argparse.Namespace, runs: dict[str, Path], benchmark, tran
     parts += [f"backdoor{args.samples}"] if args.samples else []
     parts += ["posterior_d"] if args.samples and args.backdoor_from == "posterior" else []
     parts += [f"{args.item_offsets}_offsets"] if args.item_offsets != "zero" else []
-    return Path(args.out or runs["prerec"]) / "_".join(parts)
+    return Path(args.out or runs["prerec"].run_dir) / "_".join(parts)
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -130,8 +131,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     benchmark = get_benchmark(args.benchmark)
     targets = benchmark.resolve_targets(args.target)
     runs = find_runs(args, benchmark.name)
-    run_config = load_run_config(runs["prerec"])
-    cold = common_cold_protocol(runs)  # PreRec_n must have seen the same sources
+    run_config = runs["prerec"].config
+    cold = common_cold_protocol({m: r.run_dir for m, r in runs.items()}, {m: r.config for m, r in runs.items()})
     prepared = prepare_for_run(run_config, benchmark.name, args.data_dir, cold)
     transfer = run_config.benchmark != benchmark.name
     k_percent = benchmark.k_percent if args.k_percent is None else args.k_percent
@@ -152,7 +153,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
                                           "samples": args.samples, "backdoor_from": args.backdoor_from,
                                           "item_offsets": args.item_offsets, "sbert_pop_alpha": alpha,
                                           "history_items": list(config.history_items),
-                                          "runs": {k: str(v) for k, v in runs.items()},
+                                          "runs": {k: str(v.run_dir) for k, v in runs.items()},
                                           "rows": table.to_dict(orient="records")})
     print(f"written: {stem}.csv, {stem}.json")
     return table

@@ -103,3 +103,25 @@ def test_an_interrupted_run_is_marked_and_says_how_to_go_on(tmp_path, monkeypatc
     with pytest.raises(ValueError, match="is interrupted, not finished"):
         load_script("intervene_eval").main(load_script("intervene_eval").parse_args(
             ["--run", str(run_dir), "--benchmark", "synthetic-small", "--target", "japan"]))
+
+
+def test_every_target_reads_each_run_once(runs, tmp_path, monkeypatch):
+    """--target all on 4 targets: each run's config.json and best.pt are read once, then handed on."""
+    import builtins
+    import io
+
+    opened, real_open = [], builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)
+    prerec, prerec_n = runs
+    table = evaluate("--benchmark", "synthetic-small", "--target", "all", "--run", str(prerec), "--run-n",
+                     str(prerec_n), "--out", str(tmp_path / "out"))
+    assert table["domain"].nunique() == 5  # four targets and their mean
+    for run in (prerec, prerec_n):
+        for name in ("config.json", "best.pt"):
+            assert opened.count(str(run / name)) == 1, (run.name, name, opened.count(str(run / name)))
