@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,25 +26,23 @@ import torch
 from prerec_pyro import cli
 from prerec_pyro.cli import run
 from prerec_pyro.data.batches import BatchBuilder
-from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
-from prerec_pyro.data.dataset import SequenceConfig
+from prerec_pyro.data.benchmarks import BENCHMARK_HELP
 from prerec_pyro.distributed import Distributed
-from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
-from prerec_pyro.inference.checkpoint import load_checkpoint, save_json
-from prerec_pyro.inference.guides import GUIDES, SCALE_LR, VARIATIONAL, make_guide, posterior_spread
-from prerec_pyro.inference.map import ELBOS, LIKELIHOODS, MapTrainer, TrainConfig, training_windows
-from prerec_pyro.inference.pretrained import probe_batch, write_source_summary
+from prerec_pyro.inference.guides import GUIDES, SCALE_LR, make_guide
+from prerec_pyro.inference.map import ELBOS, LIKELIHOODS, training_windows
+from prerec_pyro.inference.pretraining import (
+    PretrainingInterrupted,
+    prepared_for,
+    pretrain,
+    resume_pretraining,
+    run_config,
+)
 from prerec_pyro.inference.runs import (
     METHODS,
     SELECTIONS,
     RunConfig,
     build_model,
-    load_run_config,
-    save_run_config,
-    save_run_state,
 )
-from prerec_pyro.inference.scoring import MapScorer
-from prerec_pyro.inference.zero_shot import source_scorer
 from prerec_pyro.models.prerec import (
     PARAMETRISATIONS,
     PRIOR_UNITS,
@@ -53,12 +50,8 @@ from prerec_pyro.models.prerec import (
     RECOMMENDED_POPULARITY_MODE,
     TEXT_CHANNELS,
     TRANSFORMER_DTYPES,
-    PreRecConfig,
 )
-from prerec_pyro.pipeline import prepare_benchmark
-from prerec_pyro.popularity import MODES, PopularityConfig
-from prerec_pyro.text import TextEncoderConfig
-from prerec_pyro.training import convergence, loss_trend
+from prerec_pyro.popularity import MODES
 
 logger = logging.getLogger("map_pretrain")
 
@@ -160,108 +153,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def given(value, default):
-    """A flag's value, or ``default`` when it was not given (``None``; 0 is a value, refused where senseless)."""
-    return default if value is None else value
-
-
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
-    benchmark = get_benchmark(args.benchmark)
-    defaults = benchmark.defaults
-    model = PreRecConfig(hidden_dim=given(args.hidden_dim, defaults.get("hidden_dim", 256)),
-                         n_heads=given(args.heads, defaults.get("n_heads", 4)), max_len=args.max_len,
-                         lambda_d=args.lambda_d, lambda_v=args.lambda_v, lambda_z=args.lambda_z,
-                         lambda_u=args.lambda_u, transformer_dtype=args.transformer_dtype,
-                         prior_units=args.prior_units, parametrisation=args.parametrisation,
-                         shared_item_offsets=args.shared_item_offsets, lambda_v_shared=args.lambda_v_shared,
-                         last_item_skip=args.last_item_skip, text_channel=args.text_channel,
-                         repeat_term=args.repeat_term,
-                         text_temperature=args.text_temperature)
-    if args.method == "prerec_n":
-        model = model.ablation()
-    train = TrainConfig(likelihood=args.likelihood, n_negatives=args.negatives,
-                        batch_size=given(args.batch_size, defaults.get("batch_size", 256)),
-                        lr=given(args.lr, defaults.get("lr", 3e-4)),
-                        max_epochs=given(args.epochs, defaults.get("max_epochs", 20)),
-                        patience=given(args.patience, defaults.get("patience", 3)),
-                        max_steps_per_epoch=args.max_steps_per_epoch, min_steps_per_epoch=args.min_steps_per_epoch,
-                        seed=args.seed, device=args.device,
-                        elbo=args.elbo, scale_lr=given(args.scale_lr, SCALE_LR if args.guide in VARIATIONAL else None))
-    return RunConfig(benchmark=benchmark.name, method=args.method, guide=args.guide, model=model, train=train,
-                     sequences=SequenceConfig(max_len=args.max_len),
-                     popularity=PopularityConfig(interval_days=benchmark.interval_days, mode=args.popularity_mode),
-                     text_model=args.text_model or benchmark.text_model, data_dir=args.data_dir,
-                     valid_max_users=args.valid_max_users, cold_items=args.cold_items, cold_seed=args.cold_seed,
-                     select_by=args.select_by)
+    """The flags as a ``RunConfig`` (``run_config``: the benchmark's defaults where a flag was left out)."""
+    model = {"max_len": args.max_len, "lambda_d": args.lambda_d, "lambda_v": args.lambda_v, "lambda_z": args.lambda_z,
+             "lambda_u": args.lambda_u, "transformer_dtype": args.transformer_dtype, "prior_units": args.prior_units,
+             "parametrisation": args.parametrisation, "shared_item_offsets": args.shared_item_offsets,
+             "lambda_v_shared": args.lambda_v_shared, "last_item_skip": args.last_item_skip,
+             "text_channel": args.text_channel, "repeat_term": args.repeat_term,
+             "text_temperature": args.text_temperature}
+    model.update({k: v for k, v in (("hidden_dim", args.hidden_dim), ("n_heads", args.heads)) if v is not None})
+    train = {"likelihood": args.likelihood, "n_negatives": args.negatives, "max_steps_per_epoch":
+             args.max_steps_per_epoch, "min_steps_per_epoch": args.min_steps_per_epoch, "seed": args.seed,
+             "device": args.device, "elbo": args.elbo}
+    train.update({k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("max_epochs", args.epochs),
+                                    ("patience", args.patience), ("scale_lr", args.scale_lr)) if v is not None})
+    return run_config(args.benchmark, args.method, args.guide, model=model, train=train,
+                      popularity_mode=args.popularity_mode, text_model=args.text_model, data_dir=args.data_dir,
+                      valid_max_users=args.valid_max_users, cold_items=args.cold_items, cold_seed=args.cold_seed,
+                      select_by=args.select_by)
 
 
-def validation(model, guide, data, k_percent: float, config: RunConfig):
-    eval_config = EvalConfig(k_percent=k_percent, split="valid", n_boot=200, device=config.train.device,
-                             max_users=config.valid_max_users, seed=config.train.seed)
-
-    probe = probe_batch(data, config.train.device)
-
-    def validate() -> dict:
-        in_domain = config.select_by == "in_domain"
-        scorer = MapScorer(model, guide) if in_domain else source_scorer(model, guide, probe)
-        per_domain = {d.name: summarize(evaluate_domain(scorer, data, k, eval_config), eval_config)
-                      for k, d in enumerate(data.domains)}
-        record = {f"{name}/rndcg@k%": m.get("rndcg@k%", 0.0) for name, m in per_domain.items()}
-        record["valid_recall@k%"] = sum(m.get("recall@k%", 0.0) for m in per_domain.values()) / len(per_domain)
-        record["score"] = sum(record[f"{n}/rndcg@k%"] for n in per_domain) / len(per_domain)
-        validate.last = per_domain
-        return record
-
-    return validate
-
-
-def print_shapes(model, guide, builder, data) -> None:
+def print_shapes(config: RunConfig) -> None:
+    """The model's and the guide's trace shapes on a few training windows (no run is written)."""
+    prepared = prepared_for(config)
+    data = prepared.sources
+    model = build_model(config, data, prepared.item_text(data).to(config.train.device))
+    guide = make_guide(config.guide, model, name="pretrain")
     windows = training_windows(data)[0]
-    batch = builder.make(0, windows.select(list(range(min(4, len(windows))))))
+    batch = BatchBuilder(data, None, device=config.train.device).make(0, windows.select(list(range(min(4, len(
+        windows))))))
     guide_trace = pyro.poutine.trace(guide).get_trace(batch)
     model_trace = pyro.poutine.trace(pyro.poutine.replay(model, trace=guide_trace)).get_trace(batch)
     print(model_trace.format_shapes())
-
-
-def resumed_config(args: argparse.Namespace) -> RunConfig:
-    """A run's own configuration; ``--epochs`` / ``--patience`` given with ``--resume`` extend or shorten it."""
-    config = load_run_config(Path(args.resume))
-    changes = {k: v for k, v in (("max_epochs", args.epochs), ("patience", args.patience)) if v is not None}
-    changes["device"] = args.device
-    return replace(config, train=replace(config.train, **changes))
-
-
-def fit(trainer: MapTrainer, run_dir: Path, resume: bool) -> dict:
-    """``trainer.fit`` with the run's state recorded (by rank 0); Ctrl-C marks it interrupted and says how to go on."""
-    main_rank = trainer.parallel.is_main
-    if main_rank:
-        save_run_state(run_dir, "running")
-    try:
-        return trainer.fit(resume=resume)
-    except KeyboardInterrupt:
-        if not main_rank:
-            sys.exit(130)
-        save_run_state(run_dir, "interrupted")
-        if (run_dir / "last.pt").exists():
-            how = f"continue it with: python scripts/map_pretrain.py --resume {run_dir}"
-        else:
-            how = "no epoch had finished, so there is nothing to resume: start it again"
-        print(f"map_pretrain.py: interrupted; {how}", file=sys.stderr)
-        sys.exit(130)
-
-
-def claim_run_dir(path: Path) -> Path:
-    """Create and return ``path``, or ``path-2``, ``path-3``, ... when another run (started in the same second, in
-    this process or another) holds it. ``mkdir`` is atomic, so two concurrent runs never share a directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    candidate, n = path, 1
-    while True:
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            n += 1
-            candidate = path.with_name(f"{path.name}-{n}")
 
 
 def main(args: argparse.Namespace) -> Path:
@@ -270,68 +193,25 @@ def main(args: argparse.Namespace) -> Path:
     if not parallel.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        return pretrain(args, parallel, device)
+        if args.resume:
+            run_dir = resume_pretraining(args.resume, args.epochs, args.patience, device, parallel)
+        else:
+            config = run_config_from_args(args)
+            config = replace(config, train=replace(config.train, device=device))
+            if args.print_shapes:
+                print_shapes(config)
+                return Path(".")
+            run_dir = pretrain(config, args.runs, parallel)
+    except PretrainingInterrupted as interrupted:
+        if parallel.is_main:
+            print(f"map_pretrain.py: {interrupted}", file=sys.stderr)
+        sys.exit(130)
     finally:
         parallel.close()
-
-
-def pretrain(args: argparse.Namespace, parallel: Distributed, device: str) -> Path:
-    """The run of ``main`` on this process (``device``: this rank's)."""
-    config = resumed_config(args) if args.resume else run_config_from_args(args)
-    config = replace(config, train=replace(config.train, device=device))
-    pyro.set_rng_seed(config.train.seed)
-    with parallel.main_first():  # rank 0 fills the text-vector cache, the others read it
-        prepared = prepare_benchmark(config.benchmark, config.data_dir, config.sequences, config.popularity,
-                                     TextEncoderConfig(model=config.text_model), cold_items=config.cold_items,
-                                     cold_seed=config.cold_seed)
-    data = prepared.sources
-    model = build_model(config, data, prepared.item_text(data).to(config.train.device))
-    guide = make_guide(config.guide, model, name="pretrain")
-    trainer_builder = BatchBuilder(data, n_negatives=None, device=config.train.device)
-    if args.print_shapes:
-        print_shapes(model, guide, trainer_builder, data)
-        return Path(".")
-    run_dir = parallel.broadcast(open_run_dir(args, config, prepared) if parallel.is_main else None)
-    validate = validation(model, guide, data, prepared.benchmark.k_percent, config)
-    trainer = MapTrainer(model, guide, data, config.train, validate=validate, run_dir=run_dir, parallel=parallel)
-    started = time.perf_counter()
-    state = fit(trainer, run_dir, bool(args.resume))
-    if not parallel.is_main:
-        return run_dir
-    validate()  # metrics of the best checkpoint, which fit() loaded last
-    metrics = {"benchmark": config.benchmark, "method": config.method, "guide": config.guide,
-               "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "n_obs": trainer.n_obs,
-               "wall_seconds": time.perf_counter() - started, "processes": parallel.world_size,
-               "valid": validate.last, "posterior": posterior_spread(guide, model),
-               "loss_trend": loss_trend(state["history"]), "convergence": convergence(state, config.train)}
-    save_json(run_dir / "metrics.json", metrics)
-    if metrics["convergence"]["stopped_by"] == "cap":
-        logger.warning("stopped at the epoch cap (%d) while the validation score was still within its patience: not "
-                       "converged by its own criterion; continue with --resume %s --epochs N", config.train.max_epochs,
-                       run_dir)
-    trend = metrics["loss_trend"]
-    if trend and not trend["flat"]:
-        logger.warning("the training loss still moves %.2f%% an epoch (epochs %d-%d): not converged; continue with "
-                       "--resume %s --epochs N", 100 * trend["relative_change_per_epoch"], *trend["epochs"], run_dir)
-    write_source_summary(run_dir, model, guide, probe_batch(data, config.train.device), data)  # self-contained
-    save_run_state(run_dir, "finished")
-    for name, values in validate.last.items():
-        logger.info("%s valid: r-NDCG@K%% %.4f  Recall@K%% %.4f  (%d samples)", name, values.get("rndcg@k%", 0),
-                    values.get("recall@k%", 0), values["n_samples"])
-    print(f"run directory: {run_dir}")
-    return run_dir
-
-
-def open_run_dir(args: argparse.Namespace, config: RunConfig, prepared) -> Path:
-    """The run directory: a new one with the run's config.json, or the resumed one, its checkpoint checked first."""
-    folder = Path(args.runs) / prepared.benchmark.folder
-    run_dir = Path(args.resume) if args.resume else claim_run_dir(folder / config.run_name())
-    if args.resume:
-        load_checkpoint(run_dir / "last.pt")  # a missing or damaged checkpoint fails before anything is rewritten
-    save_run_config(run_dir, config)
+    if parallel.is_main:
+        print(f"run directory: {run_dir}")
     return run_dir
 
 
 if __name__ == "__main__":
     run(main, parse_args, __file__)
-

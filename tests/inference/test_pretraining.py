@@ -1,0 +1,28 @@
+"""Pre-training as a library call: a RunConfig in, a finished, self-contained run out, resumable."""
+
+import json
+
+import pytest
+
+from prerec_pyro import pretrain, resume_pretraining, run_config
+from prerec_pyro.inference.runs import load_run_config, run_state
+
+
+def test_a_config_in_a_finished_run_out_and_resumed_with_a_longer_budget(tmp_path, caplog):
+    config = run_config("synthetic-small", model={"max_len": 8}, train={"max_epochs": 1}, text_model="hash-bow-32",
+                        valid_max_users=20)
+    assert config.model.repeat_term and config.popularity.mode == "sliding"  # the library's default configuration
+    assert config.model.hidden_dim == 32 and config.train.batch_size == 32  # the benchmark's [defaults]
+    run_dir = pretrain(config, runs=tmp_path / "runs")
+    assert run_dir.parent == tmp_path / "runs" / "synthetic-small" and run_state(run_dir) == "finished"
+    for name in ("config.json", "best.pt", "last.pt", "history.json", "metrics.json", "sources.pt"):
+        assert (run_dir / name).exists(), name
+    assert load_run_config(run_dir).model == config.model
+    assert resume_pretraining(run_dir) == run_dir and "nothing to do" in caplog.text  # finished: said, not redone
+    assert len(json.loads((run_dir / "history.json").read_text())["history"]) == 1
+    resume_pretraining(run_dir, max_epochs=2)
+    assert len(json.loads((run_dir / "history.json").read_text())["history"]) == 2
+    ablation = run_config("synthetic-small", method="prerec_n")
+    assert not (ablation.model.use_domain or ablation.model.use_popularity or ablation.model.use_offsets)
+    with pytest.raises(ValueError, match="not a run directory"):
+        resume_pretraining(tmp_path / "nowhere")
