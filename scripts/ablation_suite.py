@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -113,9 +114,16 @@ def invocations(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
     return out
 
 
+def ablations(argv: list[str]) -> None:
+    """One ``scripts/ablations.py`` invocation, in a process of its own (its memory goes back when it ends); a
+    failure stops the suite with the invocation named."""
+    command = [sys.executable, str(Path(__file__).with_name("ablations.py")), *argv]
+    if subprocess.run(command).returncode != 0:
+        raise ValueError(f"this invocation failed (its error is above): python scripts/ablations.py {' '.join(argv)}")
+
+
 def main(args: argparse.Namespace) -> list[Path]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    ablations = cli.load_script(Path(__file__).with_name("ablations.py"))
     plan = invocations(args)
     if args.dry_run:
         for _, _, argv in plan:
@@ -123,13 +131,16 @@ def main(args: argparse.Namespace) -> list[Path]:
         return []
     merged, fair = [], []
     for benchmark in args.benchmarks:
-        longs = {group: str(ablations.main(ablations.parse_args(argv)) / "ablations_long.csv")
-                 for name, group, argv in plan if name == benchmark}
+        longs = {}
+        for name, group, argv in plan:
+            if name == benchmark:
+                ablations(argv)
+                longs[group] = str(Path(argv[argv.index("--out") + 1]) / "ablations_long.csv")
         if not longs:
             continue
         out = Path(args.runs) / benchmark
-        merged.append(ablations.main(ablations.parse_args(["--benchmark", benchmark, "--out", str(out),
-                                                           "--from-long", *longs.values()])))
+        ablations(["--benchmark", benchmark, "--out", str(out), "--from-long", *longs.values()])
+        merged.append(out)
         if "fair" in longs:
             fair.append(fair_section(benchmark, Path(longs["fair"]).parent))
     if fair:

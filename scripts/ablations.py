@@ -4,7 +4,7 @@
     python scripts/ablations.py --variants prerec_n prerec_literal --seeds 0       # a subset, one seed
     python scripts/ablations.py --benchmark retail-to-movielens --pretrained-on retail-countries ...  # cross-platform
 
-A variant is a set of ``scripts/map_pretrain.py`` flags (``VARIANTS``) and a scoring rule (Eq. 8's plain
+A variant is data (``VARIANTS``: a method and its configuration changes) and a scoring rule (Eq. 8's plain
 intervention, the back-door average over draws of D, or shared item offsets). Runs are kept under
 ``--runs/<variant>/seed<s>/`` and reused when finished, so an interrupted study resumes. Writes, under ``--out``:
 ``ablations_long.csv`` (every variant, seed, target, subset and history rule with 95% bootstrap intervals over users)
@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -30,62 +32,58 @@ from prerec_pyro.baselines.train import BaselineScorer
 from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
 from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig
 from prerec_pyro.inference.pretrained import PretrainedRun
-from prerec_pyro.inference.runs import RunConfig, common_cold_protocol, find_latest_run, load_run_config
+from prerec_pyro.inference.pretraining import pretrain
+from prerec_pyro.inference.runs import METHODS, RunConfig, common_cold_protocol, find_latest_run, load_run_config
 from prerec_pyro.inference.zero_shot import intervened_source_score, rule_scorers, sbert_pop_alpha, score_target
 from prerec_pyro.io import atomic_write, write_csv
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.progress import progress_bar
+from prerec_pyro.run_flags import parse_run_args, run_config_from_args
 from prerec_pyro.text import TextEncoderConfig
 
 logger = logging.getLogger("ablations")
 
-# name: (method, extra map_pretrain flags)
-def _flags(**changes: str | bool) -> tuple[str, ...]:
-    """map_pretrain flags: every model and popularity choice spelled out (the paper's Eq. 6 unless changed), so a
-    variant stays what it is whatever the script's defaults."""
-    values = {"prior_units": "total", "popularity_mode": "interval", "shared_item_offsets": False,
-              "last_item_skip": False, "text_channel": "off", "repeat_term": False, **changes}
-    out = ["--prior-units", values["prior_units"], "--popularity-mode", values["popularity_mode"]]
-    out += ["--shared-item-offsets" if values["shared_item_offsets"] else "--no-shared-item-offsets"]
-    out += ["--last-item-skip" if values["last_item_skip"] else "--no-last-item-skip"]
-    out += ["--text-channel", values["text_channel"]]
-    out += ["--repeat-term" if values["repeat_term"] else "--no-repeat-term"]
-    return tuple(out)
+class Variant(NamedTuple):
+    """A model variant as data: the method, its ``PreRecConfig`` changes and its popularity mode (None: the
+    library's default configuration, ``run_config``), and the selection criterion."""
+
+    method: str
+    model: dict | None = None
+    popularity_mode: str | None = None
+    select_by: str = "in_domain"
+
+
+def eq6(popularity_mode: str = "interval", select_by: str = "in_domain", method: str = "prerec",
+        **changes) -> Variant:
+    """A variant that spells out every model choice (the paper's Eq. 6 unless changed), so it stays what it is
+    whatever the library's defaults become."""
+    model = {"prior_units": "total", "shared_item_offsets": False, "last_item_skip": False, "text_channel": "off",
+             "repeat_term": False, **changes}
+    return Variant(method, model, popularity_mode, select_by)
 
 
 PER_OBS = "per_observation"
-# name: (method, map_pretrain flags)
+SKIP_TEXT_REPEAT = {"last_item_skip": True, "text_channel": "last", "repeat_term": True}
 VARIANTS = {
-    "prerec_n": ("prerec_n", _flags()),
-    "prerec_literal": ("prerec", _flags()),
-    "prerec_per_obs": ("prerec", _flags(prior_units=PER_OBS)),
-    "prerec_shared": ("prerec", _flags(prior_units=PER_OBS, shared_item_offsets=True)),
-    "prerec_per_obs_intervened": ("prerec", _flags(prior_units=PER_OBS) + ("--select-by", "intervened")),
-    "prerec_per_obs_sliding": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding")),
-    "prerec_n_skip": ("prerec_n", _flags(last_item_skip=True)),
-    "prerec_per_obs_skip": ("prerec", _flags(prior_units=PER_OBS, last_item_skip=True)),
-    "prerec_n_sliding_skip": ("prerec_n", _flags(popularity_mode="sliding", last_item_skip=True)),
-    "prerec_combined": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
-                                         last_item_skip=True)),
-    "prerec_combined_unshared": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", last_item_skip=True)),
-    "prerec_n_text": ("prerec_n", _flags(popularity_mode="sliding", last_item_skip=True, text_channel="last")),
-    "prerec_text": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
-                                     last_item_skip=True, text_channel="last")),
-    "prerec_n_text_mean": ("prerec_n", _flags(popularity_mode="sliding", last_item_skip=True,
-                                              text_channel="last+mean")),
-    "prerec_text_mean": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
-                                          last_item_skip=True, text_channel="last+mean")),
-    "prerec_n_repeat": ("prerec_n", _flags(popularity_mode="sliding", last_item_skip=True, text_channel="last",
-                                           repeat_term=True)),
-    "prerec_repeat": ("prerec", _flags(prior_units=PER_OBS, popularity_mode="sliding", shared_item_offsets=True,
-                                       last_item_skip=True, text_channel="last", repeat_term=True)),
-    "prerec_repeat_free_d": ("prerec", _flags(prior_units="offsets_per_observation", popularity_mode="sliding",
-                                              shared_item_offsets=True, last_item_skip=True, text_channel="last",
-                                              repeat_term=True)),
-    "zesrec": ("zesrec", ()),  # the pre-trained baselines: PreRec's sizes and budget (--pretrain-args)
-    "unisrec": ("unisrec", ()),
-    "prerec_default": ("prerec", ()),  # map_pretrain.py's defaults, whatever they are
-    "prerec_n_default": ("prerec_n", ()),
+    "prerec_n": eq6(method="prerec_n"),
+    "prerec_literal": eq6(),
+    "prerec_per_obs": eq6(prior_units=PER_OBS),
+    "prerec_shared": eq6(prior_units=PER_OBS, shared_item_offsets=True),
+    "prerec_per_obs_intervened": eq6(prior_units=PER_OBS, select_by="intervened"),
+    "prerec_per_obs_sliding": eq6("sliding", prior_units=PER_OBS),
+    "prerec_n_sliding_skip": eq6("sliding", method="prerec_n", last_item_skip=True),
+    "prerec_combined": eq6("sliding", prior_units=PER_OBS, shared_item_offsets=True, last_item_skip=True),
+    "prerec_n_text": eq6("sliding", method="prerec_n", last_item_skip=True, text_channel="last"),
+    "prerec_text": eq6("sliding", prior_units=PER_OBS, shared_item_offsets=True, last_item_skip=True,
+                       text_channel="last"),
+    "prerec_n_repeat": eq6("sliding", method="prerec_n", **SKIP_TEXT_REPEAT),
+    "prerec_repeat": eq6("sliding", prior_units=PER_OBS, shared_item_offsets=True, **SKIP_TEXT_REPEAT),
+    "prerec_repeat_free_d": eq6("sliding", prior_units="offsets_per_observation", shared_item_offsets=True,
+                                **SKIP_TEXT_REPEAT),
+    "zesrec": Variant("zesrec"),  # the pre-trained baselines: PreRec's sizes and budget (--pretrain-args)
+    "unisrec": Variant("unisrec"),
+    "prerec_default": Variant("prerec"),  # the library's default configuration, whatever it is
+    "prerec_n_default": Variant("prerec_n"),
 }
 SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
 SELECTION, SELECTION_USERS = "source_valid_intervened", 200  # the target-free criterion, users per source
@@ -131,32 +129,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def variant_config(variant: str, base: RunConfig) -> RunConfig:
+    """``base`` (the invocation's sizes and budget) as ``variant``: its method, model changes, popularity mode and
+    selection."""
+    spec = VARIANTS[variant]
+    assert spec.method in METHODS, f"{variant} is a baseline, not a PreRec run"
+    model = replace(base.model, **(spec.model or {}))
+    popularity = replace(base.popularity, mode=spec.popularity_mode or base.popularity.mode)
+    return replace(base, method=spec.method, model=model.ablation() if spec.method == "prerec_n" else model,
+                   popularity=popularity, select_by=spec.select_by)
+
+
+def base_config(args: argparse.Namespace, seed: int = 0) -> RunConfig:
+    """The run configuration of this invocation (``--pretrain-args`` read by the pre-training flags: sizes,
+    optimiser, budget, text model) before a variant's changes; the baselines copy its sizes and budget."""
+    flags = ["--benchmark", args.pretrained_on or args.benchmark, "--seed", str(seed), "--device", args.device]
+    flags += ["--data-dir", args.data_dir] if args.data_dir else []
+    return run_config_from_args(parse_run_args(flags + list(args.pretrain_args)))
+
+
 def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     """The finished run of ``variant`` and ``seed``, pre-training it if there is none."""
-    method, flags = VARIANTS[variant]
     root, benchmark = Path(args.runs) / variant / f"seed{seed}", args.pretrained_on or args.benchmark
-    run = find_latest_run(root, benchmark, method)
-    if run is not None:
-        return run
-    script = cli.load_script(Path(__file__).with_name("map_pretrain.py"))
-    base = ["--benchmark", benchmark, "--method", method, "--seed", str(seed), "--runs", str(root),
-            "--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
-    return script.main(script.parse_args(base + list(flags) + list(args.pretrain_args)))
+    run = find_latest_run(root, benchmark, VARIANTS[variant].method)
+    return run if run is not None else pretrain(variant_config(variant, base_config(args, seed)), root)
 
 
 def reference_config(args: argparse.Namespace) -> RunConfig:
-    """The run configuration map_pretrain.py would use in this invocation (sizes, optimiser, budget): the one the
-    baselines copy."""
-    script = cli.load_script(Path(__file__).with_name("map_pretrain.py"))
-    base = ["--benchmark", args.pretrained_on or args.benchmark, "--method", "prerec_n", "--device", args.device]
-    base += ["--data-dir", args.data_dir] if args.data_dir else []
-    return script.run_config_from_args(script.parse_args(base + list(args.pretrain_args)))
+    """The configuration the pre-trained baselines copy (sizes, optimiser, budget): PreRec_n's of this
+    invocation."""
+    return variant_config("prerec_n_default", base_config(args))
 
 
 def ensure_baseline(args: argparse.Namespace, prepared, reference: RunConfig, variant: str, seed: int):
     """The pre-trained baseline of ``variant`` and ``seed`` (trained on ``prepared``'s sources with ``reference``'s
     sizes and budget if missing)."""
-    kind = VARIANTS[variant][0]
+    kind = VARIANTS[variant].method
     folder = Path(args.runs) / variant / f"seed{seed}" / get_benchmark(args.pretrained_on or args.benchmark).folder
     return pretrained_baseline(kind, prepared, reference, seed, folder, args.device)
 
@@ -255,7 +263,7 @@ def main(args: argparse.Namespace) -> Path:
         return out
     jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # a seed at a time
     runs = {job: ensure_run(args, *job) for job in progress_bar(jobs, desc="pre-training")
-            if VARIANTS[job[0]][0] not in BASELINE_KINDS}
+            if VARIANTS[job[0]].method not in BASELINE_KINDS}
     config = load_run_config(next(iter(runs.values()))) if runs else reference_config(args)
     check_same_data(runs)
     cold_items, cold_seed = common_cold_protocol({f"{v}/seed{s}": run for (v, s), run in runs.items()})
@@ -265,7 +273,7 @@ def main(args: argparse.Namespace) -> Path:
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
                                  config.popularity, TextEncoderConfig(model=config.text_model),
                                  cold_items=cold_items, cold_seed=cold_seed)
-    baseline_jobs = [job for job in jobs if VARIANTS[job[0]][0] in BASELINE_KINDS]
+    baseline_jobs = [job for job in jobs if VARIANTS[job[0]].method in BASELINE_KINDS]
     reference = reference_config(args) if baseline_jobs else None  # parsed once: every baseline copies it
     baselines = {job: ensure_baseline(args, prepared, reference, *job) for job in baseline_jobs}
     loaded = {job: PretrainedRun.load(run, args.device) for job, run in runs.items()}  # once, handed on

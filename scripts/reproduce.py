@@ -16,13 +16,15 @@ from pathlib import Path
 import torch
 
 from prerec_pyro import cli
-from prerec_pyro.cli import load_script, run
+from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.inference.checkpoint import load_json, save_json
 from prerec_pyro.inference.finetune import parse_sizes
+from prerec_pyro.inference.pretraining import pretrain
 from prerec_pyro.inference.runs import common_cold_protocol, find_latest_run, load_run_config
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.progress import progress_bar
+from prerec_pyro.run_flags import parse_run_args, run_config_from_args
 from prerec_pyro.study import STEP_FILES, Study, StudyConfig
 from prerec_pyro.text import TextEncoderConfig
 
@@ -49,14 +51,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def ensure_run(args: argparse.Namespace, method: str) -> Path:
-    """The latest finished run of ``method``, pre-training one with scripts/map_pretrain.py if there is none."""
+    """The latest finished run of ``method``, pre-training one (``--pretrain-args``: pre-training flags) if there is
+    none."""
     run = find_latest_run(Path(args.runs), args.benchmark, method)
     if run is not None:
         return run
-    script = load_script(Path(__file__).with_name("map_pretrain.py"))
-    flags = ["--benchmark", args.benchmark, "--method", method, "--runs", args.runs, "--device", args.device]
+    flags = ["--benchmark", args.benchmark, "--method", method, "--device", args.device]
     flags += ["--data-dir", args.data_dir] if args.data_dir else []
-    return script.main(script.parse_args(flags + list(args.pretrain_args)))
+    return pretrain(run_config_from_args(parse_run_args(flags + list(args.pretrain_args))), args.runs)
 
 
 def main(args: argparse.Namespace) -> Path:

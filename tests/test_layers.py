@@ -8,7 +8,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # top to bottom; a module's layer is the first whose prefix matches its dotted name
 LAYERS = [
-    ("studies", ("prerec_pyro.study", "prerec_pyro.report", "prerec_pyro.figures", "prerec_pyro.baseline_runs")),
+    ("studies", ("prerec_pyro.study", "prerec_pyro.report", "prerec_pyro.figures", "prerec_pyro.baseline_runs",
+                 "prerec_pyro.run_flags")),
     ("api", ("prerec_pyro.api", "prerec_pyro.serve", "prerec_pyro")),  # the package root lazily re-exports the API
     ("inference", ("prerec_pyro.inference",)),
     ("models and baselines", ("prerec_pyro.models", "prerec_pyro.baselines", "prerec_pyro.pipeline")),
@@ -75,3 +76,20 @@ def test_the_check_sees_an_upward_import(tmp_path):
     fake.write_text("from prerec_pyro.inference.zero_shot import score_target\n")
     assert layer_of("prerec_pyro.inference.zero_shot") < layer_of("prerec_pyro.evaluate")
     assert "prerec_pyro.inference.zero_shot" in imported("prerec_pyro.evaluate", fake)
+
+
+ENTRY_POINTS = sorted((REPO / "scripts").glob("*.py")) + sorted((REPO / "benchmarks").glob("*.py"))
+SCRIPT_NAMES = {path.stem for path in (REPO / "scripts").glob("*.py")}
+
+
+@pytest.mark.parametrize("path", ENTRY_POINTS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_no_script_imports_a_script(path):
+    """Scripts are flags -> config -> library calls: none loads another script (``load_script``) or imports one."""
+    tree = ast.parse(path.read_text())
+    loads = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, "attr", getattr(node.func, "id", None)) == "load_script"]
+    imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    names = {alias.name.split(".")[0] for node in imports if isinstance(node, ast.Import) for alias in node.names}
+    names |= {(node.module or "").split(".")[0] for node in imports if isinstance(node, ast.ImportFrom)}
+    assert not loads, f"{path.name} loads a script (line {loads[0]})"
+    assert not names & SCRIPT_NAMES, f"{path.name} imports the script(s) {sorted(names & SCRIPT_NAMES)}"

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from prerec_pyro.cli import load_script as load_path
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
@@ -12,20 +14,31 @@ def load_script(name):
 
 
 def test_every_group_shares_one_popularity_mode():
-    ablations = load_script("ablations")
-    suite = load_script("ablation_suite")
     from prerec_pyro.baseline_runs import BASELINE_KINDS
     from prerec_pyro.models.config import RECOMMENDED_POPULARITY_MODE
 
+    ablations = load_script("ablations")
+    suite = load_script("ablation_suite")
     for variants, *_ in suite.GROUPS.values():
-        modes = set()
-        for variant in variants:
-            method, flags = ablations.VARIANTS[variant]
-            if method in BASELINE_KINDS:  # the baselines have no popularity term
-                continue
-            given = "--popularity-mode" in flags  # else map_pretrain.py's default
-            modes.add(flags[flags.index("--popularity-mode") + 1] if given else RECOMMENDED_POPULARITY_MODE)
+        modes = {ablations.VARIANTS[v].popularity_mode or RECOMMENDED_POPULARITY_MODE for v in variants
+                 if ablations.VARIANTS[v].method not in BASELINE_KINDS}  # the baselines have no popularity term
         assert len(modes) == 1, (variants, modes)
+
+
+def test_variants_are_configuration_changes_of_the_invocations_base():
+    ablations = load_script("ablations")
+    args = ablations.parse_args(["--benchmark", "synthetic-small", "--pretrain-args", "--epochs", "7",
+                                 "--hidden-dim", "24", "--heads", "2"])
+    base = ablations.base_config(args, seed=3)
+    literal = ablations.variant_config("prerec_literal", base)
+    assert (literal.model.prior_units, literal.model.repeat_term, literal.popularity.mode) == ("total", False,
+                                                                                            "interval")
+    assert (literal.model.hidden_dim, literal.train.max_epochs, literal.train.seed) == (24, 7, 3)  # the base's
+    default_n = ablations.variant_config("prerec_n_default", base)
+    assert default_n.method == "prerec_n" and default_n.model == base.model.ablation()
+    intervened = ablations.variant_config("prerec_per_obs_intervened", base)
+    assert intervened.select_by == "intervened" and intervened.model.prior_units == "per_observation"
+    assert ablations.variant_config("prerec_default", base) == base
 
 
 def test_the_plan_parses_as_ablations_arguments(capsys):
@@ -92,3 +105,34 @@ def test_the_report_names_the_best_other_method_and_calls_a_gap_inside_the_sprea
     assert losing["outcome"] == "not best" and losing["ratio"] == 0.5
     halves = summary_rows(wins, "bench", {"x": ("a",), "y": ("b",)}, rules=("keep",))
     assert [row["targets"] for row in halves] == ["all targets", "x", "y"]
+
+
+def test_the_suite_runs_each_invocation_in_its_own_process_and_writes_the_results(tmp_path, monkeypatch):
+    """Each ablations.py invocation is a subprocess (no script imports another); the fair group's outputs become
+    docs/RESULTS.md with a verdict per history rule; a failed invocation stops the suite naming it."""
+    import subprocess
+    import sys
+
+    suite = load_script("ablation_suite")
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        assert command[:2] == [sys.executable, str(SCRIPTS / "ablations.py")]
+        out = Path(command[command.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        _long({"prerec_default/eq8": [0.3, 0.31], "SBERT+POP": [0.2]}).to_csv(out / "ablations_long.csv", index=False)
+        (out / "ablations.md").write_text("| table |\n")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    results = tmp_path / "RESULTS.md"
+    suite.main(suite.parse_args(["--benchmarks", "synthetic-small", "--seeds", "0", "1", "--runs",
+                                 str(tmp_path / "runs"), "--results", str(results)]))
+    assert len(calls) == 2 and "--from-long" in calls[1]  # the fair group, then the merge
+    text = results.read_text()
+    assert "| synthetic-small | all targets | keep | 0.3050 ± 0.0071 | SBERT+POP |" in text
+    assert "python scripts/ablation_suite.py --benchmarks synthetic-small" in text
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(command, 1))
+    with pytest.raises(ValueError, match="this invocation failed"):
+        suite.main(suite.parse_args(["--benchmarks", "synthetic-small", "--runs", str(tmp_path / "runs")]))
