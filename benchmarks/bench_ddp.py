@@ -29,6 +29,7 @@ from pathlib import Path
 import bench_common as bc
 import torch
 
+from prerec_pyro import cli
 from prerec_pyro.distributed import Distributed
 from prerec_pyro.inference.guides import GUIDES, make_guide
 from prerec_pyro.inference.map import MapTrainer, TrainConfig
@@ -38,7 +39,7 @@ logger = logging.getLogger("bench_ddp")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     bc.add_common_args(p, repeats=1, warmup=3)
     bc.add_model_args(p)
     bc.add_synthetic_args(p)

@@ -19,6 +19,7 @@ import time
 import bench_common as bc
 import numpy as np
 
+from prerec_pyro import cli
 from prerec_pyro.data.synthetic import SyntheticConfig, generate_synthetic
 from prerec_pyro.text import TextEncoderConfig, encode_texts, load_encoder
 
@@ -26,7 +27,7 @@ logger = logging.getLogger("bench_encode")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     bc.add_common_args(p, repeats=3, warmup=0)
     p.add_argument("--n-texts", type=int, default=2000, help="distinct texts to encode (default: 2000)")
     p.add_argument("--models", default="all-MiniLM-L6-v2,hash-bow-384",

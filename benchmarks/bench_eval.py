@@ -26,6 +26,7 @@ import logging
 import bench_common as bc
 import torch
 
+from prerec_pyro import cli
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.evaluate import EvalConfig, eval_batches, eval_samples, evaluate_domain
 from prerec_pyro.inference.guides import make_guide
@@ -39,7 +40,7 @@ NETWORK_RATIO = 1.5  # to the Transformer + the matmul, for small catalogues (wh
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     bc.add_common_args(p, repeats=5, warmup=1)
     bc.add_model_args(p)
     bc.add_synthetic_args(p)

@@ -22,6 +22,7 @@ import bench_common as bc
 import numpy as np
 import torch
 
+from prerec_pyro import cli
 from prerec_pyro.api import DomainRecommender
 from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
 
@@ -29,7 +30,7 @@ logger = logging.getLogger("bench_recommend")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     bc.add_common_args(p, repeats=3, warmup=1)
     bc.add_model_args(p)
     p.add_argument("--histories", type=int, default=10_000, help="histories to recommend for (default: 10,000)")

@@ -32,6 +32,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 
+from prerec_pyro import cli
 from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.inference.guides import SparseDeltaGuide, check_guide, make_guide
 from prerec_pyro.inference.map import MapTrainer, TrainConfig
@@ -52,7 +53,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     bc.add_common_args(p, repeats=3, warmup=2)
     bc.add_model_args(p)
     p.add_argument("--users", type=_int_list, default=[10_000, 100_000, 1_000_000, 2_000_000],

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from train_contenders import HandLoss, PerSampleReference, PlainTrainer, SampleMaker, map_loss, prior_constant
 
+from prerec_pyro import cli
 from prerec_pyro.inference.guides import latent_values, make_guide
 from prerec_pyro.inference.map import MapTrainer, TrainConfig
 from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
@@ -46,7 +47,7 @@ PAPER_EPOCH_MINUTES = 25.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     bc.add_common_args(p, repeats=9, warmup=1)
     bc.add_model_args(p)
     bc.add_synthetic_args(p)

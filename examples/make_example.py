@@ -7,7 +7,7 @@ empty ``domain`` in items.csv), every source shop has a few items of its own and
 source ever sold. Each customer has a favourite category; the log is seeded, so the files are the same every time.
 Then train and evaluate on it:
 
-    python scripts/map_pretrain.py --benchmark examples/own_data/benchmark.toml --out runs
+    python scripts/map_pretrain.py --benchmark examples/own_data/benchmark.toml --runs runs
     python scripts/intervene_eval.py --benchmark examples/own_data/benchmark.toml --target all --runs runs
 """
 

@@ -11,6 +11,17 @@ from types import ModuleType
 from typing import Callable
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every script's ``--help``: the description as written, and each flag's default (unless its help already
+    says it, or there is none to say)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def run(main: Callable, parse_args: Callable, script: str) -> None:
     """``main(parse_args())``; a ``ValueError`` (bad input, bad run, bad flag value) is printed as
     ``<script>: error: <message>`` and the process exits with status 2, without a traceback."""

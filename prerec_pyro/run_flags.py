@@ -25,25 +25,13 @@ from prerec_pyro.models.prerec import (
 )
 from prerec_pyro.popularity import MODES
 
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The description as written, and each flag's default in ``--help`` (unless its help already says it, or
-    there is none to say)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
-            return text
-        return text + " (default: %(default)s)"
-
-
 RESUME_FLAGS = ("resume", "epochs", "patience", "device")  # what --resume may change
 
 
 def parse_run_args(argv=None, description: str | None = None) -> argparse.Namespace:
     """The pre-training flags (scripts/map_pretrain.py's; ``--pretrain-args`` of ablations.py and reproduce.py),
     defaults shown in ``--help``, with their checks."""
-    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=cli.HelpFormatter)
     p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--method", "--ablation", dest="method", default="prerec", choices=METHODS,
@@ -59,7 +47,8 @@ def parse_run_args(argv=None, description: str | None = None) -> argparse.Namesp
     p.add_argument("--likelihood", default="sampled", choices=LIKELIHOODS,
                    help="sampled softmax with --negatives per batch, or the exact full softmax")
     p.add_argument("--negatives", type=int, default=255, help="sampled negatives (paper: 255)")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the benchmark's)")
+    p.add_argument("--max-epochs", "--epochs", dest="epochs", type=int, default=None,
+                   help="maximum epochs (default: the benchmark's max_epochs)")
     p.add_argument("--patience", type=int, default=None, help="epochs without validation gain before stopping")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
     p.add_argument("--min-steps-per-epoch", type=int, default=None,
@@ -68,7 +57,8 @@ def parse_run_args(argv=None, description: str | None = None) -> argparse.Namesp
     p.add_argument("--batch-size", type=int, default=None, help="sequences per batch (paper: 256)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 3e-4; default: benchmark's)")
     p.add_argument("--hidden-dim", type=int, default=None, help="embedding size B (paper: 256)")
-    p.add_argument("--heads", type=int, default=None, help="attention heads")
+    p.add_argument("--n-heads", "--heads", dest="heads", type=int, default=None,
+                   help="attention heads (default: the benchmark's n_heads)")
     p.add_argument("--max-len", type=int, default=64, help="history length (items)")
     p.add_argument("--transformer-dtype", default="float32", choices=TRANSFORMER_DTYPES,
                    help="bfloat16 runs the Transformer layers under autocast (for GPUs; default: float32)")
@@ -112,8 +102,7 @@ def parse_run_args(argv=None, description: str | None = None) -> argparse.Namesp
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--runs", "--out", dest="runs", default="runs",
-                   help="root of run directories (--out: the old name)")
+    p.add_argument("--runs", default="runs", help="root of run directories")
     p.add_argument("--resume", default=None,
                    help="a run directory to continue from its last checkpoint (--epochs/--patience change its limits)")
     p.add_argument("--print-shapes", action="store_true", help="print the model and guide trace shapes and exit")

@@ -76,7 +76,7 @@ GROUPS = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--benchmarks", nargs="+", default=list(BENCHMARK_SETTINGS), choices=list(BENCHMARK_SETTINGS),
                    help="benchmarks to run (default: all; the cross-platform ones score the in-platform runs)")
     p.add_argument("--groups", nargs="+", default=["fair"], choices=list(GROUPS), help="groups of variants")

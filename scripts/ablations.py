@@ -29,7 +29,7 @@ import torch
 from prerec_pyro import cli
 from prerec_pyro.baseline_runs import BASELINE_KINDS, pretrained_baseline
 from prerec_pyro.baselines.train import BaselineScorer
-from prerec_pyro.data.benchmarks import BENCHMARKS, get_benchmark
+from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig
 from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.pretraining import pretrain
@@ -92,12 +92,12 @@ METRICS = ("rndcg@k%", "recall@k%")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--benchmark", default="synthetic", choices=sorted(BENCHMARKS), help="named benchmark")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
-    p.add_argument("--pretrained-on", default=None, choices=sorted(BENCHMARKS),
-                   help="use (or train) the runs of this benchmark, whose sources must equal --benchmark's (e.g. "
-                        "retail-countries for retail-to-movielens)")
+    p.add_argument("--pretrained-on", default=None,
+                   help="use (or train) the runs of this benchmark (a name or a .toml file), whose sources must equal "
+                        "--benchmark's (e.g. retail-countries for retail-to-movielens)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="model variants")
     p.add_argument("--scorings", nargs="+", default=["eq8"], choices=SCORINGS,
                    help="zero-shot scoring rules for PreRec variants (PreRec_n is always scored plainly)")
@@ -121,6 +121,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present)")
     args = p.parse_args(argv)
+    for flag in ("benchmark", "pretrained_on"):
+        if getattr(args, flag):
+            try:
+                get_benchmark(getattr(args, flag))
+            except ValueError as error:
+                p.error(f"--{flag.replace('_', '-')}: {error}")
     if args.pretrained_on and get_benchmark(args.pretrained_on).sources != get_benchmark(args.benchmark).sources:
         p.error(f"--pretrained-on {args.pretrained_on}: its sources {get_benchmark(args.pretrained_on).sources} "
                 f"differ from {args.benchmark}'s {get_benchmark(args.benchmark).sources}")
@@ -251,7 +257,7 @@ def markdown(table: pd.DataFrame, stopped: dict[str, str] | None = None) -> str:
 
 def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    out = Path(args.out) if args.out else Path(args.runs) / args.benchmark
+    out = Path(args.out) if args.out else Path(args.runs) / get_benchmark(args.benchmark).folder
     if args.from_long:
         missing = [path for path in args.from_long if not Path(path).is_file()]
         if missing:

@@ -32,7 +32,7 @@ logger = logging.getLogger("diagnose")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--run", required=True, help="a PreRec or PreRec_n run directory")
     p.add_argument("--benchmark", default=None,
                    help=f"benchmark whose targets are scored (default: the run's own): {BENCHMARK_HELP}")

@@ -42,7 +42,7 @@ logger = logging.getLogger("intervene_eval")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--target", default="all", help="a target domain of the benchmark (name or alias) or 'all'")
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")

@@ -50,7 +50,7 @@ from prerec_pyro.io import write_csv
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--run", required=True, help="a PreRec run directory (any guide)")
     p.add_argument("--data-dir", default=None, help="data root (default: the run's, else $PREREC_DATA_DIR)")
     p.add_argument("--samples", type=int, default=20, help="posterior draws (domain distances, predictive)")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from prerec_pyro import cli
 from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.data.dataset import SequenceConfig
@@ -29,7 +30,7 @@ logger = logging.getLogger("prepare_data")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR)")
     p.add_argument("--download", default=None, choices=("xmarket", "retail"),

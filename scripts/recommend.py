@@ -1,7 +1,7 @@
 """Top-k zero-shot recommendations of a pre-trained run for the users of your own catalogue.
 
     python scripts/recommend.py --run runs/retail-countries/prerec-delta-seed0-... --items items.csv \\
-        --histories histories.csv --interactions recent.csv --k 10 --out recs.csv
+        --histories histories.csv --interactions recent.csv --k 10 --out recs
 
 ``--items``: item_id, text (CSV or parquet). ``--histories``: user_id, item_id, timestamp (the generic interactions
 format); each user's items in time order are the history. ``--interactions`` (optional): item_id, timestamp of
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -30,15 +31,15 @@ logger = logging.getLogger("recommend")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--run", required=True, help="a pre-training run directory (scripts/map_pretrain.py)")
     p.add_argument("--items", required=True, help="the catalogue: item_id, text (.csv or .parquet)")
     p.add_argument("--histories", required=True, help="user_id, item_id, timestamp (.csv or .parquet)")
     p.add_argument("--interactions", default=None, help="recent item_id, timestamp rows for popularity (optional)")
     p.add_argument("--now", default=None, help="time of the recommendation (default: the latest recent interaction)")
-    p.add_argument("--domain", default=None,
-                   help="with a 'domain' column in the tables: use this domain's rows (items with an empty domain "
-                        "belong to every domain)")
+    p.add_argument("--target", "--domain", dest="domain", default=None,
+                   help="with a 'domain' column in the tables: the domain to recommend in (items with an empty "
+                        "domain belong to every domain)")
     p.add_argument("--date-format", default=None, help="strftime format of the timestamps (e.g. %%d/%%m/%%Y)")
     p.add_argument("--k", type=int, default=10, help="items per user")
     p.add_argument("--include-seen", action="store_true", help="also recommend items of the user's own history")
@@ -51,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with --samples: D from its prior, or from the run's posterior of the sources' D_k")
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--out", required=True, help="output CSV (written atomically)")
+    p.add_argument("--out", required=True, help="output folder: recommendations.csv is written there (atomically)")
     args = p.parse_args(argv)
     if args.k < 1 or args.batch_users < 1 or args.samples < 0:
         p.error(f"--k and --batch-users must be >= 1 and --samples >= 0, got {args.k}, {args.batch_users}, "
@@ -88,8 +89,9 @@ def main(args: argparse.Namespace):
         chunk = {user: histories[user] for user in users[start: start + args.batch_users]}
         parts.append(domain.recommend(chunk, k=args.k, exclude_seen=not args.include_seen, unknown=args.unknown))
     table = pd.concat(parts, ignore_index=True)
-    write_csv(args.out, table)
-    print(f"{len(users)} users, top {args.k}: {args.out}")
+    path = Path(args.out) / "recommendations.csv"
+    write_csv(path, table)
+    print(f"{len(users)} users, top {args.k}: {path}")
     return table
 
 

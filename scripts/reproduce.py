@@ -32,7 +32,7 @@ logger = logging.getLogger("reproduce")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--benchmark", default="synthetic", help=BENCHMARK_HELP)
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--runs", default="runs", help="root of run directories (pre-training runs are reused)")

@@ -21,12 +21,13 @@ from prerec_pyro.data.loaders.generic import ITEM_COLUMNS, read_table, rows_of_d
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--run", required=True, help="a pre-training run directory (scripts/map_pretrain.py)")
     p.add_argument("--items", required=True, help="the catalogue: item_id, text (.csv or .parquet)")
     p.add_argument("--interactions", default=None, help="recent item_id, timestamp rows for popularity (optional)")
-    p.add_argument("--domain", default=None,
-                   help="with a 'domain' column in --items: this domain's items (and those with an empty domain)")
+    p.add_argument("--target", "--domain", dest="domain", default=None,
+                   help="with a 'domain' column in --items: the domain to serve (its items and those with an empty "
+                        "domain)")
     p.add_argument("--now", default=None, help="time of the recommendations (default: the latest recent interaction)")
     p.add_argument("--max-k", type=int, default=100, help="the largest k a request may ask for")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")

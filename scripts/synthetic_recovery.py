@@ -24,7 +24,7 @@ from prerec_pyro.text import TextEncoderConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--run", default=None, help="a PreRec run of the synthetic benchmark (default: the latest)")
     p.add_argument("--runs", default="runs", help="root of run directories")
     return p.parse_args(argv)

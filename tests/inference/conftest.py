@@ -27,7 +27,7 @@ def pretrain(tmp_path_factory, *flags):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     args = script.parse_args(["--benchmark", "synthetic-small", "--text-model", "hash-bow-32", "--epochs", "3",
-                              "--max-len", "8", "--out", str(tmp_path_factory.mktemp("runs")), *flags])
+                              "--max-len", "8", "--runs", str(tmp_path_factory.mktemp("runs")), *flags])
     run_dir = script.main(args)
     config = load_run_config(run_dir)
     prepared = prepare_benchmark("synthetic-small", None, config.sequences, config.popularity,

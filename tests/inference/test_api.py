@@ -159,8 +159,8 @@ def test_recommend_script_writes_top_k_per_user(pretrained, shop, tmp_path):
     spec.loader.exec_module(script)
     script.main(script.parse_args(["--run", str(run_dir), "--items", str(tmp_path / "items.csv"), "--histories",
                                    str(tmp_path / "histories.csv"), "--interactions", str(tmp_path / "recent.csv"),
-                                   "--k", "3", "--out", str(tmp_path / "recs.csv"), "--batch-users", "2"]))
-    recs = pd.read_csv(tmp_path / "recs.csv", dtype={"user_id": str, "item_id": str})
+                                   "--k", "3", "--out", str(tmp_path / "recs"), "--batch-users", "2"]))
+    recs = pd.read_csv(tmp_path / "recs" / "recommendations.csv", dtype={"user_id": str, "item_id": str})
     assert list(recs.columns) == ["user_id", "rank", "item_id", "score"]
     assert set(recs["user_id"]) == set(log["user_id"]) and (recs.groupby("user_id").size() == 3).all()
 

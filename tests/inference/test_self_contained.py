@@ -62,14 +62,15 @@ def test_a_copied_run_recommends_serves_and_scores_without_its_sources(pretraine
     recommend = load_script("recommend")
     argv = ["--items", str(folder / "items.csv"), "--histories", str(folder / "histories.csv"), "--interactions",
             str(folder / "recent.csv"), "--k", "5"]
-    recommend.main(recommend.parse_args(["--run", str(run_dir), *argv, "--out", str(folder / "in_place.csv")]))
+    recommend.main(recommend.parse_args(["--run", str(run_dir), *argv, "--out", str(folder / "in_place")]))
     moved = tmp_path / "elsewhere" / run_dir.name
     shutil.copytree(run_dir, moved)
     no_source_data(monkeypatch)
     for (samples, backdoor_from), expected in in_place.items():
         torch.testing.assert_close(scores_of(moved, domain, samples, backdoor_from), expected, rtol=0, atol=0)
-    recommend.main(recommend.parse_args(["--run", str(moved), *argv, "--out", str(folder / "moved.csv")]))
-    pd.testing.assert_frame_equal(pd.read_csv(folder / "moved.csv"), pd.read_csv(folder / "in_place.csv"))
+    recommend.main(recommend.parse_args(["--run", str(moved), *argv, "--out", str(folder / "moved")]))
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "moved" / "recommendations.csv"),
+                                  pd.read_csv(folder / "in_place" / "recommendations.csv"))
     fastapi = pytest.importorskip("fastapi", reason="the serve extra is not installed")
     from fastapi.testclient import TestClient
 

@@ -28,7 +28,7 @@ TINY = ["--benchmark", "synthetic-small", "--text-model", "hash-bow-32", "--epoc
 
 def pretrain(tmp_path, *extra):
     script = load_script("map_pretrain")
-    return script.main(script.parse_args([*TINY, "--out", str(tmp_path / "runs"), *extra]))
+    return script.main(script.parse_args([*TINY, "--runs", str(tmp_path / "runs"), *extra]))
 
 
 def test_map_pretrain_writes_a_run_directory(tmp_path):

@@ -22,7 +22,7 @@ def test_map_pretrain_then_intervene_eval_on_the_example(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)  # the path as the README gives it, relative to the repository
     pretrain = load_script(SCRIPTS / "map_pretrain.py")
     run_dir = pretrain.main(pretrain.parse_args(["--benchmark", "examples/own_data/benchmark.toml", "--text-model",
-                                                 "hash-bow-32", "--epochs", "1", "--max-len", "8", "--out",
+                                                 "hash-bow-32", "--epochs", "1", "--max-len", "8", "--runs",
                                                  str(tmp_path / "runs")]))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["benchmark"] == str(EXAMPLE)  # the absolute path: the run can be rebuilt from anywhere
@@ -36,8 +36,9 @@ def test_map_pretrain_then_intervene_eval_on_the_example(tmp_path, monkeypatch):
     data = REPO / "examples" / "own_data"
     recs = recommend.main(recommend.parse_args(["--run", str(run_dir), "--items", str(data / "items.csv"),
                                                 "--histories", str(data / "interactions.csv"), "--interactions",
-                                                str(data / "interactions.csv"), "--domain", "shop_oslo", "--k", "3",
-                                                "--out", str(tmp_path / "recs.csv")]))
+                                                str(data / "interactions.csv"), "--target", "shop_oslo", "--k", "3",
+                                                "--out", str(tmp_path / "recs")]))
+    assert (tmp_path / "recs" / "recommendations.csv").exists()
     items = pd.read_csv(data / "items.csv")
     oslo = set(items.loc[items["domain"].isna() | (items["domain"] == "shop_oslo"), "item_id"])
     assert set(recs["item_id"]) <= oslo and recs["user_id"].str.startswith("oslo_").all()
