@@ -106,3 +106,27 @@ def plot_posterior_study(similarity: pd.DataFrame, bins: pd.DataFrame, items: pd
         right.set_axis_off()
         right.text(0.5, 0.5, "a point-estimate guide:\nno posterior spread", ha="center", va="center")
     return save_figure(fig, path)
+
+
+def plot_zero_shot(table: pd.DataFrame, path: Path, metric: str = "rndcg@k%") -> Path:
+    """Zero-shot ``metric`` per target (bars: methods, whiskers: 95% bootstrap intervals over users), one panel per
+    history rule; ``table`` is ``results_table``'s ("all" samples are drawn, the mean over targets is left out)."""
+    rows = table[(table["subset"] == "all") & (table["domain"] != "mean")]
+    rules = list(dict.fromkeys(rows["history_items"])) if "history_items" in rows else ["keep"]
+    targets, methods = list(dict.fromkeys(rows["domain"])), list(dict.fromkeys(rows["method"]))
+    fig, axes = plt.subplots(1, len(rules), figsize=(1.2 + 1.1 * len(targets) * len(rules) + 2, 3.6), squeeze=False,
+                             layout="constrained", sharey=True)
+    width = 0.8 / len(methods)
+    for ax, rule in zip(axes[0], rules):
+        part = rows[rows["history_items"] == rule] if "history_items" in rows else rows
+        for m, method in enumerate(methods):
+            cells = part[part["method"] == method].set_index("domain").reindex(targets)
+            values = cells[metric].to_numpy(dtype=float)
+            errors = np.abs(np.stack([values - cells[f"{metric}_low"], cells[f"{metric}_high"] - values]))
+            ax.bar(np.arange(len(targets)) + (m - (len(methods) - 1) / 2) * width, values, width, yerr=errors,
+                   capsize=2, label=method)
+        ax.set_xticks(np.arange(len(targets)), targets, rotation=30, ha="right")
+        ax.set_title(f"history items: {rule}")
+        ax.set_ylabel(metric)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return save_figure(fig, path)

@@ -28,6 +28,7 @@ from prerec_pyro import cli
 from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig, results_table
+from prerec_pyro.figures import plot_zero_shot
 from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.pretrained import BACKDOOR_FROM, PretrainedRun
 from prerec_pyro.inference.runs import (
@@ -119,6 +120,15 @@ def output_stem(args: argparse.Namespace, runs: dict[str, PretrainedRun], benchm
     return Path(args.out or runs["prerec"].run_dir) / "_".join(parts)
 
 
+def mean_table(table: pd.DataFrame) -> str:
+    """The short table: r-NDCG@K% and Recall@K% of each method, mean over the targets ("all" samples), a column
+    per history rule."""
+    means = table[(table["domain"] == "mean") & (table["subset"] == "all")]
+    wide = means.pivot_table(index="method", columns="history_items", values=["rndcg@k%", "recall@k%"], sort=False)
+    wide.columns = [f"{metric} ({rule})" for metric, rule in wide.columns]
+    return wide.to_string(float_format=lambda v: f"{v:.4f}")
+
+
 def format_table(table: pd.DataFrame) -> str:
     wide = table.pivot_table(index=["domain", "method"], columns=["history_items", "subset"],
                              values=["recall@k%", "rndcg@k%"], sort=False)
@@ -144,8 +154,11 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
                                 item_offsets=args.item_offsets, backdoor_from=args.backdoor_from, alpha=alpha)
     table = results_table(rows)
     print(format_table(table))
+    print(f"\nmean over {len(targets)} target(s), all test samples (per-target 95% intervals: the table above and "
+          "the figure)\n" + mean_table(table))
     stem = output_stem(args, runs, benchmark, transfer)
     write_csv(stem.with_suffix(".csv"), table)
+    plot_zero_shot(table, stem.with_suffix(".png"))
     save_json(stem.with_suffix(".json"), {"benchmark": benchmark.name, "pretrained_on": run_config.benchmark,
                                           "sources": list(prepared.benchmark.sources), "targets": list(targets),
                                           "split": args.split, "k_percent": config.k_percent,
@@ -155,7 +168,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
                                           "history_items": list(config.history_items),
                                           "runs": {k: str(v.run_dir) for k, v in runs.items()},
                                           "rows": table.to_dict(orient="records")})
-    print(f"written: {stem}.csv, {stem}.json")
+    print(f"written: {stem}.csv, {stem}.json, {stem}.png")
     return table
 
 

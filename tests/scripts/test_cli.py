@@ -67,7 +67,8 @@ def test_intervene_eval_prints_the_table_and_writes_files(tmp_path, capsys):
     assert "rndcg@k% (unseen, keep)" in out and "rndcg@k% (all, exclude)" in out
     assert set(table["history_items"]) == {"keep", "exclude"}
     written = list((tmp_path / "runs" / "synthetic-small").glob("prerec-*/zero_shot_japan.csv"))
-    assert len(written) == 1
+    assert len(written) == 1 and written[0].with_suffix(".png").stat().st_size > 0  # the figure beside the table
+    assert "mean over 1 target(s)" in out and "rndcg@k% (exclude)" in out
 
 
 def test_cold_items_are_remembered_by_the_run_and_scored_as_new_items(tmp_path):
