@@ -53,8 +53,11 @@ def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], source: str,
                          f"found {list(frame.columns)}")
 
 
+DUPLICATES = ("drop", "keep")
+
+
 def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, source: str | None = None,
-                drop_unknown_items: bool = False) -> Domain:
+                drop_unknown_items: bool = False, duplicates: str = "drop") -> Domain:
     """Validate and normalise a domain's tables.
 
     Args:
@@ -64,7 +67,13 @@ def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, sour
             strings).
         source: what to name in error messages (a file path); defaults to the domain name.
         drop_unknown_items: drop interactions whose item has no row in ``items`` instead of raising.
+        duplicates: rows repeating a (user_id, item_id, timestamp) already in the log are dropped with a warning
+            that counts them ("drop", the rule for every loader: a table written twice must not count twice), or
+            kept ("keep": only where the source really records one event twice, e.g. an invoice listing a product
+            on two lines, which the paper's Online Retail counts include).
     """
+    if duplicates not in DUPLICATES:
+        raise ValueError(f"duplicates must be one of {DUPLICATES}, got {duplicates!r}")
     source = source or f"domain {name!r}"
     _require_columns(items, ITEM_COLUMNS, source, "item")
     _require_columns(interactions, INTERACTION_COLUMNS, source, "interaction")
@@ -95,6 +104,13 @@ def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, sour
             raise ValueError(f"{source}: {int((~known).sum())} interaction(s) name item(s) absent from the item "
                              f"table, e.g. {example!r}")
         log = log[known]
+    repeated = log.duplicated(keep="first")
+    if repeated.any() and duplicates == "drop":
+        example = log.loc[repeated].iloc[0]
+        logger.warning("%s: dropped %d duplicate interaction row(s) (the same user_id, item_id and timestamp as an "
+                       "earlier row, e.g. user %r, item %r) of %d", source, int(repeated.sum()), example["user_id"],
+                       example["item_id"], len(log))
+        log = log[~repeated]
     if log.empty:
         raise ValueError(f"{source}: domain {name!r} has no interactions")
     log = log.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)

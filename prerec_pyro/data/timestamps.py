@@ -5,7 +5,9 @@ Rules, in order:
 - datetimes (timezone-aware ones are converted to UTC; naive ones are read as UTC) pass through;
 - numbers are epoch times whose unit is read off their magnitude: below 10^11 seconds (up to the year 5138), below
   10^14 milliseconds, below 10^17 microseconds, otherwise nanoseconds; a column whose values span two units is
-  refused (it is not one clock). Fractions are rounded to the nearest second;
+  refused (it is not one clock). Fractions are rounded to the nearest second. Numbers that are no epoch clock are
+  refused with what they were read as: 8-digit date codes (``20230414``: pass ``date_format="%Y%m%d"``) and
+  columns whose seconds all fall in 1970 (day numbers, spreadsheet serials, row counters);
 - strings: numbers as above, ISO dates and datetimes (``2021-03-04``, ``2021-03-04 10:15:00``, an explicit offset
   honoured), or, with ``date_format`` (``strftime`` codes, e.g. ``"%d/%m/%Y"``), exactly that format. Day/month
   strings such as ``03/04/2021`` are read day-first when some value's first field is above 12, month-first when some
@@ -24,6 +26,7 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 UNITS = (("s", 1e11, 1), ("ms", 1e14, 1_000), ("us", 1e17, 1_000_000), ("ns", np.inf, 1_000_000_000))
+YEAR_1971 = 31_536_000  # epoch seconds at 1971-01-01: a clock of real interactions is past it
 DAY_MONTH = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})\b")
 
 
@@ -70,7 +73,25 @@ def _numbers_to_seconds(numbers: pd.Series, source: str, column: str) -> pd.Seri
     name, _, per_second = UNITS[int(units[0])] if len(units) else UNITS[0]
     if name != "s":
         logger.info("%s: column %r read as epoch %s (from its magnitude)", source, column, name)
-    return (numbers / per_second).round().astype("int64")
+    seconds = (numbers / per_second).round().astype("int64")
+    if name == "s" and len(seconds):
+        _refuse_non_clocks(numbers, seconds, source, column)
+    return seconds
+
+
+def _refuse_non_clocks(numbers: pd.Series, seconds: pd.Series, source: str, column: str) -> None:
+    """ValueError for numbers that read as epoch seconds but are no clock: 8-digit date codes, or all in 1970."""
+    first = pd.to_datetime(int(seconds.min()), unit="s")
+    codes = pd.to_datetime(numbers.astype("int64").astype(str), format="%Y%m%d", errors="coerce")
+    if (numbers % 1 == 0).all() and numbers.between(19_000_101, 21_001_231).all() and codes.notna().all():
+        raise ValueError(f"{source}: column {column!r} holds numbers such as {int(numbers.iloc[0])} that look like "
+                         f"dates (YYYYMMDD); read as epoch seconds they would all fall on {first:%Y-%m-%d}. Pass "
+                         "the format: --date-format '%Y%m%d' (date_format='%Y%m%d')")
+    if seconds.max() < YEAR_1971:
+        last = pd.to_datetime(int(seconds.max()), unit="s")
+        raise ValueError(f"{source}: column {column!r} read as epoch seconds falls entirely in 1970 ({first} to "
+                         f"{last}): these are not times of interactions (day numbers? a counter?); convert them to "
+                         "epoch seconds or dates, or pass their --date-format")
 
 
 def _parse_dates(text: pd.Series, source: str, column: str) -> pd.Series:

@@ -7,7 +7,7 @@ from prerec_pyro.data.domain import make_domain
 
 def test_duplicate_ids_and_empty_texts_are_reported(caplog):
 
-    log = pd.DataFrame({"user_id": ["u", "u"], "item_id": ["a", "b"], "timestamp": [1, 2]})
+    log = pd.DataFrame({"user_id": ["u", "u"], "item_id": ["a", "b"], "timestamp": [1_614_816_000, 1_614_816_060]})
     items = pd.DataFrame({"item_id": ["a", "a", "b"], "text": ["red mug", "blue mug", "plate"]})
     domain = make_domain("shop", items, log, source="items.csv")
     assert list(domain.items["text"]) == ["red mug", "plate"]

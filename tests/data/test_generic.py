@@ -11,6 +11,7 @@ from prerec_pyro.data.loaders.generic import load_generic
 from prerec_pyro.data.timestamps import epoch_seconds
 
 DAY_2021_03_04, DAY_2021_03_05 = 1614816000, 1614902400
+TWO_TIMES = [DAY_2021_03_04 + 1, DAY_2021_03_04 + 2]  # two interactions a second apart
 
 
 def write(frame: pd.DataFrame, path: Path) -> Path:
@@ -54,7 +55,7 @@ def test_domains_from_a_column_with_shared_and_own_items(tmp_path: Path, suffix:
 
 def test_items_without_domain_apply_to_every_domain(tmp_path: Path) -> None:
     items = write(pd.DataFrame({"item_id": ["i1"], "text": ["Red mug"]}), tmp_path / "items.csv")
-    log = write(pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["i1", "i1"], "timestamp": [1, 2],
+    log = write(pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["i1", "i1"], "timestamp": TWO_TIMES,
                               "domain": ["a", "b"]}), tmp_path / "log.csv")
     assert [(d.name, d.n_items, d.n_interactions) for d in load_generic(items, log)] == [("a", 1, 1), ("b", 1, 1)]
 
@@ -62,7 +63,7 @@ def test_items_without_domain_apply_to_every_domain(tmp_path: Path) -> None:
 def test_item_outside_its_domain(tmp_path: Path) -> None:
     items = write(pd.DataFrame({"item_id": ["i1", "i2"], "text": ["x", "y"], "domain": ["a", "b"]}),
                   tmp_path / "items.csv")
-    log = write(pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["i1", "i2"], "timestamp": [1, 2],
+    log = write(pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["i1", "i2"], "timestamp": TWO_TIMES,
                               "domain": ["a", "a"]}), tmp_path / "log.csv")
     with pytest.raises(ValueError, match=r"log\.csv \(domain 'a'\).*'i2'"):
         load_generic(items, log)
@@ -71,15 +72,16 @@ def test_item_outside_its_domain(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("items", "log", "message"), [
-    ({"item_id": ["i1"], "title": ["x"]}, {"user_id": ["u"], "item_id": ["i1"], "timestamp": [1]},
+    ({"item_id": ["i1"], "title": ["x"]}, {"user_id": ["u"], "item_id": ["i1"], "timestamp": TWO_TIMES[:1]},
      r"items\.csv: missing column\(s\) \['text'\]"),
     ({"item_id": ["i1"], "text": ["x"]}, {"user_id": ["u"], "item_id": ["i1"], "time": [1]},
      r"log\.csv: missing column\(s\) \['timestamp'\]"),
-    ({"item_id": ["i1"], "text": ["x"]}, {"user_id": ["u", None], "item_id": ["i1", "i1"], "timestamp": [1, 2]},
+    ({"item_id": ["i1"], "text": ["x"]}, {"user_id": ["u", None], "item_id": ["i1", "i1"], "timestamp": TWO_TIMES},
      r"log\.csv: column 'user_id' is empty on row 3"),
     ({"item_id": ["i1"], "text": ["x"]}, {"user_id": ["u"], "item_id": ["i1"], "timestamp": ["next week"]},
      r"log\.csv: column 'timestamp' value 'next week'"),
-    ({"item_id": ["i1"], "text": ["x"], "domain": ["a"]}, {"user_id": ["u"], "item_id": ["i1"], "timestamp": [1]},
+    ({"item_id": ["i1"], "text": ["x"], "domain": ["a"]},
+     {"user_id": ["u"], "item_id": ["i1"], "timestamp": TWO_TIMES[:1]},
      r"items\.csv: items carry a 'domain' column but .*log\.csv has none"),
 ])
 def test_errors_name_file_and_column(tmp_path: Path, items: dict, log: dict, message: str) -> None:
@@ -111,4 +113,22 @@ def test_epoch_seconds_forms() -> None:
                                                   DAY_2021_03_04 + 10 * 3600 + 15 * 60]
     paris = pd.Series(pd.to_datetime(["2021-03-05 02:00"])).dt.tz_localize("Europe/Paris")
     assert epoch_seconds(paris, "t").tolist() == [DAY_2021_03_05 + 3600]
-    assert epoch_seconds(pd.Series([1.0, 2.0]), "t").tolist() == [1, 2]
+    assert epoch_seconds(pd.Series([DAY_2021_03_04 + 1.0, DAY_2021_03_04 + 2.4]), "t").tolist() == [
+        DAY_2021_03_04 + 1, DAY_2021_03_04 + 2]
+
+
+@pytest.mark.parametrize("values, message", [
+    ([20230414, 20230415], r"column 'timestamp' holds numbers such as 20230414 that look like dates \(YYYYMMDD\).*"
+                           r"--date-format '%Y%m%d'"),
+    (["20230414", "20230501"], r"look like dates \(YYYYMMDD\)"),
+    ([19460, 19461, 19470], r"falls entirely in 1970 \(1970-01-01 05:24:20 to 1970-01-01 05:24:30\)"),  # day numbers
+    ([45000.5, 45001.25], r"falls entirely in 1970"),  # spreadsheet serials
+])
+def test_numbers_that_are_no_clock_are_refused_with_what_they_read_as(values, message):
+    with pytest.raises(ValueError, match=message):
+        epoch_seconds(pd.Series(values), "interactions.csv")
+
+
+def test_date_codes_read_with_their_format():
+    assert epoch_seconds(pd.Series(["20210304", "20210305"]), "t", date_format="%Y%m%d").tolist() == [
+        DAY_2021_03_04, DAY_2021_03_05]

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prerec_pyro.data.loaders.generic import load_generic
+from prerec_pyro.data.timestamps import epoch_seconds
 
 DAY = 1_614_816_000  # 2021-03-04 00:00 UTC
 FIRST, LAST = pd.Timestamp("2000-01-01"), pd.Timestamp("2030-12-31")  # the dates drawn (epochs: 2021 to 2021 + 116 d)
@@ -34,6 +35,8 @@ def tables(draw):
         "item_id": draw(st.lists(st.one_of(st.sampled_from(ids), IDS), min_size=n, max_size=n)),
         "timestamp": draw(st.lists(TIMES, min_size=n, max_size=n)),
     })
+    if draw(st.booleans()):  # the table written twice (or some of its rows again)
+        log = pd.concat([log, log.iloc[: draw(st.integers(min_value=0, max_value=n))]], ignore_index=True)
     return items, log, draw(st.booleans())
 
 
@@ -54,9 +57,11 @@ def test_generic_loader_errors_clearly_or_keeps_its_invariants(tmp_path, case):
     [domain] = domains
     written = pd.read_csv(log_path, dtype=str, keep_default_na=False)
     assert 0 < domain.n_interactions <= len(written)
-    if not drop_unknown:
-        assert domain.n_interactions == len(written), "nothing may be dropped without drop_unknown_items"
     frame = domain.interactions
+    assert not frame.duplicated().any(), "a row repeating (user, item, time) is dropped, never counted twice"
+    if not drop_unknown:  # nothing else may be dropped without drop_unknown_items
+        distinct = written.assign(timestamp=epoch_seconds(written["timestamp"], "written")).drop_duplicates()
+        assert domain.n_interactions == len(distinct)
     assert frame["item_id"].isin(domain.items["item_id"]).all()
     assert not domain.items["item_id"].duplicated().any()
     assert frame["timestamp"].dtype == "int64"
@@ -64,6 +69,19 @@ def test_generic_loader_errors_clearly_or_keeps_its_invariants(tmp_path, case):
         "every clock form must land in the years it was written in"
     assert set(frame["user_id"]) <= set(written["user_id"]), "user ids are read as written, as text"
     assert (frame.groupby("user_id")["timestamp"].diff().dropna() >= 0).all(), "each user's log is in time order"
+
+
+def test_a_table_written_twice_is_the_table_once_with_a_warning(tmp_path, caplog):
+    """Every row of interactions.csv twice: the same domain as once (the count named), not twice the samples."""
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "text": ["x", "y", "z"]})
+    log = pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ["a", "b", "c"], "timestamp": [DAY, DAY + 60, DAY + 9]})
+    items.to_csv(tmp_path / "items.csv", index=False)
+    log.to_csv(tmp_path / "once.csv", index=False)
+    pd.concat([log, log]).to_csv(tmp_path / "interactions.csv", index=False)
+    [once] = load_generic(tmp_path / "items.csv", tmp_path / "once.csv")
+    [twice] = load_generic(tmp_path / "items.csv", tmp_path / "interactions.csv")
+    pd.testing.assert_frame_equal(twice.interactions, once.interactions)
+    assert "interactions.csv: dropped 3 duplicate interaction row(s)" in caplog.text
 
 
 @pytest.mark.parametrize("values", [["1614816000", "1614816000000"], ["03/04/2021", "13/04/2021", "04/13/2021"]])

@@ -156,15 +156,17 @@ def load_online_retail(path: str | os.PathLike[str], options: RetailOptions = Re
     log = _log(frame, options, source)
     if options.countries is not None:
         log = log[log["Country"].isin(countries)]
+    # an invoice may list one product on two lines at one time: real events, and the paper's counts include them
     if not options.by_country:
-        return [make_domain(DOMAIN_NAME, items[items["item_id"].isin(log["item_id"])], log, source=source)]
+        return [make_domain(DOMAIN_NAME, items[items["item_id"].isin(log["item_id"])], log, source=source,
+                            duplicates="keep")]
     domains = []
     for country in countries:
         part = log[log["Country"] == country]
         if part.empty and options.countries is None:
             continue
         domains.append(make_domain(country, items[items["item_id"].isin(part["item_id"])], part,
-                                   source=f"{source} (Country {country!r})"))
+                                   source=f"{source} (Country {country!r})", duplicates="keep"))
     return domains
 
 
