@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from prerec_pyro.data.batches import PreRecBatch
-from prerec_pyro.data.loaders.generic import ITEM_COLUMNS, read_table
+from prerec_pyro.data.loaders.generic import ITEM_COLUMNS, read_table, rows_of_domain
 from prerec_pyro.data.timestamps import epoch_seconds
 from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.popularity import PopularityConfig, PopularityTable
@@ -31,14 +31,17 @@ UNKNOWN = ("error", "drop")
 TableLike = pd.DataFrame | str | os.PathLike
 
 
-def catalogue_factors(items: pd.DataFrame, recent: TableLike | None, now, config: PopularityConfig) -> Tensor:
-    """Popularity factors F_j of the catalogue ``items`` from the ``recent`` interactions (item_id, timestamp) of
-    the interval before ``now`` (default: the latest of them); none given: F = 0. [1, J, F]"""
+def catalogue_factors(items: pd.DataFrame, recent: TableLike | None, now, config: PopularityConfig,
+                      domain: str | None = None) -> Tensor:
+    """Popularity factors F_j of the catalogue ``items`` from the ``recent`` interactions (item_id, timestamp; the
+    rows of ``domain`` when they carry a domain column) of the interval before ``now`` (default: the latest of them);
+    none given: F = 0. [1, J, F]"""
     n_items = len(items)
     if recent is None:
         return torch.zeros(1, n_items, config.n_factors)
     log = recent if isinstance(recent, pd.DataFrame) else read_table(recent, ("item_id", "timestamp"))
     source = "recent_interactions" if isinstance(recent, pd.DataFrame) else str(recent)
+    log = rows_of_domain(log, domain, source, shared_rows=False)
     missing = [c for c in ("item_id", "timestamp") if c not in log.columns]
     if missing:
         raise ValueError(f"{source}: missing column(s) {missing}; expected item_id and timestamp")
@@ -51,13 +54,21 @@ def catalogue_factors(items: pd.DataFrame, recent: TableLike | None, now, config
         raise ValueError(f"{source}: no interaction names an item of the catalogue")
     table = PopularityTable.from_log(rows[rows >= 0], times, n_items, config)
     at = int(times.max()) if now is None else int(epoch_seconds(pd.Series([now]), "now").iloc[0])
-    return table.factors(torch.as_tensor(table.period_of(np.array([at]))), torch.arange(n_items))  # [1, J, F]
+    factors = table.factors(torch.as_tensor(table.period_of(np.array([at]))), torch.arange(n_items))  # [1, J, F]
+    if not bool(factors.any()):
+        stamp = lambda seconds: pd.Timestamp(int(seconds), unit="s")  # noqa: E731
+        logger.warning("%s: no interaction in the popularity window before %s (%g days; the log spans %s to %s): "
+                       "every item's popularity is 0", source, stamp(at), config.interval_days, stamp(times.min()),
+                       stamp(times.max()))
+    return factors
 
 
-def items_table(items: TableLike) -> pd.DataFrame:
-    """The catalogue as item_id (text, unique) and text (not all empty)."""
+def items_table(items: TableLike, domain: str | None = None) -> pd.DataFrame:
+    """The catalogue as item_id (text, unique) and text (not all empty): the rows of ``domain`` (and those with an
+    empty domain) of a table with a domain column; a table of several domains needs ``domain``."""
     source = "items" if isinstance(items, pd.DataFrame) else str(items)
     table = items.copy() if isinstance(items, pd.DataFrame) else read_table(items, ITEM_COLUMNS)
+    table = rows_of_domain(table, domain, source, shared_rows=True)
     missing = [c for c in ITEM_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{source}: missing column(s) {missing}; expected {list(ITEM_COLUMNS)}")

@@ -189,3 +189,19 @@ def test_k_beyond_the_unseen_items_returns_only_unseen_items_with_finite_scores(
     assert (top.groupby("user_id").size() == pd.Series({"long": 3, "short": 10})).all()
     assert np.isfinite(top["score"]).all()
     assert "1 of 2 histories have fewer than k = 10 unseen items (the fewest: 3)" in caplog.text
+
+
+def test_a_table_of_several_domains_needs_one_named(shop, tmp_path, caplog):
+    """Two shops in one items table: refused without a domain (not ranked together), each shop's rows with one (a
+    trailing space in a domain value is no other domain); a time far from the log warns that popularity is empty."""
+    run, domain = shop
+    items = domain.items.assign(domain=["north"] * 10 + ["south "] * (len(domain.items) - 10))
+    with pytest.raises(ValueError, match=r"holds 2 domains \['north', 'south'\]; name the one to use"):
+        run.on_domain(items)
+    north = run.on_domain(items, domain="north")
+    assert list(north.item_ids) == list(domain.items["item_id"][:10])
+    assert len(run.on_domain(items, domain="south").item_ids) == len(domain.items) - 10
+    log = domain.interactions
+    far = int(log["timestamp"].max()) + 400 * 86_400
+    recommender = run.on_domain(domain.items, recent_interactions=log, now=far)
+    assert "no interaction in the popularity window before" in caplog.text and not recommender.factors.any()

@@ -66,12 +66,19 @@ def _check_no_missing(frame: pd.DataFrame, columns: tuple[str, ...], path: Path)
 
 
 def rows_of_domain(table: pd.DataFrame, domain: str | None, path: str, shared_rows: bool) -> pd.DataFrame:
-    """The rows of ``domain`` (and, if ``shared_rows``, rows with an empty domain); the table itself without one."""
+    """The rows of ``domain`` (and, if ``shared_rows``, rows with an empty domain); the table itself without a
+    ``domain`` column, or when it names one domain only. A table of several domains without ``domain`` is refused
+    (ranking every shop's items together would be silently wrong)."""
+    names = sorted(table["domain"].dropna().astype(str).str.strip().unique()) if "domain" in table.columns else []
     if domain is None:
+        if len(names) > 1:
+            raise ValueError(f"{path}: the table holds {len(names)} domains {names[:10]}; name the one to use "
+                             "(--target NAME, or domain=NAME)")
         return table
     if "domain" not in table.columns:
-        raise ValueError(f"{path}: --domain {domain!r} given but the table has no 'domain' column")
-    rows = table[(table["domain"] == domain) | (table["domain"].isna() if shared_rows else False)]
+        raise ValueError(f"{path}: domain {domain!r} given but the table has no 'domain' column")
+    values = table["domain"].astype("string").str.strip()  # a trailing space is no other domain
+    rows = table[(values == domain.strip()) | (table["domain"].isna() if shared_rows else False)]
     if rows.empty:
         found = sorted(table["domain"].dropna().unique())[:10]
         raise ValueError(f"{path}: no row of domain {domain!r}; found {found}")
