@@ -7,6 +7,7 @@ directory and moved into place, so an interrupted write never leaves a half-writ
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import zipfile
@@ -33,7 +34,11 @@ def load_json(path: Path) -> Any:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda f: torch.save(state, f))
+    """``state`` at ``path`` (atomically). Serialised in memory first, so a full disk is the file write's OSError
+    naming the path, not an error from inside torch's writer."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:

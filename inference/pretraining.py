@@ -35,7 +35,15 @@ from .checkpoint import load_checkpoint, save_json
 from .guides import SCALE_LR, VARIATIONAL, make_guide, posterior_spread
 from .map import MapTrainer, TrainConfig
 from .pretrained import probe_batch, write_source_summary
-from .runs import RunConfig, build_model, load_run_config, run_state, save_run_config, save_run_state
+from .runs import (
+    RunConfig,
+    build_model,
+    check_writable,
+    load_run_config,
+    run_state,
+    save_run_config,
+    save_run_state,
+)
 from .scoring import MapScorer
 from .zero_shot import source_scorer
 
@@ -77,8 +85,11 @@ def resume_pretraining(run_dir: str | Path, max_epochs: int | None = None, patie
     """Continue ``run_dir`` from its last checkpoint with its own configuration (``max_epochs`` / ``patience`` /
     ``device`` changed when given); a finished run is returned as it is, with a message."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: no such run directory: nothing to resume")
     if not (run_dir / "config.json").exists():
         raise ValueError(f"{run_dir} is not a run directory (no config.json): nothing to resume")
+    check_writable(run_dir)  # one owner per run
     config = load_run_config(run_dir)
     changes = {k: v for k, v in (("max_epochs", max_epochs), ("patience", patience), ("device", device))
                if v is not None}
@@ -166,13 +177,23 @@ def validation(model, guide, data, k_percent: float, config: RunConfig):
 
 
 def fit(trainer: MapTrainer, run_dir: Path, resume: bool) -> dict:
-    """``trainer.fit`` with the run's state recorded (by rank 0); Ctrl-C marks it interrupted and raises
-    ``PretrainingInterrupted`` saying how to go on."""
+    """``trainer.fit`` with the run's state recorded (by rank 0, the run's owner while it runs); Ctrl-C marks it
+    interrupted and raises ``PretrainingInterrupted`` saying how to go on; a file that cannot be written (a full
+    disk, a read-only folder) marks it failed and raises a ValueError naming the file."""
     main_rank = trainer.parallel.is_main
     if main_rank:
         save_run_state(run_dir, "running")
     try:
         return trainer.fit(resume=resume)
+    except OSError as error:
+        where = error.filename or run_dir
+        reason = f"{where}: {error.strerror or error}"
+        try:
+            save_run_state(run_dir, "failed", reason)
+        except OSError:  # the state cannot be written either: the message below says what to do
+            pass
+        raise ValueError(f"{reason}; the run stopped (marked failed): make room or make the folder writable, then "
+                         f"continue it with python scripts/map_pretrain.py --resume {run_dir}") from None
     except KeyboardInterrupt:
         if not main_rank:
             raise PretrainingInterrupted("interrupted") from None

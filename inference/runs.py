@@ -8,6 +8,8 @@ own source data and loads ``best.pt``; ``load_nets`` restores only the networks 
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -132,26 +134,70 @@ def common_cold_protocol(runs: dict[str, Path], configs: dict[str, RunConfig] | 
     return next(iter(protocols.values()), (0.0, 0))
 
 
-RUN_STATES = ("running", "interrupted", "finished")
+RUN_STATES = ("running", "interrupted", "failed", "finished")
 
 
-def save_run_state(run_dir: Path, state: str) -> None:
-    """Record where a run stands (``state.json``): running, interrupted (resumable with --resume) or finished."""
+def save_run_state(run_dir: Path, state: str, reason: str | None = None) -> None:
+    """Record where a run stands (``state.json``): running (with its owner, this process), interrupted or failed
+    (resumable with --resume; ``reason`` says why it failed) or finished."""
     assert state in RUN_STATES, state
-    save_json(Path(run_dir) / "state.json", {"state": state, "updated": time.strftime("%Y-%m-%d %H:%M:%S")})
+    payload = {"state": state, "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if state == "running":
+        payload["owner"] = {"pid": os.getpid(), "host": socket.gethostname()}
+    if reason:
+        payload["reason"] = reason
+    save_json(Path(run_dir) / "state.json", payload)
 
 
 def run_state(run_dir: Path) -> str:
-    """A run's recorded state; a run written before states were recorded is finished when its metrics exist."""
+    """A run's recorded state; a run written before states were recorded is finished when its metrics exist. A run
+    whose owner has died while it was running reads as interrupted."""
     run_dir = Path(run_dir)
     if (run_dir / "state.json").exists():
-        return load_json(run_dir / "state.json")["state"]
+        payload = load_json(run_dir / "state.json")
+        if payload["state"] == "running" and live_owner(payload) is None:
+            return "interrupted"
+        return payload["state"]
     return "finished" if (run_dir / "metrics.json").exists() else "interrupted"
+
+
+def live_owner(payload: dict) -> str | None:
+    """"process PID on HOST" when the running run's owner is alive (or on another host, where this cannot be told),
+    else None (its process has ended: the run may be resumed)."""
+    owner = payload.get("owner")
+    if payload.get("state") != "running" or not owner:
+        return None
+    if owner["host"] == socket.gethostname():
+        try:
+            os.kill(int(owner["pid"]), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # alive, another user's
+            pass
+    return f"process {owner['pid']} on {owner['host']}"
+
+
+def check_writable(run_dir: Path) -> None:
+    """Refuse to resume a run that a live process is still training: one owner per run."""
+    path = Path(run_dir) / "state.json"
+    owner = live_owner(load_json(path)) if path.exists() else None
+    if owner is not None and owner != f"process {os.getpid()} on {socket.gethostname()}":
+        raise ValueError(f"{run_dir} is being trained by {owner}; wait for it to finish (or stop that process) "
+                         "before resuming it")
 
 
 def check_finished(run_dir: Path, method: str | None = None) -> RunConfig:
     """The config of a finished run (of ``method`` when given); a ValueError saying what to do otherwise."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: no such run directory")
+    if not (run_dir / "config.json").exists():
+        raise ValueError(f"{run_dir} is not a run directory (no config.json; runs are written by "
+                         "scripts/map_pretrain.py)")
     state = run_state(run_dir)
+    if state == "running":
+        owner = live_owner(load_json(run_dir / "state.json"))
+        raise ValueError(f"{run_dir}: the run is still being trained by {owner}; wait for it to finish")
     if state != "finished":
         raise ValueError(f"{run_dir}: the run is {state}, not finished; continue it with "
                          f"python scripts/map_pretrain.py --resume {run_dir}")

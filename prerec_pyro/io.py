@@ -20,6 +20,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         with os.fdopen(handle, "wb") as stream:
             write(stream)
         os.replace(tmp, path)
+    except OSError as error:  # a full disk says so on a file descriptor: name the file it was for
+        Path(tmp).unlink(missing_ok=True)
+        if error.filename is None:
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

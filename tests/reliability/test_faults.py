@@ -111,3 +111,53 @@ def test_two_runs_started_at_once_in_one_root_keep_their_own_directories(tmp_pat
     for run_dir in run_dirs:
         assert json.loads((run_dir / "state.json").read_text())["state"] == "finished"
         assert not list(run_dir.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("error", [(28, "No space left on device"), (13, "Permission denied")])
+def test_a_checkpoint_that_cannot_be_written_stops_the_run_marked_failed_naming_the_file(tmp_path, monkeypatch,
+                                                                                       error):
+    """A full disk or a read-only folder (a patched writer: root writes through permissions) while training: one
+    ValueError naming the file, the run marked failed with the reason, and --resume continues it afterwards."""
+    from prerec_pyro.inference import checkpoint
+    from prerec_pyro.inference.runs import load_json, run_state
+
+    monkeypatch.setenv("PREREC_CACHE_DIR", str(tmp_path / "cache"))
+    real = checkpoint.atomic_write
+
+    def failing(path, write):
+        if Path(path).name == "last.pt":
+            raise OSError(error[0], error[1], str(path))
+        return real(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", failing)
+    pretrain = script("map_pretrain")
+    with pytest.raises(ValueError, match=rf"last[.]pt: {error[1]}; the run stopped \(marked failed\)"):
+        pretrain.main(pretrain.parse_args([*TINY, "--epochs", "2", "--runs", str(tmp_path / "runs")]))
+    [run_dir] = (tmp_path / "runs" / "synthetic-small").iterdir()
+    assert run_state(run_dir) == "failed" and error[1] in load_json(run_dir / "state.json")["reason"]
+    monkeypatch.setattr(checkpoint, "atomic_write", real)
+    with pytest.raises(ValueError, match="the run is failed, not finished; continue it with"):
+        evaluate(run_dir, tmp_path)
+    with pytest.raises(ValueError, match=r"last[.]pt: checkpoint not found"):  # no epoch was saved: start again
+        pretrain.main(pretrain.parse_args(["--resume", str(run_dir)]))
+
+
+def test_one_owner_per_run_a_live_trainer_is_not_joined_a_dead_ones_run_is_resumable(finished_run, tmp_path):
+    from prerec_pyro.inference.runs import run_state, save_json
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        save_json(copy / "state.json", {"state": "running", "owner": {"pid": sleeper.pid, "host": os.uname()[1]}})
+        pretrain = script("map_pretrain")
+        with pytest.raises(ValueError, match=rf"is being trained by process {sleeper.pid} on"):
+            pretrain.main(pretrain.parse_args(["--resume", str(copy)]))
+        with pytest.raises(ValueError, match="still being trained by process"):
+            evaluate(copy, tmp_path)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert run_state(copy) == "interrupted"  # its owner is gone: resumable
+    with pytest.raises(ValueError, match="no such run directory"):
+        evaluate(tmp_path / "nowhere", tmp_path)
