@@ -53,5 +53,5 @@ def test_only_finished_runs_are_found_and_unfinished_ones_are_refused_with_the_r
         save_run_state(run, state)
     assert find_latest_run(tmp_path / "runs", "synthetic-small", "prerec").name.endswith("20260101-000000")
     assert run_state(folder / "prerec-delta-seed0-20260102-000000") == "interrupted"
-    with pytest.raises(ValueError, match="the run is running, not finished; continue it with .*--resume"):
-        check_finished(folder / "prerec-delta-seed0-20260103-000000")
+    with pytest.raises(ValueError, match="the run is still being trained by process .*; wait for it to finish"):
+        check_finished(folder / "prerec-delta-seed0-20260103-000000")  # its owner (this process) is alive

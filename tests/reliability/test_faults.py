@@ -74,8 +74,8 @@ def _train(runs: Path, env: dict, epochs: int = 50) -> subprocess.Popen:
 
 
 def test_a_killed_training_is_never_read_as_finished_and_resumes(tmp_path):
-    """SIGKILL (no handler runs) after the first checkpoint: the run stays 'running', consumers refuse it with the
-    resume command, and --resume finishes it."""
+    """SIGKILL (no handler runs) after the first checkpoint: state.json still says 'running', but its owner is dead,
+    so consumers read it as interrupted and refuse it with the resume command, and --resume finishes it."""
     env = {**os.environ, "PREREC_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     runs = tmp_path / "runs"
     process = _train(runs, env)
@@ -87,7 +87,7 @@ def test_a_killed_training_is_never_read_as_finished_and_resumes(tmp_path):
     process.communicate(timeout=60)
     [run_dir] = runs.glob("*/*")
     assert json.loads((run_dir / "state.json").read_text())["state"] == "running"
-    with pytest.raises(ValueError, match=rf"the run is running, not finished.*--resume {run_dir}"):
+    with pytest.raises(ValueError, match=rf"the run is interrupted, not finished.*--resume {run_dir}"):  # owner dead
         evaluate(run_dir, tmp_path)
     resumed = subprocess.run([sys.executable, str(SCRIPTS / "map_pretrain.py"), "--resume", str(run_dir), "--epochs",
                               "2"], env=env, capture_output=True, text=True, timeout=300)
