@@ -102,14 +102,15 @@ class DomainRecommender:
             raise ValueError("histories is empty: pass one history (a list of item ids) or several")
         out = []
         for number, history in enumerate(histories):
-            if isinstance(history, str):
-                raise ValueError(f"history {number} is a string ({history!r}); expected a list of item ids")
+            if isinstance(history, str) or not isinstance(history, Sequence | np.ndarray | pd.Series):
+                raise ValueError(f"history {number} is {history!r}, not a list; expected a list of item ids")
             ids = [str(item) for item in history]
             rows = self.index.get_indexer(ids)
             if (rows < 0).any() and unknown == "error":
                 bad = [item for item, row in zip(ids, rows) if row < 0][:5]
                 raise ValueError(f"history {number}: item id(s) {bad} are not in the catalogue "
-                                 "(pass unknown='drop' to drop them with a warning)")
+                                 "(to drop them with a warning: unknown='drop', --unknown drop, or "
+                                 "\"unknown\": \"drop\" in a request)")
             if (rows < 0).any():
                 logger.warning("history %d: dropping %d item id(s) not in the catalogue", number, int((rows < 0).sum()))
             rows = rows[rows >= 0]
@@ -159,7 +160,8 @@ class DomainRecommender:
         catalogue order, so the result is deterministic. With ``exclude_seen`` no item of the whole history comes
         back (the model reads its last ``max_len - 1`` items), and a history with fewer than ``k`` unseen items
         gets only those, with a warning."""
-        single = len(histories) > 0 and not isinstance(histories, Mapping) and isinstance(next(iter(histories)), str)
+        single = len(histories) > 0 and not isinstance(histories, Mapping) and \
+            not isinstance(next(iter(histories)), (list, tuple, np.ndarray, pd.Series))  # one history of item ids
         users = list(histories) if isinstance(histories, Mapping) else list(range(1 if single else len(histories)))
         lists = [histories] if single else (list(histories.values()) if isinstance(histories, Mapping)
                                            else list(histories))

@@ -6,7 +6,8 @@
     app = create_app(PretrainedRun.load(run_dir).on_domain("items.csv", recent_interactions="recent.csv"))
     # uvicorn.run(app)  -- scripts/serve.py does this
 
-``POST /recommend`` takes ``{"history": ["i1", "i2"], "k": 10, "exclude_seen": true}`` and answers
+``POST /recommend`` takes ``{"history": ["i1", "i2"], "k": 10, "exclude_seen": true, "unknown": "error"}`` (a field
+the API does not know is refused; ``"unknown": "drop"`` drops history items outside the catalogue) and answers
 ``{"items": [{"item_id": ..., "score": ...}, ...]}`` (the zero-shot scores of ``DomainRecommender.recommend``).
 ``GET /health`` answers ``{"status": "ok", "n_items": J}``. Bad input (an empty history, an item id outside the
 catalogue, k outside [1, min(max_k, J)]) is a 4xx whose ``detail`` says what was wrong, never a 500.
@@ -14,16 +15,22 @@ catalogue, k outside [1, min(max_k, J)]) is a 4xx whose ``detail`` says what was
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from prerec_pyro.api import DomainRecommender
 
 
 class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a silent default
+
     history: list[str] = Field(min_length=1, description="item ids in time order, the latest last")
     k: int = Field(10, ge=1, description="how many items to return")
     exclude_seen: bool = Field(True, description="leave out the history's own items")
+    unknown: Literal["error", "drop"] = Field("error", description="history items outside the catalogue: an error, "
+                                                                   "or dropped")
 
 
 class ScoredItem(BaseModel):
@@ -52,7 +59,8 @@ def create_app(recommender: DomainRecommender, max_k: int = 100) -> FastAPI:
         if request.k > limit:
             raise HTTPException(status_code=422, detail=f"k must be in [1, {limit}], got {request.k}")
         try:
-            top = recommender.recommend(request.history, k=request.k, exclude_seen=request.exclude_seen)
+            top = recommender.recommend(request.history, k=request.k, exclude_seen=request.exclude_seen,
+                                        unknown=request.unknown)
         except ValueError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
         items = [ScoredItem(item_id=str(row.item_id), score=float(row.score)) for row in top.itertuples()]

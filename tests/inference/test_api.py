@@ -205,3 +205,13 @@ def test_a_table_of_several_domains_needs_one_named(shop, tmp_path, caplog):
     far = int(log["timestamp"].max()) + 400 * 86_400
     recommender = run.on_domain(domain.items, recent_interactions=log, now=far)
     assert "no interaction in the popularity window before" in caplog.text and not recommender.factors.any()
+
+
+def test_integer_item_ids_are_one_history_of_a_numeric_catalogue(shop):
+    run, domain = shop
+    numeric = domain.items.assign(item_id=range(100, 100 + len(domain.items)))
+    recommender = run.on_domain(numeric)
+    top = recommender.recommend([100, 101], k=3)
+    assert list(top.columns) == ["rank", "item_id", "score"] and not {"100", "101"} & set(top["item_id"])
+    with pytest.raises(ValueError, match="history 1 is 7, not a list"):
+        recommender.score([[100], 7])

@@ -41,3 +41,14 @@ def test_bad_requests_are_4xx_with_a_message(served, body, message):
     reply = client.post("/recommend", json=body)
     assert 400 <= reply.status_code < 500
     assert message in str(reply.json()["detail"])
+
+
+def test_a_request_may_drop_unknown_items_and_may_not_carry_unknown_fields(served):
+    client, recommender, catalogue = served
+    dropped = client.post("/recommend", json={"history": catalogue[:2] + ["no-such-item"], "k": 3, "unknown": "drop"})
+    assert dropped.status_code == 200
+    assert [i["item_id"] for i in dropped.json()["items"]] == list(recommender.recommend(catalogue[:2], k=3)["item_id"])
+    refused = client.post("/recommend", json={"history": ["no-such-item"], "k": 3})
+    assert refused.status_code == 422 and '"unknown": "drop"' in refused.json()["detail"]
+    misspelt = client.post("/recommend", json={"history": catalogue[:2], "k": 3, "exclude-seen": False})
+    assert misspelt.status_code == 422 and "exclude-seen" in str(misspelt.json()["detail"])
