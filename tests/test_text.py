@@ -160,3 +160,27 @@ def test_a_damaged_cache_shard_is_named(tmp_path: Path) -> None:
     shard.write_bytes(shard.read_bytes()[:40])  # an encoding killed mid-write by hand (atomic writes prevent it)
     with pytest.raises(ValueError, match=r"text cache shard .*shard-.*\.npz is damaged .*delete it"):
         encode_texts(["a b"], config)
+
+
+def test_a_model_that_is_nowhere_fails_at_once_saying_why(monkeypatch):
+    """Neither a local folder nor in the local cache: refused before the loader's minute of hub retries."""
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    from prerec_pyro.text import load_encoder
+
+    started = time.monotonic()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match=r"'no-such-encoder-1': it is not in the local cache .* the hub is offline"):
+        load_encoder("no-such-encoder-1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    def unreachable(address, timeout):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with pytest.raises(ValueError, match=r"'no-such-encoder-2': .*huggingface.co cannot be reached"):
+        load_encoder("no-such-encoder-2")
+    assert time.monotonic() - started < 10
