@@ -30,6 +30,7 @@ from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
 from prerec_pyro.data.synthetic import SyntheticConfig, generate_synthetic, load_synthetic, write_synthetic
 from prerec_pyro.io import atomic_write
 from prerec_pyro.models.prerec import TRANSFORMER_DTYPES
+from prerec_pyro.popularity import PopularityConfig
 from prerec_pyro.text import HashBowEncoder
 
 logger = logging.getLogger(__name__)
@@ -204,8 +205,10 @@ def ensure_cached(args: argparse.Namespace) -> float:
     return time.perf_counter() - started
 
 
-def synthetic_sources(args: argparse.Namespace) -> tuple[MultiDomainData, torch.Tensor]:
-    """The synthetic source domains, indexed with windows of ``--max-len``, and hashed text vectors [J, T]."""
+def synthetic_sources(args: argparse.Namespace, popularity_mode: str = "interval") -> tuple[MultiDomainData,
+                                                                                             torch.Tensor]:
+    """The synthetic source domains, indexed with windows of ``--max-len`` and popularity factors of
+    ``popularity_mode``, and hashed text vectors [J, T]."""
     config = synthetic_config(args)
     if args.data_cache:
         ensure_cached(args)
@@ -213,7 +216,8 @@ def synthetic_sources(args: argparse.Namespace) -> tuple[MultiDomainData, torch.
     else:
         generated = generate_synthetic(config)
     domains = [generated.domain(name) for name in generated.sources]
-    data = MultiDomainData.from_domains(domains, sequences=SequenceConfig(max_len=args.max_len))
+    data = MultiDomainData.from_domains(domains, popularity=PopularityConfig(mode=popularity_mode),
+                                        sequences=SequenceConfig(max_len=args.max_len))
     text = HashBowEncoder(args.text_dim).encode(data.all_texts())
     return data, torch.as_tensor(text, dtype=torch.float32)
 

@@ -44,17 +44,26 @@ def run(module, tmp_path, *argv):
 def test_bench_train(load, tmp_path, capsys):
     bench = load("bench_train")
     result = run(bench, tmp_path, *SYNTHETIC, *MODEL, *TIMING, "--batch-size", "4", "--negatives", "7",
-                 "--steps", "2")
+                 "--steps", "2", "--config", "eq6")
     assert {"results", "ratios", "loss_check", "targets_met", "environment", "batch_build_ms"} <= set(result)
-    assert set(result["results"]) == {"ours", "ours-cut", "hand", "reference"}
+    assert set(result["results"]) == {"ours", "prerec_n", "ours-cut", "hand", "reference"}
     for row in result["results"].values():
         assert len(row["seconds_per_round"]) == 2 and row["targets_per_s"] > 0
     assert result["results"]["reference"]["targets_per_step"] == 4  # one target per sample
     assert result["results"]["ours"]["targets_per_step"] == result["results"]["hand"]["targets_per_step"]
-    assert set(result["ratios"]) == {"ours_vs_reference", "pyro_overhead", "cut_vs_ours"}
+    assert set(result["ratios"]) == {"ours_vs_reference", "pyro_overhead", "cut_vs_ours", "prerec_vs_prerec_n_step"}
     assert result["loss_check"]["rel_diff"] < 1e-5  # the hand-written loss is Pyro's, up to the prior constants
     out = capsys.readouterr().out
-    assert "ours vs per-sample reference: " in out and "pyro overhead: " in out
+    assert "ours vs per-sample reference: " in out and "pyro overhead: " in out and "prerec vs prerec_n step" in out
+
+
+def test_bench_train_times_the_default_configuration(load, tmp_path, capsys):
+    bench = load("bench_train")
+    result = run(bench, tmp_path, *SYNTHETIC, *MODEL, *TIMING, "--batch-size", "4", "--negatives", "7",
+                 "--steps", "2")
+    assert result["config"] == "recommended" and set(result["results"]) == {"ours", "prerec_n", "ours-cut"}
+    assert result["ratios"]["prerec_vs_prerec_n_step"] > 0 and "prerec_vs_prerec_n_step <= 1.5" in result["targets_met"]
+    assert "configuration: recommended" in capsys.readouterr().out
 
 
 def test_trailing_padding_changes_no_loss(load):
