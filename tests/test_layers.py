@@ -93,3 +93,15 @@ def test_no_script_imports_a_script(path):
     names |= {(node.module or "").split(".")[0] for node in imports if isinstance(node, ast.ImportFrom)}
     assert not loads, f"{path.name} loads a script (line {loads[0]})"
     assert not names & SCRIPT_NAMES, f"{path.name} imports the script(s) {sorted(names & SCRIPT_NAMES)}"
+
+
+def test_inference_reads_only_the_rules_of_the_baselines():
+    """The harness scores the training-free rules beside PreRec; no inference module reaches the baselines'
+    training (their runs sit with the studies)."""
+    for name, path in modules():
+        if not name.startswith("prerec_pyro.inference"):
+            continue
+        reached = {m.removeprefix("prerec_pyro.") for m in imported(name, path)
+                   if m.startswith(("prerec_pyro.baselines", "prerec_pyro.baseline_"))}
+        modules_reached = {m for m in reached if m in ("baselines", "baseline_runs") or m.count(".") == 1}
+        assert modules_reached <= {"baselines.simple"}, (name, sorted(modules_reached))
