@@ -87,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     p.add_argument("--device", type=cli.device, default=None, help="cpu or cuda (default: ablations.py's)")
     p.add_argument("--dry-run", action="store_true", help="print the ablations.py invocations and stop")
+    p.add_argument("--report-only", action="store_true",
+                   help="write --results from the fair group's outputs already under --runs (nothing is trained or "
+                        "scored); benchmarks without them are left out")
     args = p.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     return args
@@ -131,18 +134,23 @@ def main(args: argparse.Namespace) -> list[Path]:
         return []
     merged, fair = [], []
     for benchmark in args.benchmarks:
-        longs = {}
+        longs, made_by = {}, {}
         for name, group, argv in plan:
             if name == benchmark:
-                ablations(argv)
-                longs[group] = str(Path(argv[argv.index("--out") + 1]) / "ablations_long.csv")
+                out = Path(argv[argv.index("--out") + 1])
+                if args.report_only and not (out / "ablations_long.csv").exists():
+                    continue
+                if not args.report_only:
+                    ablations(argv)
+                longs[group], made_by[group] = str(out / "ablations_long.csv"), argv
         if not longs:
             continue
-        out = Path(args.runs) / benchmark
-        ablations(["--benchmark", benchmark, "--out", str(out), "--from-long", *longs.values()])
-        merged.append(out)
+        if not args.report_only:
+            out = Path(args.runs) / benchmark
+            ablations(["--benchmark", benchmark, "--out", str(out), "--from-long", *longs.values()])
+            merged.append(out)
         if "fair" in longs:
-            fair.append(fair_section(benchmark, Path(longs["fair"]).parent))
+            fair.append(fair_section(benchmark, Path(longs["fair"]).parent, made_by["fair"]))
     if fair:
         command = "python scripts/ablation_suite.py " + " ".join(args.argv)
         atomic_write(Path(args.results), lambda f: f.write(results_markdown(fair, command).encode()))
@@ -150,9 +158,10 @@ def main(args: argparse.Namespace) -> list[Path]:
     return merged
 
 
-def fair_section(benchmark: str, folder: Path) -> dict:
-    """One benchmark's part of docs/RESULTS.md, from the fair group's outputs in ``folder``."""
-    tables = (folder / "ablations.md").read_text()
+def fair_section(benchmark: str, folder: Path, argv: list[str]) -> dict:
+    """One benchmark's part of docs/RESULTS.md, from the fair group's outputs in ``folder`` (made by ablations.py
+    with ``argv``)."""
+    tables = f"Made by `python scripts/ablations.py {' '.join(argv)}`.\n\n" + (folder / "ablations.md").read_text()
     tables += "\nPer target (mean ± sd over seeds [95% interval over users]):\n\n"
     tables += (folder / "ablations_targets.md").read_text() if (folder / "ablations_targets.md").exists() else ""
     return {"benchmark": benchmark, "long": pd.read_csv(folder / "ablations_long.csv"),
