@@ -273,17 +273,20 @@ class PretrainedRun:
 
     def on_domain(self, items: TableLike, recent_interactions: TableLike | None = None,
                   now: int | str | pd.Timestamp | None = None, samples: int = 0,
-                  backdoor_from: str = "prior", domain: str | None = None) -> DomainRecommender:
+                  backdoor_from: str = "prior", domain: str | None = None,
+                  date_format: str | None = None) -> DomainRecommender:
         """A recommender over catalogue ``items`` (item_id, text) with popularity from ``recent_interactions``
         (item_id, timestamp) of the interval before ``now`` (default: the latest recent interaction). ``samples`` >
         0: the back-door average over draws of D (``backdoor_from``: see ``target_scorer``) instead of Eq. 8.
-        Tables with a ``domain`` column: ``domain`` picks one (needed when they hold several)."""
+        Tables with a ``domain`` column: ``domain`` picks one (needed when they hold several); ``date_format``: the
+        strftime codes of the recent interactions' timestamps, where they are not epoch times or ISO dates."""
         if backdoor_from not in BACKDOOR_FROM:
             raise ValueError(f"backdoor_from must be one of {BACKDOOR_FROM}, got {backdoor_from!r}")
         table = items_table(items, domain)
         text = torch.as_tensor(encode_texts(table["text"].tolist(), TextEncoderConfig(model=self.config.text_model)),
                                dtype=torch.float32).to(self.device)  # [J, T]
-        factors = catalogue_factors(table, recent_interactions, now, self.config.popularity, domain)  # [1, J, F]
+        factors = catalogue_factors(table, recent_interactions, now, self.config.popularity, domain,
+                                    date_format)  # [1, J, F]
         model = PreRecModel(self.config.model, 1, 1, text).to(self.device)
         model.load_state_dict(self.nets)
         trained_dim = self.nets["f_e.linear.weight"].shape[1]

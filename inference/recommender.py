@@ -32,7 +32,7 @@ TableLike = pd.DataFrame | str | os.PathLike
 
 
 def catalogue_factors(items: pd.DataFrame, recent: TableLike | None, now, config: PopularityConfig,
-                      domain: str | None = None) -> Tensor:
+                      domain: str | None = None, date_format: str | None = None) -> Tensor:
     """Popularity factors F_j of the catalogue ``items`` from the ``recent`` interactions (item_id, timestamp; the
     rows of ``domain`` when they carry a domain column) of the interval before ``now`` (default: the latest of them);
     none given: F = 0. [1, J, F]"""
@@ -49,7 +49,7 @@ def catalogue_factors(items: pd.DataFrame, recent: TableLike | None, now, config
     if (rows < 0).any():
         logger.warning("%s: %d of %d interactions name items outside the catalogue; they are not counted",
                        source, int((rows < 0).sum()), len(rows))
-    times = epoch_seconds(log["timestamp"], source).to_numpy()[rows >= 0]
+    times = epoch_seconds(log["timestamp"], source, date_format).to_numpy()[rows >= 0]
     if not len(times):
         raise ValueError(f"{source}: no interaction names an item of the catalogue")
     table = PopularityTable.from_log(rows[rows >= 0], times, n_items, config)

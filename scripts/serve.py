@@ -29,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with a 'domain' column in --items: the domain to serve (its items and those with an empty "
                         "domain)")
     p.add_argument("--now", default=None, help="time of the recommendations (default: the latest recent interaction)")
+    p.add_argument("--date-format", default=None, help="strftime format of the timestamps (e.g. %%d/%%m/%%Y)")
     p.add_argument("--max-k", type=int, default=100, help="the largest k a request may ask for")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
@@ -54,7 +55,7 @@ def main(args: argparse.Namespace) -> None:
         recent = rows_of_domain(read_table(args.interactions, ("item_id", "timestamp")), args.domain,
                                 args.interactions, shared_rows=False)
     recommender = PretrainedRun.load(args.run, device=args.device).on_domain(items, recent_interactions=recent,
-                                                                             now=args.now)
+                                                                             now=args.now, date_format=args.date_format)
     uvicorn.run(create_app(recommender, max_k=args.max_k), host=args.host, port=args.port)
 
 

@@ -96,11 +96,13 @@ class TableEntry:
     domain: str | None
     items: Path
     interactions: Path
+    date_format: str | None = None  # strftime codes of the interactions' timestamps (the table's date_format key)
 
     def read(self, data_dir: Path | None) -> list[Domain]:
         from prerec_pyro.data.loaders.generic import load_generic
 
-        return load_generic(self.items, self.interactions, default_domain=self.domain or "default")
+        return load_generic(self.items, self.interactions, default_domain=self.domain or "default",
+                            date_format=self.date_format)
 
 
 @dataclass(frozen=True)
@@ -198,10 +200,14 @@ def _defaults(path: Path, raw: dict) -> dict:
     return defaults
 
 
-def _table_pair(path: Path, table, where: str) -> tuple[Path, Path]:
+def _table_pair(path: Path, table, where: str) -> tuple[Path, Path, str | None]:
     if not isinstance(table, dict):
         raise _toml_error(path, where, f"expected a table with {list(TABLE_KEYS)}, got {table!r}")
-    _check_keys(path, table, TABLE_KEYS, f"[{where}]")
+    _check_keys(path, table, TABLE_KEYS + ("date_format",), f"[{where}]")
+    date_format = table.get("date_format")
+    if date_format is not None and (not isinstance(date_format, str) or "%" not in date_format):
+        raise _toml_error(path, f"{where}.date_format", f"expected strftime codes such as '%d/%m/%Y', got "
+                                                        f"{date_format!r}")
     files = []
     for key in TABLE_KEYS:
         value = table.get(key)
@@ -212,7 +218,7 @@ def _table_pair(path: Path, table, where: str) -> tuple[Path, Path]:
         if not file.is_file():
             raise _toml_error(path, f"{where}.{key}", f"file {file} does not exist")
         files.append(file)
-    return files[0], files[1]
+    return files[0], files[1], date_format
 
 
 def _dataset_entry(path: Path, table: dict, where: str) -> DatasetEntry:

@@ -44,8 +44,10 @@ def epoch_seconds(values: pd.Series, source: str, date_format: str | None = None
         return values.astype("datetime64[s]").astype("int64")
     if pd.api.types.is_bool_dtype(values):
         raise ValueError(f"{source}: column {column!r} holds booleans; expected epoch times or dates")
-    if pd.api.types.is_numeric_dtype(values):
+    if pd.api.types.is_numeric_dtype(values) and date_format is None:
         return _numbers_to_seconds(values.astype("float64"), source, column)
+    if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():  # 20230414.0 from a numeric column
+        values = values.astype("int64")
     text = values.astype(str).str.strip()
     if date_format is not None:
         return _dates_to_seconds(pd.to_datetime(text, format=date_format, errors="coerce", utc=True), text, source,
@@ -58,6 +60,12 @@ def epoch_seconds(values: pd.Series, source: str, date_format: str | None = None
     if len(dates):
         out[numbers.isna()] = _dates_to_seconds(_parse_dates(dates, source, column), dates, source, "a date", column)
     return out.astype("int64")
+
+
+def how_to_pass(example: str) -> str:
+    """Where a date format can be given, for an error message."""
+    return (f"--date-format '{example}' (recommend.py, serve.py), date_format = '{example}' in the benchmark TOML's "
+            f"table entry, or date_format='{example}' in Python")
 
 
 def _numbers_to_seconds(numbers: pd.Series, source: str, column: str) -> pd.Series:
@@ -86,12 +94,12 @@ def _refuse_non_clocks(numbers: pd.Series, seconds: pd.Series, source: str, colu
     if (numbers % 1 == 0).all() and numbers.between(19_000_101, 21_001_231).all() and codes.notna().all():
         raise ValueError(f"{source}: column {column!r} holds numbers such as {int(numbers.iloc[0])} that look like "
                          f"dates (YYYYMMDD); read as epoch seconds they would all fall on {first:%Y-%m-%d}. Pass "
-                         "the format: --date-format '%Y%m%d' (date_format='%Y%m%d')")
+                         f"the format: {how_to_pass('%Y%m%d')}")
     if seconds.max() < YEAR_1971:
         last = pd.to_datetime(int(seconds.max()), unit="s")
         raise ValueError(f"{source}: column {column!r} read as epoch seconds falls entirely in 1970 ({first} to "
                          f"{last}): these are not times of interactions (day numbers? a counter?); convert them to "
-                         "epoch seconds or dates, or pass their --date-format")
+                         "epoch seconds or dates, or pass their date format")
 
 
 def _parse_dates(text: pd.Series, source: str, column: str) -> pd.Series:
@@ -104,11 +112,11 @@ def _parse_dates(text: pd.Series, source: str, column: str) -> pd.Series:
     day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
     if day_first and month_first:
         raise ValueError(f"{source}: column {column!r} has day-first ({text[slashed][first > 12].iloc[0]!r}) and "
-                         f"month-first ({text[slashed][second > 12].iloc[0]!r}) dates; pass a date format "
-                         "(--date-format) or fix the column")
+                         f"month-first ({text[slashed][second > 12].iloc[0]!r}) dates; fix the column or pass its "
+                         f"format: {how_to_pass('%d/%m/%Y')}")
     if not (day_first or month_first):
         raise ValueError(f"{source}: column {column!r} has dates such as {text[slashed].iloc[0]!r} that read as "
-                         "day/month or month/day alike; pass a date format, e.g. --date-format '%d/%m/%Y'")
+                         f"day/month or month/day alike; pass the format: {how_to_pass('%d/%m/%Y')}")
     return pd.to_datetime(text, format="mixed", dayfirst=day_first, errors="coerce", utc=True)
 
 

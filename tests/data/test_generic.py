@@ -129,6 +129,24 @@ def test_numbers_that_are_no_clock_are_refused_with_what_they_read_as(values, me
         epoch_seconds(pd.Series(values), "interactions.csv")
 
 
-def test_date_codes_read_with_their_format():
-    assert epoch_seconds(pd.Series(["20210304", "20210305"]), "t", date_format="%Y%m%d").tolist() == [
-        DAY_2021_03_04, DAY_2021_03_05]
+@pytest.mark.parametrize("codes", [["20210304", "20210305"], [20210304, 20210305], [20210304.0, 20210305.0]])
+def test_date_codes_read_with_their_format(codes):
+    assert epoch_seconds(pd.Series(codes), "t", date_format="%Y%m%d").tolist() == [DAY_2021_03_04, DAY_2021_03_05]
+
+
+def test_a_benchmark_table_entry_takes_its_date_format(tmp_path):
+    from prerec_pyro.data.benchmarks import benchmark_from_toml
+
+    pd.DataFrame({"item_id": ["i1", "i2"], "text": ["a", "b"], "domain": ["x", "y"]}).to_csv(tmp_path / "items.csv",
+                                                                                          index=False)
+    pd.DataFrame({"user_id": ["u", "u", "v", "v"], "item_id": ["i1", "i1", "i2", "i2"], "domain": ["x", "x", "y", "y"],
+                  "timestamp": ["04/03/2021", "05/03/2021", "04/03/2021", "05/03/2021"]}).to_csv(
+        tmp_path / "interactions.csv", index=False)
+    toml = tmp_path / "b.toml"
+    toml.write_text('sources = ["x"]\ntargets = ["y"]\nk_percent = 50\n[data]\nitems = "items.csv"\n'
+                    'interactions = "interactions.csv"\n')
+    with pytest.raises(ValueError, match=r"date_format = '%d/%m/%Y' in the benchmark TOML"):
+        benchmark_from_toml(toml).load(None)
+    toml.write_text(toml.read_text() + 'date_format = "%d/%m/%Y"\n')
+    domains = {d.name: d for d in benchmark_from_toml(toml).load(None)}
+    assert domains["x"].interactions["timestamp"].tolist() == [DAY_2021_03_04, DAY_2021_03_05]
