@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prerec_pyro.data.loaders.generic import load_generic
+from prerec_pyro.data.loaders.generic import load_generic, read_table
 from prerec_pyro.data.timestamps import epoch_seconds
 
 DAY_2021_03_04, DAY_2021_03_05 = 1614816000, 1614902400
@@ -150,3 +150,9 @@ def test_a_benchmark_table_entry_takes_its_date_format(tmp_path):
     toml.write_text(toml.read_text() + 'date_format = "%d/%m/%Y"\n')
     domains = {d.name: d for d in benchmark_from_toml(toml).load(None)}
     assert domains["x"].interactions["timestamp"].tolist() == [DAY_2021_03_04, DAY_2021_03_05]
+
+
+def test_a_semicolon_separated_file_gets_a_separator_hint(tmp_path):
+    (tmp_path / "items.csv").write_text("item_id;text\ni1;a mug\n")
+    with pytest.raises(ValueError, match=r"items\.csv: missing column\(s\).*looks ';'-separated"):
+        read_table(tmp_path / "items.csv", ("item_id", "text"))

@@ -48,8 +48,11 @@ def read_table(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.Da
     frame = read_frame(path, TEXT_COLUMNS, expected=f"a header row with {list(required)}")
     missing = [c for c in required if c not in frame.columns]
     if missing:
+        separator = next((sep for sep in (";", "\t", "|") if len(frame.columns) == 1 and sep in frame.columns[0]),
+                         None)
+        hint = f"; the header looks {separator!r}-separated: save the file comma-separated" if separator else ""
         raise ValueError(f"{path}: missing column(s) {missing}; expected {list(required)} (and optionally "
-                         f"'domain'), found {list(frame.columns)}")
+                         f"'domain'), found {list(frame.columns)}{hint}")
     for column in ("item_id", "user_id", "domain"):
         if column in frame.columns:
             values = frame[column]
