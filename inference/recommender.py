@@ -93,15 +93,17 @@ class DomainRecommender:
         self.scorer = scorer or InterventionScorer(model, name="PreRec", item_offsets=item_offsets)
         assert self.scorer.model is model
 
-    def rows(self, histories: Sequence[Sequence[str]], unknown: str = "error") -> list[np.ndarray]:
+    def rows(self, histories: Sequence[Sequence[str]], unknown: str = "error",
+             labels: Sequence | None = None) -> list[np.ndarray]:
         """Each history's item ids as catalogue rows, whole (the model reads the last ``max_len - 1``; the
-        recommendations leave out every one)."""
+        recommendations leave out every one). ``labels`` name the histories in messages (default: their number). A
+        history left empty is an error naming it (``recommend`` with ``unknown="drop"`` skips those, see there)."""
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {UNKNOWN}, got {unknown!r}")
         if len(histories) == 0:
             raise ValueError("histories is empty: pass one history (a list of item ids) or several")
-        out = []
-        for number, history in enumerate(histories):
+        out, labels = [], list(range(len(histories))) if labels is None else list(labels)
+        for number, history in zip(labels, histories):
             if isinstance(history, str) or not isinstance(history, Sequence | np.ndarray | pd.Series):
                 raise ValueError(f"history {number} is {history!r}, not a list; expected a list of item ids")
             ids = [str(item) for item in history]
@@ -112,10 +114,12 @@ class DomainRecommender:
                                  "(to drop them with a warning: unknown='drop', --unknown drop, or "
                                  "\"unknown\": \"drop\" in a request)")
             if (rows < 0).any():
-                logger.warning("history %d: dropping %d item id(s) not in the catalogue", number, int((rows < 0).sum()))
+                logger.warning("history %s: dropping %d item id(s) not in the catalogue", number,
+                               int((rows < 0).sum()))
             rows = rows[rows >= 0]
             if not len(rows):
-                raise ValueError(f"history {number} is empty: PreRec recommends the next item after a history")
+                left = " after dropping the items outside the catalogue" if len(ids) else ""
+                raise ValueError(f"history {number} is empty{left}: PreRec recommends the next item after a history")
             out.append(rows)
         return out
 
@@ -159,7 +163,8 @@ class DomainRecommender:
         many (a list of lists, or a mapping user -> history) give user_id, rank, item_id, score. Ties keep
         catalogue order, so the result is deterministic. With ``exclude_seen`` no item of the whole history comes
         back (the model reads its last ``max_len - 1`` items), and a history with fewer than ``k`` unseen items
-        gets only those, with a warning."""
+        gets only those, with a warning. With ``unknown="drop"``, a user none of whose items the catalogue lists gets
+        no list, with a warning naming them (an empty history given as such is an error)."""
         single = len(histories) > 0 and not isinstance(histories, Mapping) and \
             not isinstance(next(iter(histories)), (list, tuple, np.ndarray, pd.Series))  # one history of item ids
         users = list(histories) if isinstance(histories, Mapping) else list(range(1 if single else len(histories)))
@@ -167,7 +172,20 @@ class DomainRecommender:
                                            else list(histories))
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self.item_ids):
             raise ValueError(f"k must be an integer in [1, {len(self.item_ids)}] (the catalogue size), got {k!r}")
-        rows = self.rows(lists, unknown)
+        if unknown == "drop":  # users left with no known item are named and skipped, the others served
+            listed = [isinstance(h, Sequence | np.ndarray | pd.Series) and not isinstance(h, str) for h in lists]
+            known = [not is_list or not len(h) or any(str(item) in self.index for item in h)
+                     for h, is_list in zip(lists, listed)]  # what is no list or empty: rows() says so
+            if not all(known):
+                skipped = [user for user, keep in zip(users, known) if not keep]
+                logger.warning("%d user(s) have no item of the catalogue in their history and get no "
+                               "recommendations (e.g. %s)", len(skipped), skipped[:5])
+                users = [user for user, keep in zip(users, known) if keep]
+                lists = [history for history, keep in zip(lists, known) if keep]
+                if not lists:
+                    return pd.DataFrame(columns=["user_id", "rank", "item_id", "score"]).drop(
+                        columns="user_id" if single else [])
+        rows = self.rows(lists, unknown, labels=users)
         scores = self._score_rows(rows)  # [R, J]
         available = np.full(len(rows), len(self.item_ids))  # [R] items each list may hold
         if exclude_seen:

@@ -215,3 +215,17 @@ def test_integer_item_ids_are_one_history_of_a_numeric_catalogue(shop):
     assert list(top.columns) == ["rank", "item_id", "score"] and not {"100", "101"} & set(top["item_id"])
     with pytest.raises(ValueError, match="history 1 is 7, not a list"):
         recommender.score([[100], 7])
+
+
+def test_with_unknown_drop_a_user_with_no_known_item_is_named_and_skipped(shop, caplog):
+    run, domain = shop
+    recommender = run.on_domain(domain.items)
+    catalogue = list(domain.items["item_id"])
+    top = recommender.recommend({"a": catalogue[:2], "ghost": ["x1", "x2"], "b": [catalogue[3], "x3"]}, k=2,
+                                unknown="drop")
+    assert sorted(set(top["user_id"])) == ["a", "b"]
+    assert "1 user(s) have no item of the catalogue in their history" in caplog.text and "ghost" in caplog.text
+    with pytest.raises(ValueError, match="history ghost: item id"):
+        recommender.recommend({"a": catalogue[:2], "ghost": ["x1"]}, k=2)
+    with pytest.raises(ValueError, match="history 0 is empty after dropping"):
+        recommender.score([["x1"]], unknown="drop")
