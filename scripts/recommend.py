@@ -44,7 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=10, help="items per user")
     p.add_argument("--include-seen", action="store_true", help="also recommend items of the user's own history")
     p.add_argument("--unknown", default="error", choices=UNKNOWN,
-                   help="history items missing from the catalogue: stop with an error, or drop them with a warning")
+                   help="history items missing from the catalogue: stop with an error, or drop them with a warning "
+                        "(a user left with none gets no recommendations, named in the warning)")
     p.add_argument("--batch-users", type=int, default=1024, help="users scored at once")
     p.add_argument("--samples", type=int, default=0,
                    help="back-door draws of D instead of Eq. 8's do(D = 0) (0, the default: Eq. 8)")
