@@ -110,7 +110,10 @@ class DomainRecommender:
             rows = self.index.get_indexer(ids)
             if (rows < 0).any() and unknown == "error":
                 bad = [item for item, row in zip(ids, rows) if row < 0][:5]
-                raise ValueError(f"history {number}: item id(s) {bad} are not in the catalogue "
+                floats = [item for item in bad if item.endswith(".0") and item[:-2] in self.index]
+                hint = (f"; {floats[0]!r} is read as text and the catalogue lists {floats[0][:-2]!r}: write integer "
+                        "ids without '.0' (a numeric column read as floats)") if floats else ""
+                raise ValueError(f"history {number}: item id(s) {bad} are not in the catalogue{hint} "
                                  "(to drop them with a warning: unknown='drop', --unknown drop, or "
                                  "\"unknown\": \"drop\" in a request)")
             if (rows < 0).any():

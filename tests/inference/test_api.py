@@ -215,6 +215,8 @@ def test_integer_item_ids_are_one_history_of_a_numeric_catalogue(shop):
     assert list(top.columns) == ["rank", "item_id", "score"] and not {"100", "101"} & set(top["item_id"])
     with pytest.raises(ValueError, match="history 1 is 7, not a list"):
         recommender.score([[100], 7])
+    with pytest.raises(ValueError, match=r"'100\.0' is read as text and the catalogue lists '100'"):
+        recommender.recommend([100.0, 101.0], k=3)  # float ids, as a numeric parquet column gives them
 
 
 def test_with_unknown_drop_a_user_with_no_known_item_is_named_and_skipped(shop, caplog):
