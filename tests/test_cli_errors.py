@@ -38,3 +38,16 @@ def test_a_bad_device_is_a_usage_error(value, message, capsys):
     with pytest.raises(SystemExit) as stop:
         script.parse_args(["--device", value])
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_data_directory_without_the_dataset_is_one_line_naming_the_file(tmp_path):
+    """A wrong --data-dir for MovieLens: one line naming the file and what the folder must hold, exit 2."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "map_pretrain.py"
+    done = subprocess.run([sys.executable, str(script), "--benchmark", "movielens-ages", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{tmp_path}/movielens/ml-1m.inter not found" in done.stderr.strip().splitlines()[-1]

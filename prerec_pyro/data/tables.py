@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 CSV, PARQUET, WORKBOOK = (".csv",), (".parquet", ".pq"), (".xlsx", ".xls")
 
 
+
+class MissingDataFile(FileNotFoundError, ValueError):
+    """A data file that is not where the data directory says it is: a FileNotFoundError that the scripts report as
+    one line (they report ValueErrors so), naming the path and what to pass."""
+
 def read_frame(path: str | os.PathLike[str], text_columns: tuple[str, ...] = (), workbooks: bool = False,
                fallback_encoding: str | None = None, expected: str = "a header row") -> pd.DataFrame:
     """The table in ``path`` (module docstring); ``expected`` says what an empty file should have held."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from prerec_pyro.data.domain import Domain, make_domain
+from prerec_pyro.data.tables import MissingDataFile
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def read_atomic(path: str | os.PathLike[str], required: Sequence[str] = ()) -> p
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"RecBole atomic file {path} not found")
+        raise MissingDataFile(f"RecBole atomic file {path} not found (is --data-dir / PREREC_DATA_DIR the folder "
+                              "that holds movielens/ml-1m.inter?)")
     try:
         frame = pd.read_csv(path, sep="\t", dtype=str, quoting=csv.QUOTE_NONE, engine="c", keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:

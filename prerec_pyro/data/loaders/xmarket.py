@@ -27,6 +27,7 @@ import pandas as pd
 
 from prerec_pyro.data.domain import Domain, make_domain
 from prerec_pyro.data.download import download_file
+from prerec_pyro.data.tables import MissingDataFile
 from prerec_pyro.data.timestamps import epoch_seconds
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def find_xmarket_file(root: str | os.PathLike[str], kind: str, market: str, cate
     for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"XMarket {kind} file for market {code!r}, category {category!r} not found; "
+    raise MissingDataFile(f"XMarket {kind} file for market {code!r}, category {category!r} not found; "
                             f"looked for {[str(p) for p in candidates]}")
 
 
