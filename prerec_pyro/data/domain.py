@@ -57,7 +57,7 @@ DUPLICATES = ("drop", "keep")
 
 
 def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, source: str | None = None,
-                drop_unknown_items: bool = False, duplicates: str = "drop") -> Domain:
+                drop_unknown_items: bool = False, duplicates: str = "drop", items_source: str | None = None) -> Domain:
     """Validate and normalise a domain's tables.
 
     Args:
@@ -66,6 +66,7 @@ def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, sour
         interactions: a table with ``user_id``, ``item_id``, ``timestamp`` (epoch seconds, datetimes or date
             strings).
         source: what to name in error messages (a file path); defaults to the domain name.
+        items_source: what to name in messages about the item table (default: ``source``).
         drop_unknown_items: drop interactions whose item has no row in ``items`` instead of raising.
         duplicates: rows repeating a (user_id, item_id, timestamp) already in the log are dropped with a warning
             that counts them ("drop", the rule for every loader: a table written twice must not count twice), or
@@ -75,6 +76,7 @@ def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, sour
     if duplicates not in DUPLICATES:
         raise ValueError(f"duplicates must be one of {DUPLICATES}, got {duplicates!r}")
     source = source or f"domain {name!r}"
+    items_source = items_source or source
     _require_columns(items, ITEM_COLUMNS, source, "item")
     _require_columns(interactions, INTERACTION_COLUMNS, source, "interaction")
     items = pd.DataFrame({"item_id": items["item_id"].astype(str).to_numpy(),
@@ -82,14 +84,14 @@ def make_domain(name: str, items: pd.DataFrame, interactions: pd.DataFrame, sour
     duplicated = items["item_id"].duplicated(keep="first")
     if duplicated.any():
         differing = items[items["item_id"].isin(items.loc[duplicated, "item_id"])].groupby("item_id")["text"].nunique()
-        logger.warning("%s: %d duplicate item row(s) (e.g. id %r); each id keeps its first row's text%s", source,
+        logger.warning("%s: %d duplicate item row(s) (e.g. id %r); each id keeps its first row's text%s", items_source,
                        int(duplicated.sum()), items.loc[duplicated, "item_id"].iloc[0],
                        f", and {int((differing > 1).sum())} of them have differing texts" if (differing > 1).any()
                        else "")
     items = items[~duplicated].reset_index(drop=True)
     if len(items) and not items["text"].str.strip().any():
         logger.warning("%s: every item's text is empty: the text head sees one vector for all items, so PreRec "
-                       "ranks by popularity alone (as POP does)", source)
+                       "ranks by popularity alone (as POP does)", items_source)
     for column in ("user_id", "item_id"):
         if interactions[column].isna().any():
             raise ValueError(f"{source}: column {column!r} has {int(interactions[column].isna().sum())} "

@@ -117,14 +117,14 @@ def load_generic(items_path: str | os.PathLike[str], interactions_path: str | os
             raise ValueError(f"{items_path}: items carry a 'domain' column but {interactions_path} has none; "
                              "add 'domain' to the interactions or drop it from the items")
         return [make_domain(default_domain, items, log, source=str(interactions_path),
-                            drop_unknown_items=drop_unknown_items)]
+                            drop_unknown_items=drop_unknown_items, items_source=str(items_path))]
     _check_no_missing(log, ("domain",), interactions_path)
     domains = []
     for name in pd.unique(log["domain"]):
         part = log[log["domain"] == name]
         catalogue = _domain_items(items, name)
         domain = make_domain(name, catalogue, part, source=f"{interactions_path} (domain {name!r})",
-                             drop_unknown_items=drop_unknown_items)
+                             drop_unknown_items=drop_unknown_items, items_source=f"{items_path} (domain {name!r})")
         if domain.n_interactions < len(part):
             logger.info("%s: dropped %d interactions of domain %r whose item is not in %s", interactions_path,
                         len(part) - domain.n_interactions, name, items_path)
