@@ -95,6 +95,11 @@ def _refuse_non_clocks(numbers: pd.Series, seconds: pd.Series, source: str, colu
         raise ValueError(f"{source}: column {column!r} holds numbers such as {int(numbers.iloc[0])} that look like "
                          f"dates (YYYYMMDD); read as epoch seconds they would all fall on {first:%Y-%m-%d}. Pass "
                          f"the format: {how_to_pass('%Y%m%d')}")
+    if seconds.min() < YEAR_1971 <= seconds.max():
+        early = int(numbers[seconds < YEAR_1971].iloc[0])
+        raise ValueError(f"{source}: column {column!r} mixes times in 1970 (e.g. {early}: a date code or a day "
+                         f"number?) with later ones (up to {pd.to_datetime(int(seconds.max()), unit='s')}); expected "
+                         "one clock for the whole column")
     if seconds.max() < YEAR_1971:
         last = pd.to_datetime(int(seconds.max()), unit="s")
         raise ValueError(f"{source}: column {column!r} read as epoch seconds falls entirely in 1970 ({first} to "

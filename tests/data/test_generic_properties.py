@@ -21,6 +21,7 @@ TIMES = st.one_of(
     st.integers(min_value=DAY, max_value=DAY + 10**7).map(lambda s: s * 1000),  # milliseconds
     st.dates(min_value=FIRST.date(), max_value=LAST.date()).map(str),
     st.sampled_from(["03/04/2021", "13/04/2021", "04/13/2021", "yesterday", ""]),
+    st.dates(min_value=FIRST.date(), max_value=LAST.date()).map(lambda day: int(day.strftime("%Y%m%d"))),  # codes
 )
 
 
@@ -35,6 +36,8 @@ def tables(draw):
         "item_id": draw(st.lists(st.one_of(st.sampled_from(ids), IDS), min_size=n, max_size=n)),
         "timestamp": draw(st.lists(TIMES, min_size=n, max_size=n)),
     })
+    if draw(st.booleans()):  # several domains in one table (the catalogue shared by all)
+        log["domain"] = draw(st.lists(st.sampled_from(["north", "south", " south"]), min_size=n, max_size=n))
     if draw(st.booleans()):  # the table written twice (or some of its rows again)
         log = pd.concat([log, log.iloc[: draw(st.integers(min_value=0, max_value=n))]], ignore_index=True)
     return items, log, draw(st.booleans())
@@ -54,21 +57,26 @@ def test_generic_loader_errors_clearly_or_keeps_its_invariants(tmp_path, case):
         message = str(error)
         assert "items.csv" in message or "interactions.csv" in message, message
         return
-    [domain] = domains
     written = pd.read_csv(log_path, dtype=str, keep_default_na=False)
-    assert 0 < domain.n_interactions <= len(written)
-    frame = domain.interactions
-    assert not frame.duplicated().any(), "a row repeating (user, item, time) is dropped, never counted twice"
+    names = sorted(written["domain"].str.strip().unique()) if "domain" in written else ["default"]
+    assert sorted(d.name for d in domains) == names, "one domain per value of the domain column, as written"
+    assert 0 < sum(d.n_interactions for d in domains) <= len(written)
+    for domain in domains:
+        assert not domain.interactions.duplicated().any(), "a row repeating (user, item, time) is never counted twice"
     if not drop_unknown:  # nothing else may be dropped without drop_unknown_items
-        distinct = written.assign(timestamp=epoch_seconds(written["timestamp"], "written")).drop_duplicates()
-        assert domain.n_interactions == len(distinct)
-    assert frame["item_id"].isin(domain.items["item_id"]).all()
-    assert not domain.items["item_id"].duplicated().any()
-    assert frame["timestamp"].dtype == "int64"
-    assert frame["timestamp"].between(FIRST.timestamp(), LAST.timestamp()).all(), \
-        "every clock form must land in the years it was written in"
-    assert set(frame["user_id"]) <= set(written["user_id"]), "user ids are read as written, as text"
-    assert (frame.groupby("user_id")["timestamp"].diff().dropna() >= 0).all(), "each user's log is in time order"
+        stamped = written.assign(timestamp=epoch_seconds(written["timestamp"], "written"))
+        if "domain" in stamped:
+            stamped["domain"] = stamped["domain"].str.strip()
+        assert sum(d.n_interactions for d in domains) == len(stamped.drop_duplicates())
+    for domain in domains:
+        frame = domain.interactions
+        assert frame["item_id"].isin(domain.items["item_id"]).all()
+        assert not domain.items["item_id"].duplicated().any()
+        assert frame["timestamp"].dtype == "int64"
+        assert frame["timestamp"].between(FIRST.timestamp(), LAST.timestamp()).all(), \
+            "every clock form must land in the years it was written in"
+        assert set(frame["user_id"]) <= set(written["user_id"]), "user ids are read as written, as text"
+        assert (frame.groupby("user_id")["timestamp"].diff().dropna() >= 0).all(), "each user's log is in time order"
 
 
 def test_a_table_written_twice_is_the_table_once_with_a_warning(tmp_path, caplog):

@@ -57,6 +57,8 @@ def read_table(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.Da
         if column in frame.columns:
             values = frame[column]
             frame[column] = values.where(values.isna(), values.astype(str))
+    if "domain" in frame.columns:  # a trailing space is no other domain
+        frame["domain"] = frame["domain"].where(frame["domain"].isna(), frame["domain"].str.strip())
     return frame
 
 
@@ -111,6 +113,8 @@ def load_generic(items_path: str | os.PathLike[str], interactions_path: str | os
     log = read_table(interactions_path, INTERACTION_COLUMNS)
     _check_no_missing(items, ("item_id",), items_path)
     _check_no_missing(log, INTERACTION_COLUMNS, interactions_path)
+    if log.empty:
+        raise ValueError(f"{interactions_path}: the table has a header but no interaction rows")
     log["timestamp"] = epoch_seconds(log["timestamp"], str(interactions_path), date_format)
     if "domain" not in log.columns:
         if "domain" in items.columns and items["domain"].notna().any():
