@@ -161,7 +161,9 @@ def main(args: argparse.Namespace) -> list[Path]:
 def fair_section(benchmark: str, folder: Path, argv: list[str]) -> dict:
     """One benchmark's part of docs/RESULTS.md, from the fair group's outputs in ``folder`` (made by ablations.py
     with ``argv``)."""
-    tables = f"Made by `python scripts/ablations.py {' '.join(argv)}`.\n\n" + (folder / "ablations.md").read_text()
+    made_by = (folder / "command.txt").read_text().strip() if (folder / "command.txt").exists() else \
+        f"python scripts/ablations.py {' '.join(argv)}"
+    tables = f"Made by `{made_by}`.\n\n" + (folder / "ablations.md").read_text()
     tables += "\nPer target (mean ± sd over seeds [95% interval over users]):\n\n"
     tables += (folder / "ablations_targets.md").read_text() if (folder / "ablations_targets.md").exists() else ""
     return {"benchmark": benchmark, "long": pd.read_csv(folder / "ablations_long.csv"),
