@@ -132,7 +132,7 @@ def main(args: argparse.Namespace) -> list[Path]:
         for _, _, argv in plan:
             print("python scripts/ablations.py " + " ".join(argv))
         return []
-    merged, fair = [], []
+    merged, fair, absent = [], [], []
     for benchmark in args.benchmarks:
         longs, made_by = {}, {}
         for name, group, argv in plan:
@@ -144,6 +144,7 @@ def main(args: argparse.Namespace) -> list[Path]:
                     ablations(argv)
                 longs[group], made_by[group] = str(out / "ablations_long.csv"), argv
         if not longs:
+            absent += [benchmark] if "fair" in BENCHMARK_SETTINGS[benchmark].groups and "fair" in args.groups else []
             continue
         if not args.report_only:
             out = Path(args.runs) / benchmark
@@ -153,7 +154,8 @@ def main(args: argparse.Namespace) -> list[Path]:
             fair.append(fair_section(benchmark, Path(longs["fair"]).parent, made_by["fair"]))
     if fair:
         command = "python scripts/ablation_suite.py " + " ".join(args.argv)
-        atomic_write(Path(args.results), lambda f: f.write(results_markdown(fair, command).encode()))
+        text = results_markdown(fair, command, absent)
+        atomic_write(Path(args.results), lambda f: f.write(text.encode()))
         print(f"written: {args.results}")
     return merged
 
@@ -166,8 +168,13 @@ def fair_section(benchmark: str, folder: Path, argv: list[str]) -> dict:
     tables = f"Made by `{made_by}`.\n\n" + (folder / "ablations.md").read_text()
     tables += "\nPer target (mean ± sd over seeds [95% interval over users]):\n\n"
     tables += (folder / "ablations_targets.md").read_text() if (folder / "ablations_targets.md").exists() else ""
-    return {"benchmark": benchmark, "long": pd.read_csv(folder / "ablations_long.csv"),
-            "groups": target_groups(get_benchmark(benchmark)), "tables": tables}
+    long = pd.read_csv(folder / "ablations_long.csv")
+    scored = {str(method).split("/")[0] for method in long["method"]}
+    missing = [variant for variant in GROUPS["fair"][0] if variant not in scored]
+    if missing:
+        tables = f"Not in this benchmark's tables: {', '.join(missing)} (not run).\n\n" + tables
+    return {"benchmark": benchmark, "long": long, "groups": target_groups(get_benchmark(benchmark)),
+            "tables": tables}
 
 
 if __name__ == "__main__":
