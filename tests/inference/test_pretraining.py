@@ -24,5 +24,8 @@ def test_a_config_in_a_finished_run_out_and_resumed_with_a_longer_budget(tmp_pat
     assert len(json.loads((run_dir / "history.json").read_text())["history"]) == 2
     ablation = run_config("synthetic-small", method="prerec_n")
     assert not (ablation.model.use_domain or ablation.model.use_popularity or ablation.model.use_offsets)
-    with pytest.raises(ValueError, match="not a run directory"):
+    with pytest.raises(ValueError, match="no such run directory: nothing to resume"):
         resume_pretraining(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"is not a run directory \(no config.json\)"):
+        resume_pretraining(tmp_path / "empty")
