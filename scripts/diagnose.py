@@ -23,7 +23,7 @@ import torch
 from prerec_pyro import cli
 from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
-from prerec_pyro.evaluate import EvalConfig
+from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig
 from prerec_pyro.inference.diagnostics import diagnostic_rows
 from prerec_pyro.inference.runs import load_run_config, prepare_for_run
 from prerec_pyro.io import write_csv
@@ -40,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="data root (default: the run's, else $PREREC_DATA_DIR)")
     p.add_argument("--max-users", type=int, default=None, help="at most this many test users per target")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--history-items", nargs="+", default=list(HISTORY_RULES), choices=HISTORY_RULES,
+                   help="history rules, each a column group: keep (scores as given) or exclude (every item the user "
+                        "had before the target ranked last, for every method)")
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present)")
     return p.parse_args(argv)
@@ -52,12 +55,12 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     benchmark = get_benchmark(name)
     prepared = prepare_for_run(config, benchmark.name, args.data_dir)  # the run's sources, the benchmark's targets
     eval_config = EvalConfig(k_percent=benchmark.k_percent, n_boot=args.n_boot, device=args.device,
-                             max_users=args.max_users)
+                             max_users=args.max_users, history_items=tuple(args.history_items))
     rows = []
     for target in benchmark.resolve_targets(args.target):
         rows += diagnostic_rows(prepared, target, run, eval_config)
     table = pd.DataFrame(rows)
-    wide = table.pivot_table(index="domain", columns="method", values="rndcg@k%", sort=False)
+    wide = table.pivot_table(index="domain", columns=["history_items", "method"], values="rndcg@k%", sort=False)
     wide.loc["mean"] = wide.mean()
     print(wide.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"mean Spearman(Eq. 8, SBERT): {table['sbert_spearman'].mean():.3f}")

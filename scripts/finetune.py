@@ -19,7 +19,7 @@ import torch
 
 from prerec_pyro import cli
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
-from prerec_pyro.evaluate import EvalConfig
+from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig
 from prerec_pyro.inference.checkpoint import save_json
 from prerec_pyro.inference.finetune import FINETUNE_PRIOR_UNITS, incremental_study, parse_sizes
 from prerec_pyro.inference.map import TrainConfig
@@ -41,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=2, help="epochs without validation gain before stopping")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (paper: 1e-4)")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per batch")
+    p.add_argument("--history-items", default="keep", choices=HISTORY_RULES,
+                   help="history rule of the evaluation: keep (scores as given) or exclude (every item the user had "
+                        "before the target ranked last)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
@@ -65,7 +68,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     train = TrainConfig(likelihood=config.train.likelihood, n_negatives=config.train.n_negatives,
                         batch_size=args.batch_size, lr=args.lr, max_epochs=args.epochs, patience=args.patience,
                         seed=args.seed, device=args.device)
-    test = EvalConfig(k_percent=benchmark.k_percent, n_boot=args.n_boot, device=args.device, rndcg_b=args.rndcg_b)
+    test = EvalConfig(k_percent=benchmark.k_percent, n_boot=args.n_boot, device=args.device, rndcg_b=args.rndcg_b,
+                      history_items=args.history_items)
     rows = []
     for target in targets:
         rows += incremental_study(run, prepared, target, train, sizes, test, from_scratch=not args.no_scratch,
@@ -77,7 +81,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     stem = Path(args.out or run) / f"finetune_{args.target}{transfer}"
     write_csv(stem.with_suffix(".csv"), table)
     save_json(stem.with_suffix(".json"), {"benchmark": benchmark.name, "pretrained_on": config.benchmark,
-                                          "run": str(run), "prior_units": args.prior_units, "rows": rows})
+                                          "run": str(run), "prior_units": args.prior_units,
+                                          "history_items": args.history_items, "rows": rows})
     print(f"written: {stem}.csv, {stem}.json")
     return table
 

@@ -100,3 +100,7 @@ def test_diagnose_script_prints_each_term(pretrained, capsys):
     assert {"PreRec", "PreRec without popularity", "PreRec without sequence model", "PreRec text head only", "POP",
             "SBERT", "SBERT without history items"} == set(table["method"])
     assert "Spearman" in capsys.readouterr().out and (run_dir / "diagnose_synthetic-small.csv").exists()
+    assert set(table["history_items"]) == {"keep", "exclude"}  # every row under both rules
+    only = script.main(script.parse_args(["--run", str(run_dir), "--target", TARGET, "--n-boot", "10",
+                                          "--history-items", "exclude"]))
+    assert set(only["history_items"]) == {"exclude"}
