@@ -7,9 +7,11 @@
     python scripts/map_pretrain.py --resume runs/synthetic/prerec-delta-seed0-...   # continue an interrupted run
     torchrun --nproc_per_node 2 scripts/map_pretrain.py --guide sparse-delta ...   # data parallel over 2 processes
 
-Writes a run directory (config.json, best.pt, last.pt, history.json, metrics.json) under --out/<benchmark>/ (for a
-.toml benchmark, --out/<its name>-<hash of its path>/). Under torchrun every process trains its users' share of each
-batch (gloo on CPUs, NCCL on GPUs, one GPU per process) and rank 0 writes the run directory.
+Flags -> ``run_config`` -> ``pretrain`` (``inference/pretraining.py``; the flags: ``prerec_pyro/run_flags.py``).
+Writes a self-contained run directory (config.json, best.pt, last.pt, history.json, metrics.json, sources.pt,
+state.json) under --runs/<benchmark>/ (for a .toml benchmark, --runs/<its name>-<hash of its path>/). Under torchrun
+every process trains its users' share of each batch (gloo on CPUs, NCCL on GPUs, one GPU per process) and rank 0
+writes the run directory.
 """
 
 from __future__ import annotations
