@@ -347,8 +347,9 @@ class PreRecModel(nn.Module):
 
     def _candidate_logits(self, user: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None) -> Tensor:
         """U·V_c(t) + Z_c(t)·W_z + D_k·W_d [+ w_r·1[c seen]] for every candidate c at the batch's targets, in
-        ``batch.target_layout()`` order: one matrix product per period, [U, 1] against that period's item side
-        [V_c(t), bias_c(t)], so the bias costs no pass of its own. [A, C]"""
+        ``batch.target_layout()`` order. A whole catalogue: one matrix product per period, [U, 1] against that
+        period's item side [V_c(t), bias_c(t)], so the bias costs no pass of its own; sampled candidates: the static
+        side once for every target, plus the periods' popularity terms (``_sampled_popularity``). [A, C]"""
         order, sizes = batch.target_layout()
         rows = batch.candidate_rows  # [C]
         users = user.reshape(-1, user.shape[-1])[order]  # [A, B (+ T)]
