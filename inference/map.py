@@ -27,7 +27,7 @@ from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler, PreRec
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.distributed import SINGLE, Distributed, LossModule
 from prerec_pyro.models.prerec import PreRecModel
-from prerec_pyro.training import OptimConfig, fit_epochs, new_state, run_epoch_steps, training_windows
+from prerec_pyro.training import OptimConfig, fit_epochs, new_state, run_epoch_steps, training_targets, training_windows
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
 from .guides import SparseDeltaGuide, check_guide, scale_parameters, svi_model
@@ -101,7 +101,7 @@ class MapTrainer:
         self.model, self.guide, self.data, self.config = model, guide, data, config
         self.validate, self.run_dir = validate, Path(run_dir) if run_dir else None
         self.windows = training_windows(data, first_n)
-        self.n_obs = sum(int(w.target_mask.sum()) for w in self.windows)
+        self.n_obs = training_targets(self.windows)
         self.n_sequences = sum(len(w) for w in self.windows)  # the "sequences" plate: every domain's windows
         if self.n_obs == 0:
             raise ValueError("no training interactions: every domain's training users are empty")

@@ -26,9 +26,7 @@ from prerec_pyro.data.dataset import SequenceConfig
 from prerec_pyro.distributed import SINGLE, Distributed
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.models.prerec import RECOMMENDED, RECOMMENDED_POPULARITY_MODE, PreRecConfig
-from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.popularity import PopularityConfig
-from prerec_pyro.text import TextEncoderConfig
 from prerec_pyro.training import convergence, loss_trend
 
 from .checkpoint import load_checkpoint, save_json
@@ -40,6 +38,7 @@ from .runs import (
     build_model,
     check_writable,
     load_run_config,
+    prepare_for_run,
     run_state,
     save_run_config,
     save_run_state,
@@ -107,9 +106,7 @@ def resume_pretraining(run_dir: str | Path, max_epochs: int | None = None, patie
 def prepared_for(config: RunConfig, parallel: Distributed = SINGLE):
     """The benchmark as ``config`` trains on it (rank 0 fills the text-vector cache, the others read it)."""
     with parallel.main_first():
-        return prepare_benchmark(config.benchmark, config.data_dir, config.sequences, config.popularity,
-                                 TextEncoderConfig(model=config.text_model), cold_items=config.cold_items,
-                                 cold_seed=config.cold_seed)
+        return prepare_for_run(config)
 
 
 def _train(config: RunConfig, runs: Path | None, resume: Path | None, parallel: Distributed) -> Path:

@@ -94,10 +94,11 @@ class DomainRecommender:
         assert self.scorer.model is model
 
     def rows(self, histories: Sequence[Sequence[str]], unknown: str = "error",
-             labels: Sequence | None = None) -> list[np.ndarray]:
+             labels: Sequence | None = None, skip_emptied: bool = False) -> list[np.ndarray | None]:
         """Each history's item ids as catalogue rows, whole (the model reads the last ``max_len - 1``; the
         recommendations leave out every one). ``labels`` name the histories in messages (default: their number). A
-        history left empty is an error naming it (``recommend`` with ``unknown="drop"`` skips those, see there)."""
+        history left empty is an error naming it; with ``skip_emptied``, one that dropping its unknown items emptied
+        is None instead (``recommend`` skips those)."""
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {UNKNOWN}, got {unknown!r}")
         if len(histories) == 0:
@@ -120,6 +121,9 @@ class DomainRecommender:
                 logger.warning("history %s: dropping %d item id(s) not in the catalogue", number,
                                int((rows < 0).sum()))
             rows = rows[rows >= 0]
+            if not len(rows) and len(ids) and skip_emptied:
+                out.append(None)
+                continue
             if not len(rows):
                 left = " after dropping the items outside the catalogue" if len(ids) else ""
                 raise ValueError(f"history {number} is empty{left}: PreRec recommends the next item after a history")
@@ -175,20 +179,15 @@ class DomainRecommender:
                                            else list(histories))
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self.item_ids):
             raise ValueError(f"k must be an integer in [1, {len(self.item_ids)}] (the catalogue size), got {k!r}")
-        if unknown == "drop":  # users left with no known item are named and skipped, the others served
-            listed = [isinstance(h, Sequence | np.ndarray | pd.Series) and not isinstance(h, str) for h in lists]
-            known = [not is_list or not len(h) or any(str(item) in self.index for item in h)
-                     for h, is_list in zip(lists, listed)]  # what is no list or empty: rows() says so
-            if not all(known):
-                skipped = [user for user, keep in zip(users, known) if not keep]
-                logger.warning("%d user(s) have no item of the catalogue in their history and get no "
-                               "recommendations (e.g. %s)", len(skipped), skipped[:5])
-                users = [user for user, keep in zip(users, known) if keep]
-                lists = [history for history, keep in zip(lists, known) if keep]
-                if not lists:
-                    return pd.DataFrame(columns=["user_id", "rank", "item_id", "score"]).drop(
-                        columns="user_id" if single else [])
-        rows = self.rows(lists, unknown, labels=users)
+        rows = self.rows(lists, unknown, labels=users, skip_emptied=True)  # None: no item of the catalogue left
+        skipped = [user for user, seen in zip(users, rows) if seen is None]
+        if skipped:  # named and skipped, the others served
+            logger.warning("%d user(s) have no item of the catalogue in their history and get no recommendations "
+                           "(e.g. %s)", len(skipped), skipped[:5])
+            users, rows = [u for u, r in zip(users, rows) if r is not None], [r for r in rows if r is not None]
+            if not rows:
+                return pd.DataFrame(columns=["user_id", "rank", "item_id", "score"]).drop(
+                    columns="user_id" if single else [])
         scores = self._score_rows(rows)  # [R, J]
         available = np.full(len(rows), len(self.item_ids))  # [R] items each list may hold
         if exclude_seen:

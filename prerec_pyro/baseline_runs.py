@@ -27,7 +27,7 @@ from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.inference.checkpoint import load_checkpoint, save_checkpoint, save_json
 from prerec_pyro.inference.runs import RunConfig
 from prerec_pyro.pipeline import PreparedBenchmark
-from prerec_pyro.training import training_windows
+from prerec_pyro.training import training_targets, training_windows
 
 logger = logging.getLogger(__name__)
 BASELINE_KINDS = {"zesrec": "ZESRec", "unisrec": "UniSRec"}  # kind: label
@@ -40,7 +40,7 @@ def new_baseline(kind: str, text: torch.Tensor, reference: RunConfig, data: Mult
     model = reference.model
     sizes = {"hidden_dim": model.hidden_dim, "n_layers": model.n_layers, "max_len": model.max_len}
     if kind == "zesrec":
-        n_obs = sum(int(w.target_mask.sum()) for w in training_windows(data))
+        n_obs = training_targets(training_windows(data))
         item_std, user_std = offset_stds(model.prior_units, model.lambda_v, model.lambda_u, max(n_obs, 1))
         return ZesRec(text, max(data.n_fit_users, 1), item_std, user_std, max(n_obs, 1), **sizes)
     if kind == "gru4rec":

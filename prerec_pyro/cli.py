@@ -32,6 +32,11 @@ def run(main: Callable, parse_args: Callable, script: str) -> None:
         sys.exit(2)
 
 
+def command_line(script: str, argv: list[str] | None) -> str:
+    """How ``script`` was invoked (``argv``, or this process's arguments), to record beside what it wrote."""
+    return f"python scripts/{Path(script).name} " + " ".join(sys.argv[1:] if argv is None else argv)
+
+
 def load_script(path: str | Path) -> ModuleType:
     """The script at ``path`` as a module (its ``main`` and ``parse_args``), without running it."""
     path = Path(path)

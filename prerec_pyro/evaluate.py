@@ -231,19 +231,19 @@ def batch_ranks(scorer: Scorer, batch: PreRecBatch, keep: np.ndarray, n_items: i
         return out
     scores = score_targets(batch)  # [A, J]
     assert scores.shape == (int(keep.sum()), n_items), (scorer.name, tuple(scores.shape))
-    layout = batch.target_layout()[0]  # [A] flat positions
-    row_major = torch.argsort(layout)  # the row-major order of the layout's targets
-    out = {"keep": average_ranks(scores, batch.layout_targets())} if "keep" in rules else {}
-    if "exclude" in rules:
-        in_layout = torch.empty_like(row_major).scatter_(0, row_major, torch.arange(len(layout), device=layout.device))
-        out["exclude"] = average_ranks(rank_seen_last(scores, seen[in_layout]), batch.layout_targets())
-    return {rule: ranks[row_major] for rule, ranks in out.items()}  # row-major
+    row_major = torch.argsort(batch.target_layout()[0])  # the row-major order of the layout's targets
+    targets = batch.layout_targets()  # [A]
+    out = {"keep": average_ranks(scores, targets)[row_major]} if "keep" in rules else {}
+    if "exclude" in rules:  # ranked in row-major order, as ``seen`` is
+        out["exclude"] = average_ranks(rank_seen_last(scores[row_major], seen), targets[row_major])
+    return out
 
 
 def rank_seen_last(scores: Tensor, seen: Tensor) -> Tensor:
-    """``scores`` [T, J] with the ``seen`` items [T, J] below every other real score (the lowest finite value, so a
-    seen target is still ranked, among the seen items, and padding's -inf stays below). [T, J]"""
-    return scores.masked_fill(seen, torch.finfo(scores.dtype).min)
+    """``scores`` [T, J] (a copy of the scorer's: filled in place) with the ``seen`` items [T, J] below every other
+    real score (the lowest finite value, so a seen target is still ranked, among the seen items, and padding's -inf
+    stays below). [T, J]"""
+    return scores.masked_fill_(seen, torch.finfo(scores.dtype).min)
 
 
 def ranks_at(scores: Tensor, targets: Tensor, keep: np.ndarray) -> Tensor:

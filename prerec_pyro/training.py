@@ -101,6 +101,12 @@ def training_windows(data: MultiDomainData, first_n: int | None = None):
     return [d.windows(d.users_in("train"), data.sequences, first_n=first_n) for d in data.domains]
 
 
+def training_targets(windows) -> int:
+    """The observed next items of training ``windows`` (every domain's): N_obs, the unit of per-observation
+    priors."""
+    return sum(int(w.target_mask.sum()) for w in windows)
+
+
 def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], sampler: DomainBalancedSampler,
                     config: OptimConfig, epoch: int, parallel: Distributed = SINGLE) -> float:
     """One epoch of ``step(domain, rows, generator)`` (the step's detached loss, left on its device) over the

@@ -91,7 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="write --results from the fair group's outputs already under --runs (nothing is trained or "
                         "scored); benchmarks without them are left out")
     args = p.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    args.command = cli.command_line(__file__, argv)
     return args
 
 
@@ -153,8 +153,7 @@ def main(args: argparse.Namespace) -> list[Path]:
         if "fair" in longs:
             fair.append(fair_section(benchmark, Path(longs["fair"]).parent, made_by["fair"]))
     if fair:
-        command = "python scripts/ablation_suite.py " + " ".join(args.argv)
-        text = results_markdown(fair, command, absent)
+        text = results_markdown(fair, args.command, absent)
         atomic_write(Path(args.results), lambda f: f.write(text.encode()))
         print(f"written: {args.results}")
     return merged

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -122,7 +121,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present)")
     args = p.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    args.command = cli.command_line(__file__, argv)
     for flag in ("benchmark", "pretrained_on"):
         if getattr(args, flag):
             try:
@@ -292,8 +291,7 @@ def main(args: argparse.Namespace) -> Path:
         return out
     long = pd.DataFrame(rows + convergence_rows(args, runs, baselines))
     write_csv(out / "ablations_long.csv", long)
-    command = "python scripts/ablations.py " + " ".join(args.argv)  # what made these tables, for the report
-    atomic_write(out / "command.txt", lambda f: f.write((command + "\n").encode()))
+    atomic_write(out / "command.txt", lambda f: f.write((args.command + "\n").encode()))  # what made these tables
     write_summaries(long, out, args.benchmark)
     return out
 

@@ -32,7 +32,15 @@ from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler, PreRec
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.distributed import SINGLE, Distributed, LossModule
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
-from prerec_pyro.training import OptimConfig, convergence, fit_epochs, new_state, run_epoch_steps, training_windows
+from prerec_pyro.training import (
+    OptimConfig,
+    convergence,
+    fit_epochs,
+    new_state,
+    run_epoch_steps,
+    training_targets,
+    training_windows,
+)
 
 from .sequential import SequentialRecommender
 
@@ -98,7 +106,7 @@ class _Fitter:
                              "across processes: train it in one process, or use loss='sampled'")
         self.model, self.config, self.data, self.parallel = model, config, data, parallel
         self.windows = training_windows(data, first_n)
-        if sum(int(w.target_mask.sum()) for w in self.windows) == 0:
+        if training_targets(self.windows) == 0:
             raise ValueError("no training interactions: every domain's training users are empty")
         self.sampler = DomainBalancedSampler(self.windows, config.batch_size, config.seed)
         n_neg = config.n_negatives if config.loss == "sampled" else None

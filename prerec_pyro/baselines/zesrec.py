@@ -67,9 +67,9 @@ class ZesRec(SequentialRecommender):
             return embedding
         return embedding + self.item_std * self.item_z[rows]
 
-    def user_states(self, batch: PreRecBatch) -> Tensor:
+    def user_states(self, batch: PreRecBatch, history_keep: Tensor | None = None) -> Tensor:
         """U = f_seq(H) + eps_u before each position; eps_u = 0 for users without a fitted offset. [R, L, B]"""
-        states = super().user_states(batch)  # [R, L, B]
+        states = super().user_states(batch, history_keep)  # [R, L, B]
         if self.offsets_at_prior_mean:
             return states
         rows = batch.user_index[batch.user_position]  # [R] global user rows
