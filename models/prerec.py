@@ -357,8 +357,10 @@ class PreRecModel(nn.Module):
         value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
         items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
         groups = torch.split(users, sizes)
-        if batch.negatives is not None and self.config.use_popularity:  # static part once, Z per period
-            out = users @ items.T + self._sampled_popularity(users, rows, batch, latent, sizes)  # [A, C]
+        if batch.negatives is not None and self.config.use_popularity:  # static part once, f_pop(F) per period
+            if latent[EPS_Z] is not None:  # eps_z does not change with the period: on the static side
+                items = items + self._item_side(latent[EPS_Z][rows])  # [C, B (+ T) + 1]
+            out = users @ items.T + self._sampled_popularity(users, batch, sizes)  # [A, C]
         elif torch.is_grad_enabled():
             periods = self._period_items(items, rows, batch, latent, sizes)
             out = torch.cat([groups[p] @ items_t.T for p, items_t in periods])  # [A, C]
@@ -376,23 +378,31 @@ class PreRecModel(nn.Module):
                 out = out + self.w_r * seen[:, canonical]
         return out
 
-    def _sampled_popularity(self, users: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
-                            sizes: tuple[int, ...]) -> Tensor:
-        """U·Z_c(t) + Z_c(t)·W_z of sampled candidates ``rows`` [C] for the targets' users [A, B (+ T) + 1] (in
-        ``target_layout()`` order, grouped by period): of width B + 1, so neither the text channel's columns nor the
-        static item side are built again for each period; one batched product over the periods, each period's
-        targets padded to the largest group (a batch spans hundreds of days of sliding popularity, a few targets
-        each: one small product per period would be hundreds of calls). [A, C]"""
-        eps_z = 0.0 if latent[EPS_Z] is None else latent[EPS_Z][rows]  # [C, B]
-        z = self.f_pop(batch.factors_candidates) + eps_z  # [P, C, B]
-        side = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)  # [P, C, B + 1]
-        width = z.shape[-1]
+    def _sampled_popularity(self, users: Tensor, batch: PreRecBatch, sizes: tuple[int, ...]) -> Tensor:
+        """U·f_pop(F_c(t)) + f_pop(F_c(t))·W_z of the sampled candidates for the targets' users [A, B (+ T) + 1] (in
+        ``target_layout()`` order, grouped by period; eps_z is on the static side): f_pop once per distinct factor
+        row, of width B + 1 so that neither the text channel's columns nor the static item side are built again for
+        each period. A batch spans hundreds of days of sliding popularity with a few targets each, so the periods
+        with the same number of targets n go through one batched product [G, n, B + 1] @ [G, B + 1, C] (about ten
+        products, no padding; docs/DESIGN.md, "The training step"). [A, C]"""
+        z, index = self.f_pop.per_distinct(batch.factors_candidates)  # [Q, B], [P, C]
+        side = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)  # [Q, B + 1]
+        width, device = z.shape[-1], users.device
         learned = torch.cat([users[:, :width], users[:, -1:]], dim=1)  # [A, B + 1]: U's learned part and the 1
-        period_of = np.repeat(np.arange(len(sizes)), sizes)  # [A], on the host: no device sync
-        slot_of = np.arange(len(period_of)) - np.repeat(np.cumsum(sizes) - np.asarray(sizes), sizes)  # [A]
-        period, slot = (torch.as_tensor(x, device=users.device) for x in (period_of, slot_of))
-        padded = learned.new_zeros(len(sizes), max(sizes), learned.shape[1]).index_put((period, slot), learned)
-        return torch.bmm(padded, side.transpose(1, 2))[period, slot]  # [P, n, B + 1] @ [P, B + 1, C] -> [A, C]
+        counts = np.asarray(sizes)  # [P], on the host: no device sync
+        starts = np.cumsum(counts) - counts  # [P]
+        blocks, placed = [], []
+        for size in np.unique(counts[counts > 0]).tolist():
+            periods = np.flatnonzero(counts == size)  # [G]
+            targets = (starts[periods][:, None] + np.arange(size)).ravel()  # [G * n]
+            columns = index[torch.as_tensor(periods, device=device)].reshape(-1)  # [G * C]
+            period_side = side.index_select(0, columns).reshape(len(periods), -1, side.shape[1])  # [G, C, B + 1]
+            period_users = learned.index_select(0, torch.as_tensor(targets, device=device))  # [G * n, B + 1]
+            product = torch.bmm(period_users.reshape(len(periods), size, -1), period_side.transpose(1, 2))
+            blocks.append(product.reshape(len(targets), -1))  # [G * n, C]
+            placed.append(targets)
+        back = torch.as_tensor(np.argsort(np.concatenate(placed), kind="stable"), device=device)  # [A]
+        return torch.cat(blocks).index_select(0, back)  # [A, C]
 
     def _period_items(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict, sizes: tuple[int, ...]):
         """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets of a whole catalogue,
