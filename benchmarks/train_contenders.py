@@ -4,6 +4,8 @@
   torch), dense latent tables, the Gaussian log-priors and the sampled softmax, without Pyro. It equals the
   ``Trace_ELBO`` loss of ``MapTrainer`` under the AutoDelta guide up to the priors' normalising constants
   (``prior_constant``), so ``ours / hand`` is Pyro's overhead.
+- ``AlgebraFloor``: the dense algebra of the same step alone, as bare torch calls of its shapes (the text head, the
+  Transformer, the candidate products, forward and backward): what no implementation of the step can skip.
 - ``PerSampleReference``: PreRec trained the way the official code does: one causal Transformer pass per
   (history, target) sample over a history padded to ``max_len``, the state at the history's end as the user,
   negatives drawn per sample, V and Z computed for each sample's own candidates, dense per-item and per-user tables.
@@ -14,6 +16,7 @@ B = embedding size, F = popularity factors.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -48,6 +51,37 @@ def map_loss(model: PreRecModel, batch, latent: dict[str, Tensor], n_obs: int) -
     log_prior = -0.5 * (cfg.lambda_d * _squares(latent[D]) + cfg.lambda_v * _squares(latent[EPS_V])
                         + cfg.lambda_z * _squares(latent[EPS_Z]) + cfg.lambda_u * user_scale * _squares(latent[EPS_U]))
     return -(sequence_scale * log_lik + log_prior) / n_obs
+
+
+class AlgebraFloor:
+    """The dense algebra of one training step and nothing else, as bare torch calls of the step's shapes: the text
+    head over the batch's history items, targets and candidates, the Transformer over the histories, the products of
+    the target positions' user states with their candidates (with the text channel's columns when the configuration
+    has it), a sampled softmax, forward and backward. No priors, popularity, offset tables, Pyro or optimiser."""
+
+    def __init__(self, model: PreRecModel):
+        self.f_e, self.f_seq = copy.deepcopy(model.f_e), copy.deepcopy(model.f_seq)
+        self.start = nn.Parameter(torch.zeros(model.config.hidden_dim, device=model.item_text.device))
+        self.text, self.text_channel = model.item_text, model.config.text_channel != "off"
+        self.parameters = [*self.f_e.parameters(), *self.f_seq.parameters(), self.start]
+
+    def step(self, batch) -> None:
+        rows = batch.items.shape[0]
+        history = self.f_e(self.text[batch.items[:, :-1]])  # [R, L-1, B]
+        users = self.f_seq(self.start.expand(rows, -1), history)[batch.target_mask]  # [A, B]
+        positives = self.f_e(self.text[batch.targets[batch.target_mask]])  # [A, B]
+        candidates = self.f_e(self.text[batch.candidate_rows])  # [C, B]
+        if self.text_channel:
+            last = nn.functional.normalize(self.text[batch.items], dim=-1)[batch.target_mask.roll(-1, 1)]  # [A, T]
+            users = torch.cat([users, last], dim=-1)  # [A, B + T]
+            positives = torch.cat([positives, nn.functional.normalize(self.text[batch.targets[batch.target_mask]],
+                                                                      dim=-1)], dim=-1)  # [A, B + T]
+            candidates = torch.cat([candidates, nn.functional.normalize(self.text[batch.candidate_rows], dim=-1)],
+                                   dim=-1)  # [C, B + T]
+        logits = torch.cat([(users * positives).sum(-1, keepdim=True), users @ candidates.T], dim=1)  # [A, 1 + C]
+        (torch.logsumexp(logits, dim=-1) - logits[:, 0]).mean().backward()
+        for parameter in self.parameters:
+            parameter.grad = None
 
 
 def prior_constant(model: PreRecModel, n_obs: int) -> float:

@@ -329,10 +329,12 @@ class PreRecModel(nn.Module):
         scores = scores.reshape(rows, length, -1)  # [R, L, C]
         if batch.negatives is None:
             return scores, None, batch.n_domain_items
-        value, bias = self.item_parts(batch.items, batch.factors_targets, batch, latent)  # [R, L, B], [R, L]
-        positive = (user * value).sum(-1) + bias  # [R, L]
+        factors = batch.factors_targets.reshape(rows * length, -1)[order]  # [A, F]: target positions only
+        value, bias = self.item_parts(batch.items.reshape(-1)[order], factors, batch, latent)  # [A, B (+ T)], [A]
+        at_targets = (user.reshape(rows * length, -1)[order] * value).sum(-1) + bias  # [A]
         if self.config.repeat_term:
-            positive = positive + self.w_r * batch.target_seen_before()  # [R, L]
+            at_targets = at_targets + self.w_r * batch.target_seen_before().reshape(-1)[order]  # [A]
+        positive = at_targets.new_zeros(rows * length).index_copy(0, order, at_targets).reshape(rows, length)
         duplicate = batch.negatives == batch.targets.unsqueeze(-1)  # [R, L, C]
         scores = scores.masked_fill(duplicate, torch.finfo(scores.dtype).min)
         candidates = torch.cat([batch.targets.unsqueeze(-1), batch.negatives.expand_as(scores)], dim=-1)
