@@ -387,7 +387,8 @@ class PreRecModel(nn.Module):
         each period. A batch spans hundreds of days of sliding popularity with a few targets each, so the periods
         with the same number of targets n go through one batched product [G, n, B + 1] @ [G, B + 1, C] (about ten
         products, no padding; docs/DESIGN.md, "The training step"). [A, C]"""
-        z, index = self.f_pop.per_distinct(batch.factors_candidates)  # [Q, B], [P, C]
+        distinct, index = batch.candidate_factor_rows()  # [Q, F], [P, C]
+        z = self.f_pop(distinct)  # [Q, B]
         side = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)  # [Q, B + 1]
         width, device = z.shape[-1], users.device
         learned = torch.cat([users[:, :width], users[:, -1:]], dim=1)  # [A, B + 1]: U's learned part and the 1

@@ -36,30 +36,6 @@ class PopularityNet(nn.Module):
         # log1p keeps the heavy-tailed ratios c_j / s_w on a scale an MLP can use; F = 0 maps to 0.
         return self.mlp(torch.log1p(factors))  # [..., P] -> [..., B]
 
-    def per_distinct(self, factors: Tensor) -> tuple[Tensor, Tensor]:
-        """f_pop once per distinct row of ``factors`` [..., F] and each row's index among them, so that
-        ``forward(factors) == out[index]``: a batch's (period, candidate) factors repeat (most candidates are
-        uncounted in most periods; docs/DESIGN.md, "The training step"). [Q, B], [...]"""
-        distinct, index = distinct_rows(factors.reshape(-1, factors.shape[-1]))  # [Q, F], [N]
-        return self(distinct), index.reshape(factors.shape[:-1])
-
-
-def distinct_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """The distinct rows of ``rows`` [N, F] and each row's index among them: ``rows == distinct[index]``. A 1-D
-    unique over a hash of each float32 row's bits (about 20x faster than ``torch.unique(dim=0)``'s sort of rows),
-    checked exactly; a hash collision, or another dtype, takes ``torch.unique(dim=0)``. [Q, F], [N]"""
-    if rows.dtype == torch.float32 and len(rows):
-        bits = (rows + 0.0).contiguous().view(torch.int32).to(torch.int64)  # [N, F]; -0.0 + 0.0 is 0.0
-        key = bits[:, 0]
-        for column in range(1, bits.shape[1]):
-            key = key * 1_000_003 + bits[:, column]  # wraps around in int64: a hash, checked below
-        keys, index = torch.unique(key, return_inverse=True)  # [Q], [N]
-        first = torch.empty_like(keys).scatter_(0, index, torch.arange(len(key), device=rows.device))  # [Q]
-        distinct = rows[first]  # [Q, F]
-        if torch.equal(distinct[index], rows):
-            return distinct, index
-    return torch.unique(rows, dim=0, return_inverse=True)
-
 
 class CausalTransformer(nn.Module):
     """f_seq: a causal Transformer over [first token, m_{h_1}, ..., m_{h_{L-1}}] with learned positions.

@@ -202,8 +202,10 @@ def _fit_epoch(run_epoch, validate, config: OptimConfig, state: dict, on_epoch, 
     """One epoch of ``fit_epochs``: train, validate (rank 0, broadcast), record, then ``on_epoch``."""
     epoch, started = state["epoch"], time.perf_counter()
     record = {"epoch": epoch, "loss": run_epoch(epoch), "seconds": time.perf_counter() - started}
+    validated = time.perf_counter()
     record.update(parallel.broadcast(validate() if validate and parallel.is_main else None)
                   if validate else {"score": -record["loss"]})
+    record["validation_seconds"] = time.perf_counter() - validated  # wall clock = seconds + validation_seconds
     improved = record["score"] > state["best_score"]
     state["history"].append(record)
     state["epoch"] = epoch + 1

@@ -40,6 +40,18 @@ class PreRecBatch:
     negatives: Tensor | None  # [C] local item index, or None for the full catalogue
     target_order: Tensor | None = None  # [A, 2] the targets' (row, position), grouped by period (see below)
     period_sizes: tuple[int, ...] | None = None  # [P] targets per period, in ``target_order``
+    factor_rows: tuple | None = None  # (factors_candidates, its distinct rows [Q, F], their index [P, C]); see below
+
+    def candidate_factor_rows(self) -> tuple[Tensor, Tensor]:
+        """The distinct rows of ``factors_candidates`` and each (period, candidate)'s index among them, so that
+        ``factors_candidates == distinct[index]`` (most candidates are uncounted in most periods: f_pop runs once a
+        row). ``BatchBuilder`` finds them on the host (no device sync in a training step); a batch made by hand, or
+        one whose ``factors_candidates`` were replaced, gets them here. ([Q, F], [P, C])"""
+        if self.factor_rows is not None and self.factor_rows[0] is self.factors_candidates:
+            return self.factor_rows[1], self.factor_rows[2]
+        factors = self.factors_candidates
+        distinct, index = distinct_rows(factors.reshape(-1, factors.shape[-1]))  # [Q, F], [P * C]
+        return distinct, index.reshape(factors.shape[:-1])
 
     def target_layout(self) -> tuple[Tensor, tuple[int, ...]]:
         """The order in which the model scores targets: their flat (row-major) positions in [R, L], grouped by
@@ -158,6 +170,11 @@ class BatchBuilder:
             factors_candidates = table.factors(unique_t, negatives)  # [P, C, F]
         to = self._to
         target_order, period_sizes = group_targets(windows.target_mask, period_index.numpy(), len(unique))
+        factor_rows = None
+        if negatives is not None:  # sampled candidates: f_pop once per distinct row (PreRecBatch.candidate_factor_rows)
+            distinct, index = distinct_rows(factors_candidates.reshape(-1, factors_candidates.shape[-1]))  # host
+            factor_rows = (to(distinct), to(index.reshape(factors_candidates.shape[:-1])))
+        factors_candidates = to(factors_candidates)
         return PreRecBatch(
             domain=domain, item_offset=offset, n_domain_items=dom.n_items,
             user_index=to(torch.as_tensor(users, dtype=torch.long)),
@@ -165,9 +182,10 @@ class BatchBuilder:
             n_sequences=len(windows) if n_sequences is None else n_sequences,
             items=to(items + offset), targets=to(items),
             target_mask=to(torch.as_tensor(windows.target_mask)), period_index=to(period_index),
-            factors_targets=to(factors_targets), factors_candidates=to(factors_candidates),
+            factors_targets=to(factors_targets), factors_candidates=factors_candidates,
             negatives=None if negatives is None else to(negatives),
-            target_order=to(torch.as_tensor(target_order)), period_sizes=period_sizes)
+            target_order=to(torch.as_tensor(target_order)), period_sizes=period_sizes,
+            factor_rows=None if factor_rows is None else (factors_candidates, *factor_rows))
 
     def _to(self, tensor: Tensor) -> Tensor:
         """To the batch's device; to a GPU through pinned memory, asynchronously (the copy overlaps the previous
@@ -232,3 +250,20 @@ class DomainBalancedSampler:
             rows = perms[k][cursor[k]: cursor[k] + n]
             cursor[k] += n
             yield k, rows
+
+
+def distinct_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct rows of ``rows`` [N, F] and each row's index among them: ``rows == distinct[index]``. A 1-D
+    unique over a hash of each float32 row's bits (about 20x faster than ``torch.unique(dim=0)``'s sort of rows),
+    checked exactly; a hash collision, or another dtype, takes ``torch.unique(dim=0)``. [Q, F], [N]"""
+    if rows.dtype == torch.float32 and len(rows):
+        bits = (rows + 0.0).contiguous().view(torch.int32).to(torch.int64)  # [N, F]; -0.0 + 0.0 is 0.0
+        key = bits[:, 0]
+        for column in range(1, bits.shape[1]):
+            key = key * 1_000_003 + bits[:, column]  # wraps around in int64: a hash, checked below
+        keys, index = torch.unique(key, return_inverse=True)  # [Q], [N]
+        first = torch.empty_like(keys).scatter_(0, index, torch.arange(len(key), device=rows.device))  # [Q]
+        distinct = rows[first]  # [Q, F]
+        if torch.equal(distinct[index], rows):
+            return distinct, index
+    return torch.unique(rows, dim=0, return_inverse=True)
