@@ -46,12 +46,13 @@ def test_bench_train(load, tmp_path, capsys):
     result = run(bench, tmp_path, *SYNTHETIC, *MODEL, *TIMING, "--batch-size", "4", "--negatives", "7",
                  "--steps", "2", "--config", "eq6")
     assert {"results", "ratios", "loss_check", "targets_met", "environment", "batch_build_ms"} <= set(result)
-    assert set(result["results"]) == {"ours", "prerec_n", "ours-cut", "hand", "reference"}
+    assert set(result["results"]) == {"ours", "prerec_n", "ours-cut", "algebra-floor", "hand", "reference"}
     for row in result["results"].values():
         assert len(row["seconds_per_round"]) == 2 and row["targets_per_s"] > 0
     assert result["results"]["reference"]["targets_per_step"] == 4  # one target per sample
     assert result["results"]["ours"]["targets_per_step"] == result["results"]["hand"]["targets_per_step"]
-    assert set(result["ratios"]) == {"ours_vs_reference", "pyro_overhead", "cut_vs_ours", "prerec_vs_prerec_n_step"}
+    assert set(result["ratios"]) == {"ours_vs_reference", "pyro_overhead", "cut_vs_ours", "prerec_vs_prerec_n_step",
+                                     "step_vs_algebra_floor"}
     assert result["loss_check"]["rel_diff"] < 1e-5  # the hand-written loss is Pyro's, up to the prior constants
     out = capsys.readouterr().out
     assert "ours vs per-sample reference: " in out and "pyro overhead: " in out and "prerec vs prerec_n step" in out
@@ -61,9 +62,12 @@ def test_bench_train_times_the_default_configuration(load, tmp_path, capsys):
     bench = load("bench_train")
     result = run(bench, tmp_path, *SYNTHETIC, *MODEL, *TIMING, "--batch-size", "4", "--negatives", "7",
                  "--steps", "2")
-    assert result["config"] == "recommended" and set(result["results"]) == {"ours", "prerec_n", "ours-cut"}
+    assert result["config"] == "recommended"
+    assert set(result["results"]) == {"ours", "prerec_n", "ours-cut", "algebra-floor"}
     assert result["ratios"]["prerec_vs_prerec_n_step"] > 0 and "prerec_vs_prerec_n_step <= 1.5" in result["targets_met"]
-    assert "configuration: recommended" in capsys.readouterr().out
+    assert result["ratios"]["step_vs_algebra_floor"] > 0 and "step_vs_algebra_floor <= 2" in result["targets_met"]
+    out = capsys.readouterr().out
+    assert "configuration: recommended" in out and "step vs algebra floor: " in out
 
 
 def test_trailing_padding_changes_no_loss(load):
@@ -192,3 +196,35 @@ def test_bench_ddp_times_one_and_two_processes(load, tmp_path, capsys):
     assert set(rows) == {1, 2} and rows[1]["speedup_vs_1"] == 1.0
     assert all(row["targets_per_s"] > 0 and row["threads_per_process"] == 1 for row in rows.values())
     assert "speedup_vs_1" in capsys.readouterr().out
+
+
+def _fake_run(folder: Path, records: list[dict], bad_epochs: int = 3) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"benchmark": "movielens-ages"}))
+    (folder / "history.json").write_text(json.dumps({"history": records, "bad_epochs": bad_epochs,
+                                                     "config": {"patience": 3}}))
+    return folder
+
+
+def test_bench_convergence_reads_the_wall_clock_and_the_time_to_95_percent(load, tmp_path, capsys):
+    """Hand-computed: scores 0.5, 0.9, 0.96, 1.0, 0.99 -> converged 1.0, 95% first reached at epoch 2, whose wall
+    clock is (10 + 2) + (10 + 2) + (10 + 2) = 36 s."""
+    bench = load("bench_convergence")
+    scores = [0.5, 0.9, 0.96, 1.0, 0.99]
+    run_dir = _fake_run(tmp_path / "run", [{"epoch": e, "seconds": 10.0, "validation_seconds": 2.0, "score": s}
+                                           for e, s in enumerate(scores)])
+    curves = bench.main(bench.parse_args(["--run-dirs", str(run_dir), "--out-dir", str(tmp_path / "out")]))
+    (result,) = curves
+    assert result["converged_score"] == 1.0 and result["epoch_to_95"] == 2 and result["time_to_95_s"] == 36.0
+    assert result["total_s"] == 60.0 and result["stopped_by"] == "patience"
+    written = (tmp_path / "out" / "convergence.csv").read_text().splitlines()
+    assert written[0] == "benchmark,run_dir,epoch,wall_s,score" and len(written) == 1 + len(scores)
+    assert (tmp_path / "out" / "convergence.png").stat().st_size > 0
+    assert "95% of it at epoch 2, 0.6 min (target <= 10 min: met)" in capsys.readouterr().out
+
+
+def test_bench_convergence_refuses_a_history_without_validation_times(load, tmp_path):
+    bench = load("bench_convergence")
+    run_dir = _fake_run(tmp_path / "old", [{"epoch": 0, "seconds": 10.0, "score": 0.5}])
+    with pytest.raises(ValueError, match="validation_seconds"):
+        bench.main(bench.parse_args(["--run-dirs", str(run_dir), "--out-dir", str(tmp_path / "out")]))
