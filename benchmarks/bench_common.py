@@ -29,7 +29,7 @@ import torch
 from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
 from prerec_pyro.data.synthetic import SyntheticConfig, generate_synthetic, load_synthetic, write_synthetic
 from prerec_pyro.io import atomic_write
-from prerec_pyro.models.prerec import TRANSFORMER_DTYPES
+from prerec_pyro.models.prerec import RECOMMENDED_POPULARITY_MODE, TRANSFORMER_DTYPES, PreRecConfig
 from prerec_pyro.popularity import PopularityConfig
 from prerec_pyro.text import HashBowEncoder
 
@@ -57,6 +57,27 @@ def add_model_args(parser: argparse.ArgumentParser, hidden_dim: int = 64, heads:
     parser.add_argument("--layers", type=int, default=2, help="Transformer layers (default: 2, as the paper)")
     parser.add_argument("--transformer-dtype", default="float32", choices=TRANSFORMER_DTYPES,
                         help="bfloat16 runs the Transformer layers under autocast (a GPU option; default: float32)")
+
+
+def add_config_arg(parser: argparse.ArgumentParser) -> None:
+    """--config: what is timed, the library's default (``recommended``) or the paper's Eq. 6 as written."""
+    parser.add_argument("--config", default="recommended", choices=("recommended", "eq6"),
+                        help="the library's default configuration (sliding popularity, shared item offsets, the "
+                             "text channel, the repeat term) or the paper's Eq. 6 as written")
+
+
+def model_config(args: argparse.Namespace, max_len: int | None = None) -> PreRecConfig:
+    """``--config`` at the benchmark's sizes (``--hidden-dim``, ``--layers``, ``--heads``, ``--transformer-dtype``
+    and ``max_len``, default ``--max-len``)."""
+    sizes = {"hidden_dim": args.hidden_dim, "n_layers": args.layers, "n_heads": args.heads,
+             "max_len": max_len or args.max_len, "transformer_dtype": args.transformer_dtype}
+    return PreRecConfig.recommended(**sizes) if getattr(args, "config", "eq6") == "recommended" else \
+        PreRecConfig(**sizes)
+
+
+def popularity_mode(args: argparse.Namespace) -> str:
+    """The popularity windows ``--config`` trains with: sliding for the default, Eq. 6's intervals."""
+    return RECOMMENDED_POPULARITY_MODE if getattr(args, "config", "eq6") == "recommended" else "interval"
 
 
 def add_synthetic_args(parser: argparse.ArgumentParser) -> None:

@@ -33,7 +33,7 @@ from prerec_pyro import cli
 from prerec_pyro.distributed import Distributed
 from prerec_pyro.inference.guides import GUIDES, make_guide
 from prerec_pyro.inference.map import MapTrainer, TrainConfig
-from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
+from prerec_pyro.models.prerec import PreRecModel
 
 logger = logging.getLogger("bench_ddp")
 
@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bc.add_common_args(p, repeats=1, warmup=3)
     bc.add_model_args(p)
     bc.add_synthetic_args(p)
+    bc.add_config_arg(p)
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="process counts to run (default: 1 2)")
     p.add_argument("--batch-size", type=int, default=64, help="global sequences per step (default: 64)")
     p.add_argument("--negatives", type=int, default=255, help="sampled negatives (default: 255)")
@@ -63,9 +64,8 @@ def worker(args: argparse.Namespace) -> None:
     parallel, device = Distributed.from_env(args.device)
     try:
         bc.setup(args)
-        data, text = bc.synthetic_sources(args)
-        config = PreRecConfig(hidden_dim=args.hidden_dim, n_layers=args.layers, n_heads=args.heads,
-                              max_len=args.max_len, transformer_dtype=args.transformer_dtype)
+        data, text = bc.synthetic_sources(args, bc.popularity_mode(args))
+        config = bc.model_config(args)
         model = PreRecModel(config, len(data.domains), data.n_fit_users, text.to(device)).to(device)
         train = TrainConfig(n_negatives=args.negatives, batch_size=args.batch_size, seed=args.seed, device=device)
         trainer = MapTrainer(model, make_guide(args.guide, model, name="bench_ddp_guide"), data, train,

@@ -32,7 +32,7 @@ from prerec_pyro.evaluate import EvalConfig, eval_batches, eval_samples, evaluat
 from prerec_pyro.inference.guides import make_guide
 from prerec_pyro.inference.intervene import InterventionScorer
 from prerec_pyro.inference.scoring import MapScorer
-from prerec_pyro.models.prerec import RECOMMENDED_POPULARITY_MODE, PreRecConfig, PreRecModel
+from prerec_pyro.models.prerec import PreRecModel
 
 logger = logging.getLogger("bench_eval")
 TARGET_RATIO = 2.0  # to the bare matmul, for catalogues of 4,000 items and more
@@ -44,8 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bc.add_common_args(p, repeats=5, warmup=1)
     bc.add_model_args(p)
     bc.add_synthetic_args(p)
-    p.add_argument("--config", default="recommended", choices=("recommended", "eq6"),
-                   help="the library's default configuration (sliding popularity) or the paper's Eq. 6 as written")
+    bc.add_config_arg(p)
     p.add_argument("--domain", default=None, help="source domain to evaluate (default: the first)")
     p.add_argument("--split", default="test", choices=("train", "valid", "test", "all"),
                    help="users to evaluate (default: test)")
@@ -57,9 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_scorers(args: argparse.Namespace, data, text: torch.Tensor, device: torch.device) -> dict:
     """PreRec's MapScorer (AutoDelta guide, tables created by one call) and the zero-shot InterventionScorer."""
-    sizes = {"hidden_dim": args.hidden_dim, "n_layers": args.layers, "n_heads": args.heads, "max_len": args.max_len,
-             "transformer_dtype": args.transformer_dtype}
-    config = PreRecConfig.recommended(**sizes) if args.config == "recommended" else PreRecConfig(**sizes)
+    config = bc.model_config(args)
     torch.manual_seed(args.seed)
     model = PreRecModel(config, len(data.domains), data.n_fit_users, text.to(device)).to(device)
     guide = make_guide("delta", model, name="bench_eval_guide")
@@ -116,7 +113,7 @@ def matmul_floor(n_targets: int, hidden: int, n_items: int, budget: int, device:
 
 def main(args: argparse.Namespace) -> dict:
     device = bc.setup(args)
-    data, text = bc.synthetic_sources(args, RECOMMENDED_POPULARITY_MODE if args.config == "recommended" else "interval")
+    data, text = bc.synthetic_sources(args, bc.popularity_mode(args))
     domain = data.index(args.domain) if args.domain else 0
     n_items = data.domains[domain].n_items
     config = EvalConfig(split=args.split, score_budget=args.score_budget, device=args.device,

@@ -36,7 +36,7 @@ from prerec_pyro import cli
 from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.inference.guides import SparseDeltaGuide, check_guide, make_guide
 from prerec_pyro.inference.map import MapTrainer, TrainConfig
-from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
+from prerec_pyro.models.prerec import PreRecModel
 
 logger = logging.getLogger("bench_scale")
 TARGET_SPARSE_RATIO = 1.2
@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated numbers of users (default: 10000,100000,1000000,2000000)")
     p.add_argument("--guides", default="delta,sparse-delta", help="comma-separated guides among delta, "
                                                                   "sparse-delta (default: both)")
+    bc.add_config_arg(p)
     p.add_argument("--items", type=int, default=1000, help="catalogue size (default: 1000)")
     p.add_argument("--text-dim", type=int, default=64, help="text vector dimension (default: 64)")
     p.add_argument("--batch-size", type=int, default=64, help="sequences (users) per step (default: 64)")
@@ -124,8 +125,7 @@ def measure(args: argparse.Namespace, kind: str, n_users: int, round_: int, devi
     rng = np.random.default_rng([args.seed, round_, n_users])
     torch.manual_seed(args.seed)
     started = time.perf_counter()
-    config = PreRecConfig(hidden_dim=args.hidden_dim, n_layers=args.layers, n_heads=args.heads,
-                          max_len=args.seq_len, transformer_dtype=args.transformer_dtype)
+    config = bc.model_config(args, max_len=args.seq_len)
     text = torch.as_tensor(rng.standard_normal((args.items, args.text_dim)), dtype=torch.float32, device=device)
     model = PreRecModel(config, 1, n_users, text).to(device)
     guide = make_guide(kind, model, name="bench_scale_guide")

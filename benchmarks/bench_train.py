@@ -48,7 +48,7 @@ from train_contenders import (
 from prerec_pyro import cli
 from prerec_pyro.inference.guides import latent_values, make_guide
 from prerec_pyro.inference.map import MapTrainer, TrainConfig
-from prerec_pyro.models.prerec import RECOMMENDED_POPULARITY_MODE, PreRecConfig, PreRecModel
+from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
 
 logger = logging.getLogger("bench_train")
 TARGET_SPEEDUP, TARGET_OVERHEAD, TARGET_ABLATION_RATIO, TARGET_FLOOR_RATIO = 10.0, 1.15, 1.5, 2.0
@@ -68,8 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--negatives", type=int, default=255, help="sampled negatives (default: 255, as the paper)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--steps", type=int, default=4, help="optimiser steps per contender per round (default: 4)")
-    p.add_argument("--config", default="recommended", choices=("recommended", "eq6"),
-                   help="the library's default configuration, or the paper's Eq. 6 as written")
+    bc.add_config_arg(p)
     p.add_argument("--paper-scale", action="store_true",
                    help="the paper's XMarket scale (3 sources of 633,334 users, 1.8 items a sequence: ~1.9M users, "
                         "~3.4M interactions; B = 256, 4 heads, batches of 256) with the sparse Delta guide: times "
@@ -82,18 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def model_config(args: argparse.Namespace) -> PreRecConfig:
-    """``--config``: the library's default (``recommended``) or Eq. 6 as written, at the benchmark's sizes."""
-    sizes = {"hidden_dim": args.hidden_dim, "n_layers": args.layers, "n_heads": args.heads, "max_len": args.max_len,
-             "transformer_dtype": args.transformer_dtype}
-    return PreRecConfig.recommended(**sizes) if getattr(args, "config", "eq6") == "recommended" else \
-        PreRecConfig(**sizes)
-
-
 def build_ours(args: argparse.Namespace, data, text: torch.Tensor, device: torch.device, guide_kind: str = "delta",
                config: PreRecConfig | None = None):
     """Model, guide (AutoDelta by default) and MapTrainer (optimisers created), and ``--steps`` training batches."""
-    config = config or model_config(args)
+    config = config or bc.model_config(args)
     model = PreRecModel(config, len(data.domains), data.n_fit_users, text.to(device)).to(device)
     guide = make_guide(guide_kind, model, name="bench_train_guide")
     train = TrainConfig(n_negatives=args.negatives, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -126,7 +117,7 @@ def loss_check(trainer: MapTrainer, batch) -> dict:
 def contenders(args: argparse.Namespace, device: torch.device) -> tuple[dict, dict, dict]:
     """Step functions ``{name: run one round}``, targets per round, and facts about the setup."""
     recommended = args.config == "recommended"
-    data, text = bc.synthetic_sources(args, RECOMMENDED_POPULARITY_MODE if recommended else "interval")
+    data, text = bc.synthetic_sources(args, bc.popularity_mode(args))
     torch.manual_seed(args.seed)
     trainer, batches, build_ms = build_ours(args, data, text, device)
     ablation, _, _ = build_ours(args, data, text, device, config=trainer.model.config.ablation())
