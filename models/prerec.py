@@ -386,7 +386,7 @@ class PreRecModel(nn.Module):
         row, of width B + 1 so that neither the text channel's columns nor the static item side are built again for
         each period. A batch spans hundreds of days of sliding popularity with a few targets each, so the periods
         with the same number of targets n go through one batched product [G, n, B + 1] @ [G, B + 1, C] (about ten
-        products, no padding; docs/DESIGN.md, "The training step"). [A, C]"""
+        products, no padding; docs/DESIGN.md, "Scoring only what is ranked"). [A, C]"""
         distinct, index = batch.candidate_factor_rows()  # [Q, F], [P, C]
         z = self.f_pop(distinct)  # [Q, B]
         side = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)  # [Q, B + 1]
