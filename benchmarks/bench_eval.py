@@ -81,10 +81,12 @@ class DenseScorer:
 def transformer_floor(model: PreRecModel, data, domain: int, config: EvalConfig, device: torch.device):
     """The networks a plain implementation cannot skip, then the bare matmul: for the evaluation's own batches
     (built once, untimed), f_e over the history items, the causal Transformer, and the target positions' states
-    ``[A, B] @ [B, J]``."""
+    ``[A, W] @ [W, J]``, W = B plus the text channel's width T in a configuration with it (its cos(X_last, X_j) is
+    part of every score)."""
     batches = [batch for _, batch in eval_batches(data, domain, config)]
     hidden, n_items = model.config.hidden_dim, data.domains[domain].n_items
-    items = torch.randn(hidden, n_items, device=device, generator=torch.Generator(device=device).manual_seed(0))
+    width = hidden + (model.item_text.shape[1] if model.config.text_channel != "off" else 0)
+    items = torch.randn(width, n_items, device=device, generator=torch.Generator(device=device).manual_seed(0))
 
     @torch.no_grad()
     def run() -> None:
@@ -92,13 +94,18 @@ def transformer_floor(model: PreRecModel, data, domain: int, config: EvalConfig,
         for batch in batches:
             history = model.f_e(model.item_text[batch.items[:, :-1]])  # [R, L-1, B]
             states = model.f_seq(history.new_zeros(len(history), hidden), history)  # [R, L, B]
-            states.reshape(-1, hidden)[batch.target_layout()[0]] @ items  # [A, J]
+            states = states.reshape(-1, hidden)[batch.target_layout()[0]]  # [A, B]
+            if width > hidden:
+                last = batch.items.reshape(-1)[batch.target_layout()[0]]  # [A]: a stand-in row of the same shape
+                states = torch.cat([states, model.item_text[last]], dim=-1)  # [A, B + T]
+            states @ items  # [A, J]
 
     return run
 
 
 def matmul_floor(n_targets: int, hidden: int, n_items: int, budget: int, device: torch.device):
-    """The bare ``[targets, B] @ [B, J]`` in chunks of at most ``budget`` scores."""
+    """The bare ``[targets, W] @ [W, J]`` (W = ``hidden``: B, plus T with the text channel) in chunks of at most
+    ``budget`` scores."""
     generator = torch.Generator(device=device).manual_seed(0)
     users = torch.randn(n_targets, hidden, device=device, generator=generator)  # [T, B]
     items = torch.randn(hidden, n_items, device=device, generator=generator)  # [B, J]
@@ -125,7 +132,9 @@ def main(args: argparse.Namespace) -> dict:
                          "raise --source-users or --mean-seq-len")
     scorers = build_scorers(args, data, text, device)
     runs = {name: (lambda s=scorer: evaluate_domain(s, data, domain, config)) for name, scorer in scorers.items()}
-    runs["matmul"] = matmul_floor(n_targets, args.hidden_dim, n_items, args.score_budget, device)
+    model = scorers["map"].model
+    width = args.hidden_dim + (model.item_text.shape[1] if model.config.text_channel != "off" else 0)  # B (+ T)
+    runs["matmul"] = matmul_floor(n_targets, width, n_items, args.score_budget, device)
     runs["transformer+matmul"] = transformer_floor(scorers["map"].model, data, domain, config, device)
     seconds = bc.alternate(runs, args.repeats, args.warmup, device)
     pairs = n_targets * n_items

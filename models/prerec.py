@@ -83,7 +83,7 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 
-from prerec_pyro.data.batches import PreRecBatch
+from prerec_pyro.data.batches import PreRecBatch, distinct_rows
 from prerec_pyro.nets import CausalGRU, CausalTransformer, PopularityNet, TextHead
 
 from .categorical import CandidateCategorical
@@ -366,10 +366,8 @@ class PreRecModel(nn.Module):
         elif torch.is_grad_enabled():
             periods = self._period_items(items, rows, batch, latent, sizes)
             out = torch.cat([groups[p] @ items_t.T for p, items_t in periods])  # [A, C]
-        else:  # straight into place: no copy of the [A, C] scores
-            out, starts = users.new_empty(len(order), len(rows)), [0, *accumulate(sizes)]
-            for p, items_t in self._period_items(items, rows, batch, latent, sizes):
-                torch.mm(groups[p], items_t.T, out=out[starts[p]: starts[p + 1]])  # [n_p, C]
+        else:
+            out = self._catalogue_scores(users, items, rows, batch, latent, sizes)  # [A, C]
         if self.config.repeat_term:
             columns, marked, canonical = batch.seen_columns(rows, order)  # [A, L], [A, L], [C]
             if batch.negatives is None:  # a catalogue lists each item once: canonical is the identity
@@ -408,34 +406,52 @@ class PreRecModel(nn.Module):
         return torch.cat(blocks).index_select(0, back)  # [A, C]
 
     def _period_items(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict, sizes: tuple[int, ...]):
-        """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets of a whole catalogue,
-        from the static parts ``items`` = [m + eps_v + D_k (; X̂), D_k·W_d]: f_pop(0) once and f_pop(F) only where
-        F != 0 (the items counted in the period's window), added in place and taken back after use when no gradient
-        is recorded (sampled candidates: ``_sampled_popularity``)."""
+        """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets of a whole catalogue
+        (the full likelihood's training path), from the static parts ``items`` = [m + eps_v + D_k (; X̂), D_k·W_d]."""
         periods = [p for p, size in enumerate(sizes) if size]
         if not self.config.use_popularity:
             yield from ((p, items) for p in periods)
             return
+        items, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
+        width = self.config.hidden_dim
+        for p in periods:
+            cols, delta = counted[p]  # a period lists an item once
+            side = torch.cat([self._pad(delta[:, :width]), delta[:, width:]], dim=-1)  # [n, B (+ T) + 1]
+            yield p, items.index_put((cols,), items[cols] + side)
+
+    def _catalogue_scores(self, users: Tensor, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
+                          sizes: tuple[int, ...]) -> Tensor:
+        """Scores of a whole catalogue without gradients (evaluation, recommendation): one product of every target
+        with the items as if uncounted (F = 0), then each period's counted items corrected in place at width B + 1
+        (the columns Z touches, never the text channel's), a period's targets being consecutive rows. [A, C]"""
+        if not self.config.use_popularity:
+            return users @ items.T  # [A, C]
+        items, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
+        out = users @ items.T  # [A, C]
+        learned = torch.cat([users[:, :self.config.hidden_dim], users[:, -1:]], dim=1)  # [A, B + 1]
+        starts = [0, *accumulate(sizes)]
+        for p, (cols, delta) in enumerate(counted):
+            if sizes[p] and len(cols):
+                rows_p = slice(starts[p], starts[p + 1])
+                out[rows_p].index_add_(1, cols, learned[rows_p] @ delta.T)  # [n_p, counted]
+        return out
+
+    def _uncounted_and_counted(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
+                               n_periods: int) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """The item side with every item as if uncounted (F = 0: f_pop(0) once, plus eps_z) [C, B (+ T) + 1], and
+        for each period its counted items (F != 0) with what f_pop(F) adds over f_pop(0) to the columns Z touches:
+        (columns [n], [n, B + 1])."""
         factors = batch.factors_candidates  # [P, C, F]
         eps_z = 0.0 if latent[EPS_Z] is None else latent[EPS_Z][rows]  # [C, B]
         uncounted = self.f_pop(factors.new_zeros(factors.shape[-1]))  # [B]: f_pop(0)
-        items = items + self._item_side(uncounted + eps_z)  # every item as if uncounted (F = 0)
-        period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]: the counted (period, item)s
-        z = self.f_pop(factors[period, column]) - uncounted  # [N, B]
-        delta = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)  # [N, B + 1]: the columns Z touches, not X̂'s
-        counted = torch.bincount(period, minlength=len(sizes)).tolist()
-        width = z.shape[-1]
-        for p, cols, d in zip(range(len(sizes)), torch.split(column, counted), torch.split(delta, counted)):
-            if not sizes[p]:
-                continue
-            if torch.is_grad_enabled():  # a period lists an item once
-                side = torch.cat([self._pad(d[:, :width]), d[:, width:]], dim=-1)  # [n, B (+ T) + 1]
-                yield p, items.index_put((cols,), items[cols] + side)
-                continue
-            learned, bias = items[cols, :width], items[cols, -1]  # [n, B], [n]: copies, put back after use
-            items[cols, :width], items[cols, -1] = learned + d[:, :width], bias + d[:, -1]
-            yield p, items
-            items[cols, :width], items[cols, -1] = learned, bias
+        items = items + self._item_side(uncounted + eps_z)  # [C, B (+ T) + 1]
+        # every factor is c_j / s_w: all are 0 exactly when the count c_j is (prerec_pyro/popularity.py)
+        period, column = factors[..., 0].ne(0).nonzero(as_tuple=True)  # [N], [N]: the counted (period, item)s
+        distinct, index = distinct_rows(factors[period, column])  # [Q, F], [N]: counts repeat across the periods
+        z = self.f_pop(distinct) - uncounted  # [Q, B]
+        delta = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)[index]  # [N, B + 1]
+        counted = torch.bincount(period, minlength=n_periods).tolist()
+        return items, list(zip(torch.split(column, counted), torch.split(delta, counted)))
 
     def _item_side(self, z: Tensor) -> Tensor:
         """What a popularity term Z [*S, B] adds to the item side [V, bias]: [Z (; 0), Z·W_z]. [*S, B (+ T) + 1]"""
