@@ -63,6 +63,9 @@ BENCHMARK_SETTINGS = {
     "movielens-to-retail": Setting(MOVIELENS_BUDGET, 200, True, "movielens-ages", ("fair", "sliding")),
     "mixed-sources": Setting(RETAIL_BUDGET, 300, True, None, ("fair", "sliding")),
     "synthetic-small": Setting((), None, False, None, ("fair",)),
+    # one market or group of the target platform among the sources (issue: the networks earn their place)
+    "movielens-uk-to-retail": Setting(RETAIL_BUDGET, 300, True, None, ("fair",)),
+    "retail-young-to-movielens": Setting(RETAIL_BUDGET, 300, True, None, ("fair",)),
 }
 # group: (variants, zero-shot scorings[, budget replacing the benchmark's]); a group's variants share their popularity
 # mode
