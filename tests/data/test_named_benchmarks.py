@@ -26,7 +26,8 @@ def test_cross_platform_benchmarks_share_the_in_platform_sources():
     assert get_benchmark("retail-to-movielens").targets == get_benchmark("movielens-ages").targets
     assert get_benchmark("movielens-to-retail").sources == get_benchmark("movielens-ages").sources
     assert RETAIL_WHOLE in get_benchmark("movielens-to-retail").targets
-    for name, other in (("movielens-uk-to-retail", "movielens-ages"), ("retail-young-to-movielens", "retail-countries")):
+    pairs = (("movielens-uk-to-retail", "movielens-ages"), ("retail-young-to-movielens", "retail-countries"))
+    for name, other in pairs:
         mixed_in = get_benchmark(name)
         assert set(get_benchmark(other).sources) < set(mixed_in.sources), name  # the other platform's sources, and
         assert not set(mixed_in.sources) & set(mixed_in.targets), name  # one domain of the targets' platform
