@@ -436,3 +436,35 @@ def test_candidate_logits_equal_each_periods_item_side_built_whole(tiny_sources,
             expected.append(users[a] @ value.T + bias)
     assert len(set(periods.tolist())) > 1, "the fixture's targets must fall in several periods"
     torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("changes", [{}, {"last_item_skip": True, "text_channel": "last", "repeat_term": True,
+                                          "shared_item_offsets": True}])
+def test_the_sampled_likelihood_equals_each_targets_item_side_built_whole(tiny_sources, encode_hash, changes):
+    """The training step's log-likelihood (f_pop once per distinct factor row, periods batched by their number of
+    targets, the observed item's logit at target positions only) equals the sampled softmax written per target, with
+    V_c(t) and the bias built whole for the target's period (to 1e-5)."""
+    model = PreRecModel(replace(CONFIG, **changes), len(tiny_sources.domains), tiny_sources.n_fit_users,
+                        encode_hash(tiny_sources)).eval()
+    batch = make_batch(tiny_sources, negatives=5, domain=1, rows=6)
+    trace = poutine.trace(model).get_trace(batch)
+    latent = {site: trace.nodes[site]["value"] if site in trace.nodes else None for site in LATENT_SITES}
+    got = trace.nodes[R]["fn"].log_prob(batch.targets)[batch.target_mask].sum()
+    user = model.user_state(batch, latent)  # [R, L, B (+ T)]
+    rows = batch.candidate_rows
+    expected = []
+    for r, p in batch.target_mask.nonzero().tolist():
+        factors = batch.factors_candidates[batch.period_index[r, p]]  # [C, F]
+        value, bias = model.item_parts(rows, factors, batch, latent)  # [C, .], [C]
+        target = batch.items[r, p].reshape(1)
+        own, own_bias = model.item_parts(target, batch.factors_targets[r, p].unsqueeze(0), batch, latent)
+        scores = user[r, p] @ value.T + bias  # [C]
+        positive = user[r, p] @ own[0] + own_bias[0]
+        if model.config.repeat_term:
+            seen = torch.isin(rows, batch.items[r, :p])  # [C]
+            scores = scores + model.w_r * seen
+            positive = positive + model.w_r * torch.isin(target, batch.items[r, :p]).float()[0]
+        scores = scores.masked_fill(batch.negatives == batch.targets[r, p], float("-inf"))
+        expected.append(positive - torch.logsumexp(torch.cat([positive.reshape(1), scores]), dim=0))
+    assert len(set(batch.period_index[batch.target_mask].tolist())) > 1, "targets must fall in several periods"
+    torch.testing.assert_close(got, torch.stack(expected).sum(), rtol=1e-5, atol=1e-5)
