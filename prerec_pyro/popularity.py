@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ SECONDS_PER_DAY = 86_400
 MODES = ("interval", "sliding")
 # Integer power sums are exact in int64 while every partial value stays below this bound; above it, Python ints.
 _INT64_SAFE = 2**62
+DENSE_COUNTS_MAX = 10_000_000  # (periods + 1) x items up to which lookups read a dense table of running counts
 
 
 @dataclass(frozen=True)
@@ -257,12 +259,31 @@ class PopularityTable:
         """Sum of the stored counts whose key is <= each of ``keys``."""
         return self.prefix[torch.searchsorted(self.keys, keys.contiguous(), right=True)]
 
+    @cached_property
+    def _running_counts(self) -> torch.Tensor | None:
+        """int64 [n_periods + 1, n_items]: row q holds each item's counts over the periods before q, when it has at
+        most ``DENSE_COUNTS_MAX`` entries (None otherwise). A lookup is then two gathers instead of two binary
+        searches in ``keys`` (a whole catalogue at hundreds of days is millions of lookups per batch)."""
+        if (self.n_periods + 1) * self.n_items > DENSE_COUNTS_MAX or not len(self.keys):
+            return None
+        periods = max(self.n_periods, 1)
+        counts = self.prefix.diff()  # [nnz]
+        running = torch.zeros(self.n_periods + 1, self.n_items, dtype=torch.long, device=self.device)
+        running[self.keys % periods + 1, self.keys // periods] = counts
+        return running.cumsum(0)  # [n_periods + 1, n_items]
+
     def _window_counts(self, periods: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """int64 window counts of (periods, items) broadcast together."""
         periods, items = torch.broadcast_tensors(periods.long(), items.long())
         last = self.n_periods - 1
         high = (periods - 1).clamp(-1, last)
         low = (periods - 1 - self.config.window).clamp(-1, last)
+        running = self._running_counts
+        if running is not None:  # the counts of periods in (low, high]
+            inside = (items >= 0) & (items < self.n_items)
+            column = items.clamp(0, self.n_items - 1)
+            counts = running[high + 1, column] - running[low + 1, column]
+            return torch.where(inside, counts, torch.zeros((), dtype=counts.dtype, device=counts.device))
         # key item * n_periods - 1 is the last key of item - 1: prefix differences never mix items.
         base = items.clamp(-1, self.n_items) * self.n_periods
         return self._prefix_at(base + high) - self._prefix_at(base + low)

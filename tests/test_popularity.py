@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from prerec_pyro import popularity
 from prerec_pyro.popularity import PopularityConfig, PopularityTable
 
 DAY = 86_400
@@ -226,8 +227,13 @@ def _reference_factors(table: PopularityTable, items: np.ndarray, times: np.ndar
     return out
 
 
+@pytest.mark.parametrize("dense", [True, False], ids=["running-counts", "binary-search"])
 @pytest.mark.parametrize("mode, interval_days", [("interval", 15.0), ("sliding", 15), ("interval", 2.5)])
-def test_random_log_matches_reference_and_builds_fast(mode, interval_days):
+def test_random_log_matches_reference_and_builds_fast(mode, interval_days, dense, monkeypatch):
+    """Both lookups (a dense table of running counts, binary searches in the sorted keys of a large one) give the
+    reference's factors, items and periods outside the table included."""
+    if not dense:
+        monkeypatch.setattr(popularity, "DENSE_COUNTS_MAX", 0)
     rng = np.random.default_rng(0)
     n_items, n = 5_000, 100_000
     items = (rng.zipf(1.3, size=n) - 1) % n_items  # skewed popularity
@@ -238,7 +244,10 @@ def test_random_log_matches_reference_and_builds_fast(mode, interval_days):
     assert time.perf_counter() - start < 3.0
     last = table.n_periods + table.config.window
     sample = np.unique(np.concatenate([[-1, 0, 1, 2, last - 1, last, last + 3], rng.integers(0, last, size=12)]))
+    assert (table._running_counts is not None) == dense
     got = table.factors(torch.from_numpy(sample), torch.arange(n_items)).numpy()
+    outside = table.factors_at(torch.tensor([5, 5]), torch.tensor([-1, n_items]))
+    assert torch.equal(outside, torch.zeros(2, table.config.n_factors))
     for row, period in enumerate(sample):
         np.testing.assert_allclose(got[row], _reference_factors(table, items, times, int(period)), rtol=2e-6,
                                    atol=1e-7, err_msg=f"{mode} period {period}")
