@@ -20,6 +20,7 @@ to that at the smallest number of users.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import functools
 import gc
 import logging
@@ -113,6 +114,8 @@ def random_batches(args: argparse.Namespace, n_users: int, count: int, rng: np.r
             factors_targets=torch.as_tensor(rng.random((rows, length, 4)), dtype=torch.float32, device=device),
             factors_candidates=torch.as_tensor(rng.random((1, n_neg, 4)), dtype=torch.float32, device=device),
             negatives=torch.as_tensor(rng.integers(0, args.items, n_neg), device=device)))
+        factors = batches[-1].factors_candidates  # its distinct rows found once, untimed, as BatchBuilder does
+        batches[-1] = replace(batches[-1], factor_rows=(factors, *batches[-1].candidate_factor_rows()))
     return batches
 
 

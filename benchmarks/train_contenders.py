@@ -69,13 +69,14 @@ class AlgebraFloor:
         rows = batch.items.shape[0]
         history = self.f_e(self.text[batch.items[:, :-1]])  # [R, L-1, B]
         users = self.f_seq(self.start.expand(rows, -1), history)[batch.target_mask]  # [A, B]
-        positives = self.f_e(self.text[batch.targets[batch.target_mask]])  # [A, B]
+        targets = batch.items[batch.target_mask]  # [A]: the observed items' rows
+        positives = self.f_e(self.text[targets])  # [A, B]
         candidates = self.f_e(self.text[batch.candidate_rows])  # [C, B]
         if self.text_channel:
-            last = nn.functional.normalize(self.text[batch.items], dim=-1)[batch.target_mask.roll(-1, 1)]  # [A, T]
+            # [A, T]: the item before each target (a position-0 target takes its row's last slot: the same shape)
+            last = nn.functional.normalize(self.text[batch.items], dim=-1)[batch.target_mask.roll(-1, 1)]
             users = torch.cat([users, last], dim=-1)  # [A, B + T]
-            positives = torch.cat([positives, nn.functional.normalize(self.text[batch.targets[batch.target_mask]],
-                                                                      dim=-1)], dim=-1)  # [A, B + T]
+            positives = torch.cat([positives, nn.functional.normalize(self.text[targets], dim=-1)], dim=-1)
             candidates = torch.cat([candidates, nn.functional.normalize(self.text[batch.candidate_rows], dim=-1)],
                                    dim=-1)  # [C, B + T]
         logits = torch.cat([(users * positives).sum(-1, keepdim=True), users @ candidates.T], dim=1)  # [A, 1 + C]

@@ -390,20 +390,28 @@ class PreRecModel(nn.Module):
         side = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)  # [Q, B + 1]
         width, device = z.shape[-1], users.device
         learned = torch.cat([users[:, :width], users[:, -1:]], dim=1)  # [A, B + 1]: U's learned part and the 1
-        counts = np.asarray(sizes)  # [P], on the host: no device sync
+        if not len(users):
+            return users.new_zeros(0, index.shape[1])  # [0, C]
+        counts = np.asarray(sizes)  # [P], on the host
         starts = np.cumsum(counts) - counts  # [P]
-        blocks, placed = [], []
-        for size in np.unique(counts[counts > 0]).tolist():
-            periods = np.flatnonzero(counts == size)  # [G]
-            targets = (starts[periods][:, None] + np.arange(size)).ravel()  # [G * n]
-            columns = index[torch.as_tensor(periods, device=device)].reshape(-1)  # [G * C]
+        buckets = [(size, np.flatnonzero(counts == size)) for size in np.unique(counts[counts > 0]).tolist()]
+        targets = [(starts[periods][:, None] + np.arange(size)).ravel() for size, periods in buckets]  # [G * n] each
+        back = np.argsort(np.concatenate(targets), kind="stable")  # [A]
+        host = np.concatenate([*(periods for _, periods in buckets), *targets, back])  # one copy to the device
+        if device.type == "cuda":
+            moved = torch.from_numpy(host).pin_memory().to(device, non_blocking=True)  # no wait for the device
+        else:
+            moved = torch.from_numpy(host)
+        sections = [len(periods) for _, periods in buckets] + [len(t) for t in targets] + [len(back)]
+        pieces = torch.split(moved, sections)
+        blocks = []
+        for (size, periods), period_index, target_index in zip(buckets, pieces, pieces[len(buckets):]):
+            columns = index[period_index].reshape(-1)  # [G * C]
             period_side = side.index_select(0, columns).reshape(len(periods), -1, side.shape[1])  # [G, C, B + 1]
-            period_users = learned.index_select(0, torch.as_tensor(targets, device=device))  # [G * n, B + 1]
+            period_users = learned.index_select(0, target_index)  # [G * n, B + 1]
             product = torch.bmm(period_users.reshape(len(periods), size, -1), period_side.transpose(1, 2))
-            blocks.append(product.reshape(len(targets), -1))  # [G * n, C]
-            placed.append(targets)
-        back = torch.as_tensor(np.argsort(np.concatenate(placed), kind="stable"), device=device)  # [A]
-        return torch.cat(blocks).index_select(0, back)  # [A, C]
+            blocks.append(product.reshape(len(target_index), -1))  # [G * n, C]
+        return torch.cat(blocks).index_select(0, pieces[-1])  # [A, C]
 
     def _period_items(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict, sizes: tuple[int, ...]):
         """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets of a whole catalogue
@@ -445,8 +453,7 @@ class PreRecModel(nn.Module):
         eps_z = 0.0 if latent[EPS_Z] is None else latent[EPS_Z][rows]  # [C, B]
         uncounted = self.f_pop(factors.new_zeros(factors.shape[-1]))  # [B]: f_pop(0)
         items = items + self._item_side(uncounted + eps_z)  # [C, B (+ T) + 1]
-        # every factor is c_j / s_w: all are 0 exactly when the count c_j is (prerec_pyro/popularity.py)
-        period, column = factors[..., 0].ne(0).nonzero(as_tuple=True)  # [N], [N]: the counted (period, item)s
+        period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]: the counted (period, item)s
         distinct, index = distinct_rows(factors[period, column])  # [Q, F], [N]: counts repeat across the periods
         z = self.f_pop(distinct) - uncounted  # [Q, B]
         delta = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)[index]  # [N, B + 1]
