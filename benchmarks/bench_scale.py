@@ -20,11 +20,11 @@ to that at the smallest number of users.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import functools
 import gc
 import logging
 import time
+from dataclasses import replace
 
 import bench_common as bc
 import numpy as np

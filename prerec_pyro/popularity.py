@@ -17,7 +17,8 @@ window holds no interaction (the first period, an empty previous interval, perio
 Storage is sparse: the sorted keys ``item * n_periods + period`` of the non-zero (period, item) counts with a
 prefix sum of the counts, so that a window count is the difference of two prefix sums found by
 ``torch.searchsorted`` (or, when (periods + 1) x items fits ``DENSE_COUNTS_MAX``, of two rows of a dense table of
-running counts built once per table, up to 80 MB of int64; lookups then cost two gathers), plus a dense ``[n_periods + W, n_factors]`` table of the scales s_w of each lookup period.
+running counts built once per table, up to 80 MB of int64; lookups then cost two gathers), plus a dense
+``[n_periods + W, n_factors]`` table of the scales s_w of each lookup period.
 The scales are built in one pass over per-item change points of the window counts (no loop over periods or items),
 with exact integer power sums.
 """
