@@ -33,7 +33,8 @@ def method_scores(long: pd.DataFrame, rule: str, targets: tuple[str, ...] | None
 
 def verdict(scores: pd.DataFrame) -> dict | None:
     """PreRec against the best other method of ``scores`` (``method_scores``): the ratio of means, both spreads,
-    and "best", "tied" or "not best"; None without a PreRec row."""
+    and "best", "tied" or "not best" (with one training seed of PreRec, only ahead or behind); None without a
+    PreRec row."""
     prerec = next((name for name in PRERECS if name in scores.index), None)
     if prerec is None or len(scores) < 2:
         return None
@@ -42,6 +43,8 @@ def verdict(scores: pd.DataFrame) -> dict | None:
     ours, theirs = scores.loc[prerec], others.loc[best]
     gap, spread = ours["mean"] - theirs["mean"], SPREAD * math.hypot(ours["sd"], theirs["sd"])
     outcome = "best" if gap > spread else ("not best" if gap < -spread else "tied (inside the seed spread)")
+    if ours["seeds"] < 2:  # no spread to judge a gap by: a learned method needs two seeds for a verdict
+        outcome = ("ahead" if gap > 0 else "behind") + " on one seed (no spread yet: no verdict)"
     return {"prerec": ours["mean"], "prerec_sd": ours["sd"], "best_other": best, "other": theirs["mean"],
             "other_sd": theirs["sd"], "ratio": ours["mean"] / theirs["mean"] if theirs["mean"] else math.inf,
             "outcome": outcome, "seeds": int(ours["seeds"])}

@@ -144,3 +144,16 @@ def test_the_suite_runs_each_invocation_in_its_own_process_and_writes_the_result
     monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(command, 1))
     with pytest.raises(ValueError, match="this invocation failed"):
         suite.main(suite.parse_args(["--benchmarks", "synthetic-small", "--runs", str(tmp_path / "runs")]))
+
+
+def test_one_seed_of_prerec_gets_no_verdict():
+    """A gap needs a spread to be judged: one training seed of PreRec says ahead or behind, never best."""
+    import pandas as pd
+
+    from prerec_pyro.report import verdict
+
+    scores = pd.DataFrame({"mean": [0.20, 0.16], "sd": [0.0, 0.0], "seeds": [1, 1]},
+                          index=["prerec_default/eq8", "prerec_n_default/eq8"])
+    assert verdict(scores)["outcome"] == "ahead on one seed (no spread yet: no verdict)"
+    two = scores.assign(seeds=[2, 2], sd=[0.001, 0.001])
+    assert verdict(two)["outcome"] == "best"
