@@ -61,7 +61,7 @@ def curve(run_dir: Path) -> dict:
         points.append({"epoch": record["epoch"], "wall_s": wall, "score": record["score"]})
     best = max(p["score"] for p in points)
     reached = next(p for p in points if p["score"] >= SHARE * best)
-    stopped = "patience" if history["bad_epochs"] >= history["config"]["patience"] else "cap"
+    stopped = json.loads((run_dir / "metrics.json").read_text())["convergence"]["stopped_by"]  # the run's record
     return {"run_dir": str(run_dir), "benchmark": config["benchmark"], "points": points, "converged_score": best,
             "stopped_by": stopped, "time_to_95_s": reached["wall_s"], "epoch_to_95": reached["epoch"],
             "total_s": wall, "epochs": len(points)}

@@ -78,14 +78,18 @@ class DenseScorer:
         return self.scorer(batch)  # [R, L, J]
 
 
+def score_width(model: PreRecModel) -> int:
+    """The width W of a score's product: B, plus the text channel's T in a configuration with it."""
+    return model.config.hidden_dim + (model.item_text.shape[1] if model.config.text_channel != "off" else 0)
+
+
 def transformer_floor(model: PreRecModel, data, domain: int, config: EvalConfig, device: torch.device):
     """The networks a plain implementation cannot skip, then the bare matmul: for the evaluation's own batches
     (built once, untimed), f_e over the history items, the causal Transformer, and the target positions' states
     ``[A, W] @ [W, J]``, W = B plus the text channel's width T in a configuration with it (its cos(X_last, X_j) is
     part of every score)."""
     batches = [batch for _, batch in eval_batches(data, domain, config)]
-    hidden, n_items = model.config.hidden_dim, data.domains[domain].n_items
-    width = hidden + (model.item_text.shape[1] if model.config.text_channel != "off" else 0)
+    hidden, n_items, width = model.config.hidden_dim, data.domains[domain].n_items, score_width(model)
     items = torch.randn(width, n_items, device=device, generator=torch.Generator(device=device).manual_seed(0))
 
     @torch.no_grad()
@@ -132,9 +136,7 @@ def main(args: argparse.Namespace) -> dict:
                          "raise --source-users or --mean-seq-len")
     scorers = build_scorers(args, data, text, device)
     runs = {name: (lambda s=scorer: evaluate_domain(s, data, domain, config)) for name, scorer in scorers.items()}
-    model = scorers["map"].model
-    width = args.hidden_dim + (model.item_text.shape[1] if model.config.text_channel != "off" else 0)  # B (+ T)
-    runs["matmul"] = matmul_floor(n_targets, width, n_items, args.score_budget, device)
+    runs["matmul"] = matmul_floor(n_targets, score_width(scorers["map"].model), n_items, args.score_budget, device)
     runs["transformer+matmul"] = transformer_floor(scorers["map"].model, data, domain, config, device)
     seconds = bc.alternate(runs, args.repeats, args.warmup, device)
     pairs = n_targets * n_items

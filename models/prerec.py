@@ -387,9 +387,8 @@ class PreRecModel(nn.Module):
         products, no padding; docs/DESIGN.md, "Scoring only what is ranked"). [A, C]"""
         distinct, index = batch.candidate_factor_rows()  # [Q, F], [P, C]
         z = self.f_pop(distinct)  # [Q, B]
-        side = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)  # [Q, B + 1]
-        width, device = z.shape[-1], users.device
-        learned = torch.cat([users[:, :width], users[:, -1:]], dim=1)  # [A, B + 1]: U's learned part and the 1
+        side = self._popularity_side(z)  # [Q, B + 1]
+        device, learned = users.device, self._learned_side(users)  # [A, B + 1]
         if not len(users):
             return users.new_zeros(0, index.shape[1])  # [0, C]
         counts = np.asarray(sizes)  # [P], on the host
@@ -436,7 +435,7 @@ class PreRecModel(nn.Module):
             return users @ items.T  # [A, C]
         items, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
         out = users @ items.T  # [A, C]
-        learned = torch.cat([users[:, :self.config.hidden_dim], users[:, -1:]], dim=1)  # [A, B + 1]
+        learned = self._learned_side(users)  # [A, B + 1]
         starts = [0, *accumulate(sizes)]
         for p, (cols, delta) in enumerate(counted):
             if sizes[p] and len(cols):
@@ -456,10 +455,19 @@ class PreRecModel(nn.Module):
         period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]: the counted (period, item)s
         distinct, index = distinct_rows(factors[period, column])  # [Q, F], [N]: counts repeat across the periods
         z = self.f_pop(distinct) - uncounted  # [Q, B]
-        delta = torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)[index]  # [N, B + 1]
+        delta = self._popularity_side(z)[index]  # [N, B + 1]
         counted = torch.bincount(period, minlength=n_periods).tolist()
         return items, list(zip(torch.split(column, counted), torch.split(delta, counted)))
 
     def _item_side(self, z: Tensor) -> Tensor:
         """What a popularity term Z [*S, B] adds to the item side [V, bias]: [Z (; 0), Z·W_z]. [*S, B (+ T) + 1]"""
         return torch.cat([self._pad(z), (z @ self.w_z).unsqueeze(-1)], dim=-1)
+
+    def _popularity_side(self, z: Tensor) -> Tensor:
+        """The columns of the item side a popularity term Z [*S, B] touches: [Z, Z·W_z]. [*S, B + 1]"""
+        return torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)
+
+    def _learned_side(self, users: Tensor) -> Tensor:
+        """The user columns that meet ``_popularity_side``: U's learned part and the bias's 1, of the user side
+        [A, B (+ T) + 1]. [A, B + 1]"""
+        return torch.cat([users[:, :self.config.hidden_dim], users[:, -1:]], dim=1)

@@ -198,11 +198,11 @@ def test_bench_ddp_times_one_and_two_processes(load, tmp_path, capsys):
     assert "speedup_vs_1" in capsys.readouterr().out
 
 
-def _fake_run(folder: Path, records: list[dict], bad_epochs: int = 3) -> Path:
+def _fake_run(folder: Path, records: list[dict]) -> Path:
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"benchmark": "movielens-ages"}))
-    (folder / "history.json").write_text(json.dumps({"history": records, "bad_epochs": bad_epochs,
-                                                     "config": {"patience": 3}}))
+    (folder / "history.json").write_text(json.dumps({"history": records}))
+    (folder / "metrics.json").write_text(json.dumps({"convergence": {"stopped_by": "patience"}}))
     return folder
 
 
