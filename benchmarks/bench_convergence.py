@@ -44,7 +44,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--valid-max-users", type=int, default=200, help="validation users per source domain")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the benchmark's)")
+    p.add_argument("--warmup-steps", type=int, default=None,
+                   help="steps of linear learning-rate warm-up (default: the benchmark's warmup_steps, else 0)")
+    p.add_argument("--lr-decay", type=float, default=None,
+                   help="factor on the learning rate after each epoch without a better validation score "
+                        "(default: the benchmark's lr_decay, else 1: constant)")
     return p.parse_args(argv)
+
+
+def recipe(train: dict) -> str:
+    """The learning-rate recipe of a run's training config, for labels."""
+    decay = train.get("lr_decay", 1.0)
+    return (f"lr {train['lr']:g}" + (f", warm-up {train['warmup_steps']}" if train.get("warmup_steps") else "")
+            + (f", x{decay:g} per plateau" if decay < 1 else ""))
 
 
 def curve(run_dir: Path) -> dict:
@@ -61,15 +74,19 @@ def curve(run_dir: Path) -> dict:
         points.append({"epoch": record["epoch"], "wall_s": wall, "score": record["score"]})
     best = max(p["score"] for p in points)
     reached = next(p for p in points if p["score"] >= SHARE * best)
-    stopped = json.loads((run_dir / "metrics.json").read_text())["convergence"]["stopped_by"]  # the run's record
-    return {"run_dir": str(run_dir), "benchmark": config["benchmark"], "points": points, "converged_score": best,
+    metrics = run_dir / "metrics.json"  # the run's own record; absent while a run is unfinished
+    stopped = json.loads(metrics.read_text())["convergence"]["stopped_by"] if metrics.exists() else "unfinished"
+    return {"run_dir": str(run_dir), "benchmark": config["benchmark"], "recipe": recipe(config["train"]),
+            "points": points, "converged_score": best,
             "stopped_by": stopped, "time_to_95_s": reached["wall_s"], "epoch_to_95": reached["epoch"],
             "total_s": wall, "epochs": len(points)}
 
 
 def train(benchmark: str, args: argparse.Namespace) -> Path:
     """The default configuration under the fair budget, trained (a library call) into a new run directory."""
-    config = run_config(benchmark, train={**FAIR_BUDGET, "seed": args.seed}, data_dir=args.data_dir,
+    schedule = {k: v for k, v in (("lr", args.lr), ("warmup_steps", args.warmup_steps), ("lr_decay", args.lr_decay))
+                if v is not None}
+    config = run_config(benchmark, train={**FAIR_BUDGET, **schedule, "seed": args.seed}, data_dir=args.data_dir,
                         valid_max_users=args.valid_max_users)
     return pretrain(config, runs=args.runs)
 
@@ -81,15 +98,16 @@ def write_outputs(curves: list[dict], out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = pd.DataFrame([{"benchmark": c["benchmark"], "run_dir": c["run_dir"], **p} for c in curves
-                         for p in c["points"]])
+    rows = pd.DataFrame([{"benchmark": c["benchmark"], "recipe": c["recipe"], "run_dir": c["run_dir"], **p}
+                         for c in curves for p in c["points"]])
     text = io.StringIO()
     rows.to_csv(text, index=False)
     atomic_write(out_dir / "convergence.csv", lambda stream: stream.write(text.getvalue().encode()))
     figure, axis = plt.subplots(figsize=(7, 4))
     for c in curves:
         minutes = [p["wall_s"] / 60 for p in c["points"]]
-        line, = axis.plot(minutes, [p["score"] for p in c["points"]], marker=".", label=c["benchmark"])
+        label = f"{c['benchmark']} ({c['recipe']})"
+        line, = axis.plot(minutes, [p["score"] for p in c["points"]], marker=".", label=label)
         axis.axvline(c["time_to_95_s"] / 60, color=line.get_color(), linestyle=":", linewidth=1)
     axis.set_xlabel("wall clock (minutes, training + validation)")
     axis.set_ylabel("sources' validation r-NDCG@K%")
@@ -105,12 +123,15 @@ def report(curves: list[dict]) -> None:
         goal = TARGET_MINUTES.get(c["benchmark"])
         met = goal is not None and c["time_to_95_s"] <= 60 * goal
         verdict = "" if goal is None else f" (target <= {goal:.0f} min: {'met' if met else 'missed'})"
-        print(f"{c['benchmark']}: converged validation {c['converged_score']:.4f} after {c['epochs']} epochs "
-              f"({c['total_s'] / 60:.1f} min, stopped by {c['stopped_by']}); 95% of it at epoch {c['epoch_to_95']}, "
+        print(f"{c['benchmark']} ({c['recipe']}): converged validation {c['converged_score']:.4f} after "
+              f"{c['epochs']} epochs ({c['total_s'] / 60:.1f} min, stopped by {c['stopped_by']}); "
+              f"95% of it at epoch {c['epoch_to_95']}, "
               f"{c['time_to_95_s'] / 60:.1f} min{verdict}")
 
 
 def main(args: argparse.Namespace) -> list[dict]:
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     run_dirs = [Path(d) for d in args.run_dirs] if args.run_dirs else [train(b, args) for b in args.benchmarks]

@@ -27,7 +27,15 @@ from prerec_pyro.data.batches import BatchBuilder, DomainBalancedSampler, PreRec
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.distributed import SINGLE, Distributed, LossModule
 from prerec_pyro.models.prerec import PreRecModel
-from prerec_pyro.training import OptimConfig, fit_epochs, new_state, run_epoch_steps, training_targets, training_windows
+from prerec_pyro.training import (
+    OptimConfig,
+    fit_epochs,
+    learning_rate_schedule,
+    new_state,
+    run_epoch_steps,
+    training_targets,
+    training_windows,
+)
 
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
 from .guides import SparseDeltaGuide, check_guide, scale_parameters, svi_model
@@ -182,7 +190,8 @@ class MapTrainer:
     def run_epoch(self, epoch: int) -> float:
         self.model.train()
         return run_epoch_steps(lambda domain, rows, generator: self.step(*self.make_batch(domain, rows, generator)),
-                               self.sampler, self.config, epoch, self.parallel)
+                               self.sampler, self.config, epoch, self.parallel,
+                               learning_rate_schedule(self._optimizers, self.config, self.state))
 
     def fit(self, resume: bool = False) -> dict:
         """Train until ``max_epochs`` or ``patience`` epochs without a better validation score."""

@@ -56,6 +56,12 @@ def parse_run_args(argv=None, description: str | None = None) -> argparse.Namesp
                         "reshuffled windows, so the patience counts comparable amounts of training")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per batch (paper: 256)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 3e-4; default: benchmark's)")
+    p.add_argument("--warmup-steps", type=int, default=None,
+                   help="steps over which the learning rate rises linearly to --lr (default: the benchmark's "
+                        "warmup_steps, else 0)")
+    p.add_argument("--lr-decay", type=float, default=None,
+                   help="factor on the learning rate after each epoch without a better validation score, in (0, 1] "
+                        "(default: the benchmark's lr_decay, else 1: constant)")
     p.add_argument("--hidden-dim", type=int, default=None, help="embedding size B (paper: 256)")
     p.add_argument("--n-heads", "--heads", dest="heads", type=int, default=None,
                    help="attention heads (default: the benchmark's n_heads)")
@@ -122,6 +128,10 @@ def parse_run_args(argv=None, description: str | None = None) -> argparse.Namesp
         value = getattr(args, flag)
         if value is not None and not value > 0:
             p.error(f"--{flag.replace('_', '-')} must be > 0, got {value}")
+    if args.warmup_steps is not None and args.warmup_steps < 0:
+        p.error(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
+    if args.lr_decay is not None and not 0 < args.lr_decay <= 1:
+        p.error(f"--lr-decay must be in (0, 1] (1: constant), got {args.lr_decay}")
     return args
 
 
@@ -138,7 +148,9 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
              args.max_steps_per_epoch, "min_steps_per_epoch": args.min_steps_per_epoch, "seed": args.seed,
              "device": args.device, "elbo": args.elbo}
     train.update({k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("max_epochs", args.epochs),
-                                    ("patience", args.patience), ("scale_lr", args.scale_lr)) if v is not None})
+                                    ("patience", args.patience), ("scale_lr", args.scale_lr),
+                                    ("warmup_steps", args.warmup_steps), ("lr_decay", args.lr_decay))
+                  if v is not None})
     return run_config(args.benchmark, args.method, args.guide, model=model, train=train,
                       popularity_mode=args.popularity_mode, text_model=args.text_model, data_dir=args.data_dir,
                       valid_max_users=args.valid_max_users, cold_items=args.cold_items, cold_seed=args.cold_seed,

@@ -42,6 +42,8 @@ class OptimConfig:
     seed: int = 0
     device: str = "cpu"
     check_every: int = 50  # steps between reads of the losses (a NaN stops training at the next read)
+    warmup_steps: int = 0  # the learning rate rises linearly to lr over the first steps (0: from the first step)
+    lr_decay: float = 1.0  # factor on the learning rate after each epoch without a better validation score (1: off)
 
     def __post_init__(self):
         if self.check_every < 1:
@@ -52,6 +54,10 @@ class OptimConfig:
             raise ValueError(f"n_negatives and batch_size must be >= 1, got {self.n_negatives}, {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1] (1: no decay), got {self.lr_decay}")
         low, high = self.min_steps_per_epoch, self.max_steps_per_epoch
         if low is not None and (low < 1 or (high is not None and low > high)):
             raise ValueError(f"min_steps_per_epoch must be >= 1 and <= max_steps_per_epoch ({high}), got {low}")
@@ -61,6 +67,31 @@ class OptimConfig:
         ``min_steps_per_epoch`` (a validation period, not one pass, on data smaller than that)."""
         steps = min(batches, self.max_steps_per_epoch or batches)
         return max(steps, self.min_steps_per_epoch or steps)
+
+
+def learning_rate_factor(config: OptimConfig, step: int, decays: int) -> float:
+    """The factor on every parameter group's base learning rate at global ``step`` (from 0), after ``decays``
+    epochs without a better validation score: a linear warm-up over ``warmup_steps`` (Vaswani et al. 2017, 5.3;
+    Adam's early moment estimates are noisy) times ``lr_decay ** decays`` (the rate lowered on each plateau of the
+    selection criterion, torch's ReduceLROnPlateau with patience 0). A pure function of the step and the training
+    state, so a resumed run continues the same schedule (docs/DESIGN.md, "Time to quality")."""
+    warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    return warm * config.lr_decay ** decays
+
+
+def learning_rate_schedule(optimizers: list[torch.optim.Optimizer], config: OptimConfig,
+                           state: dict) -> Callable[[int], None]:
+    """``schedule(step)`` for ``run_epoch_steps``: sets each group's learning rate to its base rate (kept as
+    ``initial_lr`` in the group, so it travels with the optimiser's checkpoint) times ``learning_rate_factor``."""
+
+    def schedule(step: int) -> None:
+        factor = learning_rate_factor(config, step, state.get("lr_decays", 0))
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * factor
+
+    return schedule
 
 
 class _Interrupt:
@@ -108,13 +139,15 @@ def training_targets(windows) -> int:
 
 
 def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], sampler: DomainBalancedSampler,
-                    config: OptimConfig, epoch: int, parallel: Distributed = SINGLE) -> float:
+                    config: OptimConfig, epoch: int, parallel: Distributed = SINGLE,
+                    schedule: Callable[[int], None] | None = None) -> float:
     """One epoch of ``step(domain, rows, generator)`` (the step's detached loss, left on its device) over the
     sampler's batches (``config.steps_per_epoch``), with a progress bar; the mean loss. The losses are read back
     ``check_every`` steps at a time, one host-device sync each: a non-finite loss stops training then, naming its
     step. Seeded by (seed, epoch): dropout, guide draws and sampled negatives repeat exactly when an epoch is rerun
     (resume). Across processes, ``step`` returns this rank's share of the loss and the losses read are their sums
-    (the same on every rank, so a NaN stops every rank at the same read)."""
+    (the same on every rank, so a NaN stops every rank at the same read). ``schedule(global_step)``, when given, runs
+    before each step (``learning_rate_schedule``)."""
     seed = config.seed * 100_003 + epoch
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -125,6 +158,8 @@ def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], 
         _Interrupt.check()
         if index >= n_steps:
             break
+        if schedule is not None:
+            schedule(epoch * n_steps + index)
         pending.append(torch.as_tensor(step(domain, rows, generator)))
         if len(pending) == config.check_every or index == n_steps - 1:
             losses += checked_losses(pending, epoch, first_step=index + 1 - len(pending), parallel=parallel)
@@ -180,7 +215,7 @@ def convergence(state: dict, config: OptimConfig) -> dict:
 
 def new_state() -> dict:
     """The state of ``fit_epochs`` before the first epoch (saved in checkpoints as it is)."""
-    return {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    return {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "bad_epochs": 0, "lr_decays": 0, "history": []}
 
 
 def fit_epochs(run_epoch: Callable[[int], float], validate: Callable[[], dict] | None, config: OptimConfig,
@@ -201,7 +236,8 @@ def _fit_epoch(run_epoch, validate, config: OptimConfig, state: dict, on_epoch, 
                parallel: Distributed) -> None:
     """One epoch of ``fit_epochs``: train, validate (rank 0, broadcast), record, then ``on_epoch``."""
     epoch, started = state["epoch"], time.perf_counter()
-    record = {"epoch": epoch, "loss": run_epoch(epoch), "seconds": time.perf_counter() - started}
+    record = {"epoch": epoch, "lr_factor": config.lr_decay ** state.get("lr_decays", 0), "loss": run_epoch(epoch),
+              "seconds": time.perf_counter() - started}
     validated = time.perf_counter()
     record.update(parallel.broadcast(validate() if validate and parallel.is_main else None)
                   if validate else {"score": -record["loss"]})
@@ -213,6 +249,7 @@ def _fit_epoch(run_epoch, validate, config: OptimConfig, state: dict, on_epoch, 
         state.update(best_score=record["score"], best_epoch=epoch, bad_epochs=0)
     else:
         state["bad_epochs"] += 1
+        state["lr_decays"] = state.get("lr_decays", 0) + (config.lr_decay < 1)
     logger.info("%s epoch %d: %s", name, epoch, {k: round(v, 5) if isinstance(v, float) else v
                                                  for k, v in record.items()})
     on_epoch(improved)

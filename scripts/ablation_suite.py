@@ -17,6 +17,12 @@ its own. After the groups, their ``ablations_long.csv`` files are merged into
 ``<runs>/<benchmark>/`` (``ablations.md``, ``ablations_targets.md``), which is what the README's results show.
 Runs live under ``<runs>/<variant>/seed<s>/<benchmark>/`` and are trained only when missing, so an interrupted
 suite resumes where it stopped.
+
+Run directories stay on the machine that trained them; the fair group's outputs (a few small tables per benchmark)
+are also kept in the repository under ``--records`` (docs/results/<benchmark>/), and docs/RESULTS.md is built from
+every benchmark with a record there, so a later run of the suite on another machine adds benchmarks without
+training the earlier ones again. A benchmark that an earlier docs/RESULTS.md holds but that has no record (made
+before the records were kept) is carried over from that file as it was written, and marked so.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import pandas as pd
 from prerec_pyro import cli
 from prerec_pyro.data.benchmarks import get_benchmark, target_groups
 from prerec_pyro.io import atomic_write
-from prerec_pyro.report import results_markdown
+from prerec_pyro.report import carried_sections, results_markdown
 
 SHORT = ("--patience", "2", "--max-steps-per-epoch", "100", "--valid-max-users", "200")
 # to convergence: up to 100 epochs of 100 steps (on smaller data too), stopped after 3 epochs without a better
@@ -85,6 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--groups", nargs="+", default=["fair"], choices=list(GROUPS), help="groups of variants")
     p.add_argument("--results", default="docs/RESULTS.md",
                    help="where the fair group's verdicts and tables are written")
+    p.add_argument("--records", default="docs/results",
+                   help="where the fair group's outputs are kept per benchmark (the tables of --results are built "
+                        "from every benchmark recorded there)")
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--runs", default="runs_ablations", help="root of the variants' run directories and outputs")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
@@ -135,9 +144,9 @@ def main(args: argparse.Namespace) -> list[Path]:
         for _, _, argv in plan:
             print("python scripts/ablations.py " + " ".join(argv))
         return []
-    merged, fair, absent = [], [], []
+    merged = []
     for benchmark in args.benchmarks:
-        longs, made_by = {}, {}
+        longs = {}
         for name, group, argv in plan:
             if name == benchmark:
                 out = Path(argv[argv.index("--out") + 1])
@@ -145,28 +154,54 @@ def main(args: argparse.Namespace) -> list[Path]:
                     continue
                 if not args.report_only:
                     ablations(argv)
-                longs[group], made_by[group] = str(out / "ablations_long.csv"), argv
-        if not longs:
-            absent += [benchmark] if "fair" in BENCHMARK_SETTINGS[benchmark].groups and "fair" in args.groups else []
-            continue
-        if not args.report_only:
+                longs[group] = out
+                if group == "fair":
+                    keep_record(out, Path(args.records) / benchmark, argv)
+        if longs and not args.report_only:
             out = Path(args.runs) / benchmark
-            ablations(["--benchmark", benchmark, "--out", str(out), "--from-long", *longs.values()])
+            ablations(["--benchmark", benchmark, "--out", str(out), "--from-long",
+                       *(str(folder / "ablations_long.csv") for folder in longs.values())])
             merged.append(out)
-        if "fair" in longs:
-            fair.append(fair_section(benchmark, Path(longs["fair"]).parent, made_by["fair"]))
-    if fair:
-        text = results_markdown(fair, args.command, absent)
-        atomic_write(Path(args.results), lambda f: f.write(text.encode()))
-        print(f"written: {args.results}")
+    if "fair" in args.groups:
+        write_results(args)
     return merged
 
 
-def fair_section(benchmark: str, folder: Path, argv: list[str]) -> dict:
-    """One benchmark's part of docs/RESULTS.md, from the fair group's outputs in ``folder`` (made by ablations.py
-    with ``argv``)."""
-    made_by = (folder / "command.txt").read_text().strip() if (folder / "command.txt").exists() else \
-        f"python scripts/ablations.py {' '.join(argv)}"
+RECORD_FILES = ("ablations_long.csv", "ablations.md", "ablations_targets.md", "command.txt")
+
+
+def keep_record(out: Path, record: Path, argv: list[str]) -> None:
+    """The fair group's outputs of one benchmark (``out``) copied to its record folder, each file written whole; the
+    command that made them is written when ablations.py did not."""
+    record.mkdir(parents=True, exist_ok=True)
+    for name in RECORD_FILES:
+        source = out / name
+        text = source.read_bytes() if source.exists() else (
+            f"python scripts/ablations.py {' '.join(argv)}\n".encode() if name == "command.txt" else None)
+        if text is not None:
+            atomic_write(record / name, lambda f, text=text: f.write(text))
+
+
+def write_results(args: argparse.Namespace) -> None:
+    """docs/RESULTS.md from every benchmark with a record (in the suite's order), then the benchmarks an earlier file
+    holds without one (carried as written), then the protocol's benchmarks not measured yet."""
+    records = Path(args.records)
+    recorded = [b for b in BENCHMARK_SETTINGS if (records / b / "ablations_long.csv").exists()]
+    previous = Path(args.results).read_text() if Path(args.results).exists() else ""
+    carried = carried_sections(previous, [b for b in BENCHMARK_SETTINGS if b not in recorded])
+    fair = [fair_section(b, records / b) for b in recorded]
+    absent = [b for b in BENCHMARK_SETTINGS if "fair" in BENCHMARK_SETTINGS[b].groups
+              and b not in recorded and b not in carried]
+    if not fair and not carried:
+        return
+    text = results_markdown(fair, args.command, absent, carried)
+    atomic_write(Path(args.results), lambda f: f.write(text.encode()))
+    print(f"written: {args.results}")
+
+
+def fair_section(benchmark: str, folder: Path) -> dict:
+    """One benchmark's part of docs/RESULTS.md, from its record (the fair group's outputs) in ``folder``."""
+    made_by = (folder / "command.txt").read_text().strip()
     tables = f"Made by `{made_by}`.\n\n" + (folder / "ablations.md").read_text()
     tables += "\nPer target (mean ± sd over seeds [95% interval over users]):\n\n"
     tables += (folder / "ablations_targets.md").read_text() if (folder / "ablations_targets.md").exists() else ""

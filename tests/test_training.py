@@ -12,6 +12,8 @@ from prerec_pyro.training import (
     checked_losses,
     convergence,
     fit_epochs,
+    learning_rate_factor,
+    learning_rate_schedule,
     loss_trend,
     new_state,
 )
@@ -82,3 +84,36 @@ def test_an_epoch_on_small_data_goes_on_for_min_steps_through_reshuffled_windows
     assert [(k, list(r)) for k, r in batches[: len(sampler)]] == [(k, list(r)) for k, r in sampler.epoch(0)]
     with pytest.raises(ValueError, match="min_steps_per_epoch must be >= 1 and <= max_steps_per_epoch"):
         OptimConfig(min_steps_per_epoch=10, max_steps_per_epoch=5)
+
+
+def test_the_learning_rate_warms_up_linearly_then_decays_once_per_epoch_without_gain():
+    config = OptimConfig(lr=1e-2, warmup_steps=4, lr_decay=0.5)
+    assert [learning_rate_factor(config, step, 0) for step in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert learning_rate_factor(config, 2, 3) == 0.75 * 0.125
+    assert learning_rate_factor(OptimConfig(), 0, 5) == 1.0  # the defaults: a constant rate
+    scores = iter([0.1, 0.2, 0.15, 0.25, 0.2, 0.1])
+    factors = []
+    state = fit_epochs(lambda epoch: 1.0, lambda: {"score": next(scores)}, OptimConfig(lr_decay=0.5, patience=2,
+                       max_epochs=6), new_state(), lambda improved: factors.append(improved))
+    assert [r["lr_factor"] for r in state["history"]] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25]  # decayed after 0.15, 0.2
+    assert state["lr_decays"] == 3 and state["epoch"] == 6
+    assert fit_epochs(lambda epoch: 1.0, lambda: {"score": 0.0}, OptimConfig(max_epochs=3, patience=3), new_state(),
+                      lambda improved: None)["lr_decays"] == 0  # lr_decay 1: nothing counted
+    for bad in ({"warmup_steps": -1}, {"lr_decay": 0.0}, {"lr_decay": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            OptimConfig(**bad)
+
+
+def test_the_schedule_scales_each_group_from_its_own_base_rate_and_leaves_a_constant_rate_exact():
+    weights, scales = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.Adam([{"params": [weights]}, {"params": [scales], "lr": 0.3}], lr=1e-3)
+    state = new_state()
+    schedule = learning_rate_schedule([optimizer], OptimConfig(warmup_steps=10, lr_decay=0.5), state)
+    schedule(4)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([5e-4, 0.15])
+    state["lr_decays"] = 2
+    schedule(40)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([2.5e-4, 0.075])
+    constant = torch.optim.Adam([weights], lr=3e-4)
+    learning_rate_schedule([constant], OptimConfig(), new_state())(123)
+    assert constant.param_groups[0]["lr"] == 3e-4  # bit for bit: the previous default's training is unchanged

@@ -36,6 +36,7 @@ from prerec_pyro.training import (
     OptimConfig,
     convergence,
     fit_epochs,
+    learning_rate_schedule,
     new_state,
     run_epoch_steps,
     training_targets,
@@ -113,6 +114,7 @@ class _Fitter:
         self.builder = BatchBuilder(data, n_negatives=n_neg, device=config.device)
         self.params = params
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
+        self.state = new_state()  # fit_epochs's; the learning-rate schedule reads its plateaus
         self.objective = parallel.wrap(LossModule(self.loss, model=model))
 
     def loss(self, batch: PreRecBatch, share: float) -> Tensor:
@@ -143,7 +145,8 @@ class _Fitter:
     def run_epoch(self, epoch: int) -> float:
         self.model.train()
         return run_epoch_steps(lambda domain, rows, generator: self.step(*self.make_batch(domain, rows, generator)),
-                               self.sampler, self.config, epoch, self.parallel)
+                               self.sampler, self.config, epoch, self.parallel,
+                               learning_rate_schedule([self.optimizer], self.config, self.state))
 
 
 def _trainable(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -> list[nn.Parameter]:
@@ -194,7 +197,7 @@ def _fit(fitter: _Fitter, validate: Callable[[], dict] | None) -> list[dict]:
         if improved:
             best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    state = fit_epochs(fitter.run_epoch, validate, fitter.config, new_state(), keep_best, type(model).__name__,
+    state = fit_epochs(fitter.run_epoch, validate, fitter.config, fitter.state, keep_best, type(model).__name__,
                        fitter.parallel)
     if best:
         model.load_state_dict(best["state"])

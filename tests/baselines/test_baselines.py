@@ -204,6 +204,14 @@ def test_early_stopping_restores_the_best_epoch(bench):
     assert not all(torch.equal(final[k], snapshots[3][k]) for k in final)
 
 
+def test_a_baseline_follows_the_learning_rate_schedule_of_its_plateaus(bench):
+    sources, text, _, _ = bench
+    model, scores = build("GRU4Rec", text), iter([0.1, 0.3, 0.2, 0.25])
+    config = replace(FAST, max_epochs=4, patience=3, max_steps_per_epoch=1, warmup_steps=2, lr_decay=0.5)
+    history = fit_baseline(model, sources, config, validate=lambda: {"score": next(scores)})
+    assert [r["lr_factor"] for r in history] == [1.0, 1.0, 1.0, 0.5]  # halved after the epoch that scored 0.2
+
+
 def test_nan_loss_raises_floating_point_error(bench):
     sources, text, _, _ = bench
     model = build("SASRec", text)

@@ -200,7 +200,7 @@ def test_bench_ddp_times_one_and_two_processes(load, tmp_path, capsys):
 
 def _fake_run(folder: Path, records: list[dict]) -> Path:
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"benchmark": "movielens-ages"}))
+    (folder / "config.json").write_text(json.dumps({"benchmark": "movielens-ages", "train": {"lr": 1e-3}}))
     (folder / "history.json").write_text(json.dumps({"history": records}))
     (folder / "metrics.json").write_text(json.dumps({"convergence": {"stopped_by": "patience"}}))
     return folder
@@ -218,9 +218,14 @@ def test_bench_convergence_reads_the_wall_clock_and_the_time_to_95_percent(load,
     assert result["converged_score"] == 1.0 and result["epoch_to_95"] == 2 and result["time_to_95_s"] == 36.0
     assert result["total_s"] == 60.0 and result["stopped_by"] == "patience"
     written = (tmp_path / "out" / "convergence.csv").read_text().splitlines()
-    assert written[0] == "benchmark,run_dir,epoch,wall_s,score" and len(written) == 1 + len(scores)
+    assert written[0] == "benchmark,recipe,run_dir,epoch,wall_s,score" and len(written) == 1 + len(scores)
+    assert written[1].startswith("movielens-ages,lr 0.001,")
     assert (tmp_path / "out" / "convergence.png").stat().st_size > 0
     assert "95% of it at epoch 2, 0.6 min (target <= 10 min: met)" in capsys.readouterr().out
+    (run_dir / "metrics.json").unlink()  # an unfinished run (still training, or stopped by hand) is read as such
+    (unfinished,) = bench.main(bench.parse_args(["--run-dirs", str(run_dir), "--out-dir", str(tmp_path / "out")]))
+    assert unfinished["stopped_by"] == "unfinished"
+    assert bench.recipe({"lr": 3e-3, "warmup_steps": 100, "lr_decay": 0.5}) == "lr 0.003, warm-up 100, x0.5 per plateau"
 
 
 def test_bench_convergence_refuses_a_history_without_validation_times(load, tmp_path):

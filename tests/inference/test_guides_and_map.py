@@ -93,13 +93,14 @@ def test_training_is_deterministic_and_lowers_the_loss(tiny_sources, encode_hash
     assert fixed_loss() < before
 
 
-def test_resume_continues_exactly(tiny_sources, encode_hash, tmp_path):
+@pytest.mark.parametrize("schedule", [{}, {"warmup_steps": 7, "lr_decay": 0.5}], ids=["constant", "scheduled"])
+def test_resume_continues_exactly(schedule, tiny_sources, encode_hash, tmp_path):
     text = encode_hash(tiny_sources)
-    straight, model_straight = fit_history(tiny_sources, text, tmp_path / "a", max_epochs=3, patience=10)
-    fit_history(tiny_sources, text, tmp_path / "b", max_epochs=2, patience=10)  # "interrupted" after 2 epochs
+    straight, model_straight = fit_history(tiny_sources, text, tmp_path / "a", max_epochs=3, patience=10, **schedule)
+    fit_history(tiny_sources, text, tmp_path / "b", max_epochs=2, patience=10, **schedule)  # "interrupted" after 2
     model = build(tiny_sources, text)
     trainer = MapTrainer(model, make_guide("delta", model), tiny_sources,
-                         train_config(max_epochs=3, patience=10), run_dir=tmp_path / "b")
+                         train_config(max_epochs=3, patience=10, **schedule), run_dir=tmp_path / "b")
     resumed = trainer.fit(resume=True)["history"]
     assert [r["epoch"] for r in resumed] == [0, 1, 2]
     assert math.isclose(resumed[-1]["loss"], straight[-1]["loss"], rel_tol=1e-6)

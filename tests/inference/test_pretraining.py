@@ -29,3 +29,23 @@ def test_a_config_in_a_finished_run_out_and_resumed_with_a_longer_budget(tmp_pat
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"is not a run directory \(no config.json\)"):
         resume_pretraining(tmp_path / "empty")
+
+
+def test_the_learning_rate_schedule_comes_from_the_benchmark_then_the_flags_and_reaches_the_baselines(tmp_path):
+    from prerec_pyro.baseline_runs import train_config
+    from prerec_pyro.run_flags import parse_run_args, run_config_from_args
+
+    toml = tmp_path / "shops.toml"
+    toml.write_text('name = "shops"\nsources = ["india"]\ntargets = ["japan"]\nk_percent = 5\n[defaults]\nlr = 2e-3\n'
+                    'warmup_steps = 40\nlr_decay = 0.5\n[[data]]\ndataset = "synthetic-small"\n'
+                    'domains = ["india", "japan"]\n')
+    config = run_config(str(toml))
+    assert (config.train.lr, config.train.warmup_steps, config.train.lr_decay) == (2e-3, 40, 0.5)
+    flagged = run_config_from_args(parse_run_args(["--benchmark", str(toml), "--warmup-steps", "0"]))
+    assert (flagged.train.warmup_steps, flagged.train.lr_decay) == (0, 0.5)
+    baseline = train_config("zesrec", config, seed=1, device="cpu")
+    assert (baseline.lr, baseline.warmup_steps, baseline.lr_decay) == (2e-3, 40, 0.5)  # every method alike
+    plain = run_config("synthetic-small")
+    assert (plain.train.warmup_steps, plain.train.lr_decay) == (0, 1.0)
+    with pytest.raises(SystemExit):
+        parse_run_args(["--lr-decay", "1.5"])

@@ -126,9 +126,9 @@ def test_the_suite_runs_each_invocation_in_its_own_process_and_writes_the_result
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    results = tmp_path / "RESULTS.md"
+    results, records = tmp_path / "RESULTS.md", ["--records", str(tmp_path / "records")]
     suite.main(suite.parse_args(["--benchmarks", "synthetic-small", "--seeds", "0", "1", "--runs",
-                                 str(tmp_path / "runs"), "--results", str(results)]))
+                                 str(tmp_path / "runs"), "--results", str(results), *records]))
     assert len(calls) == 2 and "--from-long" in calls[1]  # the fair group, then the merge
     text = results.read_text()
     assert "| synthetic-small | all targets | keep | 0.3050 ± 0.0071 | SBERT+POP |" in text
@@ -137,13 +137,40 @@ def test_the_suite_runs_each_invocation_in_its_own_process_and_writes_the_result
     results.unlink()
     calls.clear()
     suite.main(suite.parse_args(["--benchmarks", "synthetic-small", "retail-countries", "--seeds", "0", "1", "--runs",
-                                 str(tmp_path / "runs"), "--results", str(results), "--report-only"]))
+                                 str(tmp_path / "runs"), "--results", str(results), "--report-only", *records]))
     assert not calls and "| synthetic-small | all targets | keep |" in results.read_text()  # nothing run again
-    assert "Not measured under this protocol yet: retail-countries." in results.read_text()  # no outputs: said
+    assert "Not measured under this protocol yet: retail-countries, " in results.read_text()  # no outputs: said
     assert "| retail-countries |" not in results.read_text()
     monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(command, 1))
     with pytest.raises(ValueError, match="this invocation failed"):
-        suite.main(suite.parse_args(["--benchmarks", "synthetic-small", "--runs", str(tmp_path / "runs")]))
+        suite.main(suite.parse_args(["--benchmarks", "synthetic-small", "--runs", str(tmp_path / "runs"), *records]))
+
+
+def test_results_are_rebuilt_from_the_kept_records_and_older_tables_are_carried_once(tmp_path):
+    """The run directories are gone on a new machine; the records under docs/results/ rebuild the file, and a
+    benchmark an earlier file holds without a record is carried as written, marked, and not marked twice."""
+    from prerec_pyro.report import CARRIED
+
+    suite = load_script("ablation_suite")
+    record = tmp_path / "records" / "synthetic-small"
+    record.mkdir(parents=True)
+    _long({"prerec_default/eq8": [0.3, 0.31], "SBERT+POP": [0.2]}).to_csv(record / "ablations_long.csv", index=False)
+    (record / "ablations.md").write_text("| table |\n")
+    (record / "command.txt").write_text("python scripts/ablations.py --benchmark synthetic-small\n")
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n| benchmark |\n|---|\n| movielens-ages | all targets | keep | 0.19 |\n"
+                       "| synthetic-small | old row |\n\n## movielens-ages\n\nMade by `x`.\n\n| old table |\n\n"
+                       "## synthetic-small\n\n| old |\n")
+    args = ["--benchmarks", "synthetic-small", "--runs", str(tmp_path / "none"), "--results", str(results),
+            "--records", str(tmp_path / "records"), "--report-only"]
+    for _ in range(2):
+        suite.main(suite.parse_args(args))
+        text = results.read_text()
+        assert "| movielens-ages | all targets | keep | 0.19 |" in text and "| old table |" in text
+        assert text.count(CARRIED) == 1 and "old row" not in text and "| old |" not in text  # the record wins
+        assert "| synthetic-small | all targets | keep | 0.3050 ± 0.0071 | SBERT+POP |" in text
+        assert "Made by `python scripts/ablations.py --benchmark synthetic-small`" in text
+        assert "Not measured under this protocol yet: retail-countries, " in text
 
 
 def test_one_seed_of_prerec_gets_no_verdict():
