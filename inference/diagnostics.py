@@ -145,4 +145,7 @@ def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config:
                WithoutHistory(SbertScorer(text))]
     rows = [r for r in score_target(prepared, target, scorers, config, with_random=False) if r["subset"] == "all"]
     rows[0]["sbert_spearman"] = agreement.mean_correlation()
+    if prepared.text.centering != "none":  # the rules read the run's (centred) vectors: say so
+        for row in rows:
+            row["method"] += f" ({prepared.text.centering}-centred text)" if row["method"].startswith("SBERT") else ""
     return rows

@@ -39,7 +39,7 @@ from prerec_pyro.data.batches import BatchBuilder, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z, PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
-from prerec_pyro.text import TextEncoderConfig, canonical_model_name, encode_texts
+from prerec_pyro.text import canonical_model_name, center_by_domain, encode_texts
 from prerec_pyro.training import training_windows
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -200,10 +200,19 @@ class PretrainedRun:
     def on_sources(self, prepared: PreparedBenchmark) -> tuple[PreRecModel, object, PreRecBatch]:
         """The run's fitted model and guide on ``prepared``'s sources, and the probe batch that built the guide;
         loaded once for each prepared benchmark (scoring every target of a benchmark reads them several times)."""
+        self.check_text(prepared)
         if self._sources is None or self._sources[0] is not prepared:
             _, model, guide, probe = load_on_sources(self.run_dir, prepared, self.device, self.config, self.checkpoint)
             self._sources = (prepared, model, guide, probe, latent_values(guide, probe, model))
         return self._sources[1:4]
+
+    def check_text(self, prepared: PreparedBenchmark) -> None:
+        """Refuse a benchmark whose text vectors are not made as the run's were (another centering: every score would
+        be silently wrong)."""
+        if prepared.text.centering != self.config.text_centering:
+            raise ValueError(f"{self.run_dir} was trained on text centring {self.config.text_centering!r}, but this "
+                             f"benchmark was prepared with {prepared.text.centering!r}; prepare it with the run's "
+                             "text_encoder() (inference.runs.prepare_for_run does)")
 
     def source_estimates(self, prepared: PreparedBenchmark) -> dict[str, Tensor]:
         """The run's MAP estimates (posterior medians) of its latent sites on ``prepared``'s sources."""
@@ -256,6 +265,7 @@ class PretrainedRun:
             raise ValueError(f"item_offsets must be one of {ITEM_OFFSETS}, got {item_offsets!r}")
         if backdoor_from not in BACKDOOR_FROM:
             raise ValueError(f"backdoor_from must be one of {BACKDOOR_FROM}, got {backdoor_from!r}")
+        self.check_text(prepared)
         posthoc = item_offsets == "shared" and self.config.model.use_offsets
         data = prepared.target(target)
         offsets = self.known_offsets(data.item_keys()[1])
@@ -283,8 +293,11 @@ class PretrainedRun:
         if backdoor_from not in BACKDOOR_FROM:
             raise ValueError(f"backdoor_from must be one of {BACKDOOR_FROM}, got {backdoor_from!r}")
         table = items_table(items, domain)
-        text = torch.as_tensor(encode_texts(table["text"].tolist(), TextEncoderConfig(model=self.config.text_model)),
-                               dtype=torch.float32).to(self.device)  # [J, T]
+        text = torch.as_tensor(encode_texts(table["text"].tolist(), self.config.text_encoder()),
+                               dtype=torch.float32)  # [J, T]
+        if self.config.text_centering == "domain":  # the catalogue is one domain
+            text = center_by_domain(text, [len(text)])
+        text = text.to(self.device)
         factors = catalogue_factors(table, recent_interactions, now, self.config.popularity, domain,
                                     date_format)  # [1, J, F]
         model = PreRecModel(self.config.model, 1, 1, text).to(self.device)

@@ -22,7 +22,7 @@ from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
 from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark, prepare_benchmark
 from prerec_pyro.popularity import PopularityConfig
-from prerec_pyro.text import TextEncoderConfig
+from prerec_pyro.text import TEXT_CENTERINGS, TextEncoderConfig
 
 from .checkpoint import load_checkpoint, load_json, save_json
 from .guides import make_guide
@@ -46,6 +46,7 @@ class RunConfig:
     popularity: PopularityConfig
     text_model: str
     data_dir: str | None = None
+    text_centering: str = "none"  # TextEncoderConfig.centering of every catalogue the run sees
     valid_max_users: int | None = 500
     select_by: str = "in_domain"  # early stopping on the sources' validation users scored in-domain or intervened
     cold_items: float = 0.0  # the cold-item protocol: fraction of the targets' item ids removed from every source
@@ -57,6 +58,12 @@ class RunConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.select_by not in SELECTIONS:
             raise ValueError(f"select_by must be one of {SELECTIONS}, got {self.select_by!r}")
+        if self.text_centering not in TEXT_CENTERINGS:
+            raise ValueError(f"text_centering must be one of {TEXT_CENTERINGS}, got {self.text_centering!r}")
+
+    def text_encoder(self, **options) -> TextEncoderConfig:
+        """How the run's text vectors are made (its text model and centering; ``options``: the rest)."""
+        return TextEncoderConfig(model=self.text_model, centering=self.text_centering, **options)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -232,7 +239,7 @@ def prepare_for_run(config: RunConfig, benchmark: str | None = None, data_dir: s
     that is also one of the run's sources is refused."""
     own = get_benchmark(config.benchmark)
     cold_items, cold_seed = cold if cold is not None else config.cold_protocol()
-    text = TextEncoderConfig(model=config.text_model)
+    text = config.text_encoder()
     target = get_benchmark(benchmark) if benchmark else own
     mine = prepare_benchmark(own.name, config.data_dir if target.name != own.name else data_dir or config.data_dir,
                              config.sequences, config.popularity, text, cold_items=cold_items, cold_seed=cold_seed)

@@ -12,6 +12,7 @@ Table 1, with the same selection and budget.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -71,6 +72,7 @@ def pretrained_baseline(kind: str, prepared: PreparedBenchmark, reference: RunCo
         torch.manual_seed(seed)  # the initial weights of a new run
     model = new_baseline(kind, prepared.item_text(sources).to(device), reference, sources).to(device)
     if finished:
+        check_text_centering(directory, prepared.text.centering)
         model.load_state_dict(load_checkpoint(directory / "model.pt", device)["model"])
         return model
     config = train_config(kind, reference, seed, device)
@@ -85,3 +87,12 @@ def pretrained_baseline(kind: str, prepared: PreparedBenchmark, reference: RunCo
                 max(r["score"] for r in history))
     return model
 
+
+def check_text_centering(directory: Path, centering: str) -> None:
+    """A finished baseline is reused only on text vectors made as its own were (a baseline written before the
+    option saw plain vectors)."""
+    saved = json.loads((directory / "config.json").read_text()) if (directory / "config.json").exists() else {}
+    own = saved.get("reference", {}).get("text_centering", "none")
+    if own != centering:
+        raise ValueError(f"{directory} was trained on text centring {own!r}, not {centering!r}: use another --runs "
+                         "folder for runs on other text vectors")

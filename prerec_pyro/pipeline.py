@@ -26,7 +26,7 @@ from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
 from prerec_pyro.data.domain import Domain
 from prerec_pyro.evaluate import eval_samples, new_item_flags, unseen_flags
 from prerec_pyro.popularity import PopularityConfig
-from prerec_pyro.text import TextEncoderConfig, encode_texts
+from prerec_pyro.text import TextEncoderConfig, center_by_domain, encode_texts
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,12 @@ class PreparedBenchmark:
         return self._targets[name]
 
     def item_text(self, data: MultiDomainData) -> torch.Tensor:
-        """Text vectors of ``data``'s items in global row order. [J, T]"""
-        return torch.as_tensor(encode_texts(data.all_texts(), self.text), dtype=torch.float32)
+        """Text vectors of ``data``'s items in global row order, centred per domain when ``text.centering`` says so.
+        [J, T]"""
+        vectors = torch.as_tensor(encode_texts(data.all_texts(), self.text), dtype=torch.float32)  # [J, T]
+        if self.text.centering == "domain":
+            vectors = center_by_domain(vectors, [domain.n_items for domain in data.domains])
+        return vectors
 
 
 def catalogue_ids(domains: dict[str, Domain], names: tuple[str, ...]) -> np.ndarray:
@@ -134,3 +138,25 @@ def domain_statistics(prepared: PreparedBenchmark) -> pd.DataFrame:
                          "unseen_test_samples": int(unseen.sum()) if role == "target" else 0,
                          "new_item_test_samples": int(new_item.sum()) if role == "target" else 0})
     return pd.DataFrame(rows)
+
+
+def text_geometry(prepared: PreparedBenchmark) -> pd.DataFrame:
+    """Where each domain's catalogue sits in the text space, as encoded (before any centring): the norm of the
+    mean of its unit text vectors (its square is the mean pairwise cosine of the catalogue's items) and the cosine of
+    that mean with the sources' pooled mean (docs/DESIGN.md, "Text centred per domain")."""
+    plain = replace(prepared, text=replace(prepared.text, centering="none"), _targets={})
+    rows, means = [], {}
+    for role, names in (("source", prepared.benchmark.sources), ("target", prepared.benchmark.targets)):
+        for name in names:
+            data = prepared.sources if role == "source" else prepared.target(name)
+            index = data.index(name)
+            start, size = int(data.item_offsets[index]), data.domains[index].n_items
+            unit = torch.nn.functional.normalize(plain.item_text(data)[start: start + size], dim=-1)  # [J_k, T]
+            means[name] = unit.mean(0)  # [T]
+            rows.append({"domain": name, "role": role, "items": size, "mean_norm": float(means[name].norm()),
+                         "mean_pairwise_cos": float(means[name].norm() ** 2)})
+    sources = torch.stack([means[n] * prepared.sources.domains[prepared.sources.index(n)].n_items
+                           for n in prepared.benchmark.sources]).sum(0)  # [T]
+    for row in rows:
+        row["cos_to_sources"] = float(torch.nn.functional.cosine_similarity(means[row["domain"]], sources, dim=0))
+    return pd.DataFrame(rows).round(3)

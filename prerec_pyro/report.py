@@ -121,3 +121,23 @@ def results_markdown(sections: list[dict], command: str, absent: list[str] = (),
     for benchmark, part in carried.items():
         parts += [f"## {benchmark}\n", part["tables"]]
     return "\n".join(parts)
+
+
+README_BEGIN = "<!-- verdicts: made from docs/RESULTS.md by scripts/ablation_suite.py -->"
+README_END = "<!-- /verdicts -->"
+
+
+def verdict_table(results: str) -> str:
+    """The verdict table of a docs/RESULTS.md text (its "PreRec against the best other method" table)."""
+    found = re.search(r"^## PreRec against the best other method\n\n((?:\|.*\n)+)", results, flags=re.M)
+    if not found:
+        raise ValueError("this docs/RESULTS.md has no table under '## PreRec against the best other method'")
+    return found.group(1)
+
+
+def with_verdicts(readme: str, results: str) -> str:
+    """``readme`` with the text between its verdict markers replaced by the verdict table of ``results``."""
+    start, end = readme.find(README_BEGIN), readme.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the README has no {README_BEGIN} ... {README_END} block for the verdict table")
+    return readme[:start + len(README_BEGIN)] + "\n" + verdict_table(results) + readme[end:]

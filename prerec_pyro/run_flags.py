@@ -24,6 +24,7 @@ from prerec_pyro.models.prerec import (
     TRANSFORMER_DTYPES,
 )
 from prerec_pyro.popularity import MODES
+from prerec_pyro.text import TEXT_CENTERINGS
 
 RESUME_FLAGS = ("resume", "epochs", "patience", "device")  # what --resume may change
 
@@ -97,6 +98,9 @@ def parse_run_args(argv=None, description: str | None = None) -> argparse.Namesp
     p.add_argument("--parametrisation", default="auto", choices=PARAMETRISATIONS,
                    help="latent sites as SVI fits them (auto: non-centred under per-observation priors)")
     p.add_argument("--text-model", default=None, help="sentence-transformers name or path (default: benchmark's)")
+    p.add_argument("--text-centering", default="none", choices=TEXT_CENTERINGS,
+                   help="domain: subtract each domain's mean text vector from its items' (every catalogue the run and "
+                        "its baselines see, the rules' included; docs/DESIGN.md, \"Text centred per domain\")")
     p.add_argument("--valid-max-users", type=int, default=500, help="validation users per source domain")
     p.add_argument("--select-by", default="in_domain", choices=SELECTIONS,
                    help="early stopping and best.pt on the sources' validation users scored with the fitted latents "
@@ -154,4 +158,4 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     return run_config(args.benchmark, args.method, args.guide, model=model, train=train,
                       popularity_mode=args.popularity_mode, text_model=args.text_model, data_dir=args.data_dir,
                       valid_max_users=args.valid_max_users, cold_items=args.cold_items, cold_seed=args.cold_seed,
-                      select_by=args.select_by)
+                      select_by=args.select_by, text_centering=args.text_centering)

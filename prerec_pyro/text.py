@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import torch
 
 from prerec_pyro.io import atomic_write
 
@@ -44,6 +45,7 @@ _MINILM_ALIASES = {"all-MiniLM-L6-v2", MINILM_NAME}
 _HASH_BOW_RE = re.compile(r"hash-bow-(\d+)")
 _TOKEN_RE = re.compile(r"\w+")
 CACHE_ENV = "PREREC_CACHE_DIR"
+TEXT_CENTERINGS = ("none", "domain")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class TextEncoderConfig:
         device: torch device of the model ("cpu", "cuda", ...).
         normalize: L2-normalise the returned vectors (the cache always holds the raw vectors).
         show_progress: tqdm progress bar while encoding.
+        centering: ``"none"``, or ``"domain"``: each domain's mean text vector is subtracted from its items' vectors
+            when a catalogue is put together (``center_by_domain``; docs/DESIGN.md, "Text centred per domain").
+            ``encode_texts`` itself never centres: a text's vector does not depend on its neighbours.
     """
 
     model: str = "all-MiniLM-L6-v2"
@@ -66,6 +71,11 @@ class TextEncoderConfig:
     device: str = "cpu"
     normalize: bool = False
     show_progress: bool = True
+    centering: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.centering not in TEXT_CENTERINGS:
+            raise ValueError(f"TextEncoderConfig.centering must be one of {TEXT_CENTERINGS}, got {self.centering!r}")
 
 
 class TextEncoder(Protocol):
@@ -327,3 +337,14 @@ def encode_texts(texts: Sequence[str], config: TextEncoderConfig = TextEncoderCo
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out = out / np.where(norms > 0, norms, 1.0)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def center_by_domain(vectors: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """``vectors`` [J, T] of consecutive domains of ``sizes`` items each (global row order), each domain's block
+    minus its own mean vector: [J, T]. The mean is a statistic of the catalogue's texts, not of any interaction, so a
+    target's is known at zero-shot (docs/DESIGN.md, "Text centred per domain")."""
+    if sum(sizes) != vectors.shape[0] or any(size < 1 for size in sizes):
+        raise ValueError(f"center_by_domain: domain sizes {list(sizes)} do not split {vectors.shape[0]} text vectors "
+                         "into non-empty blocks")
+    blocks = torch.split(vectors, list(sizes))  # each [J_k, T]
+    return torch.cat([block - block.mean(dim=0, keepdim=True) for block in blocks])  # [J, T]

@@ -39,7 +39,7 @@ import pandas as pd
 from prerec_pyro import cli
 from prerec_pyro.data.benchmarks import get_benchmark, target_groups
 from prerec_pyro.io import atomic_write
-from prerec_pyro.report import carried_sections, results_markdown
+from prerec_pyro.report import carried_sections, results_markdown, with_verdicts
 
 SHORT = ("--patience", "2", "--max-steps-per-epoch", "100", "--valid-max-users", "200")
 # to convergence: up to 100 epochs of 100 steps (on smaller data too), stopped after 3 epochs without a better
@@ -94,6 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--records", default="docs/results",
                    help="where the fair group's outputs are kept per benchmark (the tables of --results are built "
                         "from every benchmark recorded there)")
+    p.add_argument("--readme", default="README.md",
+                   help="whose verdict block (between its verdict markers) is rewritten from --results")
     p.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     p.add_argument("--runs", default="runs_ablations", help="root of the variants' run directories and outputs")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
@@ -197,6 +199,9 @@ def write_results(args: argparse.Namespace) -> None:
     text = results_markdown(fair, args.command, absent, carried)
     atomic_write(Path(args.results), lambda f: f.write(text.encode()))
     print(f"written: {args.results}")
+    readme = with_verdicts(Path(args.readme).read_text(), text)
+    atomic_write(Path(args.readme), lambda f: f.write(readme.encode()))
+    print(f"verdicts written into: {args.readme}")
 
 
 def fair_section(benchmark: str, folder: Path) -> dict:

@@ -39,7 +39,6 @@ from prerec_pyro.io import atomic_write, write_csv
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.progress import progress_bar
 from prerec_pyro.run_flags import parse_run_args, run_config_from_args
-from prerec_pyro.text import TextEncoderConfig
 
 logger = logging.getLogger("ablations")
 
@@ -158,8 +157,13 @@ def base_config(args: argparse.Namespace, seed: int = 0) -> RunConfig:
 def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     """The finished run of ``variant`` and ``seed``, pre-training it if there is none."""
     root, benchmark = Path(args.runs) / variant / f"seed{seed}", args.pretrained_on or args.benchmark
-    run = find_latest_run(root, benchmark, VARIANTS[variant].method)
-    return run if run is not None else pretrain(variant_config(variant, base_config(args, seed)), root)
+    run, config = find_latest_run(root, benchmark, VARIANTS[variant].method), base_config(args, seed)
+    if run is None:
+        return pretrain(variant_config(variant, config), root)
+    if load_run_config(run).text_centering != config.text_centering:
+        raise ValueError(f"{run} was trained on text centring {load_run_config(run).text_centering!r}, not "
+                         f"{config.text_centering!r}: use another --runs folder for runs on other text vectors")
+    return run
 
 
 def reference_config(args: argparse.Namespace) -> RunConfig:
@@ -278,7 +282,7 @@ def main(args: argparse.Namespace) -> Path:
         raise ValueError("--pretrained-on with cold-item runs: the removed ids are drawn from the benchmark being "
                          "built, which would not be the sources those runs saw")
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
-                                 config.popularity, TextEncoderConfig(model=config.text_model),
+                                 config.popularity, config.text_encoder(),
                                  cold_items=cold_items, cold_seed=cold_seed)
     baseline_jobs = [job for job in jobs if VARIANTS[job[0]].method in BASELINE_KINDS]
     reference = reference_config(args) if baseline_jobs else None  # parsed once: every baseline copies it
@@ -289,11 +293,23 @@ def main(args: argparse.Namespace) -> Path:
     if not rows:  # --skip-targets with baselines only: trained, nothing to score
         logger.info("nothing scored (--skip-targets and no PreRec variant); the baselines are trained")
         return out
-    long = pd.DataFrame(rows + convergence_rows(args, runs, baselines))
+    long = text_labelled(pd.DataFrame(rows + convergence_rows(args, runs, baselines)), config)
     write_csv(out / "ablations_long.csv", long)
     atomic_write(out / "command.txt", lambda f: f.write((args.command + "\n").encode()))  # what made these tables
     write_summaries(long, out, args.benchmark)
     return out
+
+
+TEXT_FREE = ("Random", "POP")
+
+
+def text_labelled(long: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+    """Rows made on centred text vectors name it in their method (every method that reads text), so that tables
+    merged with --from-long keep them apart from rows made on the plain vectors."""
+    if config.text_centering == "none":
+        return long
+    label = long["method"] + f" ({config.text_centering}-centred text)"
+    return long.assign(method=long["method"].where(long["method"].isin(TEXT_FREE), label))
 
 
 def check_same_data(runs: dict) -> None:
@@ -302,7 +318,8 @@ def check_same_data(runs: dict) -> None:
     seen = {}
     for (variant, seed), run in runs.items():
         config = load_run_config(run)
-        seen.setdefault((config.sequences, config.popularity, config.text_model), []).append(f"{variant}/seed{seed}")
+        key = (config.sequences, config.popularity, (config.text_model, config.text_centering))
+        seen.setdefault(key, []).append(f"{variant}/seed{seed}")
     if len(seen) > 1:
         groups = "; ".join(f"{', '.join(names)}: {key[1]}, text {key[2]!r}" for key, names in seen.items())
         raise ValueError(f"these runs were trained on differently prepared data and cannot be scored together: "

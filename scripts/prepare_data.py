@@ -23,7 +23,7 @@ from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.data.dataset import SequenceConfig
 from prerec_pyro.data.loaders.retail import download_online_retail
 from prerec_pyro.data.loaders.xmarket import download_xmarket
-from prerec_pyro.pipeline import domain_statistics, prepare_benchmark
+from prerec_pyro.pipeline import domain_statistics, prepare_benchmark, text_geometry
 from prerec_pyro.text import TextEncoderConfig
 
 logger = logging.getLogger("prepare_data")
@@ -77,6 +77,9 @@ def main(args: argparse.Namespace) -> pd.DataFrame | None:
     cold = f", cold items {prepared.cold_items:g} (seed {prepared.cold_seed})" if prepared.cold_items else ""
     print(f"benchmark {args.benchmark}: K% = {prepared.benchmark.k_percent}{cold}")
     print(stats.to_string(index=False))
+    if not args.no_encode:
+        print("text geometry (unit vectors as encoded; docs/DESIGN.md, \"Text centred per domain\"):")
+        print(text_geometry(prepared).to_string(index=False))
     print(f"load + index: {loaded - started:.1f} s, text vectors: {encoded - loaded:.1f} s")
     return stats
 

@@ -26,7 +26,6 @@ from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.progress import progress_bar
 from prerec_pyro.run_flags import parse_run_args, run_config_from_args
 from prerec_pyro.study import STEP_FILES, Study, StudyConfig
-from prerec_pyro.text import TextEncoderConfig
 
 logger = logging.getLogger("reproduce")
 
@@ -74,7 +73,7 @@ def main(args: argparse.Namespace) -> Path:
     config = load_run_config(runs["prerec"])
     cold_items, cold_seed = common_cold_protocol(runs)  # both runs must have seen the same sources
     prepared = prepare_benchmark(args.benchmark, args.data_dir or config.data_dir, config.sequences,
-                                 config.popularity, TextEncoderConfig(model=config.text_model),
+                                 config.popularity, config.text_encoder(),
                                  cold_items=cold_items, cold_seed=cold_seed)
     base = StudyConfig()
     study_config = replace(base, sizes=tuple(parse_sizes(args.first_n)), n_boot=args.n_boot, device=args.device,

@@ -20,7 +20,6 @@ from prerec_pyro.inference.pretrained import probe_batch
 from prerec_pyro.inference.recovery import popularity_recovery, taste_correlations
 from prerec_pyro.inference.runs import find_latest_run, load_run, load_run_config
 from prerec_pyro.pipeline import prepare_benchmark
-from prerec_pyro.text import TextEncoderConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,7 +38,7 @@ def main(args: argparse.Namespace) -> dict:
     if config.benchmark != "synthetic":
         raise ValueError(f"{run} is a run of {config.benchmark!r}; the planted truth exists for 'synthetic' only")
     prepared = prepare_benchmark("synthetic", None, config.sequences, config.popularity,
-                                 TextEncoderConfig(model=config.text_model, show_progress=False),
+                                 config.text_encoder(show_progress=False),
                                  cold_items=config.cold_items, cold_seed=config.cold_seed)
     data = prepared.sources
     probe = probe_batch(data)

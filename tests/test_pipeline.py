@@ -1,14 +1,17 @@
 """``prepare_benchmark``'s cold-item protocol on the tiny synthetic benchmark: a seeded fraction of the targets' item
 ids leaves every source (catalogue and log), the targets stay as they are, and those items count as new items."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from prerec_pyro.baselines.simple import PopScorer
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
 from prerec_pyro.pipeline import domain_statistics, prepare_benchmark
-from prerec_pyro.text import TextEncoderConfig
+from prerec_pyro.text import TextEncoderConfig, encode_texts
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +99,41 @@ def test_removed_items_are_new_items_of_the_targets_whatever_the_user(plain, col
     same_users = evaluate_domain(PopScorer(), data, 0, config, source_items, known_users)
     assert summarize(same_users, config, "unseen")["n_samples"] == 0
     assert summarize(same_users, config, "new_items") == summarize(result, config, "new_items")
+
+
+def test_centred_text_is_each_domains_vectors_minus_their_mean(text, plain):
+    centred = prepare_benchmark("synthetic-small", text=replace(text, centering="domain"))
+    for data in (plain.sources, plain.target(plain.benchmark.targets[0])):
+        raw = plain.item_text(data)  # [J, T]
+        shifted = centred.item_text(centred.sources if data is plain.sources else
+                                    centred.target(plain.benchmark.targets[0]))
+        for k, domain in enumerate(data.domains):
+            rows = slice(int(data.item_offsets[k]), int(data.item_offsets[k]) + domain.n_items)
+            assert torch.allclose(shifted[rows], raw[rows] - raw[rows].mean(0), atol=1e-6)
+            assert shifted[rows].mean(0).abs().max() < 1e-5
+
+
+def test_a_targets_centred_text_reads_its_catalogue_not_its_log(text):
+    """Zero-shot reads no target interactions: the target's centred vectors are the same with its log emptied to
+    one interaction."""
+    centred = prepare_benchmark("synthetic-small", text=replace(text, centering="domain"))
+    name = centred.benchmark.targets[0]
+    before = centred.item_text(centred.target(name))
+    domain = centred.domains[name]
+    centred.domains[name] = replace(domain, interactions=domain.interactions.iloc[:1])
+    centred._targets.clear()
+    assert torch.equal(centred.item_text(centred.target(name)), before)
+
+
+def test_text_geometry_is_the_catalogues_mean_pairwise_cosine(text):
+    from prerec_pyro.pipeline import text_geometry
+
+    centred = prepare_benchmark("synthetic-small", text=replace(text, centering="domain"))
+    table = text_geometry(centred).set_index("domain")  # read as encoded, whatever the centring
+    name = centred.benchmark.targets[0]
+    vectors = torch.as_tensor(encode_texts(centred.domains[name].items["text"].tolist(), text))
+    unit = torch.nn.functional.normalize(vectors, dim=-1)
+    assert table.loc[name, "mean_pairwise_cos"] == pytest.approx(float((unit @ unit.T).mean()), abs=1e-3)
+    assert set(table["role"]) == {"source", "target"} and table["cos_to_sources"].between(-1, 1).all()
+    if len(centred.benchmark.sources) == 1:
+        assert table.loc[centred.benchmark.sources[0], "cos_to_sources"] == pytest.approx(1.0, abs=1e-3)

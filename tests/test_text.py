@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from prerec_pyro import text as text_mod
 from prerec_pyro.text import (
     HashBowEncoder,
     TextEncoderConfig,
+    center_by_domain,
     encode_texts,
     load_encoder,
     model_cache_dir,
@@ -184,3 +186,22 @@ def test_a_model_that_is_nowhere_fails_at_once_saying_why(monkeypatch):
     with pytest.raises(ValueError, match=r"'no-such-encoder-2': .*huggingface.co cannot be reached"):
         load_encoder("no-such-encoder-2")
     assert time.monotonic() - started < 10
+
+
+def test_center_by_domain_subtracts_each_blocks_own_mean() -> None:
+    vectors = torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0], [20.0, 0.0], [30.0, 3.0]])  # domains of 2 and 3
+    centred = center_by_domain(vectors, [2, 3])
+    expected = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [-10.0, -1.0], [0.0, -1.0], [10.0, 2.0]])
+    assert torch.equal(centred, expected)
+    assert torch.equal(vectors[0], torch.tensor([1.0, 2.0]))  # the input is left as it was
+
+
+@pytest.mark.parametrize("sizes", [[2, 2], [5, 0], [6]])
+def test_center_by_domain_refuses_sizes_that_do_not_split_the_rows(sizes) -> None:
+    with pytest.raises(ValueError, match="do not split 5 text vectors"):
+        center_by_domain(torch.zeros(5, 3), sizes)
+
+
+def test_unknown_centering_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="'mean'"):
+        TextEncoderConfig(centering="mean")

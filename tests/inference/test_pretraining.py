@@ -49,3 +49,38 @@ def test_the_learning_rate_schedule_comes_from_the_benchmark_then_the_flags_and_
     assert (plain.train.warmup_steps, plain.train.lr_decay) == (0, 1.0)
     with pytest.raises(SystemExit):
         parse_run_args(["--lr-decay", "1.5"])
+
+
+def test_a_run_on_centred_text_keeps_its_centring_and_refuses_plain_text(tmp_path):
+    from dataclasses import replace
+
+    from prerec_pyro.inference.pretrained import PretrainedRun
+    from prerec_pyro.inference.runs import RunConfig, prepare_for_run
+    from prerec_pyro.run_flags import parse_run_args, run_config_from_args
+
+    flagged = run_config_from_args(parse_run_args(["--benchmark", "synthetic-small", "--text-centering", "domain"]))
+    assert flagged.text_centering == "domain" and run_config("synthetic-small").text_centering == "none"
+    config = replace(run_config("synthetic-small", model={"max_len": 8}, train={"max_epochs": 1},
+                                text_model="hash-bow-32", valid_max_users=20), text_centering="domain")
+    run = PretrainedRun.load(pretrain(config, runs=tmp_path / "runs"))
+    assert run.config.text_centering == "domain"
+    prepared = prepare_for_run(run.config)
+    model, _, _ = run.on_sources(prepared)
+    for k, domain in enumerate(prepared.sources.domains):  # the model was given each domain's centred vectors
+        start = int(prepared.sources.item_offsets[k])
+        assert model.item_text[start: start + domain.n_items].mean(0).abs().max() < 1e-5
+    target = prepared.benchmark.targets[0]
+    from prerec_pyro.evaluate import EvalConfig
+    from prerec_pyro.inference.diagnostics import diagnostic_rows
+
+    config = EvalConfig(k_percent=prepared.benchmark.k_percent, max_users=10, n_boot=5)
+    methods = {row["method"] for row in diagnostic_rows(prepared, target, run, config)}
+    assert {"SBERT (domain-centred text)", "POP"} <= methods  # the rules read the run's vectors, and say so
+    plain = prepare_for_run(replace(run.config, text_centering="none"))
+    with pytest.raises(ValueError, match="text centring 'domain'.*prepared with 'none'"):
+        run.target_scorer(plain, target)
+    payload = run.config.to_json()
+    del payload["text_centering"]  # a run written before the option: plain text
+    assert RunConfig.from_json(payload).text_centering == "none"
+    with pytest.raises(ValueError, match="text_centering must be one of"):
+        replace(run.config, text_centering="whiten")

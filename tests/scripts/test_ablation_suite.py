@@ -126,7 +126,7 @@ def test_the_suite_runs_each_invocation_in_its_own_process_and_writes_the_result
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    results, records = tmp_path / "RESULTS.md", ["--records", str(tmp_path / "records")]
+    results, records = tmp_path / "RESULTS.md", ["--records", str(tmp_path / "records"), *_readme(tmp_path)]
     suite.main(suite.parse_args(["--benchmarks", "synthetic-small", "--seeds", "0", "1", "--runs",
                                  str(tmp_path / "runs"), "--results", str(results), *records]))
     assert len(calls) == 2 and "--from-long" in calls[1]  # the fair group, then the merge
@@ -134,6 +134,9 @@ def test_the_suite_runs_each_invocation_in_its_own_process_and_writes_the_result
     assert "| synthetic-small | all targets | keep | 0.3050 ± 0.0071 | SBERT+POP |" in text
     assert "python scripts/ablation_suite.py --benchmarks synthetic-small" in text
     assert "Made by `python scripts/ablations.py --benchmark synthetic-small" in text
+    readme = (tmp_path / "README.md").read_text()  # the verdict block rewritten, the rest kept
+    assert readme.startswith("# intro\n") and readme.endswith("after\n") and "| old verdict |" not in readme
+    assert "| synthetic-small | all targets | keep | 0.3050 ± 0.0071 | SBERT+POP |" in readme
     results.unlink()
     calls.clear()
     suite.main(suite.parse_args(["--benchmarks", "synthetic-small", "retail-countries", "--seeds", "0", "1", "--runs",
@@ -144,6 +147,21 @@ def test_the_suite_runs_each_invocation_in_its_own_process_and_writes_the_result
     monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(command, 1))
     with pytest.raises(ValueError, match="this invocation failed"):
         suite.main(suite.parse_args(["--benchmarks", "synthetic-small", "--runs", str(tmp_path / "runs"), *records]))
+
+
+def _readme(folder: Path) -> list[str]:
+    """A README with a verdict block, as the flags that point the suite at it."""
+    from prerec_pyro.report import README_BEGIN, README_END
+
+    (folder / "README.md").write_text(f"# intro\n{README_BEGIN}\n| old verdict |\n{README_END}\nafter\n")
+    return ["--readme", str(folder / "README.md")]
+
+
+def test_a_readme_without_a_verdict_block_is_refused_naming_the_markers():
+    from prerec_pyro.report import with_verdicts
+
+    with pytest.raises(ValueError, match="no <!-- verdicts"):
+        with_verdicts("# a README\n", "## PreRec against the best other method\n\n| a |\n")
 
 
 def test_results_are_rebuilt_from_the_kept_records_and_older_tables_are_carried_once(tmp_path):
@@ -162,7 +180,7 @@ def test_results_are_rebuilt_from_the_kept_records_and_older_tables_are_carried_
                        "| synthetic-small | old row |\n\n## movielens-ages\n\nMade by `x`.\n\n| old table |\n\n"
                        "## synthetic-small\n\n| old |\n")
     args = ["--benchmarks", "synthetic-small", "--runs", str(tmp_path / "none"), "--results", str(results),
-            "--records", str(tmp_path / "records"), "--report-only"]
+            "--records", str(tmp_path / "records"), "--report-only", *_readme(tmp_path)]
     for _ in range(2):
         suite.main(suite.parse_args(args))
         text = results.read_text()

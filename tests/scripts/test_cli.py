@@ -248,3 +248,21 @@ def test_ablations_train_the_baselines_with_prerecs_budget_and_reuse_them(tmp_pa
             "--skip-targets", "--out", str(tmp_path / "only"), "--pretrain-args", *TINY[2:]]
     assert script.main(script.parse_args(only)) == tmp_path / "only"  # baselines only: trained (here reused), no table
     assert not (tmp_path / "only" / "ablations.csv").exists()
+
+
+def test_ablations_on_centred_text_name_it_and_keep_their_baselines_apart(tmp_path):
+    script = load_script("ablations")
+    flags = ["--benchmark", "synthetic-small", "--variants", "prerec_n_default", "zesrec", "--seeds", "0",
+             "--runs", str(tmp_path / "abl"), "--n-boot", "20", "--pretrain-args", *TINY[2:]]
+    plain = pd.read_csv(script.main(script.parse_args(flags)) / "ablations.csv").query("history_items == 'keep'")
+    plain = plain.set_index("method")
+    with pytest.raises(ValueError, match="trained on text centring 'none', not 'domain'"):  # the plain runs
+        script.main(script.parse_args(flags + ["--text-centering", "domain"]))
+    flags[flags.index("--runs") + 1] = str(tmp_path / "centred")
+    out = script.main(script.parse_args(flags + ["--text-centering", "domain"]))
+    centred = pd.read_csv(out / "ablations.csv").query("history_items == 'keep'").set_index("method")
+    label = " (domain-centred text)"
+    assert {"Random", "POP", "SBERT" + label, "SBERT+POP" + label, "prerec_n_default/eq8" + label,
+            "zesrec" + label} <= set(centred.index)
+    assert centred.loc["POP", "rndcg@k%_mean"] == plain.loc["POP", "rndcg@k%_mean"]  # reads no text
+    assert centred.loc["SBERT" + label, "rndcg@k%_mean"] != plain.loc["SBERT", "rndcg@k%_mean"]
