@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -255,7 +256,7 @@ def markdown(table: pd.DataFrame, stopped: dict[str, str] | None = None) -> str:
         cells = [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in METRICS]
         selection = "–" if pd.isna(row["selection_mean"]) else \
             f"{row['selection_mean']:.4f} ± {row['selection_std']:.4f}"
-        stop = stopped.get(str(row["method"]).split("/")[0], "–")
+        stop = stopped.get(re.sub(r"/\S+", "", str(row["method"])), "–")  # variant/scoring (label) -> variant (label)
         lines.append(f"| {row['method']} | {' | '.join(cells)} | {row['n_seeds']} | {selection} | {stop} |")
     return "\n".join(lines) + "\n"
 

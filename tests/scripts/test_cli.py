@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -265,4 +266,7 @@ def test_ablations_on_centred_text_name_it_and_keep_their_baselines_apart(tmp_pa
     assert {"Random", "POP", "SBERT" + label, "SBERT+POP" + label, "prerec_n_default/eq8" + label,
             "zesrec" + label} <= set(centred.index)
     assert centred.loc["POP", "rndcg@k%_mean"] == plain.loc["POP", "rndcg@k%_mean"]  # reads no text
+    row = next(line for line in (out / "ablations.md").read_text().splitlines()
+               if line.startswith("| prerec_n_default/eq8" + label))
+    assert re.search(r"\| (cap|patience) after \d+ \|$", row)  # its convergence record found under its label
     assert centred.loc["SBERT" + label, "rndcg@k%_mean"] != plain.loc["SBERT", "rndcg@k%_mean"]
