@@ -90,7 +90,6 @@ def worker(args: argparse.Namespace) -> None:
             timing = {"seconds": seconds, "targets": targets, "steps": args.steps, "gather_users_s": gather,
                       "threads_per_process": torch.get_num_threads(), "n_users": data.n_fit_users}
             bc.write_json(Path(args.worker) / "rank0.json", timing)
-        parallel.barrier()  # no rank tears the group down while another still has gloo work in flight
     finally:
         parallel.close()
 

@@ -33,6 +33,7 @@ from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.evaluate import EvalConfig
 from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
+from prerec_pyro.text import centering_label
 
 from .pretrained import PretrainedRun
 from .zero_shot import score_target
@@ -145,7 +146,6 @@ def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config:
                WithoutHistory(SbertScorer(text))]
     rows = [r for r in score_target(prepared, target, scorers, config, with_random=False) if r["subset"] == "all"]
     rows[0]["sbert_spearman"] = agreement.mean_correlation()
-    if prepared.text.centering != "none":  # the rules read the run's (centred) vectors: say so
-        for row in rows:
-            row["method"] += f" ({prepared.text.centering}-centred text)" if row["method"].startswith("SBERT") else ""
+    for row in rows:  # the rules read the run's vectors: say so when they are centred
+        row["method"] += centering_label(prepared.text.centering) if row["method"].startswith("SBERT") else ""
     return rows

@@ -39,7 +39,7 @@ from prerec_pyro.data.batches import BatchBuilder, PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
 from prerec_pyro.models.prerec import EPS_V, EPS_V_SHARED, EPS_Z, PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
-from prerec_pyro.text import canonical_model_name, center_by_domain, encode_texts
+from prerec_pyro.text import canonical_model_name, catalogue_vectors
 from prerec_pyro.training import training_windows
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -293,10 +293,7 @@ class PretrainedRun:
         if backdoor_from not in BACKDOOR_FROM:
             raise ValueError(f"backdoor_from must be one of {BACKDOOR_FROM}, got {backdoor_from!r}")
         table = items_table(items, domain)
-        text = torch.as_tensor(encode_texts(table["text"].tolist(), self.config.text_encoder()),
-                               dtype=torch.float32)  # [J, T]
-        if self.config.text_centering == "domain":  # the catalogue is one domain
-            text = center_by_domain(text, [len(text)])
+        text = catalogue_vectors(table["text"].tolist(), self.config.text_encoder(), [len(table)])  # [J, T], one domain
         text = text.to(self.device)
         factors = catalogue_factors(table, recent_interactions, now, self.config.popularity, domain,
                                     date_format)  # [1, J, F]

@@ -26,7 +26,7 @@ from prerec_pyro.data.dataset import MultiDomainData, SequenceConfig
 from prerec_pyro.data.domain import Domain
 from prerec_pyro.evaluate import eval_samples, new_item_flags, unseen_flags
 from prerec_pyro.popularity import PopularityConfig
-from prerec_pyro.text import TextEncoderConfig, center_by_domain, encode_texts
+from prerec_pyro.text import TextEncoderConfig, catalogue_vectors, encode_texts
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,7 @@ class PreparedBenchmark:
     def item_text(self, data: MultiDomainData) -> torch.Tensor:
         """Text vectors of ``data``'s items in global row order, centred per domain when ``text.centering`` says so.
         [J, T]"""
-        vectors = torch.as_tensor(encode_texts(data.all_texts(), self.text), dtype=torch.float32)  # [J, T]
-        if self.text.centering == "domain":
-            vectors = center_by_domain(vectors, [domain.n_items for domain in data.domains])
-        return vectors
+        return catalogue_vectors(data.all_texts(), self.text, [domain.n_items for domain in data.domains])
 
 
 def catalogue_ids(domains: dict[str, Domain], names: tuple[str, ...]) -> np.ndarray:
@@ -144,14 +141,14 @@ def text_geometry(prepared: PreparedBenchmark) -> pd.DataFrame:
     """Where each domain's catalogue sits in the text space, as encoded (before any centring): the norm of the
     mean of its unit text vectors (its square is the mean pairwise cosine of the catalogue's items) and the cosine of
     that mean with the sources' pooled mean (docs/DESIGN.md, "Text centred per domain")."""
-    plain = replace(prepared, text=replace(prepared.text, centering="none"), _targets={})
     rows, means = [], {}
     for role, names in (("source", prepared.benchmark.sources), ("target", prepared.benchmark.targets)):
         for name in names:
             data = prepared.sources if role == "source" else prepared.target(name)
             index = data.index(name)
-            start, size = int(data.item_offsets[index]), data.domains[index].n_items
-            unit = torch.nn.functional.normalize(plain.item_text(data)[start: start + size], dim=-1)  # [J_k, T]
+            size = data.domains[index].n_items
+            vectors = torch.as_tensor(encode_texts(data.domains[index].texts, prepared.text))  # [J_k, T], never centred
+            unit = torch.nn.functional.normalize(vectors, dim=-1)  # [J_k, T]
             means[name] = unit.mean(0)  # [T]
             rows.append({"domain": name, "role": role, "items": size, "mean_norm": float(means[name].norm()),
                          "mean_pairwise_cos": float(means[name].norm() ** 2)})

@@ -339,6 +339,18 @@ def encode_texts(texts: Sequence[str], config: TextEncoderConfig = TextEncoderCo
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def catalogue_vectors(texts: Sequence[str], config: TextEncoderConfig, sizes: Sequence[int]) -> torch.Tensor:
+    """The text vectors of consecutive domains' catalogues (``sizes`` items each, in ``texts``' order), centred per
+    domain when ``config.centering`` says so: float32 [J, T]."""
+    vectors = torch.as_tensor(encode_texts(texts, config), dtype=torch.float32)  # [J, T]
+    return center_by_domain(vectors, sizes) if config.centering == "domain" else vectors
+
+
+def centering_label(centering: str) -> str:
+    """What a method's name gains when its rows were made on centred text vectors ("" for the plain ones)."""
+    return "" if centering == "none" else f" ({centering}-centred text)"
+
+
 def center_by_domain(vectors: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
     """``vectors`` [J, T] of consecutive domains of ``sizes`` items each (global row order), each domain's block
     minus its own mean vector: [J, T]. The mean is a statistic of the catalogue's texts, not of any interaction, so a

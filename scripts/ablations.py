@@ -40,6 +40,7 @@ from prerec_pyro.io import atomic_write, write_csv
 from prerec_pyro.pipeline import prepare_benchmark
 from prerec_pyro.progress import progress_bar
 from prerec_pyro.run_flags import parse_run_args, run_config_from_args
+from prerec_pyro.text import centering_label
 
 logger = logging.getLogger("ablations")
 
@@ -161,9 +162,10 @@ def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     run, config = find_latest_run(root, benchmark, VARIANTS[variant].method), base_config(args, seed)
     if run is None:
         return pretrain(variant_config(variant, config), root)
-    if load_run_config(run).text_centering != config.text_centering:
-        raise ValueError(f"{run} was trained on text centring {load_run_config(run).text_centering!r}, not "
-                         f"{config.text_centering!r}: use another --runs folder for runs on other text vectors")
+    found = load_run_config(run).text_centering
+    if found != config.text_centering:
+        raise ValueError(f"{run} was trained on text centring {found!r}, not {config.text_centering!r}: use another "
+                         "--runs folder for runs on other text vectors")
     return run
 
 
@@ -307,9 +309,7 @@ TEXT_FREE = ("Random", "POP")
 def text_labelled(long: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
     """Rows made on centred text vectors name it in their method (every method that reads text), so that tables
     merged with --from-long keep them apart from rows made on the plain vectors."""
-    if config.text_centering == "none":
-        return long
-    label = long["method"] + f" ({config.text_centering}-centred text)"
+    label = long["method"] + centering_label(config.text_centering)
     return long.assign(method=long["method"].where(long["method"].isin(TEXT_FREE), label))
 
 

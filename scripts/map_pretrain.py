@@ -72,7 +72,6 @@ def main(args: argparse.Namespace) -> Path:
                 print_shapes(config)
                 return Path(".")
             run_dir = pretrain(config, args.runs, parallel)
-            parallel.barrier()  # no rank tears the group down while another still has gloo work in flight
     except PretrainingInterrupted as interrupted:
         if parallel.is_main:
             print(f"map_pretrain.py: {interrupted}", file=sys.stderr)

@@ -54,6 +54,8 @@ def test_the_learning_rate_schedule_comes_from_the_benchmark_then_the_flags_and_
 def test_a_run_on_centred_text_keeps_its_centring_and_refuses_plain_text(tmp_path):
     from dataclasses import replace
 
+    from prerec_pyro.evaluate import EvalConfig
+    from prerec_pyro.inference.diagnostics import diagnostic_rows
     from prerec_pyro.inference.pretrained import PretrainedRun
     from prerec_pyro.inference.runs import RunConfig, prepare_for_run
     from prerec_pyro.run_flags import parse_run_args, run_config_from_args
@@ -70,9 +72,6 @@ def test_a_run_on_centred_text_keeps_its_centring_and_refuses_plain_text(tmp_pat
         start = int(prepared.sources.item_offsets[k])
         assert model.item_text[start: start + domain.n_items].mean(0).abs().max() < 1e-5
     target = prepared.benchmark.targets[0]
-    from prerec_pyro.evaluate import EvalConfig
-    from prerec_pyro.inference.diagnostics import diagnostic_rows
-
     config = EvalConfig(k_percent=prepared.benchmark.k_percent, max_users=10, n_boot=5)
     methods = {row["method"] for row in diagnostic_rows(prepared, target, run, config)}
     assert {"SBERT (domain-centred text)", "POP"} <= methods  # the rules read the run's vectors, and say so
