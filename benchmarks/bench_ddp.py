@@ -60,38 +60,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def worker(args: argparse.Namespace) -> None:
-    """One rank: build, warm up, time ``--steps`` steps; rank 0 writes seconds and targets into ``--worker``."""
+    """One rank: build, warm up, time ``--steps`` steps; rank 0 writes seconds and targets into ``--worker``; the rank
+    ends without the interpreter's shutdown (``Distributed.exit``)."""
     parallel, device = Distributed.from_env(args.device)
     try:
-        bc.setup(args)
-        data, text = bc.synthetic_sources(args, bc.popularity_mode(args))
-        config = bc.model_config(args)
-        model = PreRecModel(config, len(data.domains), data.n_fit_users, text.to(device)).to(device)
-        train = TrainConfig(n_negatives=args.negatives, batch_size=args.batch_size, seed=args.seed, device=device)
-        trainer = MapTrainer(model, make_guide(args.guide, model, name="bench_ddp_guide"), data, train,
-                             parallel=parallel)
-        trainer._setup()
-        generator, batches = torch.Generator().manual_seed(args.seed), iter(trainer.sampler.epoch(0))
-        targets, seconds = 0, 0.0
-        for index in range(args.warmup + args.steps):
-            domain, rows = next(batches)
-            parallel.barrier()
-            started = time.perf_counter()
-            loss = trainer.step(*trainer.make_batch(domain, rows, generator))
-            parallel.sum(loss.reshape(1))  # every rank's step is done (and the loss is read)
-            bc.synchronize(torch.device(device))
-            if index >= args.warmup:
-                seconds += time.perf_counter() - started
-                targets += int(trainer.windows[domain].select(rows).target_mask.sum())
-        started = time.perf_counter()
-        trainer._gather_users()  # what ownership of the user table costs, once an epoch (before checkpoints)
-        gather = time.perf_counter() - started
-        if parallel.is_main:
-            timing = {"seconds": seconds, "targets": targets, "steps": args.steps, "gather_users_s": gather,
-                      "threads_per_process": torch.get_num_threads(), "n_users": data.n_fit_users}
-            bc.write_json(Path(args.worker) / "rank0.json", timing)
+        timing = time_steps(args, parallel, device)
     finally:
         parallel.close()
+    if parallel.is_main:
+        bc.write_json(Path(args.worker) / "rank0.json", timing)
+    parallel.exit()
+
+
+def time_steps(args: argparse.Namespace, parallel: Distributed, device: str) -> dict:
+    """Build, warm up and time ``--steps`` steps on this rank: seconds, targets and the user-table gather."""
+    bc.setup(args)
+    data, text = bc.synthetic_sources(args, bc.popularity_mode(args))
+    config = bc.model_config(args)
+    model = PreRecModel(config, len(data.domains), data.n_fit_users, text.to(device)).to(device)
+    train = TrainConfig(n_negatives=args.negatives, batch_size=args.batch_size, seed=args.seed, device=device)
+    trainer = MapTrainer(model, make_guide(args.guide, model, name="bench_ddp_guide"), data, train,
+                         parallel=parallel)
+    trainer._setup()
+    generator, batches = torch.Generator().manual_seed(args.seed), iter(trainer.sampler.epoch(0))
+    targets, seconds = 0, 0.0
+    for index in range(args.warmup + args.steps):
+        domain, rows = next(batches)
+        parallel.barrier()
+        started = time.perf_counter()
+        loss = trainer.step(*trainer.make_batch(domain, rows, generator))
+        parallel.sum(loss.reshape(1))  # every rank's step is done (and the loss is read)
+        bc.synchronize(torch.device(device))
+        if index >= args.warmup:
+            seconds += time.perf_counter() - started
+            targets += int(trainer.windows[domain].select(rows).target_mask.sum())
+    started = time.perf_counter()
+    trainer._gather_users()  # what ownership of the user table costs, once an epoch (before checkpoints)
+    gather = time.perf_counter() - started
+    return {"seconds": seconds, "targets": targets, "steps": args.steps, "gather_users_s": gather,
+            "threads_per_process": torch.get_num_threads(), "n_users": data.n_fit_users}
 
 
 def launch(args: argparse.Namespace, processes: int) -> dict:

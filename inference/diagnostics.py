@@ -6,6 +6,12 @@ For a pre-trained model pointed at a target, the scorers here rank the same samp
   every item: the text and sequence terms alone;
 - ``WithoutSequence``: Eq. 8 with a silent sequence model (f_seq = 0): the user state is what the last item says
   (the skip and the text channel, when the run has them); the gap to Eq. 8 is what the Transformer adds;
+- ``SequenceMeanOnly`` / ``SequenceCentred``: Eq. 8 with f_seq's output split into the part every user shares (its
+  mean over the batch's windows and positions) and the rest: the mean alone is an item prior learned from the
+  sources' texts (the same ranking for everyone), the centred part what tells users apart. Eq. 8 plus the silenced
+  score equals the two summed (the score is linear in the user state);
+- ``HistoryWeightedSequence`` (``inference/evidence.py``): Eq. 8 averaged with Eq. 8 without f_seq, each weighted by
+  how well it predicted the user's earlier items;
 - ``WithoutHistory``: a scorer with the items already in the window's history ranked last (SBERT ranks the last
   item itself first);
 - ``TextHeadOnly``: the learned text head used the way SBERT uses raw vectors, f_e(X_last) · f_e(X_j): what the
@@ -21,7 +27,6 @@ Shape legend: R = windows, L = positions, J = the domain's items, B = embedding 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +40,7 @@ from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
 from prerec_pyro.text import centering_label
 
+from .evidence import HistoryWeightedSequence, SilentSequence, replaced_sequence_model
 from .pretrained import PretrainedRun
 from .zero_shot import score_target
 
@@ -61,32 +67,54 @@ class WithoutHistory:
         return scores.masked_fill(batch.seen_before(batch.candidate_rows), torch.finfo(scores.dtype).min)
 
 
-class _SilentSequence(nn.Module):
-    """f_seq that says nothing: the user state of every position is 0."""
+class _SequencePart(nn.Module):
+    """f_seq's output reduced to the part all users share (``"mean"``: its mean over the batch's windows and
+    positions, padding included) or to what is left (``"centred"``)."""
+
+    def __init__(self, f_seq: nn.Module, part: str):
+        super().__init__()
+        assert part in ("mean", "centred"), part
+        self.f_seq, self.part = f_seq, part
 
     def forward(self, first: Tensor, history: Tensor) -> Tensor:
-        return history.new_zeros(history.shape[0], history.shape[1] + 1, history.shape[2])  # [R, L, B]
-
-
-@contextmanager
-def _silenced(model: PreRecModel):
-    """``model`` with f_seq replaced by ``_SilentSequence`` inside the block."""
-    kept, model.f_seq = model.f_seq, _SilentSequence()
-    try:
-        yield model
-    finally:
-        model.f_seq = kept
+        state = self.f_seq(first, history)  # [R, L, B]
+        mean = state.mean(dim=(0, 1), keepdim=True).expand_as(state)  # [R, L, B]
+        return mean if self.part == "mean" else state - mean
 
 
 class WithoutSequence:
     """A zero-shot scorer's scores with a silent sequence model (f_seq = 0): the other terms alone."""
 
+    label = "without sequence model"
+
     def __init__(self, scorer):
-        self.scorer, self.name = scorer, f"{scorer.name} without sequence model"
+        self.scorer, self.name = scorer, f"{scorer.name} {self.label}"
+
+    def sequence_model(self) -> nn.Module:
+        return SilentSequence()
 
     def __call__(self, batch: PreRecBatch) -> Tensor:
-        with _silenced(self.scorer.model):
+        with replaced_sequence_model(self.scorer.model, self.sequence_model()):
             return self.scorer(batch)
+
+
+class SequenceMeanOnly(WithoutSequence):
+    """A zero-shot scorer's scores with f_seq's output replaced by its mean over the batch: the item prior the
+    sequence model gives every user alike."""
+
+    label = "with f_seq's shared state only"
+
+    def sequence_model(self) -> nn.Module:
+        return _SequencePart(self.scorer.model.f_seq, "mean")
+
+
+class SequenceCentred(WithoutSequence):
+    """A zero-shot scorer's scores with f_seq's output less its mean over the batch: what tells users apart."""
+
+    label = "with f_seq centred"
+
+    def sequence_model(self) -> nn.Module:
+        return _SequencePart(self.scorer.model.f_seq, "centred")
 
 
 class TextHeadOnly:
@@ -135,15 +163,28 @@ class SbertAgreement:
         return float(torch.cat(self.correlations).mean()) if self.correlations else float("nan")
 
 
-def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config: EvalConfig) -> list[dict]:
-    """Eq. 8 of run ``run`` on ``target``, each term switched off, the text head alone, POP and SBERT (subset
-    "all"); Eq. 8's row also holds ``sbert_spearman``."""
+TERMS = ("without-popularity", "without-sequence", "sequence-shared", "sequence-centred", "history-weighted",
+         "text-head", "pop", "sbert", "sbert-without-history")  # diagnostic_rows' rows beside Eq. 8, in order
+
+
+def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config: EvalConfig,
+                    terms: tuple[str, ...] = TERMS) -> list[dict]:
+    """Eq. 8 of run ``run`` on ``target`` and the rows named in ``terms`` (``TERMS``: each term switched off, the
+    sequence model's parts, Eq. 8 with f_seq weighed by the history, the text head alone, POP, SBERT), subset
+    "all"; Eq. 8's row also holds ``sbert_spearman``."""
+    unknown = sorted(set(terms) - set(TERMS))
+    if unknown:
+        raise ValueError(f"unknown diagnostic terms {unknown}; expected some of {list(TERMS)}")
     eq8 = PretrainedRun.of(run, config.device).target_scorer(prepared, target)
     text = prepared.item_text(prepared.target(target)).to(config.device)
     agreement = SbertAgreement(eq8, text)
-    scorers = [agreement, WithoutPopularity(eq8), WithoutSequence(eq8),
-               TextHeadOnly(eq8.model, name=f"{eq8.name} text head only"), PopScorer(), SbertScorer(text),
-               WithoutHistory(SbertScorer(text))]
+    rows_of = {"without-popularity": lambda: WithoutPopularity(eq8), "without-sequence": lambda: WithoutSequence(eq8),
+               "sequence-shared": lambda: SequenceMeanOnly(eq8), "sequence-centred": lambda: SequenceCentred(eq8),
+               "history-weighted": lambda: HistoryWeightedSequence(eq8),
+               "text-head": lambda: TextHeadOnly(eq8.model, name=f"{eq8.name} text head only"),
+               "pop": PopScorer, "sbert": lambda: SbertScorer(text),
+               "sbert-without-history": lambda: WithoutHistory(SbertScorer(text))}
+    scorers = [agreement] + [rows_of[term]() for term in TERMS if term in terms]
     rows = [r for r in score_target(prepared, target, scorers, config, with_random=False) if r["subset"] == "all"]
     rows[0]["sbert_spearman"] = agreement.mean_correlation()
     for row in rows:  # the rules read the run's vectors: say so when they are centred

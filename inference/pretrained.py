@@ -43,6 +43,7 @@ from prerec_pyro.text import canonical_model_name, catalogue_vectors
 from prerec_pyro.training import training_windows
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .evidence import HistoryWeightedSequence
 from .guides import domain_draws, latent_values
 from .intervene import BackdoorScorer, InterventionScorer, target_model
 from .recommender import DomainRecommender, TableLike, catalogue_factors, items_table
@@ -256,11 +257,18 @@ class PretrainedRun:
         return domain_draws_in_turn(*self.on_sources(prepared or prepare_for_run(self.config)), n_samples)
 
     def target_scorer(self, prepared: PreparedBenchmark, target: str, samples: int = 0, item_offsets: str = "zero",
-                      backdoor_from: str = "prior"):
+                      backdoor_from: str = "prior", weigh_sequence: bool = False):
         """The run pointed at ``target``'s catalogue and users, scored by intervention (Eq. 8), or by the back-door
         average over ``samples`` draws of D from its prior or (``backdoor_from="posterior"``) from the run's
         posterior of the sources' D_k. A model with ``shared_item_offsets`` keeps its learned eps_v_shared for
-        target items the sources know; ``item_offsets="shared"``: see the module docstring."""
+        target items the sources know; ``item_offsets="shared"``: see the module docstring. ``weigh_sequence``:
+        that scorer averaged with its own version without the sequence model, each weighed by how well it predicted
+        the user's earlier items (``inference/evidence.py``)."""
+        scorer = self._target_scorer(prepared, target, samples, item_offsets, backdoor_from)
+        return HistoryWeightedSequence(scorer) if weigh_sequence else scorer
+
+    def _target_scorer(self, prepared: PreparedBenchmark, target: str, samples: int, item_offsets: str,
+                       backdoor_from: str):
         if item_offsets not in ITEM_OFFSETS:
             raise ValueError(f"item_offsets must be one of {ITEM_OFFSETS}, got {item_offsets!r}")
         if backdoor_from not in BACKDOOR_FROM:

@@ -64,14 +64,15 @@ def intervened_source_score(run: Path | PretrainedRun, prepared: PreparedBenchma
 
 def evaluate_target(prepared: PreparedBenchmark, target: str, runs: dict[str, Path | PretrainedRun], config: EvalConfig,
                     samples: int = 0, item_offsets: str = "zero", backdoor_from: str = "prior",
-                    alpha: float | None = None) -> list[dict]:
+                    alpha: float | None = None, weigh_sequence: bool = False) -> list[dict]:
     """Rows {method, domain, subset, history_items, n_samples, metrics...} for one target: Random, POP, SBERT,
     SBERT+POP (``alpha``: fitted on the sources when None) and each run (a path, or a ``PretrainedRun`` loaded
-    once and handed on)."""
+    once and handed on; ``weigh_sequence``: see ``PretrainedRun.target_scorer``)."""
     alpha = sbert_pop_alpha(prepared, config) if alpha is None else alpha
     scorers = rule_scorers(prepared, target, alpha, config.device)
     scorers += [PretrainedRun.of(run, config.device).target_scorer(prepared, target, samples, item_offsets,
-                                                                     backdoor_from) for run in runs.values()]
+                                                                     backdoor_from, weigh_sequence)
+                for run in runs.values()]
     return score_target(prepared, target, scorers, config)
 
 

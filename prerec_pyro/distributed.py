@@ -6,6 +6,11 @@ the users it owns (global user row mod world size), so a user's windows and its 
 averages the dense gradients, and a rank's share of the loss is scaled so that the average is the one-process
 gradient of the whole batch (docs/DESIGN.md, "Data-parallel training"). Rank 0 validates, broadcasts the score and
 writes checkpoints.
+
+A rank of a multi-process run ends with ``Distributed.exit``, without the interpreter's shutdown: gloo's worker
+threads outlive ``destroy_process_group`` (a DDP wrapper keeps the group alive), and one that releases a finished
+collective's tensors while the interpreter shuts down asks for the GIL, is ended by Python inside a destructor, and
+aborts the process (docs/DESIGN.md, "Data-parallel training").
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -145,6 +151,17 @@ class Distributed:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+    def exit(self, code: int = 0) -> None:
+        """End this rank now, after ``close``, with the streams and logs flushed but without the interpreter's
+        shutdown, which can abort a rank whose gloo threads are still releasing tensors (module docstring); a no-op
+        in one process. Call it last, once everything the rank writes is written and closed."""
+        if not self.enabled:
+            return
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 class LossModule(nn.Module):

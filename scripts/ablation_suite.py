@@ -76,7 +76,9 @@ BENCHMARK_SETTINGS = {
 # group: (variants, zero-shot scorings[, budget replacing the benchmark's]); a group's variants share their popularity
 # mode
 GROUPS = {
-    "fair": (("prerec_default", "prerec_n_default", "zesrec", "unisrec"), ("eq8",), CONVERGED),
+    # the fair group also scores the default run with f_seq weighed by each user's history (a scoring of the same
+    # run, not another method: verdicts judge Eq. 8, docs/NETWORKS.md)
+    "fair": (("prerec_default", "prerec_n_default", "zesrec", "unisrec"), ("eq8", "history"), CONVERGED),
     "paper-intervals": (("prerec_n", "prerec_literal", "prerec_per_obs", "prerec_shared", "prerec_per_obs_intervened"),
                         ("eq8", "backdoor")),
     "sliding": (("prerec_n_sliding_skip", "prerec_per_obs_sliding", "prerec_combined", "prerec_n_text", "prerec_text",

@@ -86,7 +86,9 @@ VARIANTS = {
     "prerec_default": Variant("prerec"),  # the library's default configuration, whatever it is
     "prerec_n_default": Variant("prerec_n"),
 }
-SCORINGS = ("eq8", "backdoor", "shared")  # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets
+# plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets; Eq. 8 averaged with its f_seq = 0 version, each
+# weighed by the user's own history (inference/evidence.py)
+SCORINGS = ("eq8", "backdoor", "shared", "history")
 SELECTION, SELECTION_USERS = "source_valid_intervened", 200  # the target-free criterion, users per source
 CONVERGENCE = "convergence"  # the subset of the rows that hold a run's convergence record
 METRICS = ("rndcg@k%", "recall@k%")
@@ -190,7 +192,7 @@ def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, r
     for scoring in scorings:
         samples = args.backdoor_samples if scoring == "backdoor" else 0
         offsets = "shared" if scoring == "shared" else "zero"
-        scorer = run.target_scorer(prepared, target, samples, offsets)
+        scorer = run.target_scorer(prepared, target, samples, offsets, weigh_sequence=scoring == "history")
         scorer.name = f"{variant}/{scoring}"
         scorers.append(scorer)
     return scorers

@@ -3,9 +3,12 @@
     python scripts/diagnose.py --run runs_ablations/prerec_per_obs/seed0/retail-countries/prerec-... \\
         --benchmark retail-countries --data-dir ../shared/data
     python scripts/diagnose.py --run RUN --benchmark retail-to-movielens --data-dir ../shared/data   # cross-platform
+    python scripts/diagnose.py --run RUN --terms without-sequence history-weighted   # some rows only
 
-Rows: Eq. 8 as evaluated, Eq. 8 without the target's popularity, without the sequence model (f_seq = 0), the
-run's text head alone (f_e(X_last)·f_e(X_j)), POP, SBERT and SBERT with the history's items ranked last; the
+Rows (``--terms``): Eq. 8 as evaluated, Eq. 8 without the target's popularity, without the sequence model
+(f_seq = 0), with f_seq's state shared by all users only or with that part removed, Eq. 8 averaged with its
+f_seq = 0 version weighed by each user's history (inference/evidence.py), the run's text head alone
+(f_e(X_last)·f_e(X_j)), POP, SBERT and SBERT with the history's items ranked last; the
 column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's. The benchmark's targets are
 scored with the run's own sources (any benchmark, a .toml file included). Writes ``diagnose_<benchmark>.csv``
 beside the run (a .toml benchmark: its folder name, as under a root of runs).
@@ -24,7 +27,7 @@ from prerec_pyro import cli
 from prerec_pyro.cli import run
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig
-from prerec_pyro.inference.diagnostics import diagnostic_rows
+from prerec_pyro.inference.diagnostics import TERMS, diagnostic_rows
 from prerec_pyro.inference.runs import load_run_config, prepare_for_run
 from prerec_pyro.io import write_csv
 
@@ -40,6 +43,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="data root (default: the run's, else $PREREC_DATA_DIR)")
     p.add_argument("--max-users", type=int, default=None, help="at most this many test users per target")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--terms", nargs="+", default=list(TERMS), choices=TERMS,
+                   help="rows to score beside Eq. 8 (default: all): without-popularity (F = 0), without-sequence "
+                        "(f_seq = 0), sequence-shared / sequence-centred (f_seq's mean state over the batch, or the "
+                        "rest), history-weighted (Eq. 8 averaged with f_seq = 0, weighed by the user's history), "
+                        "text-head, pop, sbert, sbert-without-history")
     p.add_argument("--history-items", nargs="+", default=list(HISTORY_RULES), choices=HISTORY_RULES,
                    help="history rules, each a column group: keep (scores as given) or exclude (every item the user "
                         "had before the target ranked last, for every method)")
@@ -58,7 +66,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
                              max_users=args.max_users, history_items=tuple(args.history_items))
     rows = []
     for target in benchmark.resolve_targets(args.target):
-        rows += diagnostic_rows(prepared, target, run, eval_config)
+        rows += diagnostic_rows(prepared, target, run, eval_config, tuple(args.terms))
     table = pd.DataFrame(rows)
     wide = table.pivot_table(index="domain", columns=["history_items", "method"], values="rndcg@k%", sort=False)
     wide.loc["mean"] = wide.mean()

@@ -75,11 +75,14 @@ def main(args: argparse.Namespace) -> Path:
     except PretrainingInterrupted as interrupted:
         if parallel.is_main:
             print(f"map_pretrain.py: {interrupted}", file=sys.stderr)
+        parallel.close()
+        parallel.exit(130)  # a rank of a multi-process run ends here (prerec_pyro/distributed.py); else a no-op
         sys.exit(130)
     finally:
         parallel.close()
     if parallel.is_main:
         print(f"run directory: {run_dir}")
+    parallel.exit()
     return run_dir
 
 

@@ -10,6 +10,8 @@ from prerec_pyro.baselines.simple import SbertScorer
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.inference.diagnostics import (
     SbertAgreement,
+    SequenceCentred,
+    SequenceMeanOnly,
     TextHeadOnly,
     WithoutHistory,
     WithoutPopularity,
@@ -62,6 +64,22 @@ def test_without_sequence_scores_with_a_silent_f_seq_and_restores_it(scored):
     torch.testing.assert_close(without, eq8(batch))
 
 
+def test_f_seq_split_into_shared_and_centred_parts_sums_back_to_eq8(scored):
+    eq8, batch, _ = scored
+    transformer = eq8.model.f_seq
+    full, silent = eq8(batch), WithoutSequence(eq8)(batch)
+    shared, centred = SequenceMeanOnly(eq8)(batch), SequenceCentred(eq8)(batch)
+    assert eq8.model.f_seq is transformer, "the run's sequence model must be back after scoring"
+    assert not torch.allclose(shared, full) and not torch.allclose(centred, full)
+    torch.testing.assert_close(full + silent, shared + centred, rtol=1e-4, atol=1e-4)  # linear in the user state
+    # the shared part is one user state for every position: without popularity (V the same at every position),
+    # shared - silent is the same item prior in every evaluated row
+    batch.factors_candidates.zero_()
+    shared, silent = SequenceMeanOnly(eq8)(batch), WithoutSequence(eq8)(batch)
+    prior = (shared - silent)[batch.target_mask]  # [A, J]
+    torch.testing.assert_close(prior, prior[:1].expand_as(prior), rtol=1e-4, atol=1e-4)
+
+
 def test_without_history_ranks_every_history_item_last(scored):
     _, batch, text = scored
     scores = WithoutHistory(SbertScorer(text))(batch)  # [R, L, J]
@@ -97,10 +115,16 @@ def test_diagnose_script_prints_each_term(pretrained, capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     table = script.main(script.parse_args(["--run", str(run_dir), "--target", TARGET, "--n-boot", "10"]))
-    assert {"PreRec", "PreRec without popularity", "PreRec without sequence model", "PreRec text head only", "POP",
-            "SBERT", "SBERT without history items"} == set(table["method"])
+    assert {"PreRec", "PreRec without popularity", "PreRec without sequence model",
+            "PreRec with f_seq's shared state only", "PreRec with f_seq centred",
+            "PreRec, f_seq weighed by the history", "PreRec text head only", "POP", "SBERT",
+            "SBERT without history items"} == set(table["method"])
     assert "Spearman" in capsys.readouterr().out and (run_dir / "diagnose_synthetic-small.csv").exists()
     assert set(table["history_items"]) == {"keep", "exclude"}  # every row under both rules
     only = script.main(script.parse_args(["--run", str(run_dir), "--target", TARGET, "--n-boot", "10",
                                           "--history-items", "exclude"]))
     assert set(only["history_items"]) == {"exclude"}
+    some = script.main(script.parse_args(["--run", str(run_dir), "--target", TARGET, "--n-boot", "10",
+                                          "--terms", "history-weighted", "without-sequence"]))
+    assert list(dict.fromkeys(some["method"])) == ["PreRec", "PreRec without sequence model",
+                                                   "PreRec, f_seq weighed by the history"]

@@ -202,3 +202,15 @@ def test_one_seed_of_prerec_gets_no_verdict():
     assert verdict(scores)["outcome"] == "ahead on one seed (no spread yet: no verdict)"
     two = scores.assign(seeds=[2, 2], sd=[0.001, 0.001])
     assert verdict(two)["outcome"] == "best"
+
+
+def test_another_scoring_of_prerecs_own_run_is_not_the_best_other_method():
+    import pandas as pd
+
+    from prerec_pyro.report import verdict
+
+    scores = pd.DataFrame({"mean": [0.20, 0.30, 0.16], "sd": [0.001, 0.001, 0.001], "seeds": [2, 2, 2]},
+                          index=["prerec_default/eq8", "prerec_default/history", "SBERT+POP"])
+    found = verdict(scores)
+    assert found["best_other"] == "SBERT+POP" and found["outcome"] == "best"
+    assert verdict(scores.drop(index="SBERT+POP")) is None  # nothing but PreRec's own scorings: no verdict

@@ -1,0 +1,104 @@
+"""Weighing the sequence model by what the user's own history says about it (Bayesian model averaging).
+
+On a platform whose texts and habits the sources never showed, the pre-trained sequence model can rank worse than
+what the last item alone says (docs/NETWORKS.md: from MovieLens to the retail catalogues, Eq. 8 with f_seq is 8x
+below Eq. 8 with f_seq silenced). Nothing in the sources can tell which platform is unlike them, but each user's
+own history can: it is a sequence of next items the zero-shot scorer already reads. Two models of the next item,
+m = 1 Eq. 8 as pre-trained and m = 0 Eq. 8 with a silent sequence model (n_i = 0: the last item's text embedding,
+the text channel, popularity, the repeat term), and a user-level choice between them with prior weights (π, 1 - π).
+Before position t of a window, the posterior weight of m is
+
+    w_m(t) ∝ π_m · Π_{1 <= s < t} p_m(R_s | H_<s)        (the window's earlier next items, each under model m)
+
+and the scores are the log of the averaged next-item distribution, log Σ_m w_m(t) p_m(· | H_<t). Only the user's
+items before t enter w(t): the harness's rule for what zero-shot may read is unchanged (docs/DESIGN.md, "Zero-shot
+(Eq. 8) and what it may read"). A long sequence is cut into windows; the weights see the window's items, as the
+model does.
+
+Shape legend: M = models (2), R = windows, L = positions, J = the domain's items.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import replace
+
+import torch
+from torch import Tensor, nn
+
+from prerec_pyro.data.batches import PreRecBatch
+from prerec_pyro.models.prerec import PreRecModel
+
+
+class SilentSequence(nn.Module):
+    """f_seq that says nothing: the user state of every position is 0."""
+
+    def forward(self, first: Tensor, history: Tensor) -> Tensor:
+        return history.new_zeros(history.shape[0], history.shape[1] + 1, history.shape[2])  # [R, L, B]
+
+
+@contextmanager
+def replaced_sequence_model(model: PreRecModel, f_seq: nn.Module):
+    """``model`` with its f_seq replaced by ``f_seq`` inside the block (the pre-trained one back after it)."""
+    kept, model.f_seq = model.f_seq, f_seq
+    try:
+        yield model
+    finally:
+        model.f_seq = kept
+
+
+def every_position(batch: PreRecBatch) -> PreRecBatch:
+    """``batch`` with every position from 1 up to each window's last target marked as a target (windows are
+    right-padded, so these are the window's real items), so that each is scored."""
+    length = batch.items.shape[1]
+    positions = torch.arange(length, device=batch.items.device)  # [L]
+    last = torch.where(batch.target_mask, positions, -1).max(dim=1).values  # [R]
+    mask = (positions >= 1) & (positions <= last.unsqueeze(1))  # [R, L]
+    return replace(batch, target_mask=mask, target_order=None, period_sizes=None)
+
+
+def history_weights(log_probs: Tensor, targets: Tensor, scored: Tensor, prior: Tensor) -> Tensor:
+    """Posterior log-weights of the models before each position: log π_m plus the log-probabilities the model gave
+    the window's earlier next items (scored positions s < t), normalised over the models.
+
+    Args:
+        log_probs: [M, R, L, J] each model's next-item log-probabilities.
+        targets: [R, L] the next item (local index) at each position.
+        scored: [R, L] bool, the positions whose next item counts as evidence.
+        prior: [M] the prior weights (summing to 1).
+
+    Returns: [M, R, L] log-weights.
+    """
+    index = targets.clamp(min=0).unsqueeze(0).unsqueeze(-1).expand(log_probs.shape[0], -1, -1, 1)  # [M, R, L, 1]
+    observed = log_probs.gather(-1, index).squeeze(-1) * scored  # [M, R, L]
+    before = observed.cumsum(dim=-1) - observed  # [M, R, L]: the sum over s < t
+    log_weights = prior.log().view(-1, 1, 1) + before  # [M, R, L]
+    return log_weights - torch.logsumexp(log_weights, dim=0, keepdim=True)
+
+
+class HistoryWeightedSequence:
+    """A zero-shot PreRec scorer's model averaged with its own version without the sequence model, each weighted
+    by how well it predicted the user's earlier items in the window (module docstring). ``prior`` is π, the prior
+    weight of the sequence model. Scores are log-probabilities [R, L, J] (the harness ranks them)."""
+
+    def __init__(self, scorer, prior: float = 0.5, name: str | None = None):
+        if not 0.0 < prior < 1.0:
+            raise ValueError(f"prior (the sequence model's prior weight) must be in (0, 1), got {prior}")
+        self.scorer, self.prior = scorer, prior
+        self.name = name or f"{scorer.name}, f_seq weighed by the history"
+
+    @torch.no_grad()
+    def log_probs(self, batch: PreRecBatch) -> Tensor:
+        """Each model's next-item log-probabilities at every position of ``batch``. [M, R, L, J]"""
+        with_sequence = torch.log_softmax(self.scorer(batch), dim=-1)  # [R, L, J]
+        with replaced_sequence_model(self.scorer.model, SilentSequence()):
+            without = torch.log_softmax(self.scorer(batch), dim=-1)  # [R, L, J]
+        return torch.stack([with_sequence, without])  # [M, R, L, J]
+
+    @torch.no_grad()
+    def __call__(self, batch: PreRecBatch) -> Tensor:
+        full = every_position(batch)
+        log_probs = self.log_probs(full)  # [M, R, L, J]
+        prior = torch.tensor([self.prior, 1.0 - self.prior], device=log_probs.device)  # [M]
+        log_weights = history_weights(log_probs, full.targets, full.target_mask, prior)  # [M, R, L]
+        return torch.logsumexp(log_weights.unsqueeze(-1) + log_probs, dim=0)  # [R, L, J]

@@ -1,0 +1,105 @@
+"""Weighing the sequence model by the user's own history (inference/evidence.py): the weights by hand, the mixture,
+its limits, and that it reads nothing after the position it scores."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from prerec_pyro.data.batches import BatchBuilder
+from prerec_pyro.inference.diagnostics import WithoutSequence
+from prerec_pyro.inference.evidence import HistoryWeightedSequence, every_position, history_weights
+from prerec_pyro.inference.pretrained import PretrainedRun
+
+TARGET = "japan"
+
+
+@pytest.fixture
+def scored(pretrained):
+    run_dir, prepared = pretrained
+    data = prepared.target(TARGET)
+    dom = data.domains[0]
+    batch = BatchBuilder(data, None).make(0, dom.windows(dom.users_in("test")[:4], data.sequences))
+    return PretrainedRun.load(run_dir).target_scorer(prepared, TARGET), batch
+
+
+def test_history_weights_by_hand():
+    """Two models, one window of 3 positions, 2 items. Model 0 gives the observed items probability 1/2 then 1/4,
+    model 1 gives 1/4 then 1/2; prior (0.5, 0.5). Before position 1: the prior; before 2: (1/2, 1/4) normalised,
+    i.e. (2/3, 1/3); position 0 is not evidence."""
+    log_probs = torch.log(torch.tensor([[[[0.5, 0.5], [0.5, 0.5], [0.75, 0.25]]],
+                                        [[[0.5, 0.5], [0.75, 0.25], [0.5, 0.5]]]]))  # [M=2, R=1, L=3, J=2]
+    targets = torch.tensor([[1, 0, 1]])  # position 1's next item 0: 1/2 vs 3/4; position 2's next item 1
+    scored = torch.tensor([[False, True, True]])
+    weights = history_weights(log_probs, targets, scored, torch.tensor([0.5, 0.5])).exp()  # [2, 1, 3]
+    torch.testing.assert_close(weights[:, 0, 0], torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(weights[:, 0, 1], torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(weights[:, 0, 2], torch.tensor([0.4, 0.6]))  # 1/2 : 3/4
+    skewed = history_weights(log_probs, targets, scored, torch.tensor([0.8, 0.2])).exp()
+    torch.testing.assert_close(skewed[:, 0, 2], torch.tensor([0.8 * 0.5, 0.2 * 0.75]) / (0.4 + 0.15))
+
+
+def test_every_position_marks_the_windows_real_items(scored):
+    _, batch = scored
+    full = every_position(batch)
+    positions = torch.arange(batch.items.shape[1])
+    for row in range(batch.items.shape[0]):
+        last = int(positions[batch.target_mask[row]].max())
+        assert full.target_mask[row].tolist() == [1 <= p <= last for p in range(batch.items.shape[1])]
+
+
+def test_mixture_is_a_distribution_between_its_two_models(scored):
+    eq8, batch = scored
+    mixed = HistoryWeightedSequence(eq8)(batch)  # [R, L, J]
+    full = every_position(batch)
+    assert mixed.shape == (*batch.items.shape, batch.n_domain_items)
+    torch.testing.assert_close(mixed[full.target_mask].exp().sum(-1), torch.ones(int(full.target_mask.sum())))
+    with_sequence = torch.log_softmax(eq8(full), -1)[full.target_mask]
+    without = torch.log_softmax(WithoutSequence(eq8)(full), -1)[full.target_mask]
+    low, high = torch.minimum(with_sequence, without), torch.maximum(with_sequence, without)
+    assert bool((mixed[full.target_mask] >= low - 1e-5).all() and (mixed[full.target_mask] <= high + 1e-5).all())
+    first = full.target_mask & (torch.arange(batch.items.shape[1]) == 1)  # position 1: the prior's weights alone
+    expected = torch.logsumexp(torch.stack([with_sequence, without]), 0) - math.log(2)
+    torch.testing.assert_close(mixed[first], expected[first[full.target_mask]], rtol=1e-5, atol=1e-5)
+
+
+def test_near_certain_prior_gives_one_model(scored):
+    eq8, batch = scored
+    full = every_position(batch)
+    almost_all = HistoryWeightedSequence(eq8, prior=1 - 1e-12)(batch)[full.target_mask]
+    torch.testing.assert_close(almost_all, torch.log_softmax(eq8(full), -1)[full.target_mask], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="prior"):
+        HistoryWeightedSequence(eq8, prior=1.0)
+
+
+def test_a_position_reads_only_the_items_before_it(scored):
+    """Changing the window's items from position p on leaves the scores of every position up to p unchanged."""
+    eq8, batch = scored
+    scorer = HistoryWeightedSequence(eq8)
+    row = int(batch.target_mask.sum(1).argmax())
+    length = int(every_position(batch).target_mask[row].sum()) + 1
+    cut = length // 2
+    assert cut >= 2, "the fixture needs a window of at least 4 items"
+    changed_items, changed_targets = batch.items.clone(), batch.targets.clone()
+    changed_items[row, cut:length] = batch.item_offset + (batch.targets[row, cut:length] + 1) % batch.n_domain_items
+    changed_targets[row, cut:length] = (batch.targets[row, cut:length] + 1) % batch.n_domain_items
+    changed = replace(batch, items=changed_items, targets=changed_targets)
+    torch.testing.assert_close(scorer(changed)[row, : cut + 1], scorer(batch)[row, : cut + 1], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(scorer(changed)[row, cut + 1: length], scorer(batch)[row, cut + 1: length])
+
+
+def test_weighed_sequence_reads_no_target_training_data(pretrained, scramble_training_users):
+    import numpy as np
+
+    from prerec_pyro.evaluate import EvalConfig, evaluate_domain
+
+    run_dir, prepared = pretrained
+    data = prepared.target(TARGET)
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, weigh_sequence=True)
+    assert scorer.name == "PreRec, f_seq weighed by the history"
+    config = EvalConfig(k_percent=5.0, n_boot=10)
+    before = evaluate_domain(scorer, data, 0, config)
+    after = evaluate_domain(scorer, scramble_training_users(data), 0, config)
+    assert len(before.ranks) > 0
+    np.testing.assert_array_equal(before.ranks, after.ranks)
