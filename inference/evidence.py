@@ -87,6 +87,10 @@ class HistoryWeightedSequence:
         self.scorer, self.prior = scorer, prior
         self.name = name or f"{scorer.name}, f_seq weighed by the history"
 
+    @property
+    def model(self) -> PreRecModel:
+        return self.scorer.model
+
     @torch.no_grad()
     def log_probs(self, batch: PreRecBatch) -> Tensor:
         """Each model's next-item log-probabilities at every position of ``batch``. [M, R, L, J]"""

@@ -292,12 +292,14 @@ class PretrainedRun:
     def on_domain(self, items: TableLike, recent_interactions: TableLike | None = None,
                   now: int | str | pd.Timestamp | None = None, samples: int = 0,
                   backdoor_from: str = "prior", domain: str | None = None,
-                  date_format: str | None = None) -> DomainRecommender:
+                  date_format: str | None = None, weigh_sequence: bool = False) -> DomainRecommender:
         """A recommender over catalogue ``items`` (item_id, text) with popularity from ``recent_interactions``
         (item_id, timestamp) of the interval before ``now`` (default: the latest recent interaction). ``samples`` >
         0: the back-door average over draws of D (``backdoor_from``: see ``target_scorer``) instead of Eq. 8.
         Tables with a ``domain`` column: ``domain`` picks one (needed when they hold several); ``date_format``: the
-        strftime codes of the recent interactions' timestamps, where they are not epoch times or ISO dates."""
+        strftime codes of the recent interactions' timestamps, where they are not epoch times or ISO dates.
+        ``weigh_sequence``: see ``target_scorer`` (a history's earlier items are weighed with the popularity of
+        ``now``, the only one the recommender has)."""
         if backdoor_from not in BACKDOOR_FROM:
             raise ValueError(f"backdoor_from must be one of {BACKDOOR_FROM}, got {backdoor_from!r}")
         table = items_table(items, domain)
@@ -317,5 +319,7 @@ class PretrainedRun:
             draws = None if backdoor_from == "prior" else self.posterior_domain_draws(samples)
             scorer = BackdoorScorer(model, samples, name=f"{self.label} (back-door)", item_offsets=offsets,
                                     domain_draws=draws)
+        if weigh_sequence:
+            scorer = HistoryWeightedSequence(scorer or InterventionScorer(model, name="PreRec", item_offsets=offsets))
         return DomainRecommender(model, table["item_id"].to_numpy(dtype=object), factors.to(self.device), offsets,
                                  scorer)

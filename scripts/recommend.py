@@ -51,6 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="back-door draws of D instead of Eq. 8's do(D = 0) (0, the default: Eq. 8)")
     p.add_argument("--backdoor-from", default="prior", choices=BACKDOOR_FROM,
                    help="with --samples: D from its prior, or from the run's posterior of the sources' D_k")
+    p.add_argument("--weigh-sequence", action="store_true",
+                   help="average the scores with the scores without the sequence model (f_seq = 0), each weighed by "
+                        "how well it predicted the user's earlier items (inference/evidence.py; default: Eq. 8 as it "
+                        "is)")
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", required=True, help="output folder: recommendations.csv is written there (atomically)")
@@ -82,7 +86,7 @@ def main(args: argparse.Namespace):
     recent = read_log(args.interactions, args.domain, args.date_format, ("item_id", "timestamp")) \
         if args.interactions else None
     domain = run.on_domain(items, recent_interactions=recent, now=args.now, samples=args.samples,
-                           backdoor_from=args.backdoor_from)
+                           backdoor_from=args.backdoor_from, weigh_sequence=args.weigh_sequence)
     histories = read_histories(args.histories, args.domain, args.date_format)
     users = list(histories)
     parts = []

@@ -91,6 +91,27 @@ def test_the_back_door_over_the_posterior_recommends_as_the_harness_scores(pretr
         run.on_domain(domain.items, samples=2, backdoor_from="data")
 
 
+def test_the_recommender_weighs_the_sequence_model_by_the_history_when_asked(shop):
+    """One item of history: nothing to weigh yet, the scores are the prior's mixture of Eq. 8 and Eq. 8 without
+    f_seq; a longer history gives a distribution over the catalogue too."""
+    import math
+
+    from prerec_pyro.inference.evidence import SilentSequence, replaced_sequence_model
+
+    run, domain = shop
+    plain = run.on_domain(domain.items, recent_interactions=domain.interactions)
+    weighed = run.on_domain(domain.items, recent_interactions=domain.interactions, weigh_sequence=True)
+    assert weighed.scorer.name == "PreRec, f_seq weighed by the history"
+    first = [list(domain.items["item_id"][:1])]
+    with_sequence = torch.log_softmax(plain.score(first)[0], -1)  # [J]
+    with replaced_sequence_model(plain.model, SilentSequence()):
+        without = torch.log_softmax(plain.score(first)[0], -1)  # [J]
+    expected = torch.logsumexp(torch.stack([with_sequence, without]), 0) - math.log(2)
+    torch.testing.assert_close(weighed.score(first)[0], expected, rtol=1e-5, atol=1e-5)
+    longer = weighed.score([list(domain.items["item_id"][:6])])[0]  # [J]
+    torch.testing.assert_close(longer.exp().sum(), torch.tensor(1.0), rtol=1e-5, atol=1e-5)
+
+
 def test_top_k_is_in_the_catalogue_excludes_the_history_and_is_deterministic(shop):
     run, domain = shop
     recommender = run.on_domain(domain.items, recent_interactions=domain.interactions)

@@ -71,6 +71,10 @@ def test_a_copied_run_recommends_serves_and_scores_without_its_sources(pretraine
     recommend.main(recommend.parse_args(["--run", str(moved), *argv, "--out", str(folder / "moved")]))
     pd.testing.assert_frame_equal(pd.read_csv(folder / "moved" / "recommendations.csv"),
                                   pd.read_csv(folder / "in_place" / "recommendations.csv"))
+    recommend.main(recommend.parse_args(["--run", str(moved), *argv, "--weigh-sequence", "--out",
+                                         str(folder / "weighed")]))
+    weighed = pd.read_csv(folder / "weighed" / "recommendations.csv")
+    assert len(weighed) == len(pd.read_csv(folder / "moved" / "recommendations.csv"))  # same users, same k
     fastapi = pytest.importorskip("fastapi", reason="the serve extra is not installed")
     from fastapi.testclient import TestClient
 
