@@ -30,6 +30,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "domain)")
     p.add_argument("--now", default=None, help="time of the recommendations (default: the latest recent interaction)")
     p.add_argument("--date-format", default=None, help="strftime format of the timestamps (e.g. %%d/%%m/%%Y)")
+    p.add_argument("--weigh-sequence", action="store_true",
+                   help="average the scores with the scores without the sequence model (f_seq = 0), each weighed by "
+                        "how well it predicted the user's earlier items (inference/evidence.py; default: Eq. 8 as it "
+                        "is)")
     p.add_argument("--max-k", type=int, default=100, help="the largest k a request may ask for")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
@@ -54,8 +58,9 @@ def main(args: argparse.Namespace) -> None:
     if args.interactions:
         recent = rows_of_domain(read_table(args.interactions, ("item_id", "timestamp")), args.domain,
                                 args.interactions, shared_rows=False)
-    recommender = PretrainedRun.load(args.run, device=args.device).on_domain(items, recent_interactions=recent,
-                                                                             now=args.now, date_format=args.date_format)
+    recommender = PretrainedRun.load(args.run, device=args.device).on_domain(
+        items, recent_interactions=recent, now=args.now, date_format=args.date_format,
+        weigh_sequence=args.weigh_sequence)
     uvicorn.run(create_app(recommender, max_k=args.max_k), host=args.host, port=args.port)
 
 
