@@ -4,8 +4,9 @@ For a pre-trained model pointed at a target, the scorers here rank the same samp
 
 - ``WithoutPopularity``: Eq. 8 with every candidate's popularity factors F = 0, so Z_j = f_pop(0) is the same for
   every item: the text and sequence terms alone;
-- ``WithoutSequence``: Eq. 8 with a silent sequence model (f_seq = 0): the user state is what the last item says
-  (the skip and the text channel, when the run has them); the gap to Eq. 8 is what the Transformer adds;
+- ``WithoutSequence`` (from ``inference/evidence.py``, which averages Eq. 8 with it): Eq. 8 with a silent sequence
+  model (f_seq = 0): the user state is what the last item says (the skip and the text channel, when the run has
+  them); the gap to Eq. 8 is what the Transformer adds;
 - ``SequenceMeanOnly`` / ``SequenceCentred``: Eq. 8 with f_seq's output split into the part every user shares (its
   mean over the batch's windows and positions) and the rest: the mean alone is an item prior learned from the
   sources' texts (the same ranking for everyone), the centred part what tells users apart. Eq. 8 plus the silenced
@@ -40,7 +41,7 @@ from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
 from prerec_pyro.text import centering_label
 
-from .evidence import HistoryWeightedSequence, SilentSequence, replaced_sequence_model
+from .evidence import HistoryWeightedSequence, WithoutSequence
 from .pretrained import PretrainedRun
 from .zero_shot import score_target
 
@@ -80,22 +81,6 @@ class _SequencePart(nn.Module):
         state = self.f_seq(first, history)  # [R, L, B]
         mean = state.mean(dim=(0, 1), keepdim=True).expand_as(state)  # [R, L, B]
         return mean if self.part == "mean" else state - mean
-
-
-class WithoutSequence:
-    """A zero-shot scorer's scores with a silent sequence model (f_seq = 0): the other terms alone."""
-
-    label = "without sequence model"
-
-    def __init__(self, scorer):
-        self.scorer, self.name = scorer, f"{scorer.name} {self.label}"
-
-    def sequence_model(self) -> nn.Module:
-        return SilentSequence()
-
-    def __call__(self, batch: PreRecBatch) -> Tensor:
-        with replaced_sequence_model(self.scorer.model, self.sequence_model()):
-            return self.scorer(batch)
 
 
 class SequenceMeanOnly(WithoutSequence):

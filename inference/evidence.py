@@ -47,6 +47,22 @@ def replaced_sequence_model(model: PreRecModel, f_seq: nn.Module):
         model.f_seq = kept
 
 
+class WithoutSequence:
+    """A zero-shot scorer's scores with a silent sequence model (f_seq = 0): the other terms alone."""
+
+    label = "without sequence model"
+
+    def __init__(self, scorer):
+        self.scorer, self.name = scorer, f"{scorer.name} {self.label}"
+
+    def sequence_model(self) -> nn.Module:
+        return SilentSequence()
+
+    def __call__(self, batch: PreRecBatch) -> Tensor:
+        with replaced_sequence_model(self.scorer.model, self.sequence_model()):
+            return self.scorer(batch)
+
+
 def every_position(batch: PreRecBatch) -> PreRecBatch:
     """``batch`` with every position from 1 up to each window's last target marked as a target (windows are
     right-padded, so these are the window's real items), so that each is scored."""
@@ -95,8 +111,7 @@ class HistoryWeightedSequence:
     def log_probs(self, batch: PreRecBatch) -> Tensor:
         """Each model's next-item log-probabilities at every position of ``batch``. [M, R, L, J]"""
         with_sequence = torch.log_softmax(self.scorer(batch), dim=-1)  # [R, L, J]
-        with replaced_sequence_model(self.scorer.model, SilentSequence()):
-            without = torch.log_softmax(self.scorer(batch), dim=-1)  # [R, L, J]
+        without = torch.log_softmax(WithoutSequence(self.scorer)(batch), dim=-1)  # [R, L, J]
         return torch.stack([with_sequence, without])  # [M, R, L, J]
 
     @torch.no_grad()

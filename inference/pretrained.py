@@ -319,7 +319,8 @@ class PretrainedRun:
             draws = None if backdoor_from == "prior" else self.posterior_domain_draws(samples)
             scorer = BackdoorScorer(model, samples, name=f"{self.label} (back-door)", item_offsets=offsets,
                                     domain_draws=draws)
-        if weigh_sequence:
-            scorer = HistoryWeightedSequence(scorer or InterventionScorer(model, name="PreRec", item_offsets=offsets))
-        return DomainRecommender(model, table["item_id"].to_numpy(dtype=object), factors.to(self.device), offsets,
-                                 scorer)
+        recommender = DomainRecommender(model, table["item_id"].to_numpy(dtype=object), factors.to(self.device),
+                                        offsets, scorer)
+        if weigh_sequence:  # the recommender's own scorer (Eq. 8 or the back-door), weighed
+            recommender.scorer = HistoryWeightedSequence(recommender.scorer)
+        return recommender

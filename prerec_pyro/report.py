@@ -35,9 +35,10 @@ def method_scores(long: pd.DataFrame, rule: str, targets: tuple[str, ...] | None
 def verdict(scores: pd.DataFrame) -> dict | None:
     """PreRec against the best other method of ``scores`` (``method_scores``): the ratio of means, both spreads,
     and "best", "tied" or "not best" (with one training seed of PreRec, only ahead or behind); None without a
-    PreRec row. Other scorings of PreRec's own run (``prerec_default/history``) are not other methods."""
+    PreRec row or without another method (other scorings of PreRec's own run, ``prerec_default/history``, are not
+    other methods)."""
     prerec = next((name for name in PRERECS if name in scores.index), None)
-    if prerec is None or len(scores) < 2:
+    if prerec is None:
         return None
     run = prerec.split("/")[0]  # the same run's other scorings are PreRec too, not other methods
     others = scores[~scores.index.str.startswith(f"{run}/")]

@@ -75,11 +75,12 @@ def main(args: argparse.Namespace) -> Path:
     except PretrainingInterrupted as interrupted:
         if parallel.is_main:
             print(f"map_pretrain.py: {interrupted}", file=sys.stderr)
-        parallel.close()
-        parallel.exit(130)  # a rank of a multi-process run ends here (prerec_pyro/distributed.py); else a no-op
-        sys.exit(130)
+        run_dir = None
     finally:
         parallel.close()
+    if run_dir is None:
+        parallel.exit(130)  # a rank of a multi-process run ends here (prerec_pyro/distributed.py); else a no-op
+        sys.exit(130)
     if parallel.is_main:
         print(f"run directory: {run_dir}")
     parallel.exit()

@@ -117,17 +117,16 @@ def two_process_worker(rank: int, rendezvous: str, folder: str, kinds: tuple[str
 _HELD = []  # the process group kept alive past close, as a DDP wrapper keeps it
 
 
-def exit_worker(rank: int, rendezvous: str, folder: str, leave: bool) -> None:
-    """One of two gloo ranks: a step through a DDP wrapper, ``close``, a file written, then the end of the rank by
-    ``Distributed.exit`` (``leave``) or by the interpreter's shutdown with the group still held."""
+def exit_worker(rank: int, rendezvous: str, folder: str) -> None:
+    """One of two gloo ranks: a step through a DDP wrapper, ``close`` with the group still held, a file written,
+    then the end of the rank by ``Distributed.exit``."""
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
     parallel = Distributed(rank, 2, rank)
     parallel.wrap(torch.nn.Linear(3, 1))(torch.ones(2, 3)).sum().backward()
     _HELD.append(dist.group.WORLD)
     parallel.close()
     (Path(folder) / f"done.{rank}").write_text("written before the rank ended")
-    if leave:
-        parallel.exit()
+    parallel.exit()
 
 
 def test_exit_ends_a_rank_cleanly_while_gloo_threads_still_run(tmp_path):
@@ -135,7 +134,7 @@ def test_exit_ends_a_rank_cleanly_while_gloo_threads_still_run(tmp_path):
     held, as a DDP wrapper holds it), and is a no-op in one process. The abort it avoids is a race (about one
     two-rank bench_ddp launch in five under load), measured by repeated launches (docs/DESIGN.md), not here."""
     Distributed().exit()  # one process: returns
-    mp.spawn(exit_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path), True), nprocs=2)
+    mp.spawn(exit_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2)
     assert all((tmp_path / f"done.{rank}").read_text() for rank in range(2))
 
 

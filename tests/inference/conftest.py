@@ -63,3 +63,34 @@ def scramble_training_users():
         return MultiDomainData([replace(dom, seq_items=scrambled)], data.sequences)  # same popularity table
 
     return scramble
+
+
+@pytest.fixture(scope="session")
+def reads_no_training_users(scramble_training_users):
+    """``check(scorer, data)``: evaluates ``scorer`` on one-domain ``data`` and on its copy with the training users
+    scrambled, asserts that no rank changes (and that there are ranks), and returns the ranks."""
+    from prerec_pyro.evaluate import EvalConfig, evaluate_domain
+
+    def check(scorer, data: MultiDomainData) -> np.ndarray:
+        config = EvalConfig(k_percent=5.0, n_boot=10)
+        before = evaluate_domain(scorer, data, 0, config)
+        after = evaluate_domain(scorer, scramble_training_users(data), 0, config)
+        assert len(before.ranks) > 0
+        np.testing.assert_array_equal(before.ranks, after.ranks)
+        return before.ranks
+
+    return check
+
+
+@pytest.fixture
+def scored(pretrained):
+    """The session run's Eq. 8 scorer on japan, a batch of four of japan's test users' windows, and japan's text
+    vectors."""
+    from prerec_pyro.data.batches import BatchBuilder
+    from prerec_pyro.inference.pretrained import PretrainedRun
+
+    run_dir, prepared = pretrained
+    data = prepared.target("japan")
+    dom = data.domains[0]
+    batch = BatchBuilder(data, None).make(0, dom.windows(dom.users_in("test")[:4], data.sequences))
+    return PretrainedRun.load(run_dir).target_scorer(prepared, "japan"), batch, prepared.item_text(data)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from prerec_pyro.baselines.simple import SbertScorer
-from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.inference.diagnostics import (
     SbertAgreement,
     SequenceCentred,
@@ -18,19 +17,9 @@ from prerec_pyro.inference.diagnostics import (
     WithoutSequence,
     spearman,
 )
-from prerec_pyro.inference.pretrained import PretrainedRun
 
 TARGET = "japan"
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diagnose.py"
-
-
-@pytest.fixture
-def scored(pretrained):
-    run_dir, prepared = pretrained
-    data = prepared.target(TARGET)
-    dom = data.domains[0]
-    batch = BatchBuilder(data, None).make(0, dom.windows(dom.users_in("test")[:4], data.sequences))
-    return PretrainedRun.load(run_dir).target_scorer(prepared, TARGET), batch, prepared.item_text(data)
 
 
 def test_spearman_by_hand():
