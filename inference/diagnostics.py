@@ -148,6 +148,23 @@ class SbertAgreement:
         return float(torch.cat(self.correlations).mean()) if self.correlations else float("nan")
 
 
+class SequenceWeightRecord(HistoryWeightedSequence):
+    """``HistoryWeightedSequence`` that also records the sequence model's posterior weight w_1(t) at every
+    evaluated position: how far the users' own histories trust f_seq on this target (``mean_weight``)."""
+
+    def __init__(self, scorer, prior: float = 0.5):
+        super().__init__(scorer, prior)
+        self.weights: list[Tensor] = []
+
+    def __call__(self, batch: PreRecBatch) -> Tensor:
+        scores, weights = self.scores_and_weights(batch)  # [R, L, J], [R, L]
+        self.weights.append(weights[batch.target_mask].cpu())
+        return scores
+
+    def mean_weight(self) -> float:
+        return float(torch.cat(self.weights).mean()) if self.weights else float("nan")
+
+
 TERMS = ("without-popularity", "without-sequence", "sequence-shared", "sequence-centred", "history-weighted",
          "text-head", "pop", "sbert", "sbert-without-history")  # diagnostic_rows' rows beside Eq. 8, in order
 
@@ -165,13 +182,17 @@ def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config:
     agreement = SbertAgreement(eq8, text)
     rows_of = {"without-popularity": lambda: WithoutPopularity(eq8), "without-sequence": lambda: WithoutSequence(eq8),
                "sequence-shared": lambda: SequenceMeanOnly(eq8), "sequence-centred": lambda: SequenceCentred(eq8),
-               "history-weighted": lambda: HistoryWeightedSequence(eq8),
+               "history-weighted": lambda: SequenceWeightRecord(eq8),
                "text-head": lambda: TextHeadOnly(eq8.model, name=f"{eq8.name} text head only"),
                "pop": PopScorer, "sbert": lambda: SbertScorer(text),
                "sbert-without-history": lambda: WithoutHistory(SbertScorer(text))}
     scorers = [agreement] + [rows_of[term]() for term in TERMS if term in terms]
     rows = [r for r in score_target(prepared, target, scorers, config, with_random=False) if r["subset"] == "all"]
     rows[0]["sbert_spearman"] = agreement.mean_correlation()
+    weighed = {scorer.name: scorer.mean_weight() for scorer in scorers if isinstance(scorer, SequenceWeightRecord)}
+    for row in rows:  # the history-weighed rows: the sequence model's mean posterior weight
+        if row["method"] in weighed:
+            row["sequence_weight"] = weighed[row["method"]]
     for row in rows:  # the rules read the run's vectors: say so when they are centred
         row["method"] += centering_label(prepared.text.centering) if row["method"].startswith("SBERT") else ""
     return rows

@@ -115,9 +115,14 @@ class HistoryWeightedSequence:
         return torch.stack([with_sequence, without])  # [M, R, L, J]
 
     @torch.no_grad()
-    def __call__(self, batch: PreRecBatch) -> Tensor:
+    def scores_and_weights(self, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
+        """The averaged scores [R, L, J] and the sequence model's posterior weight w_1(t) at every position [R, L]
+        (the harness reads the scores at ``batch.target_mask``)."""
         full = every_position(batch)
         log_probs = self.log_probs(full)  # [M, R, L, J]
         prior = torch.tensor([self.prior, 1.0 - self.prior], device=log_probs.device)  # [M]
         log_weights = history_weights(log_probs, full.targets, full.target_mask, prior)  # [M, R, L]
-        return torch.logsumexp(log_weights.unsqueeze(-1) + log_probs, dim=0)  # [R, L, J]
+        return torch.logsumexp(log_weights.unsqueeze(-1) + log_probs, dim=0), log_weights[0].exp()
+
+    def __call__(self, batch: PreRecBatch) -> Tensor:
+        return self.scores_and_weights(batch)[0]  # [R, L, J]

@@ -9,7 +9,9 @@ Rows (``--terms``): Eq. 8 as evaluated, Eq. 8 without the target's popularity, w
 (f_seq = 0), with f_seq's state shared by all users only or with that part removed, Eq. 8 averaged with its
 f_seq = 0 version weighed by each user's history (inference/evidence.py), the run's text head alone
 (f_e(X_last)·f_e(X_j)), POP, SBERT and SBERT with the history's items ranked last; the
-column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's. The benchmark's targets are
+column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's, and ``sequence_weight`` the
+history-weighted row's mean posterior weight of the sequence model at the evaluated positions (how far the users'
+own histories trust f_seq on that target). The benchmark's targets are
 scored with the run's own sources (any benchmark, a .toml file included). Writes ``diagnose_<benchmark>.csv``
 beside the run (a .toml benchmark: its folder name, as under a root of runs).
 """
@@ -72,6 +74,10 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     wide.loc["mean"] = wide.mean()
     print(wide.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"mean Spearman(Eq. 8, SBERT): {table['sbert_spearman'].mean():.3f}")
+    if "sequence_weight" in table:  # one value per target, repeated on its rules' rows
+        weights = table.dropna(subset="sequence_weight").groupby("domain", sort=False)["sequence_weight"].first()
+        print(f"mean posterior weight of the sequence model (history-weighted, prior 0.5): {weights.mean():.3f} "
+              f"(per target: {', '.join(f'{d} {w:.3f}' for d, w in weights.items())})")
     write_csv(run / f"diagnose_{benchmark.folder}.csv", table)
     return table
 

@@ -117,3 +117,6 @@ def test_diagnose_script_prints_each_term(pretrained, capsys):
                                           "--terms", "history-weighted", "without-sequence"]))
     assert list(dict.fromkeys(some["method"])) == ["PreRec", "PreRec without sequence model",
                                                    "PreRec, f_seq weighed by the history"]
+    weighed = some[some["method"] == "PreRec, f_seq weighed by the history"]["sequence_weight"]
+    assert len(weighed) == 2 and weighed.between(0, 1).all() and weighed.nunique() == 1  # one per target
+    assert "mean posterior weight of the sequence model" in capsys.readouterr().out

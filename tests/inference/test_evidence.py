@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from prerec_pyro.inference.diagnostics import WithoutSequence
+from prerec_pyro.inference.diagnostics import SequenceWeightRecord, WithoutSequence
 from prerec_pyro.inference.evidence import HistoryWeightedSequence, every_position, history_weights
 from prerec_pyro.inference.pretrained import PretrainedRun
 
@@ -84,3 +84,21 @@ def test_weighed_sequence_reads_no_target_training_data(pretrained, reads_no_tra
     scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, weigh_sequence=True)
     assert scorer.name == "PreRec, f_seq weighed by the history"
     reads_no_training_users(scorer, prepared.target(TARGET))
+
+
+def test_sequence_weight_is_the_posterior_of_the_sequence_model(scored):
+    """The recorded weight w_1(t) at each target: the prior at position 1, then π p_1 / (π p_1 + (1 - π) p_0) of
+    the window's earlier items, computed here from the two models' own log-probabilities."""
+    eq8, batch, _ = scored
+    record = SequenceWeightRecord(eq8, prior=0.3)
+    scores = record(batch)
+    torch.testing.assert_close(scores, HistoryWeightedSequence(eq8, prior=0.3)(batch))
+    full = every_position(batch)
+    log_probs = torch.stack([torch.log_softmax(eq8(full), -1), torch.log_softmax(WithoutSequence(eq8)(full), -1)])
+    observed = log_probs.gather(-1, full.targets.clamp(min=0)[None, ..., None].expand(2, -1, -1, 1))[..., 0]
+    before = (observed * full.target_mask).cumsum(-1) - observed * full.target_mask  # [2, R, L]
+    expected = torch.sigmoid(math.log(0.3 / 0.7) + before[0] - before[1])  # [R, L]
+    torch.testing.assert_close(record.weights[0], expected[batch.target_mask], rtol=1e-4, atol=1e-5)
+    first = batch.target_mask & (torch.arange(batch.items.shape[1]) == 1)
+    torch.testing.assert_close(expected[first], torch.full((int(first.sum()),), 0.3))
+    assert record.mean_weight() == pytest.approx(float(expected[batch.target_mask].mean()), abs=1e-5)
