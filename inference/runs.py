@@ -214,16 +214,17 @@ def check_finished(run_dir: Path, method: str | None = None) -> RunConfig:
     return config
 
 
-def find_latest_run(root: Path, benchmark: str, method: str) -> Path | None:
-    """The most recently created finished run of ``method`` on ``benchmark`` (a name or a TOML file) under ``root``,
-    in the benchmark's folder there; running and interrupted runs are passed over."""
+def find_latest_run(root: Path, benchmark: str, method: str, state: str = "finished") -> Path | None:
+    """The most recently created run of ``method`` on ``benchmark`` (a name or a TOML file) under ``root``, in the
+    benchmark's folder there, whose ``run_state`` is ``state`` (finished by default: running and interrupted runs are
+    passed over; "interrupted" finds one to resume)."""
     benchmark = get_benchmark(benchmark)
     folder = Path(root) / benchmark.folder
     runs = []
     for config_path in folder.glob("*/config.json") if folder.is_dir() else []:
         payload = load_json(config_path)
         if (payload.get("method") == method and payload.get("benchmark") == benchmark.name
-                and run_state(config_path.parent) == "finished"):
+                and run_state(config_path.parent) == state):
             runs.append((payload.get("created", ""), config_path.parent))
     return max(runs)[1] if runs else None
 

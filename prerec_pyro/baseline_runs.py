@@ -78,14 +78,34 @@ def pretrained_baseline(kind: str, prepared: PreparedBenchmark, reference: RunCo
     config = train_config(kind, reference, seed, device)
     eval_config = EvalConfig(k_percent=prepared.benchmark.k_percent, split="valid", n_boot=1, device=device,
                              max_users=reference.valid_max_users)
-    history = fit_baseline(model, sources, config, validate=validation_callback(model, sources, eval_config))
+    directory.mkdir(parents=True, exist_ok=True)
+    last = directory / "last.pt"  # after every epoch: an interrupted run continues from it
+    recipe = {"kind": kind, "train": asdict(config), "reference": {**reference.to_json(), "created": None},
+              "centering": prepared.text.centering}
+    resume = resumable(last, recipe, device)
+    history = fit_baseline(model, sources, config, validate=validation_callback(model, sources, eval_config),
+                           resume=resume, on_epoch=lambda done: save_checkpoint(last, {**done, "recipe": recipe}))
     save_json(directory / "history.json", {"history": history, "convergence": history[-1]["convergence"]})
     save_json(directory / "config.json", {"kind": kind, "seed": seed, "train": asdict(config),
                                           "reference": reference.to_json()})
     save_checkpoint(directory / "model.pt", {"model": model.state_dict()})  # last: its presence means finished
+    last.unlink(missing_ok=True)
     logger.info("%s (seed %d) trained: best validation r-NDCG@K%% %.4f", BASELINE_KINDS[kind], seed,
                 max(r["score"] for r in history))
     return model
+
+
+def resumable(last: Path, recipe: dict, device: str) -> dict | None:
+    """The snapshot an interrupted training of ``recipe`` left at ``last``, None when there is none; one of another
+    recipe (another budget, seed or text) is refused rather than continued."""
+    if not last.exists():
+        return None
+    snapshot = load_checkpoint(last, device)
+    if snapshot.get("recipe") != recipe:
+        raise ValueError(f"{last} holds an interrupted training of another configuration; delete it to train this "
+                         "one from the start, or use another --runs folder")
+    logger.info("resuming %s from %s", BASELINE_KINDS[recipe["kind"]], last)
+    return snapshot
 
 
 def check_text_centering(directory: Path, centering: str) -> None:

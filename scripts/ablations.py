@@ -33,7 +33,7 @@ from prerec_pyro.baselines.train import BaselineScorer
 from prerec_pyro.data.benchmarks import BENCHMARK_HELP, get_benchmark
 from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig
 from prerec_pyro.inference.pretrained import PretrainedRun
-from prerec_pyro.inference.pretraining import pretrain
+from prerec_pyro.inference.pretraining import pretrain, resume_pretraining
 from prerec_pyro.inference.runs import METHODS, RunConfig, common_cold_protocol, find_latest_run, load_run_config
 from prerec_pyro.inference.zero_shot import intervened_source_score, rule_scorers, sbert_pop_alpha, score_target
 from prerec_pyro.io import atomic_write, write_csv
@@ -159,11 +159,18 @@ def base_config(args: argparse.Namespace, seed: int = 0) -> RunConfig:
 
 
 def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
-    """The finished run of ``variant`` and ``seed``, pre-training it if there is none."""
+    """The finished run of ``variant`` and ``seed``, pre-training it if there is none: an interrupted run of the same
+    configuration is resumed from its last checkpoint (a converged run is most of an hour on a CPU), any other is
+    started afresh."""
     root, benchmark = Path(args.runs) / variant / f"seed{seed}", args.pretrained_on or args.benchmark
     run, config = find_latest_run(root, benchmark, VARIANTS[variant].method), base_config(args, seed)
     if run is None:
-        return pretrain(variant_config(variant, config), root)
+        wanted = variant_config(variant, config)
+        unfinished = find_latest_run(root, benchmark, wanted.method, state="interrupted")
+        if unfinished is not None and replace(load_run_config(unfinished), created="") == replace(wanted, created=""):
+            logger.info("resuming the interrupted run %s (the same configuration)", unfinished)
+            return resume_pretraining(unfinished)
+        return pretrain(wanted, root)
     found = load_run_config(run).text_centering
     if found != config.text_centering:
         raise ValueError(f"{run} was trained on text centring {found!r}, not {config.text_centering!r}: use another "

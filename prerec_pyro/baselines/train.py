@@ -163,13 +163,17 @@ def _trainable(model: nn.Module, trainable: Iterable[nn.Parameter] | None) -> li
 
 def fit_baseline(model: SequentialRecommender, data: MultiDomainData, config: BaselineTrainConfig,
                  validate: Callable[[], dict] | None = None, first_n: int | None = None,
-                 trainable: Iterable[nn.Parameter] | None = None, parallel: Distributed = SINGLE) -> list[dict]:
+                 trainable: Iterable[nn.Parameter] | None = None, parallel: Distributed = SINGLE,
+                 resume: dict | None = None, on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
     """Train ``model`` on the training users of ``data`` (its text vectors must be ``data``'s global rows), across
     the processes of ``parallel`` when given (rank 0 validates).
 
     Early-stops after ``patience`` epochs without a better ``validate()["score"]`` (``-loss`` without
     ``validate``) and restores the best weights. ``first_n`` keeps only the first interactions (incremental
     fine-tuning); ``trainable`` restricts the optimised parameters (the others are frozen while fitting).
+    ``on_epoch(snapshot)`` follows every epoch (on rank 0) with what continuing needs: the weights, the optimiser,
+    the loop's state and the best weights so far; ``resume`` is such a snapshot to continue from (epochs are seeded
+    by their index, so a resumed run repeats the uninterrupted one).
     Returns one record per epoch: epoch, loss, seconds, score and whatever ``validate`` returned.
     """
     if model.n_items != data.n_items:
@@ -182,20 +186,30 @@ def fit_baseline(model: SequentialRecommender, data: MultiDomainData, config: Ba
     for p in frozen:
         p.requires_grad_(False)
     try:
-        return _fit(_Fitter(model, data, config, first_n, params, parallel), validate)
+        return _fit(_Fitter(model, data, config, first_n, params, parallel), validate, resume, on_epoch)
     finally:
         for p in frozen:
             p.requires_grad_(True)
 
 
-def _fit(fitter: _Fitter, validate: Callable[[], dict] | None) -> list[dict]:
+def _fit(fitter: _Fitter, validate: Callable[[], dict] | None, resume: dict | None = None,
+         on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
     """The shared epoch loop with early stopping on the validation score; restores the best state dict. The last
     record holds ``convergence`` (why training stopped, ``prerec_pyro.training.convergence``)."""
     model, best = fitter.model, {}
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        fitter.optimizer.load_state_dict(resume["optimizer"])
+        fitter.state.update(resume["state"])  # in place: the learning-rate schedule holds this dict
+        best.update(resume["best"])
+        logger.info("%s: continuing after epoch %d", type(model).__name__, fitter.state["epoch"] - 1)
 
     def keep_best(improved: bool) -> None:
         if improved:
             best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if on_epoch is not None and fitter.parallel.is_main:
+            on_epoch({"model": model.state_dict(), "optimizer": fitter.optimizer.state_dict(),
+                      "state": fitter.state, "best": best})
 
     state = fit_epochs(fitter.run_epoch, validate, fitter.config, fitter.state, keep_best, type(model).__name__,
                        fitter.parallel)

@@ -1,5 +1,6 @@
 """The learnable baselines: SASRec, GRU4Rec/ZESRec, UniSRec and their training loop, on the tiny synthetic data."""
 
+import copy
 import math
 from dataclasses import replace
 
@@ -260,3 +261,28 @@ def test_unisrec_adds_the_sequence_sequence_contrast_in_training_only(bench):
     assert term > 0 and term < 1e-3 * 2 * math.log(len(users))  # λ = 1e-3 times a cross-entropy over the batch
     assert model.eval().auxiliary_loss(batch, users) == 0
     assert UniSRec(text, n_heads=2, sequence_weight=0.0, **SIZES).auxiliary_loss(batch, users) == 0
+
+
+def test_a_resumed_fit_repeats_the_uninterrupted_one(bench):
+    """Stopped after epoch 1 (its snapshot kept by on_epoch), then resumed with the full budget: the same history
+    and the same final weights as three epochs in one go (UniSRec: noisy gating, dropout; a schedule with plateaus)."""
+    sources, text, _, _ = bench
+    config = replace(FAST, max_epochs=3, patience=3, lr_decay=0.5, loss="contrastive")
+
+    def scores():
+        return iter([0.2, 0.1, 0.3]).__next__
+
+    whole = build("UniSRec", text)
+    validate = scores()
+    history = fit_baseline(whole, sources, config, validate=lambda: {"score": validate()})
+    snapshots = []
+    first = build("UniSRec", text)
+    validate = scores()
+    fit_baseline(first, sources, replace(config, max_epochs=1), validate=lambda: {"score": validate()},
+                 on_epoch=lambda snapshot: snapshots.append(copy.deepcopy(snapshot)))
+    assert len(snapshots) == 1 and snapshots[0]["state"]["epoch"] == 1
+    resumed = build("UniSRec", text, seed=5)  # other initial weights: the snapshot replaces them
+    rest = fit_baseline(resumed, sources, config, validate=lambda: {"score": validate()}, resume=snapshots[0])
+    assert [(r["loss"], r["score"], r["lr_factor"]) for r in rest] == [
+        (r["loss"], r["score"], r["lr_factor"]) for r in history]
+    assert all(torch.equal(whole.state_dict()[k], resumed.state_dict()[k]) for k in whole.state_dict())

@@ -83,3 +83,16 @@ def test_a_run_on_centred_text_keeps_its_centring_and_refuses_plain_text(tmp_pat
     assert RunConfig.from_json(payload).text_centering == "none"
     with pytest.raises(ValueError, match="text_centering must be one of"):
         replace(run.config, text_centering="whiten")
+
+
+def test_a_baseline_resumes_only_its_own_interrupted_training(tmp_path):
+    from prerec_pyro.baseline_runs import resumable
+    from prerec_pyro.inference.checkpoint import save_checkpoint
+
+    last, recipe = tmp_path / "last.pt", {"kind": "unisrec", "train": {"seed": 0, "max_epochs": 100}}
+    assert resumable(last, recipe, "cpu") is None  # nothing to resume
+    save_checkpoint(last, {"model": {}, "state": {"epoch": 4}, "recipe": recipe})
+    assert resumable(last, recipe, "cpu")["state"]["epoch"] == 4
+    other = {**recipe, "train": {"seed": 1, "max_epochs": 100}}
+    with pytest.raises(ValueError, match=rf"{last} holds an interrupted training of another configuration"):
+        resumable(last, other, "cpu")

@@ -276,3 +276,22 @@ def test_ablations_on_centred_text_name_it_and_keep_their_baselines_apart(tmp_pa
                if line.startswith("| prerec_n_default/eq8" + label))
     assert re.search(r"\| (cap|patience) after \d+ \|$", row)  # its convergence record found under its label
     assert centred.loc["SBERT" + label, "rndcg@k%_mean"] != plain.loc["SBERT", "rndcg@k%_mean"]
+
+
+def test_ablations_resumes_an_interrupted_run_of_the_same_configuration(tmp_path):
+    """An interrupted run is continued from its checkpoint (not trained again from scratch); one of another
+    configuration is left alone."""
+    script = load_script("ablations")
+    flags = ["--benchmark", "synthetic-small", "--variants", "prerec_n", "--seeds", "0", "--runs", str(tmp_path),
+             "--skip-targets", "--pretrain-args", *TINY[2:]]
+    args = script.parse_args(flags)
+    run_dir = script.ensure_run(args, "prerec_n", 0)
+    history = json.loads((run_dir / "history.json").read_text())["history"]
+    (run_dir / "state.json").write_text(json.dumps({"state": "interrupted"}))
+    assert script.ensure_run(args, "prerec_n", 0) == run_dir  # the same configuration: resumed
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "finished"
+    assert json.loads((run_dir / "history.json").read_text())["history"] == history  # at its budget: nothing retrained
+    (run_dir / "state.json").write_text(json.dumps({"state": "interrupted"}))
+    longer = script.parse_args(flags[:-len(TINY[2:])] + ["--epochs", "3", *TINY[4:]])
+    assert script.ensure_run(longer, "prerec_n", 0) != run_dir  # --epochs 3 is another configuration: a new run
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "interrupted"
