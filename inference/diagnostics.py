@@ -177,7 +177,7 @@ def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config:
     unknown = sorted(set(terms) - set(TERMS))
     if unknown:
         raise ValueError(f"unknown diagnostic terms {unknown}; expected some of {list(TERMS)}")
-    eq8 = PretrainedRun.of(run, config.device).target_scorer(prepared, target)
+    eq8 = PretrainedRun.of(run, config.device).target_scorer(prepared, target, weigh_sequence=False)
     text = prepared.item_text(prepared.target(target)).to(config.device)
     agreement = SbertAgreement(eq8, text)
     rows_of = {"without-popularity": lambda: WithoutPopularity(eq8), "without-sequence": lambda: WithoutSequence(eq8),

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from prerec_pyro.data.batches import PreRecBatch
+from prerec_pyro.models.config import PreRecConfig
 from prerec_pyro.models.prerec import PreRecModel
 
 
@@ -90,6 +91,13 @@ def history_weights(log_probs: Tensor, targets: Tensor, scored: Tensor, prior: T
     before = observed.cumsum(dim=-1) - observed  # [M, R, L]: the sum over s < t
     log_weights = prior.log().view(-1, 1, 1) + before  # [M, R, L]
     return log_weights - torch.logsumexp(log_weights, dim=0, keepdim=True)
+
+
+def sequence_is_all(config: PreRecConfig) -> bool:
+    """Whether the model's scores are f_seq's alone: without popularity, the last-item skip, the text channel and
+    the repeat term, its version without f_seq scores every item alike, and averaging with a uniform distribution
+    changes no ranking (weighing is then skipped: PreRec_n)."""
+    return not (config.use_popularity or config.last_item_skip or config.text_channel != "off" or config.repeat_term)
 
 
 class HistoryWeightedSequence:

@@ -117,10 +117,10 @@ def target_calibration(run: PretrainedRun, prepared: PreparedBenchmark, n_sample
     rows = []
     for target in prepared.benchmark.targets:
         data = prepared.target(target)
-        scorers = {"Eq. 8": run.target_scorer(prepared, target)}
+        scorers = {"Eq. 8": run.target_scorer(prepared, target, weigh_sequence=False)}
         if run.config.model.use_domain:
-            scorers["back-door over the posterior D_k"] = run.target_scorer(prepared, target, n_samples,
-                                                                           backdoor_from="posterior")
+            scorers["back-door over the posterior D_k"] = run.target_scorer(
+                prepared, target, n_samples, backdoor_from="posterior", weigh_sequence=False)
         for label, scorer in scorers.items():
             rows.append({**_calibration_row(scorer, data, 0, "test", max_users, n_bins)[0], "scorer": label})
     return pd.DataFrame(rows)

@@ -43,7 +43,7 @@ from prerec_pyro.text import canonical_model_name, catalogue_vectors
 from prerec_pyro.training import training_windows
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .evidence import HistoryWeightedSequence
+from .evidence import HistoryWeightedSequence, sequence_is_all
 from .guides import domain_draws, latent_values
 from .intervene import BackdoorScorer, InterventionScorer, target_model
 from .recommender import DomainRecommender, TableLike, catalogue_factors, items_table
@@ -257,15 +257,21 @@ class PretrainedRun:
         return domain_draws_in_turn(*self.on_sources(prepared or prepare_for_run(self.config)), n_samples)
 
     def target_scorer(self, prepared: PreparedBenchmark, target: str, samples: int = 0, item_offsets: str = "zero",
-                      backdoor_from: str = "prior", weigh_sequence: bool = False):
+                      backdoor_from: str = "prior", weigh_sequence: bool = True):
         """The run pointed at ``target``'s catalogue and users, scored by intervention (Eq. 8), or by the back-door
         average over ``samples`` draws of D from its prior or (``backdoor_from="posterior"``) from the run's
         posterior of the sources' D_k. A model with ``shared_item_offsets`` keeps its learned eps_v_shared for
-        target items the sources know; ``item_offsets="shared"``: see the module docstring. ``weigh_sequence``:
-        that scorer averaged with its own version without the sequence model, each weighed by how well it predicted
-        the user's earlier items (``inference/evidence.py``)."""
+        target items the sources know; ``item_offsets="shared"``: see the module docstring. ``weigh_sequence`` (the
+        default): that scorer averaged with its own version without the sequence model, each weighed by how well it
+        predicted the user's earlier items (``inference/evidence.py``; docs/DESIGN.md, "Weighing the sequence model
+        by the user's history"); False: Eq. 8 (or the back-door average) as it is."""
         scorer = self._target_scorer(prepared, target, samples, item_offsets, backdoor_from)
-        return HistoryWeightedSequence(scorer) if weigh_sequence else scorer
+        return HistoryWeightedSequence(scorer) if weigh_sequence and self.weighs() else scorer
+
+    def weighs(self) -> bool:
+        """Whether weighing the sequence model can change this run's rankings (not for PreRec_n, whose scores are
+        f_seq's alone: ``inference/evidence.py``)."""
+        return not sequence_is_all(self.config.model)
 
     def _target_scorer(self, prepared: PreparedBenchmark, target: str, samples: int, item_offsets: str,
                        backdoor_from: str):
@@ -292,7 +298,7 @@ class PretrainedRun:
     def on_domain(self, items: TableLike, recent_interactions: TableLike | None = None,
                   now: int | str | pd.Timestamp | None = None, samples: int = 0,
                   backdoor_from: str = "prior", domain: str | None = None,
-                  date_format: str | None = None, weigh_sequence: bool = False) -> DomainRecommender:
+                  date_format: str | None = None, weigh_sequence: bool = True) -> DomainRecommender:
         """A recommender over catalogue ``items`` (item_id, text) with popularity from ``recent_interactions``
         (item_id, timestamp) of the interval before ``now`` (default: the latest recent interaction). ``samples`` >
         0: the back-door average over draws of D (``backdoor_from``: see ``target_scorer``) instead of Eq. 8.
@@ -321,6 +327,6 @@ class PretrainedRun:
                                     domain_draws=draws)
         recommender = DomainRecommender(model, table["item_id"].to_numpy(dtype=object), factors.to(self.device),
                                         offsets, scorer)
-        if weigh_sequence:  # the recommender's own scorer (Eq. 8 or the back-door), weighed
+        if weigh_sequence and self.weighs():  # the recommender's own scorer (Eq. 8 or the back-door), weighed
             recommender.scorer = HistoryWeightedSequence(recommender.scorer)
         return recommender

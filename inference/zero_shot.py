@@ -64,7 +64,7 @@ def intervened_source_score(run: Path | PretrainedRun, prepared: PreparedBenchma
 
 def evaluate_target(prepared: PreparedBenchmark, target: str, runs: dict[str, Path | PretrainedRun], config: EvalConfig,
                     samples: int = 0, item_offsets: str = "zero", backdoor_from: str = "prior",
-                    alpha: float | None = None, weigh_sequence: bool = False) -> list[dict]:
+                    alpha: float | None = None, weigh_sequence: bool = True) -> list[dict]:
     """Rows {method, domain, subset, history_items, n_samples, metrics...} for one target: Random, POP, SBERT,
     SBERT+POP (``alpha``: fitted on the sources when None) and each run (a path, or a ``PretrainedRun`` loaded
     once and handed on; ``weigh_sequence``: see ``PretrainedRun.target_scorer``)."""

@@ -62,3 +62,14 @@ def device(value: str) -> str:
     if chosen.type not in ("cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"{value!r}: only cpu and cuda devices are supported")
     return value
+
+
+WEIGH_SEQUENCE_HELP = ("zero-shot scores: the run's scores averaged with its own scores without the sequence model "
+                       "(f_seq = 0), each weighed by how well it predicted the user's earlier items (inference/"
+                       "evidence.py; the default); --no-weigh-sequence: Eq. 8 as the paper writes it")
+
+
+def add_weigh_sequence(parser: argparse.ArgumentParser) -> None:
+    """``--weigh-sequence`` / ``--no-weigh-sequence`` with one meaning in every script that scores zero-shot."""
+    parser.add_argument("--weigh-sequence", action=argparse.BooleanOptionalAction, default=True,
+                        help=WEIGH_SEQUENCE_HELP)

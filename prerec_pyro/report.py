@@ -2,8 +2,10 @@
 zero-shot method, by what ratio to the best other one, with the spread over training seeds.
 
 Input: the long tables that ``scripts/ablations.py`` writes (one row per method, seed, target, subset and history
-rule). PreRec is the default configuration scored by Eq. 8 (``PREREC``); every other method of the table (Random,
-POP, SBERT, SBERT+POP, PreRec_n, ZESRec, UniSRec) is a contender. A method's score is its mean r-NDCG@K% over the
+rule). PreRec is the default configuration with its default zero-shot scoring, Eq. 8 with the sequence model weighed
+by each user's history (``PRERECS``: a table made before that scoring existed is judged on Eq. 8, and says so);
+every other method of the table (Random, POP, SBERT, SBERT+POP, PreRec_n, ZESRec, UniSRec) is a contender, and the
+run's other scorings are not. A method's score is its mean r-NDCG@K% over the
 targets (unweighted) for each seed, then the mean and standard deviation over seeds; a training-free method has one
 "seed". A gap counts as a win or a loss only outside ``SPREAD`` times the pooled across-seed standard deviation.
 """
@@ -15,7 +17,8 @@ import re
 
 import pandas as pd
 
-PRERECS = ("prerec_default/eq8", "prerec_repeat/eq8")  # the default's name in the fair group, then in older tables
+# the default's rows: the fair group's default scoring, then Eq. 8 where a table has no other, then older tables
+PRERECS = ("prerec_default/history", "prerec_default/eq8", "prerec_repeat/eq8")
 METRIC = "rndcg@k%"
 SPREAD = 2.0  # a gap within SPREAD x sqrt(sd_a^2 + sd_b^2) is a tie
 
@@ -50,19 +53,23 @@ def verdict(scores: pd.DataFrame) -> dict | None:
     outcome = "best" if gap > spread else ("not best" if gap < -spread else "tied (inside the seed spread)")
     if ours["seeds"] < 2:  # no spread to judge a gap by: a learned method needs two seeds for a verdict
         outcome = ("ahead" if gap > 0 else "behind") + " on one seed (no spread yet: no verdict)"
-    return {"prerec": ours["mean"], "prerec_sd": ours["sd"], "best_other": best, "other": theirs["mean"],
+    return {"prerec": ours["mean"], "prerec_sd": ours["sd"], "prerec_row": prerec, "best_other": best,
+            "other": theirs["mean"],
             "other_sd": theirs["sd"], "ratio": ours["mean"] / theirs["mean"] if theirs["mean"] else math.inf,
             "outcome": outcome, "seeds": int(ours["seeds"])}
 
 
 def summary_rows(long: pd.DataFrame, benchmark: str, groups: dict[str, tuple[str, ...]] | None = None,
-                 rules: tuple[str, ...] = ("keep", "exclude")) -> list[dict]:
-    """One verdict row per history rule (and per target group, e.g. the platform halves of mixed-sources)."""
+                 rules: tuple[str, ...] = ("keep", "exclude"), missing: tuple[str, ...] = ()) -> list[dict]:
+    """One verdict row per history rule (and per target group, e.g. the platform halves of mixed-sources);
+    ``missing``: methods of the protocol the table lacks, named in every verdict (it is against the others only)."""
     rows = []
     parts = {"all targets": None, **(groups or {})} if groups and len(groups) > 1 else {"all targets": None}
     for part, targets in parts.items():
         for rule in rules:
             found = verdict(method_scores(long, rule, targets))
+            if found and missing:
+                found["outcome"] += f" (not run: {', '.join(missing)})"
             if found:
                 rows.append({"benchmark": benchmark, "targets": part, "history_items": rule, **found})
     return rows
@@ -73,8 +80,9 @@ def summary_markdown(rows: list[dict]) -> str:
     lines = ["| benchmark | targets | history items | PreRec (mean ± sd) | best other method | its score | ratio | "
              "PreRec is | seeds |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        scoring = "" if r.get("prerec_row", PRERECS[0]) == PRERECS[0] else " (Eq. 8)"
         lines.append(f"| {r['benchmark']} | {r['targets']} | {r['history_items']} | {r['prerec']:.4f} ± "
-                     f"{r['prerec_sd']:.4f} | {r['best_other']} | {r['other']:.4f} ± {r['other_sd']:.4f} | "
+                     f"{r['prerec_sd']:.4f}{scoring} | {r['best_other']} | {r['other']:.4f} ± {r['other_sd']:.4f} | "
                      f"{r['ratio']:.2f}x | {r['outcome']} | {r['seeds']} |")
     return "\n".join(lines) + "\n"
 
@@ -105,7 +113,8 @@ def results_markdown(sections: list[dict], command: str, absent: list[str] = (),
     of its summary and per-target tables); ``absent``: benchmarks of the protocol with no tables yet; ``carried``:
     earlier benchmarks' rows and tables as ``carried_sections`` gives them."""
     carried = carried or {}
-    verdicts = [row for s in sections for row in summary_rows(s["long"], s["benchmark"], s["groups"])]
+    verdicts = [row for s in sections
+                for row in summary_rows(s["long"], s["benchmark"], s["groups"], missing=s.get("missing", ()))]
     parts = ["# Results under one protocol\n",
              "Generated by `" + command + "`; do not edit by hand. Every method is scored by the same harness on the "
              "same test users, under both history rules (`keep`: scores as the method gives them; `exclude`: every "

@@ -76,8 +76,8 @@ BENCHMARK_SETTINGS = {
 # group: (variants, zero-shot scorings[, budget replacing the benchmark's]); a group's variants share their popularity
 # mode
 GROUPS = {
-    # the fair group also scores the default run with f_seq weighed by each user's history (a scoring of the same
-    # run, not another method: verdicts judge Eq. 8, docs/NETWORKS.md)
+    # the fair group scores every PreRec-family run by Eq. 8 and by the default, f_seq weighed by each user's history
+    # (scorings of one run, not other methods: verdicts judge the default, docs/NETWORKS.md)
     "fair": (("prerec_default", "prerec_n_default", "zesrec", "unisrec"), ("eq8", "history"), CONVERGED),
     "paper-intervals": (("prerec_n", "prerec_literal", "prerec_per_obs", "prerec_shared", "prerec_per_obs_intervened"),
                         ("eq8", "backdoor")),
@@ -218,7 +218,7 @@ def fair_section(benchmark: str, folder: Path) -> dict:
     if missing:
         tables = f"Not in this benchmark's tables: {', '.join(missing)} (not run).\n\n" + tables
     return {"benchmark": benchmark, "long": long, "groups": target_groups(get_benchmark(benchmark)),
-            "tables": tables}
+            "tables": tables, "missing": tuple(missing)}
 
 
 if __name__ == "__main__":

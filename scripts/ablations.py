@@ -103,7 +103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "--benchmark's (e.g. retail-countries for retail-to-movielens)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="model variants")
     p.add_argument("--scorings", nargs="+", default=["eq8"], choices=SCORINGS,
-                   help="zero-shot scoring rules for PreRec variants (PreRec_n is always scored plainly)")
+                   help="zero-shot scorings of the PreRec-family runs, each where it applies: eq8, history (f_seq "
+                        "weighed by the user's history; not for a run scored by f_seq alone), shared and backdoor "
+                        "(runs with offsets; PreRec_n gets Eq. 8 instead)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     p.add_argument("--backdoor-samples", type=int, default=16, help="draws of D for the back-door scoring")
     p.add_argument("--runs", default="runs_ablations", help="root of the variants' run directories")
@@ -193,8 +195,11 @@ def ensure_baseline(args: argparse.Namespace, prepared, reference: RunConfig, va
 
 
 def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, run: PretrainedRun) -> list:
-    """The zero-shot scorers of one run (loaded once) on ``target``, named ``<variant>/<scoring>``."""
-    scorings = args.scorings if run.config.model.use_offsets else ["eq8"]
+    """The zero-shot scorers of one run (loaded once) on ``target``, named ``<variant>/<scoring>``: each scoring that
+    applies to the run (the offsets' scorings to a run with offsets, the history-weighed one to a run whose scores
+    are not f_seq's alone, ``PretrainedRun.weighs``; Eq. 8 to every run, and alone when nothing else applies)."""
+    applies = {"eq8": True, "history": run.weighs()}
+    scorings = [s for s in args.scorings if applies.get(s, run.config.model.use_offsets)] or ["eq8"]
     scorers = []
     for scoring in scorings:
         samples = args.backdoor_samples if scoring == "backdoor" else 0

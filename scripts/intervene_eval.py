@@ -60,10 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--item-offsets", default="zero", choices=("zero", "shared"),
                    help="zero: do(eps_v = eps_z = 0) as Eq. 8 (default); shared: items also in a source catalogue keep "
                         "the mean of their source offsets (an extension for overlapping catalogues)")
-    p.add_argument("--weigh-sequence", action="store_true",
-                   help="average each run's scores with its own scores without the sequence model (f_seq = 0), each "
-                        "weighed by how well it predicted the user's earlier items (inference/evidence.py; default: "
-                        "Eq. 8 as it is)")
+    cli.add_weigh_sequence(p)
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--rndcg-b", type=float, default=None, help="fixed r-NDCG b (default: 600 / K%%, the paper's)")
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",

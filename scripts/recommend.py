@@ -51,10 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="back-door draws of D instead of Eq. 8's do(D = 0) (0, the default: Eq. 8)")
     p.add_argument("--backdoor-from", default="prior", choices=BACKDOOR_FROM,
                    help="with --samples: D from its prior, or from the run's posterior of the sources' D_k")
-    p.add_argument("--weigh-sequence", action="store_true",
-                   help="average the scores with the scores without the sequence model (f_seq = 0), each weighed by "
-                        "how well it predicted the user's earlier items (inference/evidence.py; default: Eq. 8 as it "
-                        "is)")
+    cli.add_weigh_sequence(p)
     p.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", required=True, help="output folder: recommendations.csv is written there (atomically)")

@@ -30,10 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "domain)")
     p.add_argument("--now", default=None, help="time of the recommendations (default: the latest recent interaction)")
     p.add_argument("--date-format", default=None, help="strftime format of the timestamps (e.g. %%d/%%m/%%Y)")
-    p.add_argument("--weigh-sequence", action="store_true",
-                   help="average the scores with the scores without the sequence model (f_seq = 0), each weighed by "
-                        "how well it predicted the user's earlier items (inference/evidence.py; default: Eq. 8 as it "
-                        "is)")
+    cli.add_weigh_sequence(p)
     p.add_argument("--max-k", type=int, default=100, help="the largest k a request may ask for")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")

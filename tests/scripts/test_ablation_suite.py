@@ -79,6 +79,9 @@ def test_summaries_cover_the_new_items_subset_when_it_has_samples(tmp_path):
     assert "(new_items: 6 samples in 2 target(s))" in (tmp_path / "ablations.md").read_text()
 
 
+FAIR = {"prerec_default/history": [0.3, 0.31], "prerec_default/eq8": [0.1, 0.1], "SBERT+POP": [0.2]}  # a fair group
+
+
 def _long(scores: dict[str, list[float]], rule: str = "keep"):
     """A long table: each method's mean r-NDCG@K% per seed (two targets of equal score), under ``rule``."""
     import pandas as pd
@@ -105,6 +108,8 @@ def test_the_report_names_the_best_other_method_and_calls_a_gap_inside_the_sprea
     assert losing["outcome"] == "not best" and losing["ratio"] == 0.5
     halves = summary_rows(wins, "bench", {"x": ("a",), "y": ("b",)}, rules=("keep",))
     assert [row["targets"] for row in halves] == ["all targets", "x", "y"]
+    partial = summary_rows(wins, "bench", rules=("keep",), missing=("unisrec",))[0]  # a table without UniSRec
+    assert partial["outcome"] == "best (not run: unisrec)"
 
 
 def test_the_suite_runs_each_invocation_in_its_own_process_and_writes_the_results(tmp_path, monkeypatch):
@@ -121,7 +126,7 @@ def test_the_suite_runs_each_invocation_in_its_own_process_and_writes_the_result
         assert command[:2] == [sys.executable, str(SCRIPTS / "ablations.py")]
         out = Path(command[command.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
-        _long({"prerec_default/eq8": [0.3, 0.31], "SBERT+POP": [0.2]}).to_csv(out / "ablations_long.csv", index=False)
+        _long(FAIR).to_csv(out / "ablations_long.csv", index=False)
         (out / "ablations.md").write_text("| table |\n")
         return subprocess.CompletedProcess(command, 0)
 
@@ -172,7 +177,7 @@ def test_results_are_rebuilt_from_the_kept_records_and_older_tables_are_carried_
     suite = load_script("ablation_suite")
     record = tmp_path / "records" / "synthetic-small"
     record.mkdir(parents=True)
-    _long({"prerec_default/eq8": [0.3, 0.31], "SBERT+POP": [0.2]}).to_csv(record / "ablations_long.csv", index=False)
+    _long(FAIR).to_csv(record / "ablations_long.csv", index=False)
     (record / "ablations.md").write_text("| table |\n")
     (record / "command.txt").write_text("python scripts/ablations.py --benchmark synthetic-small\n")
     results = tmp_path / "RESULTS.md"
@@ -207,10 +212,16 @@ def test_one_seed_of_prerec_gets_no_verdict():
 def test_another_scoring_of_prerecs_own_run_is_not_the_best_other_method():
     import pandas as pd
 
-    from prerec_pyro.report import verdict
+    from prerec_pyro.report import summary_markdown, verdict
 
     scores = pd.DataFrame({"mean": [0.20, 0.30, 0.16], "sd": [0.001, 0.001, 0.001], "seeds": [2, 2, 2]},
                           index=["prerec_default/eq8", "prerec_default/history", "SBERT+POP"])
     found = verdict(scores)
     assert found["best_other"] == "SBERT+POP" and found["outcome"] == "best"
+    assert found["prerec_row"] == "prerec_default/history" and found["prerec"] == 0.30  # the default scoring
     assert verdict(scores.drop(index="SBERT+POP")) is None  # nothing but PreRec's own scorings: no verdict
+    older = verdict(scores.drop(index="prerec_default/history"))  # a table made before the default scoring: Eq. 8
+    assert older["prerec_row"] == "prerec_default/eq8" and older["prerec"] == 0.20
+    table = summary_markdown([{"benchmark": "b", "targets": "all", "history_items": "keep", **found},
+                              {"benchmark": "c", "targets": "all", "history_items": "keep", **older}])
+    assert "| 0.3000 ± 0.0010 |" in table and "| 0.2000 ± 0.0010 (Eq. 8) |" in table
