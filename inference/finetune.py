@@ -58,15 +58,16 @@ def finetune(run_dir: Path | PretrainedRun, prepared: PreparedBenchmark, target:
              out_dir: Path | None = None, prior_units: str = "total") -> FinetuneResult:
     """Fit a target's training users (their first ``first_n`` interactions) starting from a pre-training run.
 
-    ``first_n == 0`` is zero-shot (nothing to fit: the pre-trained model is scored by intervention, exactly as
-    ``PretrainedRun.target_scorer`` does). ``prior_units``: see the module docstring."""
+    ``first_n == 0`` is zero-shot (nothing to fit: the pre-trained model is scored by intervention, Eq. 8, as
+    ``PretrainedRun.target_scorer(..., weigh_sequence=False)`` does: the point fine-tuning starts from, scored as the
+    fine-tuned models are, without the history weighing). ``prior_units``: see the module docstring."""
     if prior_units not in FINETUNE_PRIOR_UNITS:
         raise ValueError(f"prior_units must be one of {FINETUNE_PRIOR_UNITS}, got {prior_units!r}")
     if first_n == 0:
         if not pretrained:
             raise ValueError("first_n=0 without pre-training has nothing to score with")
         run = PretrainedRun.of(run_dir, train.device)
-        return FinetuneResult(0, True, run.target_scorer(prepared, target), [], 0)
+        return FinetuneResult(0, True, run.target_scorer(prepared, target, weigh_sequence=False), [], 0)
     config = run_dir.config if isinstance(run_dir, PretrainedRun) else load_run_config(run_dir)
     if prior_units != "run":
         config = replace(config, model=replace(config.model, prior_units=prior_units))

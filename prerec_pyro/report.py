@@ -91,6 +91,15 @@ CARRIED = ("Carried over as written from the previous docs/RESULTS.md: these tab
            "before the suite kept its outputs under docs/results/, so they cannot be rebuilt without training again.")
 
 
+def eq8_labelled(row: str) -> str:
+    """A carried verdict row (made before the default scoring existed: judged on Eq. 8) with its PreRec cell saying
+    so, once."""
+    cells = row.split(" | ")
+    if len(cells) > 3 and "(Eq. 8)" not in cells[3]:
+        cells[3] += " (Eq. 8)"
+    return " | ".join(cells)
+
+
 def carried_sections(previous: str, benchmarks: list[str]) -> dict[str, dict]:
     """The parts of an earlier docs/RESULTS.md (``previous``) for ``benchmarks`` that it holds: per benchmark its
     verdict rows (markdown lines of the summary table) and its section's text, marked as carried (once)."""
@@ -99,7 +108,7 @@ def carried_sections(previous: str, benchmarks: list[str]) -> dict[str, dict]:
         found = re.search(rf"^## {re.escape(benchmark)}\n(.*?)(?=^## |\Z)", previous, flags=re.S | re.M)
         if not found:
             continue
-        rows = [line for line in previous.splitlines() if line.startswith(f"| {benchmark} |")]
+        rows = [eq8_labelled(line) for line in previous.splitlines() if line.startswith(f"| {benchmark} |")]
         tables = found.group(1).strip("\n") + "\n"
         carried[benchmark] = {"rows": rows, "tables": tables if tables.startswith(CARRIED) else
                               f"{CARRIED}\n\n{tables}"}

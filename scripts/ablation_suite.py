@@ -209,7 +209,11 @@ def write_results(args: argparse.Namespace) -> None:
 def fair_section(benchmark: str, folder: Path) -> dict:
     """One benchmark's part of docs/RESULTS.md, from its record (the fair group's outputs) in ``folder``."""
     made_by = (folder / "command.txt").read_text().strip()
-    tables = f"Made by `{made_by}`.\n\n" + (folder / "ablations.md").read_text()
+    if "\n" in made_by:  # a record made in parts (e.g. a scoring added to older runs), then merged
+        made_by = "Made by these commands, in order:\n\n```bash\n" + made_by + "\n```\n\n"
+    else:
+        made_by = f"Made by `{made_by}`.\n\n"
+    tables = made_by + (folder / "ablations.md").read_text()
     tables += "\nPer target (mean ± sd over seeds [95% interval over users]):\n\n"
     tables += (folder / "ablations_targets.md").read_text() if (folder / "ablations_targets.md").exists() else ""
     long = pd.read_csv(folder / "ablations_long.csv")

@@ -287,6 +287,11 @@ def main(args: argparse.Namespace) -> Path:
         long = pd.concat([pd.read_csv(path) for path in args.from_long], ignore_index=True)
         keys = ["method", "domain", "subset", "seed"] + (["history_items"] if "history_items" in long.columns else [])
         long = long.drop_duplicates(subset=keys, keep="first")
+        write_csv(out / "ablations_long.csv", long)
+        made_by = [Path(path).with_name("command.txt") for path in args.from_long]  # each input's, then the merge
+        lines = dict.fromkeys(line for path in made_by if path.exists() for line in path.read_text().splitlines()
+                              if line)  # in order, once each
+        atomic_write(out / "command.txt", lambda f: f.write("\n".join([*lines, args.command, ""]).encode()))
         write_summaries(long, out, args.benchmark)
         return out
     jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # a seed at a time

@@ -93,4 +93,5 @@ def scored(pretrained):
     data = prepared.target("japan")
     dom = data.domains[0]
     batch = BatchBuilder(data, None).make(0, dom.windows(dom.users_in("test")[:4], data.sequences))
-    return PretrainedRun.load(run_dir).target_scorer(prepared, "japan"), batch, prepared.item_text(data)
+    return PretrainedRun.load(run_dir).target_scorer(prepared, "japan", weigh_sequence=False), batch, \
+        prepared.item_text(data)  # Eq. 8

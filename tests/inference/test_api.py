@@ -30,7 +30,7 @@ def harness_scores(run_dir, prepared, user: int):
     dom = data.domains[0]
     windows = dom.windows(np.array([user]), data.sequences)
     batch = BatchBuilder(data, None).make(0, windows.select([0]))
-    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET)
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, weigh_sequence=False)  # Eq. 8
     return scorer(batch)[0], dom.item_ids[windows.items[0]], windows.times[0], windows.target_mask[0]
 
 
@@ -41,7 +41,8 @@ def test_scores_equal_the_evaluation_harness(pretrained, shop):
                                                                              .users_in("test")[0]))
     position = int(np.flatnonzero(mask)[-1])
     assert position >= 1
-    recommender = run.on_domain(domain.items, recent_interactions=domain.interactions, now=int(times[position]))
+    recommender = run.on_domain(domain.items, recent_interactions=domain.interactions, now=int(times[position]),
+                                weigh_sequence=False)
     api = recommender.score([list(ids[:position])])[0]  # [J]
     torch.testing.assert_close(api, scores[position], rtol=1e-5, atol=1e-5)
     top = recommender.recommend(list(ids[:position]), k=5, exclude_seen=False)
@@ -79,11 +80,11 @@ def test_the_back_door_over_the_posterior_recommends_as_the_harness_scores(pretr
     user = int(data.domains[0].users_in("test")[0])
     windows = data.domains[0].windows(np.array([user]), data.sequences)
     batch = BatchBuilder(data, None).make(0, windows.select([0]))
-    harness = run.target_scorer(prepared, TARGET, 3, backdoor_from="posterior")(batch)[0]  # [L, J]
+    harness = run.target_scorer(prepared, TARGET, 3, backdoor_from="posterior", weigh_sequence=False)(batch)[0]
     ids, times, mask = data.domains[0].item_ids[windows.items[0]], windows.times[0], windows.target_mask[0]
     position = int(np.flatnonzero(mask)[-1])
     recommender = run.on_domain(domain.items, recent_interactions=domain.interactions, now=int(times[position]),
-                                samples=3, backdoor_from="posterior")
+                                samples=3, backdoor_from="posterior", weigh_sequence=False)
     assert "back-door" in recommender.scorer.name and recommender.scorer.domain_draws.shape[0] == 3
     torch.testing.assert_close(recommender.score([list(ids[:position])])[0], harness[position], rtol=1e-5,
                                atol=1e-5)
@@ -91,7 +92,7 @@ def test_the_back_door_over_the_posterior_recommends_as_the_harness_scores(pretr
         run.on_domain(domain.items, samples=2, backdoor_from="data")
 
 
-def test_the_recommender_weighs_the_sequence_model_by_the_history_when_asked(shop):
+def test_the_recommender_weighs_the_sequence_model_by_the_history_by_default(shop):
     """One item of history: nothing to weigh yet, the scores are the prior's mixture of Eq. 8 and Eq. 8 without
     f_seq; a longer history gives a distribution over the catalogue too."""
     import math
@@ -99,8 +100,8 @@ def test_the_recommender_weighs_the_sequence_model_by_the_history_when_asked(sho
     from prerec_pyro.inference.evidence import SilentSequence, replaced_sequence_model
 
     run, domain = shop
-    plain = run.on_domain(domain.items, recent_interactions=domain.interactions)
-    weighed = run.on_domain(domain.items, recent_interactions=domain.interactions, weigh_sequence=True)
+    plain = run.on_domain(domain.items, recent_interactions=domain.interactions, weigh_sequence=False)
+    weighed = run.on_domain(domain.items, recent_interactions=domain.interactions)
     assert weighed.scorer.name == "PreRec, f_seq weighed by the history"
     first = [list(domain.items["item_id"][:1])]
     with_sequence = torch.log_softmax(plain.score(first)[0], -1)  # [J]
@@ -163,7 +164,7 @@ def test_bad_inputs_give_clear_errors(pretrained, shop, caplog):
 def test_shared_offset_model_recommends_through_its_learned_offsets(pretrained_shared):
     run_dir, prepared = pretrained_shared
     domain = prepared.domains[TARGET]
-    recommender = PretrainedRun.load(run_dir).on_domain(domain.items)
+    recommender = PretrainedRun.load(run_dir).on_domain(domain.items, weigh_sequence=False)  # Eq. 8's own scorer
     table = recommender.scorer.item_offsets["eps_v_shared"]  # [J, B]
     assert table.shape[0] == len(domain.items) and table.abs().sum() > 0
 

@@ -42,26 +42,29 @@ def test_shared_offsets_average_the_source_rows_of_the_same_item(pretrained):
 def test_shared_offsets_read_no_target_training_data(pretrained, reads_no_training_users):
     run_dir, prepared = pretrained
     data = prepared.target(TARGET)
-    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, item_offsets="shared")
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, item_offsets="shared", weigh_sequence=False)
     assert scorer.name == "PreRec (shared offsets)"
     ranks = reads_no_training_users(scorer, data)
     config = EvalConfig(k_percent=5.0, n_boot=10)
-    plain = evaluate_domain(PretrainedRun.load(run_dir).target_scorer(prepared, TARGET), data, 0, config)
+    eq8 = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, weigh_sequence=False)
+    plain = evaluate_domain(eq8, data, 0, config)
     assert not np.array_equal(ranks, plain.ranks), "the shared offsets must change some score"
 
 
 def test_evaluate_target_rows_and_bad_options(pretrained):
     run_dir, prepared = pretrained
     config = EvalConfig(k_percent=5.0, n_boot=10, history_items=("keep", "exclude"))
-    rows = evaluate_target(prepared, TARGET, {"prerec": run_dir}, config, item_offsets="shared")
+    rows = evaluate_target(prepared, TARGET, {"prerec": run_dir}, config, item_offsets="shared",
+                           weigh_sequence=False)
     methods = {"Random", "POP", "SBERT", "SBERT+POP", "PreRec (shared offsets)"}
     assert {r["method"] for r in rows} == methods
     for rule in ("keep", "exclude"):  # every method under both history rules, each subset once
         assert sorted((r["method"], r["subset"]) for r in rows if r["history_items"] == rule) == \
             sorted((m, s) for m in methods for s in ("all", "unseen", "new_items"))
     with pytest.raises(ValueError, match="item_offsets must be one of"):
-        PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, item_offsets="source")
-    backdoor = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, 4, item_offsets="shared")
+        PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, item_offsets="source", weigh_sequence=False)
+    backdoor = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, 4, item_offsets="shared",
+                                                         weigh_sequence=False)
     assert isinstance(backdoor, BackdoorScorer) and set(backdoor.item_offsets) == {EPS_V, EPS_Z}
 
 
@@ -78,7 +81,8 @@ def test_the_posterior_back_door_averages_over_the_sources_d_k(pretrained):
     draws = source_domain_draws(run_dir, prepared, 2 * n_sources, "cpu")
     domains = source_estimates(run_dir, prepared, "cpu")[D]  # [K, B]
     torch.testing.assert_close(draws, torch.cat([domains, domains]))
-    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, n_sources, backdoor_from="posterior")
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, n_sources, backdoor_from="posterior",
+                                                       weigh_sequence=False)
     assert "posterior" in scorer.name
     data = prepared.target(TARGET)
     dom = data.domains[0]
@@ -92,7 +96,7 @@ def test_the_posterior_back_door_averages_over_the_sources_d_k(pretrained):
     expected = torch.logsumexp(torch.stack(by_hand), 0) - math.log(n_sources)
     torch.testing.assert_close(scorer(batch), expected)
     with pytest.raises(ValueError, match="backdoor_from must be one of"):
-        PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, 2, backdoor_from="data")
+        PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, 2, backdoor_from="data", weigh_sequence=False)
     with pytest.raises(ValueError, match="domain_draws must have shape"):
         BackdoorScorer(scorer.model, 3, domain_draws=domains[:2])
 
@@ -114,7 +118,7 @@ def test_learned_shared_offsets_keep_known_items_and_give_new_items_the_prior_me
 def test_shared_item_offset_model_zero_shot_reads_no_target_training_data(pretrained_shared,
                                                                         reads_no_training_users):
     run_dir, prepared = pretrained_shared
-    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET)
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, weigh_sequence=False)
     assert set(scorer.item_offsets) == {EPS_V_SHARED}
     reads_no_training_users(scorer, prepared.target(TARGET))
 
@@ -147,7 +151,7 @@ def test_scores_at_the_targets_only_rank_as_the_dense_layout(pretrained_shared, 
     those of the observed site's [R, L, J] layout, sample for sample (the default model: text channel, repeat term,
     sliding popularity, so several periods and counted items per batch)."""
     run_dir, prepared = pretrained_shared
-    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, samples)
+    scorer = PretrainedRun.load(run_dir).target_scorer(prepared, TARGET, samples, weigh_sequence=False)
     assert hasattr(scorer, "score_targets")
     data = prepared.target(TARGET)
     config = EvalConfig(score_budget=20_000)  # several batches

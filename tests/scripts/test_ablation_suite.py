@@ -181,7 +181,7 @@ def test_results_are_rebuilt_from_the_kept_records_and_older_tables_are_carried_
     (record / "ablations.md").write_text("| table |\n")
     (record / "command.txt").write_text("python scripts/ablations.py --benchmark synthetic-small\n")
     results = tmp_path / "RESULTS.md"
-    results.write_text("# Results\n\n| benchmark |\n|---|\n| movielens-ages | all targets | keep | 0.19 |\n"
+    results.write_text("# Results\n\n| benchmark |\n|---|\n| movielens-ages | all targets | keep | 0.19 | x |\n"
                        "| synthetic-small | old row |\n\n## movielens-ages\n\nMade by `x`.\n\n| old table |\n\n"
                        "## synthetic-small\n\n| old |\n")
     args = ["--benchmarks", "synthetic-small", "--runs", str(tmp_path / "none"), "--results", str(results),
@@ -189,11 +189,23 @@ def test_results_are_rebuilt_from_the_kept_records_and_older_tables_are_carried_
     for _ in range(2):
         suite.main(suite.parse_args(args))
         text = results.read_text()
-        assert "| movielens-ages | all targets | keep | 0.19 |" in text and "| old table |" in text
+        assert "| movielens-ages | all targets | keep | 0.19 (Eq. 8) | x |" in text and "| old table |" in text  # once
         assert text.count(CARRIED) == 1 and "old row" not in text and "| old |" not in text  # the record wins
         assert "| synthetic-small | all targets | keep | 0.3050 ± 0.0071 | SBERT+POP |" in text
         assert "Made by `python scripts/ablations.py --benchmark synthetic-small`" in text
         assert "Not measured under this protocol yet: retail-countries, " in text
+
+
+def test_a_record_made_in_parts_names_every_command_and_the_methods_it_lacks(tmp_path):
+    suite = load_script("ablation_suite")
+    _long(FAIR).to_csv(tmp_path / "ablations_long.csv", index=False)
+    (tmp_path / "ablations.md").write_text("| table |\n")
+    commands = "python scripts/ablations.py --variants prerec_default\npython scripts/ablations.py --from-long a b"
+    (tmp_path / "command.txt").write_text(commands + "\n")
+    section = suite.fair_section("synthetic-small", tmp_path)
+    assert f"Made by these commands, in order:\n\n```bash\n{commands}\n```" in section["tables"]
+    assert section["missing"] == ("prerec_n_default", "zesrec", "unisrec")
+    assert section["tables"].startswith("Not in this benchmark's tables: prerec_n_default, zesrec, unisrec (not run).")
 
 
 def test_one_seed_of_prerec_gets_no_verdict():

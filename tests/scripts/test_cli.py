@@ -63,8 +63,9 @@ def test_intervene_eval_prints_the_table_and_writes_files(tmp_path, capsys):
     table = script.main(script.parse_args(["--benchmark", "synthetic-small", "--target", "japan", "--runs",
                                            str(tmp_path / "runs"), "--n-boot", "50"]))
     out = capsys.readouterr().out
-    for method in ("Random", "POP", "SBERT", "SBERT+POP", "PreRec_n", "PreRec, f_seq weighed by the history"):
-        assert method in set(table["method"]), method  # the default scoring (PreRec_n's: f_seq alone, nothing to weigh)
+    for method in ("Random", "POP", "SBERT", "SBERT+POP", "PreRec_n, f_seq weighed by the history",
+                   "PreRec, f_seq weighed by the history"):
+        assert method in set(table["method"]), method  # the default scoring, for both runs
     assert "rndcg@k% (unseen, keep)" in out and "rndcg@k% (all, exclude)" in out
     assert set(table["history_items"]) == {"keep", "exclude"}
     written = list((tmp_path / "runs" / "synthetic-small").glob("prerec-*/zero_shot_japan.csv"))
@@ -88,15 +89,16 @@ def test_cold_items_are_remembered_by_the_run_and_scored_as_new_items(tmp_path):
                                            str(tmp_path / "runs"), "--n-boot", "20"]))
     rows = table[(table["domain"] == "japan") & (table["subset"] == "new_items") & (table["history_items"] == "keep")]
     rows = rows.set_index("method")
-    assert {"Random", "POP", "SBERT", "PreRec"} <= set(rows.index)
+    assert {"Random", "POP", "SBERT", "PreRec, f_seq weighed by the history"} <= set(rows.index)
     assert (rows["n_samples"] > 0).all() and rows["n_samples"].nunique() == 1
     run = load_run_config(run_dir)  # the evaluated benchmark is the run's: the same ids removed from the sources
     text = TextEncoderConfig(model="hash-bow-32", cache_dir=str(tmp_path / "stats"), show_progress=False)
     stats = {f: domain_statistics(prepare_benchmark("synthetic-small", None, run.sequences, run.popularity, text,
                                                     cold_items=f, cold_seed=1)).set_index("domain")
              for f in (0.0, 0.3)}
-    assert rows.loc["PreRec", "n_samples"] == stats[0.3].loc["japan", "new_item_test_samples"]
-    assert rows.loc["PreRec", "n_samples"] > stats[0.0].loc["japan", "new_item_test_samples"]
+    prerec = rows.loc["PreRec, f_seq weighed by the history", "n_samples"]
+    assert prerec == stats[0.3].loc["japan", "new_item_test_samples"]
+    assert prerec > stats[0.0].loc["japan", "new_item_test_samples"]
     written = json.loads((run_dir / "zero_shot_japan.json").read_text())
     assert (written["cold_items"], written["cold_seed"]) == (0.3, 1)
 
@@ -199,6 +201,10 @@ def test_ablations_trains_each_variant_and_seed_once_and_summarises(tmp_path, ca
                                             str(out / "ablations_long.csv"), str(out / "ablations_long.csv"),
                                             "--out", str(tmp_path / "merged")]))
     pd.testing.assert_frame_equal(pd.read_csv(merged / "ablations.csv"), both)
+    made_by = (merged / "command.txt").read_text().splitlines()  # what made the inputs, then the merge
+    assert made_by[0] == (out / "command.txt").read_text().strip() and "--from-long" in made_by[1]
+    assert len(made_by) == 2 and len(pd.read_csv(merged / "ablations_long.csv")) == len(
+        pd.read_csv(out / "ablations_long.csv"))
 
 
 def test_ablations_refuses_runs_of_a_benchmark_with_other_sources():

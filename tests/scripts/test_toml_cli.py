@@ -31,7 +31,7 @@ def test_map_pretrain_then_intervene_eval_on_the_example(tmp_path, monkeypatch):
     evaluate.main(evaluate.parse_args(["--benchmark", str(EXAMPLE), "--target", "all", "--runs",
                                        str(tmp_path / "runs"), "--n-boot", "20"]))
     table = pd.read_csv(run_dir / "zero_shot_all.csv")
-    assert "PreRec" in set(table.loc[table["domain"] == "shop_oslo", "method"])
+    assert "PreRec, f_seq weighed by the history" in set(table.loc[table["domain"] == "shop_oslo", "method"])
     recommend = load_script(SCRIPTS / "recommend.py")  # the README's last step: top-k for the target's users
     data = REPO / "examples" / "own_data"
     recs = recommend.main(recommend.parse_args(["--run", str(run_dir), "--items", str(data / "items.csv"),
