@@ -131,7 +131,11 @@ def results_markdown(sections: list[dict], command: str, absent: list[str] = (),
              "until its own sources' validation score has not improved for the patience (the last column of each "
              "table says why each seed stopped: `patience`, or `cap` where a run reached the step cap). r-NDCG@K% is "
              "the mean over targets; ± is the standard deviation over training seeds; a gap inside "
-             f"{SPREAD:g} pooled standard deviations is a tie.\n",
+             f"{SPREAD:g} pooled standard deviations is a tie. PreRec is the default configuration scored by the "
+             "library's default zero-shot scoring (`prerec_default/history`: Eq. 8 with the sequence model weighed by "
+             "each user's history); a verdict marked (Eq. 8) comes from a table made before that scoring existed. "
+             "Each PreRec-family run is scored both ways (`/eq8`, `/history`), and each scoring of PreRec_n is a "
+             "contender.\n",
              "## PreRec against the best other method\n",
              summary_markdown(verdicts) + "".join(row + "\n" for part in carried.values() for row in part["rows"])]
     if carried:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
-from prerec_pyro.evaluate import EvalConfig, evaluate_domain, summarize
+from prerec_pyro.evaluate import EvalConfig, SampleRanks, eval_batches, ranks_at, summarize
 
 logger = logging.getLogger(__name__)
 ALPHA_GRID = (0.0, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 10.0)  # SBERT+POP's α, searched on sources
@@ -88,13 +88,33 @@ def fit_sbert_pop(sources: MultiDomainData, source_text: Tensor, config: EvalCon
     if config.split == "test":
         raise ValueError("fit SBERT+POP's alpha on the sources' validation (or training) users, not on test users")
     config = replace(config, history_items=config.history_items[:1], n_boot=1)
-    scores = []
-    for alpha in grid:
-        scorer = SbertPopScorer(source_text, alpha)
-        per_domain = [summarize(evaluate_domain(scorer, sources, k, config), config).get("rndcg@k%", 0.0)
-                      for k in range(len(sources.domains))]
-        scores.append(float(np.mean(per_domain)))
+    scores = sbert_pop_grid_scores(sources, source_text, config, grid)
     best = grid[int(np.argmax(scores))]
     logger.info("SBERT+POP: alpha %g (sources' %s r-NDCG@K%% %.4f; alpha 0: %.4f)", best, config.split, max(scores),
                 scores[grid.index(0.0)] if 0.0 in grid else float("nan"))
     return SbertPopScorer(source_text, best)
+
+
+@torch.no_grad()
+def sbert_pop_grid_scores(sources: MultiDomainData, source_text: Tensor, config: EvalConfig,
+                          grid: tuple[float, ...]) -> list[float]:
+    """The mean r-NDCG@K% over the source domains of SBERT+POP at each α of ``grid`` (``config``'s split, its first
+    history rule), in one pass over the evaluation's batches: each batch's SBERT and popularity scores are computed
+    once and only the ranking is repeated per α. Equal to ``evaluate_domain`` with ``SbertPopScorer(text, α)``, α by
+    α (the same sum, the same ranks; tested), at a fraction of the cost on long histories."""
+    sbert, per_alpha = SbertScorer(F.normalize(source_text.float(), dim=-1)), {alpha: [] for alpha in grid}
+    for k, dom in enumerate(sources.domains):
+        ranks, users = {alpha: [] for alpha in grid}, []
+        for windows, batch in eval_batches(sources, k, config):
+            keep = batch.target_mask.cpu().numpy()  # [R, L']
+            text, popularity = sbert(batch), torch.log1p(PopScorer()(batch))  # [R, L', J] each
+            for alpha in grid:
+                ranks[alpha].append(ranks_at(text + alpha * popularity, batch.targets, keep).cpu().numpy())
+            users.append(np.broadcast_to(windows.user[:, None], keep.shape)[keep])
+        users = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
+        for alpha in grid:
+            values = np.concatenate(ranks[alpha]) if ranks[alpha] else np.zeros(0)
+            result = SampleRanks(dom.name, dom.n_items, values, users, np.zeros(len(users), dtype=bool),
+                                 history_ranks={config.history_items[0]: values})
+            per_alpha[alpha].append(summarize(result, config).get("rndcg@k%", 0.0))
+    return [float(np.mean(per_alpha[alpha])) for alpha in grid]

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from prerec_pyro.baselines.simple import PopScorer, RandomScorer, SbertPopScorer, SbertScorer, fit_sbert_pop
+from prerec_pyro.baselines.simple import (
+    PopScorer,
+    RandomScorer,
+    SbertPopScorer,
+    SbertScorer,
+    fit_sbert_pop,
+    sbert_pop_grid_scores,
+)
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.evaluate import EvalConfig, evaluate_domain, random_summary, summarize
 
@@ -59,6 +66,8 @@ def test_sbert_pop_alpha_is_fitted_on_the_sources_validation_users(tiny_sources,
                                         config)["rndcg@k%"] for k in range(len(tiny_sources.domains))])
               for alpha in (0.0, 0.1, 1.0, 10.0)}
     assert fitted.alpha == max(scores, key=scores.get)
+    one_pass = sbert_pop_grid_scores(tiny_sources, text, config, (0.0, 0.1, 1.0, 10.0))  # what the fit compares
+    assert one_pass == [scores[alpha] for alpha in (0.0, 0.1, 1.0, 10.0)]  # exactly: the same sums, the same ranks
     with pytest.raises(ValueError, match="not on test users"):
         fit_sbert_pop(tiny_sources, text, EvalConfig(k_percent=10.0))
     with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
