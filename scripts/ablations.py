@@ -281,19 +281,7 @@ def main(args: argparse.Namespace) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     out = Path(args.out) if args.out else Path(args.runs) / get_benchmark(args.benchmark).folder
     if args.from_long:
-        missing = [path for path in args.from_long if not Path(path).is_file()]
-        if missing:
-            raise ValueError(f"--from-long: {missing[0]} does not exist (an ablations_long.csv written by this script)")
-        long = pd.concat([pd.read_csv(path) for path in args.from_long], ignore_index=True)
-        keys = ["method", "domain", "subset", "seed"] + (["history_items"] if "history_items" in long.columns else [])
-        long = long.drop_duplicates(subset=keys, keep="first")
-        write_csv(out / "ablations_long.csv", long)
-        made_by = [Path(path).with_name("command.txt") for path in args.from_long]  # each input's, then the merge
-        lines = dict.fromkeys(line for path in made_by if path.exists() for line in path.read_text().splitlines()
-                              if line)  # in order, once each
-        atomic_write(out / "command.txt", lambda f: f.write("\n".join([*lines, args.command, ""]).encode()))
-        write_summaries(long, out, args.benchmark)
-        return out
+        return merge_longs(args, out)
     jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # a seed at a time
     runs = {job: ensure_run(args, *job) for job in progress_bar(jobs, desc="pre-training")
             if VARIANTS[job[0]].method not in BASELINE_KINDS}
@@ -323,6 +311,25 @@ def main(args: argparse.Namespace) -> Path:
 
 
 TEXT_FREE = ("Random", "POP")
+
+
+def merge_longs(args: argparse.Namespace, out: Path) -> Path:
+    """``--from-long``: the rows of several invocations' ``ablations_long.csv`` (the first of duplicates kept)
+    written to ``out`` as one long table with its summaries, and ``command.txt`` listing each input's commands, then
+    this one."""
+    missing = [path for path in args.from_long if not Path(path).is_file()]
+    if missing:
+        raise ValueError(f"--from-long: {missing[0]} does not exist (an ablations_long.csv written by this script)")
+    long = pd.concat([pd.read_csv(path) for path in args.from_long], ignore_index=True)
+    keys = ["method", "domain", "subset", "seed"] + (["history_items"] if "history_items" in long.columns else [])
+    long = long.drop_duplicates(subset=keys, keep="first")
+    write_csv(out / "ablations_long.csv", long)
+    made_by = [Path(path).with_name("command.txt") for path in args.from_long]
+    lines = dict.fromkeys(line for path in made_by if path.exists() for line in path.read_text().splitlines()
+                          if line)  # in order, once each
+    atomic_write(out / "command.txt", lambda f: f.write("\n".join([*lines, args.command, ""]).encode()))
+    write_summaries(long, out, args.benchmark)
+    return out
 
 
 def text_labelled(long: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
