@@ -24,6 +24,7 @@ import torch
 
 from prerec_pyro import cli
 from prerec_pyro.api import DomainRecommender
+from prerec_pyro.inference.evidence import HistoryWeightedSequence
 from prerec_pyro.models.prerec import PreRecConfig, PreRecModel
 
 logger = logging.getLogger("bench_recommend")
@@ -94,21 +95,27 @@ def floors(recommender: DomainRecommender, histories: list[list[str]], batch_siz
 def main(args: argparse.Namespace) -> dict:
     device = bc.setup(args)
     recommender, histories = build(args, device)
-    runs = {"recommend": lambda: recommender.recommend(histories, k=args.k)}
+    weighed = DomainRecommender(recommender.model, recommender.item_ids, recommender.factors)
+    weighed.scorer = HistoryWeightedSequence(recommender.scorer)  # what recommend.py and serve.py use by default
+    runs = {"recommend": lambda: recommender.recommend(histories, k=args.k),
+            "recommend, weighed": lambda: weighed.recommend(histories, k=args.k)}
     runs.update(floors(recommender, histories, args.batch_size, device))
     seconds = bc.alternate(runs, args.repeats, args.warmup, device)
     results = {name: {"seconds_per_round": values, "seconds": bc.median(values),
                       "histories_per_s": args.histories / bc.median(values)} for name, values in seconds.items()}
     ratios = {floor: bc.paired_ratio(seconds["recommend"], seconds[floor])
               for floor in ("matmul", "transformer+matmul")}
+    weighed_ratio = bc.paired_ratio(seconds["recommend, weighed"], seconds["recommend"])
     payload = {"benchmark": "recommend", "args": vars(args), "environment": bc.environment(device),
-               "results": results, "recommend_ratio_to": ratios}
+               "results": results, "recommend_ratio_to": ratios,
+               "weighed_vs_eq8": weighed_ratio}
     rows = [{"contender": name, "seconds": r["seconds"], "histories/s": r["histories_per_s"]}
             for name, r in results.items()]
     print(bc.format_table(rows, ["contender", "seconds", "histories/s"]))
     print(f"{args.histories:,} histories x {args.items:,} items, top {args.k}")
     for floor, ratio in ratios.items():
         print(f"recommend vs {floor}: {ratio:.1f}x")
+    print(f"recommend, weighed (the default of recommend.py and serve.py) vs Eq. 8 alone: {weighed_ratio:.2f}x")
     if args.out:
         bc.write_json(args.out, payload)
     return payload

@@ -158,7 +158,7 @@ class SequenceWeightRecord(HistoryWeightedSequence):
 
     def __call__(self, batch: PreRecBatch) -> Tensor:
         scores, weights = self.scores_and_weights(batch)  # [R, L, J], [R, L]
-        self.weights.append(weights[batch.target_mask].cpu())
+        self.weights.append(weights[batch.target_mask].cpu())  # [T]
         return scores
 
     def mean_weight(self) -> float:

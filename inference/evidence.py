@@ -130,7 +130,7 @@ class HistoryWeightedSequence:
         log_probs = self.log_probs(full)  # [M, R, L, J]
         prior = torch.tensor([self.prior, 1.0 - self.prior], device=log_probs.device)  # [M]
         log_weights = history_weights(log_probs, full.targets, full.target_mask, prior)  # [M, R, L]
-        return torch.logsumexp(log_weights.unsqueeze(-1) + log_probs, dim=0), log_weights[0].exp()
+        return torch.logsumexp(log_weights.unsqueeze(-1) + log_probs, dim=0), log_weights[0].exp()  # [R, L, J], [R, L]
 
     def __call__(self, batch: PreRecBatch) -> Tensor:
         return self.scores_and_weights(batch)[0]  # [R, L, J]

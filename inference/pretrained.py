@@ -5,7 +5,8 @@ a GPU loads on a CPU). The evaluation harness (``zero_shot``, ``diagnostics``), 
 API (``prerec_pyro.api``) all go through it:
 
 - ``model_on(data, item_text)``: the networks on a prepared target's domains, users and items;
-- ``target_scorer(prepared, target)``: Eq. 8 (or the back-door average) on a prepared target's users;
+- ``target_scorer(prepared, target)``: Eq. 8 (or the back-door average) on a prepared target's users, weighed by
+  each user's history by default (``inference/evidence.py``);
 - ``on_domain(items, recent_interactions)``: a ``DomainRecommender`` over a bare catalogue (no log needed);
 - ``known_offsets(item_ids)``: the run's learned eps_v_shared for a catalogue's item ids.
 

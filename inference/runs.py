@@ -218,6 +218,8 @@ def find_latest_run(root: Path, benchmark: str, method: str, state: str = "finis
     """The most recently created run of ``method`` on ``benchmark`` (a name or a TOML file) under ``root``, in the
     benchmark's folder there, whose ``run_state`` is ``state`` (finished by default: running and interrupted runs are
     passed over; "interrupted" finds one to resume)."""
+    if state not in RUN_STATES:
+        raise ValueError(f"state must be one of {RUN_STATES}, got {state!r}")
     benchmark = get_benchmark(benchmark)
     folder = Path(root) / benchmark.folder
     runs = []

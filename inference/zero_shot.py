@@ -2,7 +2,8 @@
 
 Methods: Random (closed form), the training-free rules (POP, SBERT, SBERT+POP with its α fitted on the sources'
 validation users), and each pre-trained run (PreRec_n, PreRec) scored by intervention
-(``PretrainedRun.target_scorer``: ``InterventionScorer``, or ``BackdoorScorer`` with ``samples > 0``). The target's
+(``PretrainedRun.target_scorer``: ``InterventionScorer``, or ``BackdoorScorer`` with ``samples > 0``, weighed by each
+user's history unless ``weigh_sequence=False``). The target's
 training users are never read: only its catalogue, the evaluated users' own histories and the previous interval's
 item counts (online data). ``item_offsets``: see ``inference/pretrained.py``.
 """

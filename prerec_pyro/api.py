@@ -8,7 +8,8 @@
     shop.recommend({"u1": ["85123A"], "u2": ["22423", "71053"]}, k=5)     # many: one row per user and rank
     shop.score([["85123A", "71053"]])                   # [1, J] scores over the whole catalogue
 
-Scores are zero-shot scores of the paper's Eq. 8, through the same ``pyro.poutine.do`` intervention as the
+Scores are zero-shot scores of the paper's Eq. 8 (by default weighed with its f_seq = 0 version by each user's history,
+``inference/evidence.py``), through the same ``pyro.poutine.do`` intervention as the
 evaluation harness (``inference.intervene.InterventionScorer``): D = 0, every offset 0 (a model with shared item
 offsets keeps its learned ones for items the sources listed), and the popularity factors F_j of the catalogue from
 the recent interactions of the interval before ``now`` (none given: F = 0). The recommended item for a history is

@@ -80,8 +80,8 @@ def pretrained_baseline(kind: str, prepared: PreparedBenchmark, reference: RunCo
                              max_users=reference.valid_max_users)
     directory.mkdir(parents=True, exist_ok=True)
     last = directory / "last.pt"  # after every epoch: an interrupted run continues from it
-    recipe = {"kind": kind, "train": asdict(config), "reference": {**reference.to_json(), "created": None},
-              "centering": prepared.text.centering}
+    recipe = {"kind": kind, "train": {**asdict(config), "device": None}, "centering": prepared.text.centering,
+              "reference": {**reference.to_json(), "created": None}}  # what a snapshot must match (any device)
     resume = resumable(last, recipe, device)
     history = fit_baseline(model, sources, config, validate=validation_callback(model, sources, eval_config),
                            resume=resume, on_epoch=lambda done: save_checkpoint(last, {**done, "recipe": recipe}))
@@ -101,9 +101,12 @@ def resumable(last: Path, recipe: dict, device: str) -> dict | None:
     if not last.exists():
         return None
     snapshot = load_checkpoint(last, device)
-    if snapshot.get("recipe") != recipe:
-        raise ValueError(f"{last} holds an interrupted training of another configuration; delete it to train this "
-                         "one from the start, or use another --runs folder")
+    saved = snapshot.get("recipe") or {}
+    if saved != recipe:
+        differ = sorted(key for key in {*saved, *recipe} if saved.get(key) != recipe.get(key))
+        raise ValueError(f"{last} holds an interrupted training of another configuration (differing: "
+                         f"{', '.join(differ)}); delete it to train this one from the start, or use another --runs "
+                         "folder")
     logger.info("resuming %s from %s", BASELINE_KINDS[recipe["kind"]], last)
     return snapshot
 

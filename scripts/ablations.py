@@ -169,7 +169,8 @@ def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     if run is None:
         wanted = variant_config(variant, config)
         unfinished = find_latest_run(root, benchmark, wanted.method, state="interrupted")
-        if unfinished is not None and replace(load_run_config(unfinished), created="") == replace(wanted, created=""):
+        if (unfinished is not None and (unfinished / "last.pt").exists()  # killed in its first epoch: nothing kept
+                and replace(load_run_config(unfinished), created="") == replace(wanted, created="")):
             logger.info("resuming the interrupted run %s (the same configuration)", unfinished)
             return resume_pretraining(unfinished)
         return pretrain(wanted, root)
@@ -327,7 +328,8 @@ def merge_longs(args: argparse.Namespace, out: Path) -> Path:
     made_by = [Path(path).with_name("command.txt") for path in args.from_long]
     lines = dict.fromkeys(line for path in made_by if path.exists() for line in path.read_text().splitlines()
                           if line)  # in order, once each
-    atomic_write(out / "command.txt", lambda f: f.write("\n".join([*lines, args.command, ""]).encode()))
+    lines = dict.fromkeys([*lines, args.command])  # a re-merge into the same folder: its command once
+    atomic_write(out / "command.txt", lambda f: f.write("\n".join([*lines, ""]).encode()))
     write_summaries(long, out, args.benchmark)
     return out
 

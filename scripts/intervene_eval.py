@@ -109,7 +109,8 @@ def find_runs(args: argparse.Namespace, benchmark: str) -> dict[str, PretrainedR
 
 def output_stem(args: argparse.Namespace, runs: dict[str, PretrainedRun], benchmark, transfer: bool) -> Path:
     """``zero_shot_<target>`` and, where they differ from the defaults, what changes the numbers: another benchmark's
-    targets, the split, K%, a fixed b, back-door draws, offsets. In --out, else beside the PreRec run."""
+    targets, the split, K%, a fixed b, back-door draws, offsets, Eq. 8 unweighed. In --out, else beside the PreRec
+    run."""
     parts = [f"zero_shot_{args.target}"]
     parts += [f"on_{benchmark.folder}"] if transfer else []
     parts += [args.split] if args.split != "test" else []
@@ -118,6 +119,7 @@ def output_stem(args: argparse.Namespace, runs: dict[str, PretrainedRun], benchm
     parts += [f"backdoor{args.samples}"] if args.samples else []
     parts += ["posterior_d"] if args.samples and args.backdoor_from == "posterior" else []
     parts += [f"{args.item_offsets}_offsets"] if args.item_offsets != "zero" else []
+    parts += ["eq8"] if not args.weigh_sequence else []  # the paper's scoring instead of the default
     return Path(args.out or runs["prerec"].run_dir) / "_".join(parts)
 
 
@@ -166,6 +168,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
                                           "split": args.split, "k_percent": config.k_percent,
                                           "cold_items": prepared.cold_items, "cold_seed": prepared.cold_seed,
                                           "samples": args.samples, "backdoor_from": args.backdoor_from,
+                                          "weigh_sequence": args.weigh_sequence,
                                           "item_offsets": args.item_offsets, "sbert_pop_alpha": alpha,
                                           "history_items": list(config.history_items),
                                           "runs": {k: str(v.run_dir) for k, v in runs.items()},

@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(a user left with none gets no recommendations, named in the warning)")
     p.add_argument("--batch-users", type=int, default=1024, help="users scored at once")
     p.add_argument("--samples", type=int, default=0,
-                   help="back-door draws of D instead of Eq. 8's do(D = 0) (0, the default: Eq. 8)")
+                   help="back-door draws of D instead of Eq. 8's do(D = 0) (0, the default: do(D = 0))")
     p.add_argument("--backdoor-from", default="prior", choices=BACKDOOR_FROM,
                    help="with --samples: D from its prior, or from the run's posterior of the sources' D_k")
     cli.add_weigh_sequence(p)

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.data.dataset import MultiDomainData
-from prerec_pyro.evaluate import EvalConfig, SampleRanks, eval_batches, ranks_at, summarize
+from prerec_pyro.evaluate import EvalConfig, SampleRanks, batch_ranks, eval_batches, seen_mask, summarize
 
 logger = logging.getLogger(__name__)
 ALPHA_GRID = (0.0, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 10.0)  # SBERT+POP's α, searched on sources
@@ -103,18 +103,22 @@ def sbert_pop_grid_scores(sources: MultiDomainData, source_text: Tensor, config:
     once and only the ranking is repeated per α. Equal to ``evaluate_domain`` with ``SbertPopScorer(text, α)``, α by
     α (the same sum, the same ranks; tested), at a fraction of the cost on long histories."""
     sbert, per_alpha = SbertScorer(F.normalize(source_text.float(), dim=-1)), {alpha: [] for alpha in grid}
+    rule = config.history_items[0]
     for k, dom in enumerate(sources.domains):
         ranks, users = {alpha: [] for alpha in grid}, []
         for windows, batch in eval_batches(sources, k, config):
             keep = batch.target_mask.cpu().numpy()  # [R, L']
             text, popularity = sbert(batch), torch.log1p(PopScorer()(batch))  # [R, L', J] each
+            seen = seen_mask(dom, windows, keep, config.device) if rule == "exclude" else None  # [T, J]
             for alpha in grid:
-                ranks[alpha].append(ranks_at(text + alpha * popularity, batch.targets, keep).cpu().numpy())
-            users.append(np.broadcast_to(windows.user[:, None], keep.shape)[keep])
+                scores = text + alpha * popularity  # [R, L', J]
+                ranks[alpha].append(batch_ranks(lambda _, s=scores: s, batch, keep, dom.n_items, seen,
+                                                (rule,))[rule].cpu().numpy())  # [T]
+            users.append(np.broadcast_to(windows.user[:, None], keep.shape)[keep])  # [T]
         users = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
         for alpha in grid:
             values = np.concatenate(ranks[alpha]) if ranks[alpha] else np.zeros(0)
             result = SampleRanks(dom.name, dom.n_items, values, users, np.zeros(len(users), dtype=bool),
-                                 history_ranks={config.history_items[0]: values})
+                                 history_ranks={rule: values})
             per_alpha[alpha].append(summarize(result, config).get("rndcg@k%", 0.0))
     return [float(np.mean(per_alpha[alpha])) for alpha in grid]

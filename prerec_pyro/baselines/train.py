@@ -172,7 +172,8 @@ def fit_baseline(model: SequentialRecommender, data: MultiDomainData, config: Ba
     ``validate``) and restores the best weights. ``first_n`` keeps only the first interactions (incremental
     fine-tuning); ``trainable`` restricts the optimised parameters (the others are frozen while fitting).
     ``on_epoch(snapshot)`` follows every epoch (on rank 0) with what continuing needs: the weights, the optimiser,
-    the loop's state and the best weights so far; ``resume`` is such a snapshot to continue from (epochs are seeded
+    the loop's state and the best weights so far, as live references that training goes on changing (serialise
+    them at once, e.g. ``save_checkpoint``); ``resume`` is such a snapshot to continue from (epochs are seeded
     by their index, so a resumed run repeats the uninterrupted one).
     Returns one record per epoch: epoch, loss, seconds, score and whatever ``validate`` returned.
     """

@@ -1,5 +1,7 @@
 """Random, POP and SBERT scorers through the evaluation harness."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -68,6 +70,11 @@ def test_sbert_pop_alpha_is_fitted_on_the_sources_validation_users(tiny_sources,
     assert fitted.alpha == max(scores, key=scores.get)
     one_pass = sbert_pop_grid_scores(tiny_sources, text, config, (0.0, 0.1, 1.0, 10.0))  # what the fit compares
     assert one_pass == [scores[alpha] for alpha in (0.0, 0.1, 1.0, 10.0)]  # exactly: the same sums, the same ranks
+    excluded = replace(config, history_items=("exclude",))  # fitted under the rule asked for first
+    by_hand = [np.mean([summarize(evaluate_domain(SbertPopScorer(text, alpha), tiny_sources, k, excluded),
+                                  excluded)["rndcg@k%"] for k in range(len(tiny_sources.domains))])
+               for alpha in (0.0, 1.0)]
+    assert sbert_pop_grid_scores(tiny_sources, text, excluded, (0.0, 1.0)) == by_hand and by_hand != one_pass[::2]
     with pytest.raises(ValueError, match="not on test users"):
         fit_sbert_pop(tiny_sources, text, EvalConfig(k_percent=10.0))
     with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):

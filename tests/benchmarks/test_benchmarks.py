@@ -168,10 +168,12 @@ def test_bench_recommend(load, tmp_path, capsys):
     bench = load("bench_recommend")
     result = run(bench, tmp_path, *MODEL, *TIMING, "--histories", "30", "--items", "50", "--max-history", "6",
                  "--batch-size", "8")
-    assert set(result["results"]) == {"recommend", "matmul", "transformer+matmul"}
+    assert set(result["results"]) == {"recommend", "recommend, weighed", "matmul", "transformer+matmul"}
     assert all(row["histories_per_s"] > 0 for row in result["results"].values())
     assert set(result["recommend_ratio_to"]) == {"matmul", "transformer+matmul"}
-    assert "recommend vs matmul: " in capsys.readouterr().out
+    assert result["weighed_vs_eq8"] > 0
+    printed = capsys.readouterr().out
+    assert "recommend vs matmul: " in printed and "recommend, weighed (the default" in printed
 
 
 def test_bench_train_paper_scale_path_on_tiny_sizes(load, capsys):
