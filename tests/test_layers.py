@@ -8,7 +8,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # top to bottom; a module's layer is the first whose prefix matches its dotted name
 LAYERS = [
-    ("studies", ("prerec_pyro.study", "prerec_pyro.report", "prerec_pyro.figures", "prerec_pyro.baseline_runs",
+    ("studies", ("prerec_pyro.study", "prerec_pyro.report", "prerec_pyro.ablation_tables", "prerec_pyro.figures",
+                 "prerec_pyro.baseline_runs",
                  "prerec_pyro.run_flags")),
     ("api", ("prerec_pyro.api", "prerec_pyro.serve", "prerec_pyro")),  # the package root lazily re-exports the API
     ("inference", ("prerec_pyro.inference",)),
