@@ -64,7 +64,8 @@ def test_the_plan_parses_as_ablations_arguments(capsys):
 def test_summaries_cover_the_new_items_subset_when_it_has_samples(tmp_path):
     import pandas as pd
 
-    ablations = load_script("ablations")
+    from prerec_pyro import ablation_tables
+
     rows = []
     for seed, (all_score, new_score) in enumerate([(0.10, 0.02), (0.12, 0.04)]):
         for domain in ("a", "b"):
@@ -73,9 +74,9 @@ def test_summaries_cover_the_new_items_subset_when_it_has_samples(tmp_path):
             rows.append({"method": "v/eq8", "domain": domain, "subset": "new_items", "seed": seed, "n_samples": 3,
                          "rndcg@k%": new_score, "recall@k%": 0.1, "rndcg@k%_low": 0.0, "rndcg@k%_high": 1.0})
     long = pd.DataFrame(rows)
-    table = ablations.summary_table(long, "new_items").set_index("method")
+    table = ablation_tables.summary_table(long, "new_items").set_index("method")
     assert table.loc["v/eq8", "rndcg@k%_mean"] == 0.03 and round(table.loc["v/eq8", "n_seeds"]) == 2
-    ablations.write_summaries(long, tmp_path, "bench")
+    ablation_tables.write_summaries(long, tmp_path, "bench")
     assert "(new_items: 6 samples in 2 target(s))" in (tmp_path / "ablations.md").read_text()
 
 
