@@ -266,13 +266,17 @@ class PretrainedRun:
         default): that scorer averaged with its own version without the sequence model, each weighed by how well it
         predicted the user's earlier items (``inference/evidence.py``; docs/DESIGN.md, "Weighing the sequence model
         by the user's history"); False: Eq. 8 (or the back-door average) as it is."""
-        scorer = self._target_scorer(prepared, target, samples, item_offsets, backdoor_from)
-        return HistoryWeightedSequence(scorer) if weigh_sequence and self.weighs() else scorer
+        return self._weighed(self._target_scorer(prepared, target, samples, item_offsets, backdoor_from),
+                             weigh_sequence)
 
     def weighs(self) -> bool:
         """Whether weighing the sequence model can change this run's rankings (not for PreRec_n, whose scores are
         f_seq's alone: ``inference/evidence.py``)."""
         return not sequence_is_all(self.config.model)
+
+    def _weighed(self, scorer, weigh_sequence: bool):
+        """``scorer`` weighed by each user's history when asked and when that can change a ranking, else itself."""
+        return HistoryWeightedSequence(scorer) if weigh_sequence and self.weighs() else scorer
 
     def _target_scorer(self, prepared: PreparedBenchmark, target: str, samples: int, item_offsets: str,
                        backdoor_from: str):
@@ -328,6 +332,5 @@ class PretrainedRun:
                                     domain_draws=draws)
         recommender = DomainRecommender(model, table["item_id"].to_numpy(dtype=object), factors.to(self.device),
                                         offsets, scorer)
-        if weigh_sequence and self.weighs():  # the recommender's own scorer (Eq. 8 or the back-door), weighed
-            recommender.scorer = HistoryWeightedSequence(recommender.scorer)
+        recommender.scorer = self._weighed(recommender.scorer, weigh_sequence)  # its own scorer (Eq. 8 or back-door)
         return recommender

@@ -68,9 +68,8 @@ def summary_rows(long: pd.DataFrame, benchmark: str, groups: dict[str, tuple[str
     for part, targets in parts.items():
         for rule in rules:
             found = verdict(method_scores(long, rule, targets))
-            if found and missing:
-                found["outcome"] += f" (not run: {', '.join(missing)})"
             if found:
+                found["outcome"] += f" (not run: {', '.join(missing)})" if missing else ""
                 rows.append({"benchmark": benchmark, "targets": part, "history_items": rule, **found})
     return rows
 

@@ -257,9 +257,8 @@ def merge_longs(args: argparse.Namespace, out: Path) -> Path:
     long = long.drop_duplicates(subset=keys, keep="first")
     write_csv(out / "ablations_long.csv", long)
     made_by = [Path(path).with_name("command.txt") for path in args.from_long]
-    lines = dict.fromkeys(line for path in made_by if path.exists() for line in path.read_text().splitlines()
-                          if line)  # in order, once each
-    lines = dict.fromkeys([*lines, args.command])  # a re-merge into the same folder: its command once
+    lines = dict.fromkeys([*(line for path in made_by if path.exists() for line in path.read_text().splitlines()
+                             if line), args.command])  # in order, once each (a re-merge into the same folder too)
     atomic_write(out / "command.txt", lambda f: f.write("\n".join([*lines, ""]).encode()))
     write_summaries(long, out, args.benchmark)
     return out
