@@ -156,9 +156,9 @@ class SequenceWeightRecord(HistoryWeightedSequence):
         super().__init__(scorer, prior)
         self.weights: list[Tensor] = []
 
-    def __call__(self, batch: PreRecBatch) -> Tensor:
-        scores, weights = self.scores_and_weights(batch)  # [R, L, J], [R, L]
-        self.weights.append(weights[batch.target_mask].cpu())  # [T]
+    def score_targets(self, batch: PreRecBatch) -> Tensor:
+        scores, weights = self.targets_and_weights(batch)  # [A, J], [A]
+        self.weights.append(weights.cpu())  # [A]
         return scores
 
     def mean_weight(self) -> float:

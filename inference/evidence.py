@@ -30,6 +30,8 @@ from prerec_pyro.data.batches import PreRecBatch
 from prerec_pyro.models.config import PreRecConfig
 from prerec_pyro.models.prerec import PreRecModel
 
+from .scoring import target_scores
+
 
 class SilentSequence(nn.Module):
     """f_seq that says nothing: the user state of every position is 0."""
@@ -61,7 +63,11 @@ class WithoutSequence:
 
     def __call__(self, batch: PreRecBatch) -> Tensor:
         with replaced_sequence_model(self.scorer.model, self.sequence_model()):
-            return self.scorer(batch)
+            return self.scorer(batch)  # [R, L, J]
+
+    def score_targets(self, batch: PreRecBatch) -> Tensor:
+        with replaced_sequence_model(self.scorer.model, self.sequence_model()):
+            return target_scores(self.scorer, batch)  # [A, J]
 
 
 def every_position(batch: PreRecBatch) -> PreRecBatch:
@@ -74,20 +80,18 @@ def every_position(batch: PreRecBatch) -> PreRecBatch:
     return replace(batch, target_mask=mask, target_order=None, period_sizes=None)
 
 
-def history_weights(log_probs: Tensor, targets: Tensor, scored: Tensor, prior: Tensor) -> Tensor:
+def history_weights(observed: Tensor, scored: Tensor, prior: Tensor) -> Tensor:
     """Posterior log-weights of the models before each position: log π_m plus the log-probabilities the model gave
     the window's earlier next items (scored positions s < t), normalised over the models.
 
     Args:
-        log_probs: [M, R, L, J] each model's next-item log-probabilities.
-        targets: [R, L] the next item (local index) at each position.
+        observed: [M, R, L] each model's log-probability of the next item at each position.
         scored: [R, L] bool, the positions whose next item counts as evidence.
         prior: [M] the prior weights (summing to 1).
 
     Returns: [M, R, L] log-weights.
     """
-    index = targets.clamp(min=0).unsqueeze(0).unsqueeze(-1).expand(log_probs.shape[0], -1, -1, 1)  # [M, R, L, 1]
-    observed = log_probs.gather(-1, index).squeeze(-1) * scored  # [M, R, L]
+    observed = observed * scored  # [M, R, L]
     before = observed.cumsum(dim=-1) - observed  # [M, R, L]: the sum over s < t
     log_weights = prior.log().view(-1, 1, 1) + before  # [M, R, L]
     return log_weights - torch.logsumexp(log_weights, dim=0, keepdim=True)
@@ -116,21 +120,31 @@ class HistoryWeightedSequence:
         return self.scorer.model
 
     @torch.no_grad()
-    def log_probs(self, batch: PreRecBatch) -> Tensor:
-        """Each model's next-item log-probabilities at every position of ``batch``. [M, R, L, J]"""
-        with_sequence = torch.log_softmax(self.scorer(batch), dim=-1)  # [R, L, J]
-        without = torch.log_softmax(WithoutSequence(self.scorer)(batch), dim=-1)  # [R, L, J]
-        return torch.stack([with_sequence, without])  # [M, R, L, J]
+    def targets_and_weights(self, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
+        """The averaged scores at the batch's targets [A, J] and the sequence model's posterior weight w_1(t) there
+        [A], in ``batch.target_layout()`` order. Each model scores every position once, as a log-probability
+        [A', J] (A' = the window's positions up to its last target); the mixture is taken at the targets only."""
+        evidence = every_position(batch).target_mask  # [R, L]: positions 1 .. last target
+        full = replace(batch, target_mask=evidence | batch.target_mask, target_order=None, period_sizes=None)
+        order, _ = full.target_layout()  # [A']
+        with_sequence = torch.log_softmax(target_scores(self.scorer, full), dim=-1)  # [A', J]
+        without = torch.log_softmax(target_scores(WithoutSequence(self.scorer), full), dim=-1)  # [A', J]
+        next_items = full.layout_targets().clamp(min=0).unsqueeze(-1)  # [A', 1]
+        observed = torch.stack([with_sequence.gather(-1, next_items)[:, 0], without.gather(-1, next_items)[:, 0]])
+        observed = observed.new_zeros(2, full.items.numel()).index_copy(1, order, observed)  # [M, R * L]
+        prior = torch.tensor([self.prior, 1.0 - self.prior], device=observed.device)  # [M]
+        log_weights = history_weights(observed.view(2, *full.items.shape), evidence, prior)  # [M, R, L]
+        at = torch.full((full.items.numel(),), -1, device=order.device).index_copy(
+            0, order, torch.arange(len(order), device=order.device))[batch.target_layout()[0]]  # [A]: rows of A'
+        weights = log_weights.view(2, -1)[:, batch.target_layout()[0]]  # [M, A]
+        mixed = torch.logaddexp(weights[0, :, None] + with_sequence[at], weights[1, :, None] + without[at])  # [A, J]
+        return mixed, weights[0].exp()
 
-    @torch.no_grad()
-    def scores_and_weights(self, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
-        """The averaged scores [R, L, J] and the sequence model's posterior weight w_1(t) at every position [R, L]
-        (the harness reads the scores at ``batch.target_mask``)."""
-        full = every_position(batch)
-        log_probs = self.log_probs(full)  # [M, R, L, J]
-        prior = torch.tensor([self.prior, 1.0 - self.prior], device=log_probs.device)  # [M]
-        log_weights = history_weights(log_probs, full.targets, full.target_mask, prior)  # [M, R, L]
-        return torch.logsumexp(log_weights.unsqueeze(-1) + log_probs, dim=0), log_weights[0].exp()  # [R, L, J], [R, L]
+    def score_targets(self, batch: PreRecBatch) -> Tensor:
+        return self.targets_and_weights(batch)[0]  # [A, J]
 
     def __call__(self, batch: PreRecBatch) -> Tensor:
-        return self.scores_and_weights(batch)[0]  # [R, L, J]
+        """The scores in the observed site's layout [R, L, J] (0 at the positions that are not targets)."""
+        scores = self.score_targets(batch)  # [A, J]
+        out = scores.new_zeros(batch.items.numel(), scores.shape[-1])  # [R * L, J]
+        return out.index_copy(0, batch.target_layout()[0], scores).view(*batch.items.shape, -1)  # [R, L, J]

@@ -25,6 +25,7 @@ from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.popularity import PopularityConfig, PopularityTable
 
 from .intervene import InterventionScorer
+from .scoring import target_scores
 
 logger = logging.getLogger(__name__)
 UNKNOWN = ("error", "drop")
@@ -160,8 +161,10 @@ class DomainRecommender:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start: start + batch_size]
             self.model.set_catalogue(1, len(chunk), self.model.item_text)  # the users plate: this chunk
-            batch, position = self._batch(chunk)
-            out.append(self.scorer(batch)[torch.arange(len(chunk), device=position.device), position])  # [r, J]
+            batch, _ = self._batch(chunk)
+            scores = target_scores(self.scorer, batch)  # [r, J]: one target per row, in target_layout() order
+            rows_of = batch.target_layout()[0] // batch.items.shape[1]  # [r]
+            out.append(scores.new_empty(scores.shape).index_copy_(0, rows_of, scores))  # [r, J] in history order
         return torch.cat(out)
 
     def recommend(self, histories: Sequence[str] | Sequence[Sequence[str]] | Mapping[str, Sequence[str]],

@@ -133,3 +133,12 @@ class PosteriorScorer(MapScorer):
             torch.manual_seed(self.seed)
             return torch.stack([torch.log_softmax(self._logits(batch, latent_draw, at_targets), -1)
                                 for _ in range(self.n_samples)])
+
+
+def target_scores(scorer, batch: PreRecBatch) -> Tensor:
+    """``scorer``'s scores at the batch's targets, in ``batch.target_layout()`` order: its ``score_targets`` when
+    it has one (PreRec's scorers), else its [R, L, J] scores at those positions. [A, J]"""
+    if hasattr(scorer, "score_targets"):
+        return scorer.score_targets(batch)  # [A, J]
+    scores = scorer(batch)  # [R, L, J]
+    return scores.reshape(-1, scores.shape[-1])[batch.target_layout()[0]]  # [A, J]

@@ -115,8 +115,9 @@ def test_bench_eval_counts_every_evaluated_position(load, tmp_path):
     cache = tmp_path / "data"
     argv = [*SYNTHETIC, *MODEL, *TIMING, "--data-cache", str(cache)]
     result = run(bench, tmp_path, *argv)
-    assert set(result["results"]) == {"map", "intervention", "map-dense", "matmul", "transformer+matmul"}
-    assert set(result["ratio_to_matmul"]) == {"map", "intervention", "map-dense"} and len(result["targets_met"]) == 4
+    scorers = {"map", "intervention", "intervention-weighed", "map-dense"}  # weighed: the default zero-shot scoring
+    assert set(result["results"]) == scorers | {"matmul", "transformer+matmul"}
+    assert set(result["ratio_to_matmul"]) == scorers and len(result["targets_met"]) == 5
     assert set(result["ratio_to_transformer_matmul"]) == set(result["ratio_to_matmul"])
     data, _ = load("bench_common").synthetic_sources(bench.parse_args(argv))  # read back from the cache
     assert len(list(cache.glob("synthetic-*/manifest.json"))) == 1

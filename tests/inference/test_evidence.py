@@ -16,17 +16,15 @@ TARGET = "japan"
 
 def test_history_weights_by_hand():
     """Two models, one window of 3 positions, 2 items. Model 0 gives the observed items probability 1/2 then 1/4,
-    model 1 gives 1/4 then 1/2; prior (0.5, 0.5). Before position 1: the prior; before 2: (1/2, 1/4) normalised,
-    i.e. (2/3, 1/3); position 0 is not evidence."""
-    log_probs = torch.log(torch.tensor([[[[0.5, 0.5], [0.5, 0.5], [0.75, 0.25]]],
-                                        [[[0.5, 0.5], [0.75, 0.25], [0.5, 0.5]]]]))  # [M=2, R=1, L=3, J=2]
-    targets = torch.tensor([[1, 0, 1]])  # position 1's next item 0: 1/2 vs 3/4; position 2's next item 1
-    scored = torch.tensor([[False, True, True]])
-    weights = history_weights(log_probs, targets, scored, torch.tensor([0.5, 0.5])).exp()  # [2, 1, 3]
+    model 1 gives 1/4 then 1/2; prior (0.5, 0.5). Before position 1: the prior; before 2: (1/2, 3/4) normalised,
+    i.e. (0.4, 0.6); position 0 is not evidence."""
+    observed = torch.log(torch.tensor([[[0.5, 0.5, 0.25]], [[0.5, 0.75, 0.5]]]))  # [M=2, R=1, L=3]
+    scored = torch.tensor([[False, True, True]])  # position 1's next item: 1/2 vs 3/4; position 2's: 1/4 vs 1/2
+    weights = history_weights(observed, scored, torch.tensor([0.5, 0.5])).exp()  # [2, 1, 3]
     torch.testing.assert_close(weights[:, 0, 0], torch.tensor([0.5, 0.5]))
     torch.testing.assert_close(weights[:, 0, 1], torch.tensor([0.5, 0.5]))
     torch.testing.assert_close(weights[:, 0, 2], torch.tensor([0.4, 0.6]))  # 1/2 : 3/4
-    skewed = history_weights(log_probs, targets, scored, torch.tensor([0.8, 0.2])).exp()
+    skewed = history_weights(observed, scored, torch.tensor([0.8, 0.2])).exp()
     torch.testing.assert_close(skewed[:, 0, 2], torch.tensor([0.8 * 0.5, 0.2 * 0.75]) / (0.4 + 0.15))
 
 
@@ -41,8 +39,8 @@ def test_every_position_marks_the_windows_real_items(scored):
 
 def test_mixture_is_a_distribution_between_its_two_models(scored):
     eq8, batch, _ = scored
-    mixed = HistoryWeightedSequence(eq8)(batch)  # [R, L, J]
     full = every_position(batch)
+    mixed = HistoryWeightedSequence(eq8)(full)  # [R, L, J]
     assert mixed.shape == (*batch.items.shape, batch.n_domain_items)
     torch.testing.assert_close(mixed[full.target_mask].exp().sum(-1), torch.ones(int(full.target_mask.sum())))
     with_sequence = torch.log_softmax(eq8(full), -1)[full.target_mask]
@@ -57,7 +55,7 @@ def test_mixture_is_a_distribution_between_its_two_models(scored):
 def test_near_certain_prior_gives_one_model(scored):
     eq8, batch, _ = scored
     full = every_position(batch)
-    almost_all = HistoryWeightedSequence(eq8, prior=1 - 1e-12)(batch)[full.target_mask]
+    almost_all = HistoryWeightedSequence(eq8, prior=1 - 1e-12)(full)[full.target_mask]
     torch.testing.assert_close(almost_all, torch.log_softmax(eq8(full), -1)[full.target_mask], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="prior"):
         HistoryWeightedSequence(eq8, prior=1.0)
@@ -74,9 +72,10 @@ def test_a_position_reads_only_the_items_before_it(scored):
     changed_items, changed_targets = batch.items.clone(), batch.targets.clone()
     changed_items[row, cut:length] = batch.item_offset + (batch.targets[row, cut:length] + 1) % batch.n_domain_items
     changed_targets[row, cut:length] = (batch.targets[row, cut:length] + 1) % batch.n_domain_items
-    changed = replace(batch, items=changed_items, targets=changed_targets)
-    torch.testing.assert_close(scorer(changed)[row, : cut + 1], scorer(batch)[row, : cut + 1], rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(scorer(changed)[row, cut + 1: length], scorer(batch)[row, cut + 1: length])
+    changed = every_position(replace(batch, items=changed_items, targets=changed_targets))
+    before, after = scorer(every_position(batch)), scorer(changed)  # [R, L, J]: every position scored
+    torch.testing.assert_close(after[row, : cut + 1], before[row, : cut + 1], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(after[row, cut + 1: length], before[row, cut + 1: length])
 
 
 def test_weighed_sequence_reads_no_target_training_data(pretrained, reads_no_training_users):
@@ -98,7 +97,8 @@ def test_sequence_weight_is_the_posterior_of_the_sequence_model(scored):
     observed = log_probs.gather(-1, full.targets.clamp(min=0)[None, ..., None].expand(2, -1, -1, 1))[..., 0]
     before = (observed * full.target_mask).cumsum(-1) - observed * full.target_mask  # [2, R, L]
     expected = torch.sigmoid(math.log(0.3 / 0.7) + before[0] - before[1])  # [R, L]
-    torch.testing.assert_close(record.weights[0], expected[batch.target_mask], rtol=1e-4, atol=1e-5)
+    at_targets = expected.reshape(-1)[batch.target_layout()[0]]  # [A]: the scorer's target order
+    torch.testing.assert_close(record.weights[0], at_targets, rtol=1e-4, atol=1e-5)
     first = batch.target_mask & (torch.arange(batch.items.shape[1]) == 1)
     torch.testing.assert_close(expected[first], torch.full((int(first.sum()),), 0.3))
     assert record.mean_weight() == pytest.approx(float(expected[batch.target_mask].mean()), abs=1e-5)
