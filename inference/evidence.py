@@ -134,9 +134,10 @@ class HistoryWeightedSequence:
         observed = observed.new_zeros(2, full.items.numel()).index_copy(1, order, observed)  # [M, R * L]
         prior = torch.tensor([self.prior, 1.0 - self.prior], device=observed.device)  # [M]
         log_weights = history_weights(observed.view(2, *full.items.shape), evidence, prior)  # [M, R, L]
-        at = torch.full((full.items.numel(),), -1, device=order.device).index_copy(
-            0, order, torch.arange(len(order), device=order.device))[batch.target_layout()[0]]  # [A]: rows of A'
-        weights = log_weights.view(2, -1)[:, batch.target_layout()[0]]  # [M, A]
+        targets = batch.target_layout()[0]  # [A]: the batch's targets, flat positions in [R, L]
+        row_of = torch.full((full.items.numel(),), -1, device=order.device)  # [R * L]: each position's row of A'
+        row_of[order] = torch.arange(len(order), device=order.device)
+        at, weights = row_of[targets], log_weights.view(2, -1)[:, targets]  # [A], [M, A]
         mixed = torch.logaddexp(weights[0, :, None] + with_sequence[at], weights[1, :, None] + without[at])  # [A, J]
         return mixed, weights[0].exp()
 

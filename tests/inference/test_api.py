@@ -113,6 +113,19 @@ def test_the_recommender_weighs_the_sequence_model_by_the_history_by_default(sho
     torch.testing.assert_close(longer.exp().sum(), torch.tensor(1.0), rtol=1e-5, atol=1e-5)
 
 
+def test_histories_scored_together_score_as_each_alone(shop):
+    """Histories of different lengths in one call (one batch, the target rows in the scorer's layout order) get
+    the scores each gets alone, by the default weighed scoring and by Eq. 8."""
+    run, domain = shop
+    ids = list(domain.items["item_id"])
+    histories = [ids[:5], ids[3:4], ids[7:10], ids[1:3]]
+    for weigh in (True, False):
+        recommender = run.on_domain(domain.items, recent_interactions=domain.interactions, weigh_sequence=weigh)
+        together = recommender.score(histories)  # [4, J]
+        alone = torch.cat([recommender.score([history]) for history in histories])  # [4, J]
+        torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+
+
 def test_top_k_is_in_the_catalogue_excludes_the_history_and_is_deterministic(shop):
     run, domain = shop
     recommender = run.on_domain(domain.items, recent_interactions=domain.interactions)
