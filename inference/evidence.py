@@ -97,6 +97,17 @@ def history_weights(observed: Tensor, scored: Tensor, prior: Tensor) -> Tensor:
     return log_weights - torch.logsumexp(log_weights, dim=0, keepdim=True)
 
 
+def both_models(scorer, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
+    """``scorer``'s scores at the batch's targets with the sequence model and with it silent ([A, J] each). A
+    scorer whose logits are linear in the user state (Eq. 8, MAP) gives both in one pass, Eq. 8's logits and f_seq's
+    term of them, the second being their difference (``score_targets_by_sequence``); any other is run twice."""
+    by_sequence = getattr(scorer, "score_targets_by_sequence", None)
+    if by_sequence is None:
+        return target_scores(scorer, batch), target_scores(WithoutSequence(scorer), batch)
+    logits, term = by_sequence(batch)  # [A, J], [A, J]
+    return logits, logits - term
+
+
 def sequence_is_all(config: PreRecConfig) -> bool:
     """Whether the model's scores are f_seq's alone: without popularity, the last-item skip, the text channel and
     the repeat term, its version without f_seq scores every item alike, and averaging with a uniform distribution
@@ -127,8 +138,7 @@ class HistoryWeightedSequence:
         evidence = every_position(batch).target_mask  # [R, L]: positions 1 .. last target
         full = replace(batch, target_mask=evidence | batch.target_mask, target_order=None, period_sizes=None)
         order, _ = full.target_layout()  # [A']
-        with_sequence = torch.log_softmax(target_scores(self.scorer, full), dim=-1)  # [A', J]
-        without = torch.log_softmax(target_scores(WithoutSequence(self.scorer), full), dim=-1)  # [A', J]
+        with_sequence, without = (torch.log_softmax(scores, dim=-1) for scores in both_models(self.scorer, full))
         next_items = full.layout_targets().clamp(min=0).unsqueeze(-1)  # [A', 1]
         observed = torch.stack([with_sequence.gather(-1, next_items)[:, 0], without.gather(-1, next_items)[:, 0]])
         observed = observed.new_zeros(2, full.items.numel()).index_copy(1, order, observed)  # [M, R * L]

@@ -78,10 +78,19 @@ class InterventionScorer(ModelScorer):
 
     @torch.no_grad()
     def scores(self, batch: PreRecBatch, at_targets: bool) -> Tensor:
-        values = zero_interventions(self.model, batch)
-        values.update(self.item_offsets)
         with eval_mode(self.model):
-            return logits_under(self.model, values, batch, at_targets)  # [R, L, J] or [A, J]
+            return logits_under(self.model, self._interventions(batch), batch, at_targets)  # [R, L, J] or [A, J]
+
+    @torch.no_grad()
+    def score_targets_by_sequence(self, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
+        """``score_targets`` and the sequence model's term of it, in one pass ([A, J] each;
+        ``PreRecModel.target_logits_and_sequence_term``)."""
+        latent = latent_dict(self.model, batch, do=self._interventions(batch))
+        with eval_mode(self.model):
+            return self.model.target_logits_and_sequence_term(batch, latent)
+
+    def _interventions(self, batch: PreRecBatch) -> dict[str, Tensor]:
+        return {**zero_interventions(self.model, batch), **self.item_offsets}
 
 
 class BackdoorScorer(ModelScorer):

@@ -88,12 +88,23 @@ class MapScorer(ModelScorer):
         with eval_mode(self.model):
             return self._logits(batch, latent_values, at_targets)  # [R, L, J] or [A, J]
 
+    @torch.no_grad()
+    def score_targets_by_sequence(self, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
+        """``score_targets`` and the sequence model's term of it, in one pass ([A, J] each;
+        ``PreRecModel.target_logits_and_sequence_term``)."""
+        with eval_mode(self.model):
+            return self.model.target_logits_and_sequence_term(*self._latent(batch, latent_values))
+
     def _logits(self, batch: PreRecBatch, estimate, at_targets: bool) -> Tensor:
         """The model's logits with every latent at the guide's ``estimate`` (see ``_point_estimates``)."""
+        return model_logits(self.model, *self._latent(batch, estimate), at_targets)
+
+    def _latent(self, batch: PreRecBatch, estimate) -> tuple[PreRecBatch, dict]:
+        """The batch as the model sees it (users outside the fitted plate at row 0) and the latent values at the
+        guide's ``estimate``."""
         fitted = batch.user_index < self.model.n_users  # [U]
         batch = replace(batch, user_index=torch.where(fitted, batch.user_index, 0))
-        latent = latent_dict(self.model, batch, condition=self._point_estimates(batch, fitted, estimate))
-        return model_logits(self.model, batch, latent, at_targets)
+        return batch, latent_dict(self.model, batch, condition=self._point_estimates(batch, fitted, estimate))
 
     def _point_estimates(self, batch: PreRecBatch, fitted: Tensor, estimate=latent_values) -> dict[str, Tensor]:
         """The guide's ``estimate`` (point estimates, or a draw), asked once per distinct fitted user (a subsampled
@@ -120,6 +131,8 @@ class PosteriorScorer(MapScorer):
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         super().__init__(model, guide, name)
         self.n_samples, self.seed = n_samples, seed
+
+    score_targets_by_sequence = None  # the draws are averaged after the softmax: the logits have no linear split
 
     @torch.no_grad()
     def scores(self, batch: PreRecBatch, at_targets: bool) -> Tensor:

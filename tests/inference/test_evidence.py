@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from prerec_pyro.inference.diagnostics import SequenceWeightRecord, WithoutSequence
-from prerec_pyro.inference.evidence import HistoryWeightedSequence, every_position, history_weights
+from prerec_pyro.inference.evidence import HistoryWeightedSequence, both_models, every_position, history_weights
 from prerec_pyro.inference.pretrained import PretrainedRun
+from prerec_pyro.inference.scoring import PosteriorScorer, target_scores
 
 TARGET = "japan"
 
@@ -102,3 +103,15 @@ def test_sequence_weight_is_the_posterior_of_the_sequence_model(scored):
     first = batch.target_mask & (torch.arange(batch.items.shape[1]) == 1)
     torch.testing.assert_close(expected[first], torch.full((int(first.sum()),), 0.3))
     assert record.mean_weight() == pytest.approx(float(expected[batch.target_mask].mean()), abs=1e-5)
+
+
+def test_one_pass_gives_both_models_as_two_passes_do(scored):
+    """Eq. 8's scorer gives its logits and f_seq's term in one pass; the two models it yields equal Eq. 8 and Eq. 8
+    with a silent f_seq scored separately. The posterior predictive averages after the softmax and has no such
+    split: it is scored twice."""
+    eq8, batch, _ = scored
+    full = every_position(batch)
+    with_sequence, without = both_models(eq8, full)  # [A', J] each
+    torch.testing.assert_close(with_sequence, target_scores(eq8, full), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(without, target_scores(WithoutSequence(eq8), full), rtol=1e-5, atol=1e-5)
+    assert PosteriorScorer.score_targets_by_sequence is None

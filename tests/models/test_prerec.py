@@ -393,6 +393,36 @@ def test_target_logits_are_the_observed_sites_logits_at_the_targets(tiny_sources
         torch.testing.assert_close(at_targets, expected)
 
 
+class _SilentSequence(torch.nn.Module):
+    def forward(self, first, history):
+        return history.new_zeros(history.shape[0], history.shape[1] + 1, history.shape[2])  # [R, L, B]
+
+
+@pytest.mark.parametrize("changes", [{}, {"use_domain": False, "use_popularity": False, "use_offsets": False},
+                                     {"last_item_skip": True, "text_channel": "last", "repeat_term": True,
+                                      "shared_item_offsets": True}])
+def test_the_sequence_term_is_what_a_silent_f_seq_takes_away(tiny_sources, encode_hash, changes):
+    """One pass gives the target logits and f_seq's term of them; their difference is the logits with f_seq's output
+    at 0 (the rest of the user state, the text channel, popularity and the repeat term kept), to 1e-5."""
+    model = PreRecModel(replace(CONFIG, **changes), len(tiny_sources.domains), tiny_sources.n_fit_users,
+                        encode_hash(tiny_sources)).eval()
+    if model.config.repeat_term:
+        with torch.no_grad():
+            model.repeat_weight.fill_(-0.3)
+    batch = make_batch(tiny_sources, negatives=None, domain=1)
+    latent = poutine.trace(model.latents).get_trace(batch).nodes["_RETURN"]["value"]
+    logits, term = model.target_logits_and_sequence_term(batch, latent)  # [A, J], [A, J]
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model.target_logits(batch, latent))
+        kept, model.f_seq = model.f_seq, _SilentSequence()
+        silent = model.target_logits(batch, latent)  # [A, J]
+        model.f_seq = kept
+    assert float(term.abs().max()) > 1e-3, "the sequence model's term must not vanish, or the test shows nothing"
+    torch.testing.assert_close(logits - term, silent, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="whole catalogue"):
+        model.target_logits_and_sequence_term(make_batch(tiny_sources, negatives=5, domain=1), latent)
+
+
 @pytest.mark.parametrize("negatives", [None, 5])
 def test_repeat_term_adds_w_r_to_items_already_in_the_history(tiny_sources, encode_hash, negatives):
     text = encode_hash(tiny_sources)  # [J, T]

@@ -1,0 +1,163 @@
+"""The logits over a batch's candidates, U·V_c(t) + Z_c(t)·W_z + D_k·W_d [+ w_r·1[c seen]], computed without
+building V_c(t) for every target (docs/DESIGN.md, "Scoring only what is ranked").
+
+``PreRecModel`` (models/prerec.py, the PGM) inherits these methods; they read its networks and deterministic nodes
+(``static_item_parts``, ``eps_z_rows``, f_pop, W_z, w_r) and add no node of their own. The item side of a score is
+[V_c(t), bias_c(t)] against the user side [U, 1]: the static part (m + eps_v + D_k [; X̂], D_k·W_d) is built once per
+batch, and only popularity, Z_c(t) = f_pop(F_c(t)) + eps_z, changes with the period t of a target. Three paths:
+sampled candidates (training), a whole catalogue with gradients (the full likelihood), a whole catalogue without
+(evaluation, recommendation: one product, then each period's counted items corrected in place).
+
+Shape legend: A = target positions, C = candidates, P = periods, Q = distinct factor rows, B = embedding size,
+T = text dimension, F = popularity factors.
+"""
+
+from __future__ import annotations
+
+from itertools import accumulate
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from prerec_pyro.data.batches import PreRecBatch, distinct_rows
+
+
+class CandidateScores:
+    """The candidate-scoring algebra of ``PreRecModel`` (module docstring)."""
+
+    def _candidate_logits(self, user: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None,
+                          sequence: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """U·V_c(t) + Z_c(t)·W_z + D_k·W_d [+ w_r·1[c seen]] for every candidate c at the batch's targets, in
+        ``batch.target_layout()`` order. A whole catalogue: one matrix product per period, [U, 1] against that
+        period's item side [V_c(t), bias_c(t)], so the bias costs no pass of its own; sampled candidates: the static
+        side once for every target, plus the periods' popularity terms (``_sampled_popularity``). With the targets'
+        f_seq outputs ``sequence`` [A, B] (a whole catalogue, no gradients), also their term n·V_c(t). ([A, C], [A, C]
+        or None)"""
+        order, sizes = batch.target_layout()
+        rows = batch.candidate_rows  # [C]
+        users = user.reshape(-1, user.shape[-1])[order]  # [A, B (+ T)]
+        users = torch.cat([users, users.new_ones(len(order), 1)], dim=1)  # [A, B (+ T) + 1]
+        value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
+        items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
+        groups, term = torch.split(users, sizes), None
+        assert sequence is None or (batch.negatives is None and not torch.is_grad_enabled())
+        if batch.negatives is not None and self.config.use_popularity:  # static part once, f_pop(F) per period
+            eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
+            if eps_z is not None:  # eps_z does not change with the period: on the static side
+                items = items + self._item_side(eps_z)  # [C, B (+ T) + 1]
+            out = users @ items.T + self._sampled_popularity(users, batch, sizes)  # [A, C]
+        elif torch.is_grad_enabled():
+            periods = self._period_items(items, rows, batch, latent, sizes)
+            out = torch.cat([groups[p] @ items_t.T for p, items_t in periods])  # [A, C]
+        else:
+            out, term = self._catalogue_scores(users, items, rows, batch, latent, sizes, sequence)  # [A, C]
+        if self.config.repeat_term:
+            columns, marked, canonical = batch.seen_columns(rows, order)  # [A, L], [A, L], [C]
+            if batch.negatives is None:  # a catalogue lists each item once: canonical is the identity
+                add = out.scatter_add_ if not torch.is_grad_enabled() else out.scatter_add  # no copy of [A, C]
+                out = add(1, columns, self.w_r * marked)
+            else:
+                seen = out.new_zeros(out.shape).scatter_add_(1, columns, marked.to(out.dtype))  # [A, C]
+                out = out + self.w_r * seen[:, canonical]
+        return out, term
+
+    def _sampled_popularity(self, users: Tensor, batch: PreRecBatch, sizes: tuple[int, ...]) -> Tensor:
+        """U·f_pop(F_c(t)) + f_pop(F_c(t))·W_z of the sampled candidates for the targets' users [A, B (+ T) + 1] (in
+        ``target_layout()`` order, grouped by period; eps_z is on the static side): f_pop once per distinct factor
+        row, of width B + 1 so that neither the text channel's columns nor the static item side are built again for
+        each period. A batch spans hundreds of days of sliding popularity with a few targets each, so the periods
+        with the same number of targets n go through one batched product [G, n, B + 1] @ [G, B + 1, C] (about ten
+        products, no padding; docs/DESIGN.md, "Scoring only what is ranked"). [A, C]"""
+        distinct, index = batch.candidate_factor_rows()  # [Q, F], [P, C]
+        z = self.f_pop(distinct)  # [Q, B]
+        side = self._popularity_side(z)  # [Q, B + 1]
+        device, learned = users.device, self._learned_side(users)  # [A, B + 1]
+        if not len(users):
+            return users.new_zeros(0, index.shape[1])  # [0, C]
+        counts = np.asarray(sizes)  # [P], on the host
+        starts = np.cumsum(counts) - counts  # [P]
+        buckets = [(size, np.flatnonzero(counts == size)) for size in np.unique(counts[counts > 0]).tolist()]
+        targets = [(starts[periods][:, None] + np.arange(size)).ravel() for size, periods in buckets]  # [G * n] each
+        back = np.argsort(np.concatenate(targets), kind="stable")  # [A]
+        host = np.concatenate([*(periods for _, periods in buckets), *targets, back])  # one copy to the device
+        if device.type == "cuda":
+            moved = torch.from_numpy(host).pin_memory().to(device, non_blocking=True)  # no wait for the device
+        else:
+            moved = torch.from_numpy(host)
+        sections = [len(periods) for _, periods in buckets] + [len(t) for t in targets] + [len(back)]
+        pieces = torch.split(moved, sections)
+        blocks = []
+        for (size, periods), period_index, target_index in zip(buckets, pieces, pieces[len(buckets):]):
+            columns = index[period_index].reshape(-1)  # [G * C]
+            period_side = side.index_select(0, columns).reshape(len(periods), -1, side.shape[1])  # [G, C, B + 1]
+            period_users = learned.index_select(0, target_index)  # [G * n, B + 1]
+            product = torch.bmm(period_users.reshape(len(periods), size, -1), period_side.transpose(1, 2))
+            blocks.append(product.reshape(len(target_index), -1))  # [G * n, C]
+        return torch.cat(blocks).index_select(0, pieces[-1])  # [A, C]
+
+    def _period_items(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict, sizes: tuple[int, ...]):
+        """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets of a whole catalogue
+        (the full likelihood's training path), from the static parts ``items`` = [m + eps_v + D_k (; X̂), D_k·W_d]."""
+        periods = [p for p, size in enumerate(sizes) if size]
+        if not self.config.use_popularity:
+            yield from ((p, items) for p in periods)
+            return
+        items, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
+        width = self.config.hidden_dim
+        for p in periods:
+            cols, delta = counted[p]  # a period lists an item once
+            side = torch.cat([self._pad(delta[:, :width]), delta[:, width:]], dim=-1)  # [n, B (+ T) + 1]
+            yield p, items.index_put((cols,), items[cols] + side)
+
+    def _catalogue_scores(self, users: Tensor, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
+                          sizes: tuple[int, ...], sequence: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Scores of a whole catalogue without gradients (evaluation, recommendation): one product of every target
+        with the items as if uncounted (F = 0), then each period's counted items corrected in place at width B + 1
+        (the columns Z touches, never the text channel's), a period's targets being consecutive rows. With the
+        targets' f_seq outputs ``sequence`` [A, B], also their term n·V_c(t), at width B. ([A, C], [A, C] or None)"""
+        width = self.config.hidden_dim
+        if not self.config.use_popularity:
+            return users @ items.T, None if sequence is None else sequence @ items[:, :width].T  # [A, C]
+        items, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
+        out = users @ items.T  # [A, C]
+        term = None if sequence is None else sequence @ items[:, :width].T  # [A, C]
+        learned = self._learned_side(users)  # [A, B + 1]
+        starts = [0, *accumulate(sizes)]
+        for p, (cols, delta) in enumerate(counted):
+            if sizes[p] and len(cols):
+                rows_p = slice(starts[p], starts[p + 1])
+                out[rows_p].index_add_(1, cols, learned[rows_p] @ delta.T)  # [n_p, counted]
+                if term is not None:
+                    term[rows_p].index_add_(1, cols, sequence[rows_p] @ delta[:, :width].T)  # [n_p, counted]
+        return out, term
+
+    def _uncounted_and_counted(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
+                               n_periods: int) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """The item side with every item as if uncounted (F = 0: f_pop(0) once, plus eps_z) [C, B (+ T) + 1], and
+        for each period its counted items (F != 0) with what f_pop(F) adds over f_pop(0) to the columns Z touches:
+        (columns [n], [n, B + 1])."""
+        factors = batch.factors_candidates  # [P, C, F]
+        eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
+        eps_z = 0.0 if eps_z is None else eps_z
+        uncounted = self.f_pop(factors.new_zeros(factors.shape[-1]))  # [B]: f_pop(0)
+        items = items + self._item_side(uncounted + eps_z)  # [C, B (+ T) + 1]
+        period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]: the counted (period, item)s
+        distinct, index = distinct_rows(factors[period, column])  # [Q, F], [N]: counts repeat across the periods
+        z = self.f_pop(distinct) - uncounted  # [Q, B]
+        delta = self._popularity_side(z)[index]  # [N, B + 1]
+        counted = torch.bincount(period, minlength=n_periods).tolist()
+        return items, list(zip(torch.split(column, counted), torch.split(delta, counted)))
+
+    def _item_side(self, z: Tensor) -> Tensor:
+        """What a popularity term Z [*S, B] adds to the item side [V, bias]: [Z (; 0), Z·W_z]. [*S, B (+ T) + 1]"""
+        return torch.cat([self._pad(z), (z @ self.w_z).unsqueeze(-1)], dim=-1)
+
+    def _popularity_side(self, z: Tensor) -> Tensor:
+        """The columns of the item side a popularity term Z [*S, B] touches: [Z, Z·W_z]. [*S, B + 1]"""
+        return torch.cat([z, (z @ self.w_z).unsqueeze(-1)], dim=-1)
+
+    def _learned_side(self, users: Tensor) -> Tensor:
+        """The user columns that meet ``_popularity_side``: U's learned part and the bias's 1, of the user side
+        [A, B (+ T) + 1]. [A, B + 1]"""
+        return torch.cat([users[:, :self.config.hidden_dim], users[:, -1:]], dim=1)
