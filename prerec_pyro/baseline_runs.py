@@ -97,18 +97,31 @@ def pretrained_baseline(kind: str, prepared: PreparedBenchmark, reference: RunCo
 
 def resumable(last: Path, recipe: dict, device: str) -> dict | None:
     """The snapshot an interrupted training of ``recipe`` left at ``last``, None when there is none; one of another
-    recipe (another budget, seed or text) is refused rather than continued."""
+    recipe (another budget per epoch, seed or text) is refused rather than continued. The epoch cap alone may differ:
+    it bounds the loop and changes no epoch's steps (prerec_pyro/training.py), so a snapshot continued under a
+    higher cap trains as a run started with it would (a run about to stop at its cap while still improving)."""
     if not last.exists():
         return None
     snapshot = load_checkpoint(last, device)
     saved = snapshot.get("recipe") or {}
-    if saved != recipe:
+    if without_cap(saved) != without_cap(recipe):
         differ = sorted(key for key in {*saved, *recipe} if saved.get(key) != recipe.get(key))
         raise ValueError(f"{last} holds an interrupted training of another configuration (differing: "
                          f"{', '.join(differ)}); delete it to train this one from the start, or use another --runs "
                          "folder")
-    logger.info("resuming %s from %s", BASELINE_KINDS[recipe["kind"]], last)
+    logger.info("resuming %s from %s (epoch cap %s, was %s)", BASELINE_KINDS[recipe["kind"]], last,
+                recipe.get("train", {}).get("max_epochs"), saved.get("train", {}).get("max_epochs"))
     return snapshot
+
+
+def without_cap(recipe: dict) -> dict:
+    """``recipe`` without the epoch caps (its own training's and its reference's)."""
+    out = {**recipe, "train": {key: value for key, value in (recipe.get("train") or {}).items() if key != "max_epochs"}}
+    reference = recipe.get("reference")
+    if isinstance(reference, dict) and isinstance(reference.get("train"), dict):
+        out["reference"] = {**reference, "train": {key: value for key, value in reference["train"].items()
+                                                   if key != "max_epochs"}}
+    return out
 
 
 def check_text_centering(directory: Path, centering: str) -> None:

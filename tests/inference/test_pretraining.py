@@ -96,3 +96,5 @@ def test_a_baseline_resumes_only_its_own_interrupted_training(tmp_path):
     other = {**recipe, "train": {"seed": 1, "max_epochs": 100}}
     with pytest.raises(ValueError, match=rf"{last} holds an interrupted training of another configuration"):
         resumable(last, other, "cpu")
+    higher_cap = {**recipe, "train": {"seed": 0, "max_epochs": 300}}  # the cap alone changes no epoch's steps
+    assert resumable(last, higher_cap, "cpu")["state"]["epoch"] == 4
