@@ -41,7 +41,7 @@ from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
 from prerec_pyro.text import centering_label
 
-from .evidence import HistoryWeightedSequence, WithoutSequence
+from .evidence import HistoryPooledSequence, HistoryWeightedSequence, WithoutSequence
 from .pretrained import PretrainedRun
 from .zero_shot import score_target
 
@@ -166,7 +166,7 @@ class SequenceWeightRecord(HistoryWeightedSequence):
 
 
 TERMS = ("without-popularity", "without-sequence", "sequence-shared", "sequence-centred", "history-weighted",
-         "text-head", "pop", "sbert", "sbert-without-history")  # diagnostic_rows' rows beside Eq. 8, in order
+         "history-pooled", "text-head", "pop", "sbert", "sbert-without-history")  # rows beside Eq. 8, in order
 
 
 def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config: EvalConfig,
@@ -183,6 +183,7 @@ def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config:
     rows_of = {"without-popularity": lambda: WithoutPopularity(eq8), "without-sequence": lambda: WithoutSequence(eq8),
                "sequence-shared": lambda: SequenceMeanOnly(eq8), "sequence-centred": lambda: SequenceCentred(eq8),
                "history-weighted": lambda: SequenceWeightRecord(eq8),
+               "history-pooled": lambda: HistoryPooledSequence(eq8),
                "text-head": lambda: TextHeadOnly(eq8.model, name=f"{eq8.name} text head only"),
                "pop": PopScorer, "sbert": lambda: SbertScorer(text),
                "sbert-without-history": lambda: WithoutHistory(SbertScorer(text))}

@@ -148,8 +148,12 @@ class HistoryWeightedSequence:
         row_of = torch.full((full.items.numel(),), -1, device=order.device)  # [R * L]: each position's row of A'
         row_of[order] = torch.arange(len(order), device=order.device)
         at, weights = row_of[targets], log_weights.view(2, -1)[:, targets]  # [A], [M, A]
-        mixed = torch.logaddexp(weights[0, :, None] + with_sequence[at], weights[1, :, None] + without[at])  # [A, J]
-        return mixed, weights[0].exp()
+        return self.combine(weights, with_sequence[at], without[at]), weights[0].exp()  # [A, J], [A]
+
+    def combine(self, log_weights: Tensor, with_sequence: Tensor, without: Tensor) -> Tensor:
+        """The averaged next-item distribution, log Σ_m w_m p_m, from the models' log-weights [M, A] and their
+        log-probabilities [A, J] each. [A, J]"""
+        return torch.logaddexp(log_weights[0, :, None] + with_sequence, log_weights[1, :, None] + without)
 
     def score_targets(self, batch: PreRecBatch) -> Tensor:
         return self.targets_and_weights(batch)[0]  # [A, J]
@@ -159,3 +163,18 @@ class HistoryWeightedSequence:
         scores = self.score_targets(batch)  # [A, J]
         out = scores.new_zeros(batch.items.numel(), scores.shape[-1])  # [R * L, J]
         return out.index_copy(0, batch.target_layout()[0], scores).view(*batch.items.shape, -1)  # [R, L, J]
+
+
+class HistoryPooledSequence(HistoryWeightedSequence):
+    """A diagnostic beside ``HistoryWeightedSequence``: the same posterior weights, the two models pooled
+    geometrically, Σ_m w_m log p_m (the logarithmic opinion pool), instead of averaged. Ranking by it equals ranking
+    by Eq. 8's logits with f_seq's term scaled by w_1(t): the sequence model counts in proportion to its weight,
+    where in the average the sharper model's top items stay on top unless its weight is near 0. Not the default
+    (docs/NETWORKS.md)."""
+
+    def __init__(self, scorer, prior: float = 0.5, name: str | None = None):
+        super().__init__(scorer, prior, name or f"{scorer.name}, f_seq pooled by the history")
+
+    def combine(self, log_weights: Tensor, with_sequence: Tensor, without: Tensor) -> Tensor:
+        weights = log_weights.exp()  # [M, A]
+        return weights[0, :, None] * with_sequence + weights[1, :, None] * without  # [A, J]

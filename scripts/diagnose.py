@@ -49,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="rows to score beside Eq. 8 (default: all): without-popularity (F = 0), without-sequence "
                         "(f_seq = 0), sequence-shared / sequence-centred (f_seq's mean state over the batch, or the "
                         "rest), history-weighted (Eq. 8 averaged with f_seq = 0, weighed by the user's history), "
+                        "history-pooled (the same weights, the two pooled geometrically), "
                         "text-head, pop, sbert, sbert-without-history")
     p.add_argument("--history-items", nargs="+", default=list(HISTORY_RULES), choices=HISTORY_RULES,
                    help="history rules, each a column group: keep (scores as given) or exclude (every item the user "
