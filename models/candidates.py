@@ -40,7 +40,7 @@ class CandidateScores:
         users = torch.cat([users, users.new_ones(len(order), 1)], dim=1)  # [A, B (+ T) + 1]
         value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
         items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
-        groups, term = torch.split(users, sizes), None
+        term = None
         assert sequence is None or (batch.negatives is None and not torch.is_grad_enabled())
         if batch.negatives is not None and self.config.use_popularity:  # static part once, f_pop(F) per period
             eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
@@ -49,6 +49,7 @@ class CandidateScores:
             out = users @ items.T + self._sampled_popularity(users, batch, sizes)  # [A, C]
         elif torch.is_grad_enabled():
             periods = self._period_items(items, rows, batch, latent, sizes)
+            groups = torch.split(users, sizes)  # a view per period: only this path takes them
             out = torch.cat([groups[p] @ items_t.T for p, items_t in periods])  # [A, C]
         else:
             out, term = self._catalogue_scores(users, items, rows, batch, latent, sizes, sequence)  # [A, C]
