@@ -131,9 +131,9 @@ class DomainRecommender:
             out.append(rows)
         return out
 
-    def _batch(self, rows: list[np.ndarray]) -> tuple[PreRecBatch, Tensor]:
+    def _batch(self, rows: list[np.ndarray]) -> PreRecBatch:
         """One batch whose only target position per row is the one after the history (its last ``max_len - 1``
-        items: the window the model reads). Returns it and that position per row [R]."""
+        items: the window the model reads)."""
         device, n_factors = self.factors.device, self.factors.shape[-1]
         rows = [history[-(self.model.config.max_len - 1):] for history in rows]
         lengths = torch.as_tensor([len(r) for r in rows], device=device)  # [R]
@@ -149,7 +149,7 @@ class DomainRecommender:
                             target_mask=mask, period_index=torch.zeros_like(items),
                             factors_targets=self.factors.new_zeros(n_rows, length, n_factors),
                             factors_candidates=self.factors, negatives=None)
-        return batch, lengths
+        return batch
 
     @torch.no_grad()
     def score(self, histories: Sequence[Sequence[str]], unknown: str = "error", batch_size: int = 256) -> Tensor:
@@ -161,7 +161,7 @@ class DomainRecommender:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start: start + batch_size]
             self.model.set_catalogue(1, len(chunk), self.model.item_text)  # the users plate: this chunk
-            batch, _ = self._batch(chunk)
+            batch = self._batch(chunk)
             scores = target_scores(self.scorer, batch)  # [r, J]: one target per row, in target_layout() order
             rows_of = batch.target_layout()[0] // batch.items.shape[1]  # [r]
             out.append(scores.new_empty(scores.shape).index_copy_(0, rows_of, scores))  # [r, J] in history order

@@ -12,6 +12,7 @@ Table 1, with the same selection and budget.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import asdict
@@ -116,11 +117,10 @@ def resumable(last: Path, recipe: dict, device: str) -> dict | None:
 
 def without_cap(recipe: dict) -> dict:
     """``recipe`` without the epoch caps (its own training's and its reference's)."""
-    out = {**recipe, "train": {key: value for key, value in (recipe.get("train") or {}).items() if key != "max_epochs"}}
-    reference = recipe.get("reference")
-    if isinstance(reference, dict) and isinstance(reference.get("train"), dict):
-        out["reference"] = {**reference, "train": {key: value for key, value in reference["train"].items()
-                                                   if key != "max_epochs"}}
+    out = copy.deepcopy(recipe)
+    for train in (out.get("train"), (out.get("reference") or {}).get("train")):
+        if isinstance(train, dict):
+            train.pop("max_epochs", None)
     return out
 
 

@@ -365,17 +365,26 @@ def test_seen_columns_scatter_to_the_dense_marks_at_those_positions(tiny_sources
         assert torch.equal(dense[flat], expected)
 
 
-@pytest.mark.parametrize("changes", [{}, {"use_domain": False, "use_popularity": False, "use_offsets": False},
-                                     {"last_item_skip": True, "text_channel": "last", "repeat_term": True,
-                                      "shared_item_offsets": True}])
-@pytest.mark.parametrize("negatives", [None, 5])
-def test_target_logits_are_the_observed_sites_logits_at_the_targets(tiny_sources, encode_hash, changes, negatives):
-    """The scorers' path (logits at target positions only) and the observed site's [R, L, C] layout agree."""
+SCORING_CHANGES = [{}, {"use_domain": False, "use_popularity": False, "use_offsets": False},  # Eq. 6, PreRec_n,
+                   {"last_item_skip": True, "text_channel": "last", "repeat_term": True,  # the extensions
+                    "shared_item_offsets": True}]
+
+
+def scoring_model(tiny_sources, encode_hash, changes: dict) -> PreRecModel:
+    """An untrained model of ``CONFIG`` with ``changes``, in eval mode, its repeat weight (if any) away from 0."""
     model = PreRecModel(replace(CONFIG, **changes), len(tiny_sources.domains), tiny_sources.n_fit_users,
                         encode_hash(tiny_sources)).eval()
     if model.config.repeat_term:
         with torch.no_grad():
             model.repeat_weight.fill_(-0.3)
+    return model
+
+
+@pytest.mark.parametrize("changes", SCORING_CHANGES)
+@pytest.mark.parametrize("negatives", [None, 5])
+def test_target_logits_are_the_observed_sites_logits_at_the_targets(tiny_sources, encode_hash, changes, negatives):
+    """The scorers' path (logits at target positions only) and the observed site's [R, L, C] layout agree."""
+    model = scoring_model(tiny_sources, encode_hash, changes)
     batch = make_batch(tiny_sources, negatives=negatives, domain=1)
     latent = poutine.trace(model.latents).get_trace(batch).nodes["_RETURN"]["value"]
     with torch.no_grad():
@@ -398,17 +407,11 @@ class _SilentSequence(torch.nn.Module):
         return history.new_zeros(history.shape[0], history.shape[1] + 1, history.shape[2])  # [R, L, B]
 
 
-@pytest.mark.parametrize("changes", [{}, {"use_domain": False, "use_popularity": False, "use_offsets": False},
-                                     {"last_item_skip": True, "text_channel": "last", "repeat_term": True,
-                                      "shared_item_offsets": True}])
+@pytest.mark.parametrize("changes", SCORING_CHANGES)
 def test_the_sequence_term_is_what_a_silent_f_seq_takes_away(tiny_sources, encode_hash, changes):
     """One pass gives the target logits and f_seq's term of them; their difference is the logits with f_seq's output
     at 0 (the rest of the user state, the text channel, popularity and the repeat term kept), to 1e-5."""
-    model = PreRecModel(replace(CONFIG, **changes), len(tiny_sources.domains), tiny_sources.n_fit_users,
-                        encode_hash(tiny_sources)).eval()
-    if model.config.repeat_term:
-        with torch.no_grad():
-            model.repeat_weight.fill_(-0.3)
+    model = scoring_model(tiny_sources, encode_hash, changes)
     batch = make_batch(tiny_sources, negatives=None, domain=1)
     latent = poutine.trace(model.latents).get_trace(batch).nodes["_RETURN"]["value"]
     logits, term = model.target_logits_and_sequence_term(batch, latent)  # [A, J], [A, J]
