@@ -90,6 +90,8 @@ class DomainRecommender:
         """``scorer``: a zero-shot scorer of ``model`` (default: Eq. 8, ``InterventionScorer``), e.g. a
         ``BackdoorScorer``."""
         self.model, self.item_ids, self.factors = model, item_ids, factors  # factors [1, J, F]
+        period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]: found once, read by every batch
+        self.counted = (factors, period, column, factors[period, column])  # see PreRecBatch.counted_candidates
         self.index = pd.Index(item_ids)
         self.scorer = scorer or InterventionScorer(model, name="PreRec", item_offsets=item_offsets)
         assert self.scorer.model is model
@@ -148,7 +150,7 @@ class DomainRecommender:
                             user_position=everyone, n_sequences=n_rows, items=items, targets=items,
                             target_mask=mask, period_index=torch.zeros_like(items),
                             factors_targets=self.factors.new_zeros(n_rows, length, n_factors),
-                            factors_candidates=self.factors, negatives=None)
+                            factors_candidates=self.factors, negatives=None, counted_rows=self.counted)
         return batch
 
     @torch.no_grad()

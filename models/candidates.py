@@ -138,13 +138,12 @@ class CandidateScores:
         """The item side with every item as if uncounted (F = 0: f_pop(0) once, plus eps_z) [C, B (+ T) + 1], and
         for each period its counted items (F != 0) with what f_pop(F) adds over f_pop(0) to the columns Z touches:
         (columns [n], [n, B + 1])."""
-        factors = batch.factors_candidates  # [P, C, F]
+        period, column, factors = batch.counted_candidates()  # [N], [N], [N, F]: the counted (period, item)s
         eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
         eps_z = 0.0 if eps_z is None else eps_z
         uncounted = self.f_pop(factors.new_zeros(factors.shape[-1]))  # [B]: f_pop(0)
         items = items + self._item_side(uncounted + eps_z)  # [C, B (+ T) + 1]
-        period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]: the counted (period, item)s
-        distinct, index = distinct_rows(factors[period, column])  # [Q, F], [N]: counts repeat across the periods
+        distinct, index = distinct_rows(factors)  # [Q, F], [N]: counts repeat across the periods
         z = self.f_pop(distinct) - uncounted  # [Q, B]
         delta = self._popularity_side(z)[index]  # [N, B + 1]
         counted = torch.bincount(period, minlength=n_periods).tolist()

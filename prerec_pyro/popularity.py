@@ -311,6 +311,24 @@ class PopularityTable:
         counts = self.counts(periods, items)
         return self._divide(counts.unsqueeze(-1), self._scales_at(periods.reshape(-1)).unsqueeze(1))
 
+    def counted(self, periods: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The whole catalogue's F at each of ``periods`` [P] as a sparse list of the counted (period, item) pairs:
+        each pair's position in ``periods``, its item and its F, period by period, items ascending;
+        ``factors(periods, arange(n_items))`` is zero at every other pair (a catalogue at hundreds of days is mostly
+        uncounted: docs/DESIGN.md, "Scoring only what is ranked"). ([N], [N], [N, n_factors])"""
+        periods = periods.reshape(-1).to(self.device)  # [P]
+        running = self._running_counts
+        if running is not None:  # whole rows of the running counts: the counts of periods in (low, high]
+            last = self.n_periods - 1
+            high, low = (periods - 1).clamp(-1, last), (periods - 1 - self.config.window).clamp(-1, last)
+            counts = running[high + 1] - running[low + 1]  # [P, J]
+        else:
+            items = torch.arange(self.n_items, device=self.device)  # [J]
+            counts = self._window_counts(periods.reshape(-1, 1), items.reshape(1, -1))  # [P, J]
+        position, item = counts.nonzero(as_tuple=True)  # [N], [N]
+        scales = self._scales_at(periods)[position]  # [N, n_factors]
+        return position, item, self._divide(counts[position, item].float().unsqueeze(-1), scales)
+
     def factors_at(self, periods: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """float32 [*S, n_factors]: F elementwise for ``periods`` and ``items`` of a common (broadcast) shape S."""
         periods, items = torch.broadcast_tensors(periods.long(), items.long())

@@ -53,14 +53,15 @@ def test_ranks_at_equals_ranking_the_gathered_rows(monkeypatch):
 
 
 def test_catalogue_factors_match_the_table_after_eviction(tiny_sources, monkeypatch):
-    monkeypatch.setattr(batches, "CATALOGUE_FACTOR_CACHE", 2 * tiny_sources.domains[0].n_items)  # two periods
+    monkeypatch.setattr(batches, "CATALOGUE_FACTOR_CACHE", 3)  # at most 3 counted (period, item) rows kept
     builder, table = BatchBuilder(tiny_sources, n_negatives=None), tiny_sources.domains[0].popularity
     n_items = tiny_sources.domains[0].n_items
     for periods in ([0, 1, 2], [2, 3], [0, 3, 1]):
         periods_t = torch.as_tensor(periods)
-        torch.testing.assert_close(builder.catalogue_factors(0, periods_t),
-                                   table.factors(periods_t, torch.arange(n_items)))
-        assert len(builder._catalogue_factors) <= 2
+        dense, (period, column, rows) = builder.catalogue_factors(0, periods_t)
+        torch.testing.assert_close(dense, table.factors(periods_t, torch.arange(n_items)))
+        assert torch.equal(rows, dense[period, column])
+        assert sum(len(kept) for kept, _ in builder._catalogue_factors.values()) <= 3
 
 
 def test_packing_changes_no_rank(tiny_sources):

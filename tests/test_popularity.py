@@ -252,3 +252,24 @@ def test_random_log_matches_reference_and_builds_fast(mode, interval_days, dense
         np.testing.assert_allclose(got[row], _reference_factors(table, items, times, int(period)), rtol=2e-6,
                                    atol=1e-7, err_msg=f"{mode} period {period}")
     assert np.abs(got).sum() > 0
+
+
+@pytest.mark.parametrize("dense", [True, False], ids=["running-counts", "binary-search"])
+@pytest.mark.parametrize("mode, interval_days", [("interval", 2.5), ("sliding", 15)])
+def test_counted_lists_exactly_the_catalogues_nonzero_factors(mode, interval_days, dense, monkeypatch):
+    """The sparse list of counted (period, item) pairs is the dense catalogue grid's non-zero rows, in the same
+    (period, item) order, periods outside the table included (they list nothing)."""
+    if not dense:
+        monkeypatch.setattr(popularity, "DENSE_COUNTS_MAX", 0)
+    rng = np.random.default_rng(1)
+    n_items = 300
+    items = (rng.zipf(1.3, size=4_000) - 1) % n_items
+    times = T0 + rng.integers(0, 60 * DAY, size=4_000)
+    table = PopularityTable.from_log(items, times, n_items, PopularityConfig(interval_days=interval_days, mode=mode))
+    periods = torch.tensor([-3, 0, 1, 5, table.n_periods - 1, table.n_periods + table.config.window + 2])
+    grid = table.factors(periods, torch.arange(n_items))  # [P, J, F]
+    position, item, factors = table.counted(periods)
+    expected_position, expected_item = grid.ne(0).any(-1).nonzero(as_tuple=True)
+    assert torch.equal(position, expected_position) and torch.equal(item, expected_item)
+    assert torch.equal(factors, grid[position, item])
+    assert len(position) > 0 and not (position == 0).any() and not (position == len(periods) - 1).any()

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from prerec_pyro.data.dataset import MultiDomainData, Windows
 
-CATALOGUE_FACTOR_CACHE = 1 << 22  # (period, item) rows of full-catalogue factors a BatchBuilder keeps
+CATALOGUE_FACTOR_CACHE = 1 << 22  # counted (period, item) rows of full-catalogue factors a BatchBuilder keeps
 
 
 @dataclass
@@ -41,6 +41,7 @@ class PreRecBatch:
     target_order: Tensor | None = None  # [A, 2] the targets' (row, position), grouped by period (see below)
     period_sizes: tuple[int, ...] | None = None  # [P] targets per period, in ``target_order``
     factor_rows: tuple | None = None  # (factors_candidates, its distinct rows [Q, F], their index [P, C]); see below
+    counted_rows: tuple | None = None  # (factors_candidates, period [N], column [N], F [N, F]); see below
 
     def candidate_factor_rows(self) -> tuple[Tensor, Tensor]:
         """The distinct rows of ``factors_candidates`` and each (period, candidate)'s index among them, so that
@@ -52,6 +53,17 @@ class PreRecBatch:
         factors = self.factors_candidates
         distinct, index = distinct_rows(factors.reshape(-1, factors.shape[-1]))  # [Q, F], [P * C]
         return distinct, index.reshape(factors.shape[:-1])
+
+    def counted_candidates(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The (period, candidate) pairs of ``factors_candidates`` with a non-zero row, period by period and columns
+        ascending, and their rows: ``factors_candidates`` is zero everywhere else. ``BatchBuilder`` lists them from
+        the popularity table for a whole catalogue (no scan of [P, J, F]); a batch made by hand, or one whose
+        ``factors_candidates`` were replaced, gets them here. ([N], [N], [N, F])"""
+        if self.counted_rows is not None and self.counted_rows[0] is self.factors_candidates:
+            return self.counted_rows[1], self.counted_rows[2], self.counted_rows[3]
+        factors = self.factors_candidates  # [P, C, F]
+        period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]
+        return period, column, factors[period, column]
 
     def target_layout(self) -> tuple[Tensor, tuple[int, ...]]:
         """The order in which the model scores targets: their flat (row-major) positions in [R, L], grouped by
@@ -130,21 +142,28 @@ class BatchBuilder:
         self.data = data
         self.n_negatives = n_negatives
         self.device = torch.device(device)
-        self._catalogue_factors: dict[tuple[int, int], Tensor] = {}  # (domain, period) -> [J_k, F], full catalogue
+        # (domain, period) -> the full catalogue's counted items [n] and their F [n, F] (the rest is uncounted)
+        self._catalogue_factors: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
 
-    def catalogue_factors(self, domain: int, periods: Tensor) -> Tensor:
-        """F of every item of ``domain`` at each of ``periods`` [P], kept between batches (the batches of one
-        evaluation share their periods): [P, J_k, F]."""
+    def catalogue_factors(self, domain: int, periods: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """F of every item of ``domain`` at each of ``periods`` [P], dense [P, J_k, F] and as the sparse list of
+        ``PreRecBatch.counted_candidates`` (period [N], item [N], F [N, F]), kept between batches as the sparse
+        lists (the batches of one evaluation share their periods; docs/DESIGN.md, "Scoring only what is ranked")."""
         table, n_items = self.data.domains[domain].popularity, self.data.domains[domain].n_items
         missing = [int(p) for p in periods if (domain, int(p)) not in self._catalogue_factors]
         if missing:
-            fresh = table.factors(torch.as_tensor(missing), torch.arange(n_items))  # [M, J, F]
-            for period, rows in zip(missing, fresh):
-                self._catalogue_factors[(domain, period)] = rows
-        stacked = torch.stack([self._catalogue_factors[(domain, int(p))] for p in periods])  # [P, J, F]
-        while len(self._catalogue_factors) * n_items > CATALOGUE_FACTOR_CACHE:  # oldest periods first
+            position, item, factors = table.counted(torch.as_tensor(missing))  # [M'], [M'], [M', F]
+            sizes = torch.bincount(position, minlength=len(missing)).tolist()
+            for period, cols, rows in zip(missing, torch.split(item, sizes), torch.split(factors, sizes)):
+                self._catalogue_factors[(domain, period)] = (cols, rows)
+        lists = [self._catalogue_factors[(domain, int(p))] for p in periods]
+        period = torch.repeat_interleave(torch.arange(len(lists)), torch.as_tensor([len(c) for c, _ in lists]))
+        column, rows = torch.cat([c for c, _ in lists]), torch.cat([r for _, r in lists])  # [N], [N, F]
+        dense = rows.new_zeros(len(lists), n_items, table.config.n_factors)  # [P, J, F]
+        dense[period, column] = rows
+        while sum(len(c) for c, _ in self._catalogue_factors.values()) > CATALOGUE_FACTOR_CACHE:  # oldest first
             del self._catalogue_factors[next(iter(self._catalogue_factors))]
-        return stacked
+        return dense, (period, column, rows)
 
     def make(self, domain: int, windows: Windows, generator: torch.Generator | None = None,
              n_sequences: int | None = None) -> PreRecBatch:
@@ -164,8 +183,9 @@ class BatchBuilder:
             negatives = torch.randint(0, dom.n_items, (self.n_negatives,), generator=generator)  # [C]
         table = dom.popularity
         factors_targets = table.factors_at(unique_t[period_index], items)  # [R, L, F]
+        counted = None
         if negatives is None:
-            factors_candidates = self.catalogue_factors(domain, unique_t)  # [P, J, F]
+            factors_candidates, counted = self.catalogue_factors(domain, unique_t)  # [P, J, F], [N] [N] [N, F]
         else:
             factors_candidates = table.factors(unique_t, negatives)  # [P, C, F]
         to = self._to
@@ -185,7 +205,8 @@ class BatchBuilder:
             factors_targets=to(factors_targets), factors_candidates=factors_candidates,
             negatives=None if negatives is None else to(negatives),
             target_order=to(torch.as_tensor(target_order)), period_sizes=period_sizes,
-            factor_rows=None if factor_rows is None else (factors_candidates, *factor_rows))
+            factor_rows=None if factor_rows is None else (factors_candidates, *factor_rows),
+            counted_rows=None if counted is None else (factors_candidates, *(to(part) for part in counted)))
 
     def _to(self, tensor: Tensor) -> Tensor:
         """To the batch's device; to a GPU through pinned memory, asynchronously (the copy overlaps the previous

@@ -115,7 +115,7 @@ def test_bench_eval_counts_every_evaluated_position(load, tmp_path):
     cache = tmp_path / "data"
     argv = [*SYNTHETIC, *MODEL, *TIMING, "--data-cache", str(cache)]
     result = run(bench, tmp_path, *argv)
-    scorers = {"map", "intervention", "intervention-weighed", "map-dense"}  # weighed: the default zero-shot scoring
+    scorers = {"map", "intervention", "intervention-weighed", "map-dense", "intervention-scan"}  # weighed: the default
     assert set(result["results"]) == scorers | {"matmul", "transformer+matmul"}
     assert set(result["ratio_to_matmul"]) == scorers and len(result["targets_met"]) == 5
     assert set(result["ratio_to_transformer_matmul"]) == set(result["ratio_to_matmul"])
@@ -136,6 +136,9 @@ def test_dense_scorer_ranks_like_the_target_scorer(load):
     fast, dense = (bench.evaluate_domain(scorers[name], data, 0, config) for name in ("map", "map-dense"))
     assert len(fast.ranks) > 0 and hasattr(scorers["map"], "score_targets")
     np.testing.assert_allclose(dense.ranks, fast.ranks)
+    listed, scanned = (bench.evaluate_domain(scorers[name], data, 0, config)
+                       for name in ("intervention", "intervention-scan"))  # the counted pairs listed or scanned
+    np.testing.assert_allclose(scanned.ranks, listed.ranks)
 
 
 def test_bench_encode_hash_bow(load, tmp_path, monkeypatch):

@@ -62,3 +62,22 @@ def test_replaced_candidate_factors_are_not_read_from_the_old_rows(tiny_sources)
     distinct, index = silenced.candidate_factor_rows()
     assert torch.equal(distinct, torch.zeros(1, batch.factors_candidates.shape[-1]))
     assert torch.equal(distinct[index], silenced.factors_candidates)
+
+
+def test_a_catalogue_batch_lists_its_counted_candidates(tiny_sources):
+    """A whole-catalogue batch carries its counted (period, item) pairs from the popularity table: the same pairs,
+    order and rows as a scan of its dense factors; a batch whose factors were replaced scans its own."""
+    domain = tiny_sources.domains[0]
+    windows = domain.windows(domain.users_in("test"), tiny_sources.sequences)
+    builder = BatchBuilder(tiny_sources, n_negatives=None)
+    for _ in range(2):  # the second batch reads the builder's kept lists
+        batch = builder.make(0, windows)
+        assert batch.counted_rows is not None
+        period, column, rows = batch.counted_candidates()
+        dense = batch.factors_candidates  # [P, J, F]
+        expected_period, expected_column = dense.ne(0).any(-1).nonzero(as_tuple=True)
+        assert len(period) > 0
+        assert torch.equal(period, expected_period) and torch.equal(column, expected_column)
+        assert torch.equal(rows, dense[period, column])
+    silenced = replace(batch, factors_candidates=torch.zeros_like(batch.factors_candidates))
+    assert all(len(part) == 0 for part in silenced.counted_candidates())
