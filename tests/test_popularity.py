@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -229,7 +227,7 @@ def _reference_factors(table: PopularityTable, items: np.ndarray, times: np.ndar
 
 @pytest.mark.parametrize("dense", [True, False], ids=["running-counts", "binary-search"])
 @pytest.mark.parametrize("mode, interval_days", [("interval", 15.0), ("sliding", 15), ("interval", 2.5)])
-def test_random_log_matches_reference_and_builds_fast(mode, interval_days, dense, monkeypatch):
+def test_random_log_matches_reference(mode, interval_days, dense, monkeypatch):
     """Both lookups (a dense table of running counts, binary searches in the sorted keys of a large one) give the
     reference's factors, items and periods outside the table included."""
     if not dense:
@@ -239,9 +237,7 @@ def test_random_log_matches_reference_and_builds_fast(mode, interval_days, dense
     items = (rng.zipf(1.3, size=n) - 1) % n_items  # skewed popularity
     times = T0 + rng.integers(0, 400 * DAY, size=n)
     config = PopularityConfig(interval_days=interval_days, mode=mode)
-    start = time.perf_counter()
-    table = PopularityTable.from_log(items, times, n_items, config)
-    assert time.perf_counter() - start < 3.0
+    table = PopularityTable.from_log(items, times, n_items, config)  # its speed: benchmarks/, not a timed test
     last = table.n_periods + table.config.window
     sample = np.unique(np.concatenate([[-1, 0, 1, 2, last - 1, last, last + 3], rng.integers(0, last, size=12)]))
     assert (table._running_counts is not None) == dense

@@ -128,6 +128,9 @@ def test_moe_adaptor_is_the_gated_sum_of_centred_projections():
     expected = sum(gates[:, k: k + 1] * ((x - adaptor.centres[k]) @ adaptor.weights[k]) for k in range(4))
     adaptor.eval()  # scoring: no gate noise
     torch.testing.assert_close(adaptor(x), expected)
+    windows = torch.stack([x, x.flip(0)]).unsqueeze(0)  # [1, 2, 2, 5]: any leading shape, each row on its own
+    torch.testing.assert_close(adaptor(windows)[0, 0], expected)
+    torch.testing.assert_close(adaptor(windows)[0, 1], expected.flip(0))
     torch.testing.assert_close(MoEAdaptor(5, 3, 4).eval().gates(x), torch.full((2, 4), 0.25))  # zero gate: uniform
     adaptor.train()  # training: noisy gating (noise scale softplus(x W_n) > 0)
     noisy = adaptor.gates(x)
