@@ -144,6 +144,7 @@ class BatchBuilder:
         self.device = torch.device(device)
         # (domain, period) -> the full catalogue's counted items [n] and their F [n, F] (the rest is uncounted)
         self._catalogue_factors: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+        self._kept_rows = 0  # counted rows held in ``_catalogue_factors``
 
     def catalogue_factors(self, domain: int, periods: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
         """F of every item of ``domain`` at each of ``periods`` [P], dense [P, J_k, F] and as the sparse list of
@@ -156,13 +157,14 @@ class BatchBuilder:
             sizes = torch.bincount(position, minlength=len(missing)).tolist()
             for period, cols, rows in zip(missing, torch.split(item, sizes), torch.split(factors, sizes)):
                 self._catalogue_factors[(domain, period)] = (cols, rows)
+            self._kept_rows += len(item)
         lists = [self._catalogue_factors[(domain, int(p))] for p in periods]
         period = torch.repeat_interleave(torch.arange(len(lists)), torch.as_tensor([len(c) for c, _ in lists]))
         column, rows = torch.cat([c for c, _ in lists]), torch.cat([r for _, r in lists])  # [N], [N, F]
         dense = rows.new_zeros(len(lists), n_items, table.config.n_factors)  # [P, J, F]
         dense[period, column] = rows
-        while sum(len(c) for c, _ in self._catalogue_factors.values()) > CATALOGUE_FACTOR_CACHE:  # oldest first
-            del self._catalogue_factors[next(iter(self._catalogue_factors))]
+        while self._kept_rows > CATALOGUE_FACTOR_CACHE:  # oldest periods first
+            self._kept_rows -= len(self._catalogue_factors.pop(next(iter(self._catalogue_factors)))[0])
         return dense, (period, column, rows)
 
     def make(self, domain: int, windows: Windows, generator: torch.Generator | None = None,
