@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from prerec_pyro.data.batches import PreRecBatch
+from prerec_pyro.data.batches import PreRecBatch, counted_entries
 from prerec_pyro.data.loaders.generic import ITEM_COLUMNS, read_table, rows_of_domain
 from prerec_pyro.data.timestamps import epoch_seconds
 from prerec_pyro.models.prerec import PreRecModel
@@ -90,8 +90,7 @@ class DomainRecommender:
         """``scorer``: a zero-shot scorer of ``model`` (default: Eq. 8, ``InterventionScorer``), e.g. a
         ``BackdoorScorer``."""
         self.model, self.item_ids, self.factors = model, item_ids, factors  # factors [1, J, F]
-        period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]: found once, read by every batch
-        self.counted = (factors, period, column, factors[period, column])  # see PreRecBatch.counted_candidates
+        self.counted = (factors, *counted_entries(factors))  # found once, read by every batch (counted_candidates)
         self.index = pd.Index(item_ids)
         self.scorer = scorer or InterventionScorer(model, name="PreRec", item_offsets=item_offsets)
         assert self.scorer.model is model

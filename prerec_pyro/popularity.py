@@ -277,9 +277,7 @@ class PopularityTable:
     def _window_counts(self, periods: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """int64 window counts of (periods, items) broadcast together."""
         periods, items = torch.broadcast_tensors(periods.long(), items.long())
-        last = self.n_periods - 1
-        high = (periods - 1).clamp(-1, last)
-        low = (periods - 1 - self.config.window).clamp(-1, last)
+        high, low = self._window_bounds(periods)
         running = self._running_counts
         if running is not None:  # the counts of periods in (low, high]
             inside = (items >= 0) & (items < self.n_items)
@@ -289,6 +287,11 @@ class PopularityTable:
         # key item * n_periods - 1 is the last key of item - 1: prefix differences never mix items.
         base = items.clamp(-1, self.n_items) * self.n_periods
         return self._prefix_at(base + high) - self._prefix_at(base + low)
+
+    def _window_bounds(self, periods: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The window behind each period as the half-open range of periods (low, high], clamped to the table."""
+        last = self.n_periods - 1
+        return (periods - 1).clamp(-1, last), (periods - 1 - self.config.window).clamp(-1, last)
 
     def _scales_at(self, periods: torch.Tensor) -> torch.Tensor:
         """float32 [*periods.shape, n_factors] scales of the window behind each period (0 outside the table)."""
@@ -319,8 +322,7 @@ class PopularityTable:
         periods = periods.reshape(-1).to(self.device)  # [P]
         running = self._running_counts
         if running is not None:  # whole rows of the running counts: the counts of periods in (low, high]
-            last = self.n_periods - 1
-            high, low = (periods - 1).clamp(-1, last), (periods - 1 - self.config.window).clamp(-1, last)
+            high, low = self._window_bounds(periods)  # [P], [P]
             counts = running[high + 1] - running[low + 1]  # [P, J]
         else:
             items = torch.arange(self.n_items, device=self.device)  # [J]

@@ -61,9 +61,7 @@ class PreRecBatch:
         ``factors_candidates`` were replaced, gets them here. ([N], [N], [N, F])"""
         if self.counted_rows is not None and self.counted_rows[0] is self.factors_candidates:
             return self.counted_rows[1], self.counted_rows[2], self.counted_rows[3]
-        factors = self.factors_candidates  # [P, C, F]
-        period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]
-        return period, column, factors[period, column]
+        return counted_entries(self.factors_candidates)
 
     def target_layout(self) -> tuple[Tensor, tuple[int, ...]]:
         """The order in which the model scores targets: their flat (row-major) positions in [R, L], grouped by
@@ -290,3 +288,10 @@ def distinct_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
         if torch.equal(distinct[index], rows):
             return distinct, index
     return torch.unique(rows, dim=0, return_inverse=True)
+
+
+def counted_entries(factors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The (period, column) pairs of ``factors`` [P, C, F] with a non-zero row, period by period and columns
+    ascending, and those rows: the sparse list ``PreRecBatch.counted_candidates`` returns. ([N], [N], [N, F])"""
+    period, column = factors.ne(0).any(-1).nonzero(as_tuple=True)  # [N], [N]
+    return period, column, factors[period, column]
