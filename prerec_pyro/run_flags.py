@@ -49,100 +49,105 @@ def _data_flags(group) -> None:
     group.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     group.add_argument("--text-model", default=None, help="sentence-transformers name or path (default: benchmark's)")
     group.add_argument("--text-centering", default="none", choices=TEXT_CENTERINGS,
-                   help="domain: subtract each domain's mean text vector from its items' (every catalogue the run and "
-                        "its baselines see, the rules' included; docs/DESIGN.md, \"Text centred per domain\")")
+                       help="domain: subtract each domain's mean text vector from its items' (every catalogue the run "
+                            "and its baselines see, the rules' included; docs/DESIGN.md, \"Text centred per domain\")")
     group.add_argument("--cold-items", type=float, default=0.0,
-                   help="fraction of the targets' item ids removed from every source (cold-item protocol)")
+                       help="fraction of the targets' item ids removed from every source (cold-item protocol)")
     group.add_argument("--cold-seed", type=int, default=0, help="seed of the --cold-items draw")
 
 
 def _inference_flags(group) -> None:
     """The method, the guide, the ELBO and the likelihood."""
     group.add_argument("--method", "--ablation", dest="method", default="prerec", choices=METHODS,
-                   help="prerec (default) or prerec_n: without D, popularity and offsets (--ablation: the old name)")
+                       help="prerec (default) or prerec_n: without D, popularity and offsets (--ablation: the old "
+                            "name)")
     group.add_argument("--guide", default="delta", choices=GUIDES,
-                   help="delta = MAP (default), normal (mean-field posterior), structured (low-rank over D, "
-                        "mean-field elsewhere), sparse-delta")
+                       help="delta = MAP (default), normal (mean-field posterior), structured (low-rank over D, "
+                            "mean-field elsewhere), sparse-delta")
     group.add_argument("--elbo", default="trace", choices=ELBOS,
-                   help="trace (Trace_ELBO) or meanfield (TraceMeanField_ELBO: closed-form KLs, for --guide normal)")
+                       help="trace (Trace_ELBO) or meanfield (TraceMeanField_ELBO: closed-form KLs, for --guide "
+                            "normal)")
     group.add_argument("--scale-lr", type=float, default=None,
-                   help=f"learning rate of a variational guide's scales (default: {SCALE_LR} for normal and "
-                        "structured, whose scales do not move at the networks' rate)")
+                       help=f"learning rate of a variational guide's scales (default: {SCALE_LR} for normal and "
+                            "structured, whose scales do not move at the networks' rate)")
     group.add_argument("--likelihood", default="sampled", choices=LIKELIHOODS,
-                   help="sampled softmax with --negatives per batch, or the exact full softmax")
+                       help="sampled softmax with --negatives per batch, or the exact full softmax")
     group.add_argument("--negatives", type=int, default=255, help="sampled negatives (paper: 255)")
 
 
 def _training_flags(group) -> None:
     """The optimiser, the epochs and the selection."""
     group.add_argument("--max-epochs", "--epochs", dest="epochs", type=int, default=None,
-                   help="maximum epochs (default: the benchmark's max_epochs)")
+                       help="maximum epochs (default: the benchmark's max_epochs)")
     group.add_argument("--patience", type=int, default=None, help="epochs without validation gain before stopping")
     group.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
     group.add_argument("--min-steps-per-epoch", type=int, default=None,
-                   help="steps an epoch (a validation period) takes at least: on small data it goes on through "
-                        "reshuffled windows, so the patience counts comparable amounts of training")
+                       help="steps an epoch (a validation period) takes at least: on small data it goes on through "
+                            "reshuffled windows, so the patience counts comparable amounts of training")
     group.add_argument("--batch-size", type=int, default=None, help="sequences per batch (paper: 256)")
     group.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 3e-4; default: benchmark's)")
     group.add_argument("--warmup-steps", type=int, default=None,
-                   help="steps over which the learning rate rises linearly to --lr (default: the benchmark's "
-                        "warmup_steps, else 0)")
+                       help="steps over which the learning rate rises linearly to --lr (default: the benchmark's "
+                            "warmup_steps, else 0)")
     group.add_argument("--lr-decay", type=float, default=None,
-                   help="factor on the learning rate after each epoch without a better validation score, in (0, 1] "
-                        "(default: the benchmark's lr_decay, else 1: constant)")
+                       help="factor on the learning rate after each epoch without a better validation score, in (0, 1] "
+                            "(default: the benchmark's lr_decay, else 1: constant)")
     group.add_argument("--valid-max-users", type=int, default=500, help="validation users per source domain")
     group.add_argument("--select-by", default="in_domain", choices=SELECTIONS,
-                   help="early stopping and best.pt on the sources' validation users scored with the fitted latents "
-                        "(in_domain, the paper's) or by the zero-shot intervention of Eq. 8 (intervened: the score "
-                        "that matters for a new domain, still without any target data)")
+                       help="early stopping and best.pt on the sources' validation users scored with the fitted "
+                            "latents (in_domain, the paper's) or by the zero-shot intervention of Eq. 8 (intervened: "
+                            "the score that matters for a new domain, still without any target data)")
 
 
 def _model_flags(group) -> None:
     """The model's sizes, priors and terms (docs/DESIGN.md)."""
     group.add_argument("--hidden-dim", type=int, default=None, help="embedding size B (paper: 256)")
     group.add_argument("--n-heads", "--heads", dest="heads", type=int, default=None,
-                   help="attention heads (default: the benchmark's n_heads)")
+                       help="attention heads (default: the benchmark's n_heads)")
     group.add_argument("--max-len", type=int, default=64, help="history length (items)")
     group.add_argument("--transformer-dtype", default="float32", choices=TRANSFORMER_DTYPES,
-                   help="bfloat16 runs the Transformer layers under autocast (for GPUs; default: float32)")
+                       help="bfloat16 runs the Transformer layers under autocast (for GPUs; default: float32)")
     for name, default in (("d", 0.3), ("v", 100.0), ("z", 100.0), ("u", 1e4)):
         group.add_argument(f"--lambda-{name}", type=float, default=default, help=f"prior precision λ_{name}")
     group.add_argument("--lambda-v-shared", type=float, default=100.0,
-                   help="prior precision λ_vs of the shared item offsets, in total units (with --shared-item-offsets)")
+                       help="prior precision λ_vs of the shared item offsets, in total units (with "
+                            "--shared-item-offsets)")
     group.add_argument("--shared-item-offsets", action=argparse.BooleanOptionalAction,
-                   default=RECOMMENDED["shared_item_offsets"],
-                   help="split eps_v into eps_v_shared (per distinct item id, kept zero-shot) and a domain part")
+                       default=RECOMMENDED["shared_item_offsets"],
+                       help="split eps_v into eps_v_shared (per distinct item id, kept zero-shot) and a domain part")
     group.add_argument("--popularity-mode", default=RECOMMENDED_POPULARITY_MODE, choices=MODES,
-                   help="popularity factors: sliding (default; the official code: a window ending the day before, "
-                        "power means over the items with a count) or interval (the paper's Appendix C: counts of the "
-                        "previous interval, power means over the whole catalogue)")
+                       help="popularity factors: sliding (default; the official code: a window ending the day before, "
+                            "power means over the items with a count) or interval (the paper's Appendix C: counts of "
+                            "the previous interval, power means over the whole catalogue)")
     group.add_argument("--last-item-skip", action=argparse.BooleanOptionalAction, default=RECOMMENDED["last_item_skip"],
-                   help="add the last history item's text embedding to the user state (n = f_seq(D, H) + m_last)")
+                       help="add the last history item's text embedding to the user state (n = f_seq(D, H) + m_last)")
     group.add_argument("--text-channel", default=RECOMMENDED["text_channel"], choices=TEXT_CHANNELS,
-                   help="give U and V a channel of the frozen normalised text vectors: last adds τ·cos(X_last, X_j) "
-                        "with a learned temperature τ (what the text encoder alone knows, on any platform); "
-                        "last+mean also the similarity to the history's mean text vector; off: Eq. 6")
+                       help="give U and V a channel of the frozen normalised text vectors: last adds τ·cos(X_last, "
+                            "X_j) with a learned temperature τ (what the text encoder alone knows, on any platform); "
+                            "last+mean also the similarity to the history's mean text vector; off: Eq. 6")
     group.add_argument("--repeat-term", action=argparse.BooleanOptionalAction, default=RECOMMENDED["repeat_term"],
-                   help="a learned weight w_r on the logit of items already in the history (how often people take "
-                        "an item again)")
+                       help="a learned weight w_r on the logit of items already in the history (how often people take "
+                            "an item again)")
     group.add_argument("--text-temperature", type=float, default=5.0,
-                   help="initial value of the learned temperatures τ of --text-channel")
+                       help="initial value of the learned temperatures τ of --text-channel")
     group.add_argument("--prior-units", default=RECOMMENDED["prior_units"], choices=PRIOR_UNITS,
-                   help="per_observation (default): every precision is λ·N_obs, the reading the paper's λ values were "
-                        "tuned in; total: λ against the summed likelihood, as Eq. 7 reads; offsets_per_observation: "
-                        "the offsets' λ per observation, λ_d in total units (docs/DESIGN.md)")
+                       help="per_observation (default): every precision is λ·N_obs, the reading the paper's λ values "
+                            "were tuned in; total: λ against the summed likelihood, as Eq. 7 reads; "
+                            "offsets_per_observation: the offsets' λ per observation, λ_d in total units "
+                            "(docs/DESIGN.md)")
     group.add_argument("--parametrisation", default="auto", choices=PARAMETRISATIONS,
-                   help="latent sites as SVI fits them (auto: non-centred under per-observation priors)")
+                       help="latent sites as SVI fits them (auto: non-centred under per-observation priors)")
 
 
 def _run_flags(group) -> None:
     """Where and how the run goes: device, seed, run root, resume."""
     group.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cpu or cuda (default: cuda when present)")
+                       help="cpu or cuda (default: cuda when present)")
     group.add_argument("--seed", type=int, default=0, help="random seed")
     group.add_argument("--runs", default="runs", help="root of run directories")
     group.add_argument("--resume", default=None,
-                   help="a run directory to continue from its last checkpoint (--epochs/--patience change its limits)")
+                       help="a run directory to continue from its last checkpoint (--epochs/--patience change its "
+                            "limits)")
     group.add_argument("--print-shapes", action="store_true", help="print the model and guide trace shapes and exit")
 
 
@@ -152,8 +157,9 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         changed = [name for name, value in vars(args).items()
                    if name not in RESUME_FLAGS and value != parser.get_default(name)]
         if changed:
+            given = ", ".join("--" + name.replace("_", "-") for name in changed)
             parser.error(f"--resume continues a run with its own configuration (config.json); it takes only --epochs, "
-                    f"--patience and --device, but also got {', '.join('--' + c.replace('_', '-') for c in changed)}")
+                         f"--patience and --device, but also got {given}")
     for flag in ("epochs", "patience", "max_steps_per_epoch", "min_steps_per_epoch", "batch_size", "hidden_dim",
                  "heads", "negatives", "max_len", "valid_max_users"):
         value = getattr(args, flag)
