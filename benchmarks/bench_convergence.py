@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-decay", type=float, default=None,
                    help="factor on the learning rate after each epoch without a better validation score "
                         "(default: the benchmark's lr_decay, else 1: constant)")
+    p.add_argument("--cosine-epochs", type=int, default=None,
+                   help="the learning rate falls by a half cosine to 0 over this many epochs, where training ends "
+                        "(default: the benchmark's cosine_epochs, else 0: off)")
     return p.parse_args(argv)
 
 
@@ -57,7 +60,8 @@ def recipe(train: dict) -> str:
     """The learning-rate recipe of a run's training config, for labels."""
     decay = train.get("lr_decay", 1.0)
     return (f"lr {train['lr']:g}" + (f", warm-up {train['warmup_steps']}" if train.get("warmup_steps") else "")
-            + (f", x{decay:g} per plateau" if decay < 1 else ""))
+            + (f", x{decay:g} per plateau" if decay < 1 else "")
+            + (f", cosine over {train['cosine_epochs']} epochs" if train.get("cosine_epochs") else ""))
 
 
 def curve(run_dir: Path) -> dict:
@@ -84,8 +88,8 @@ def curve(run_dir: Path) -> dict:
 
 def train(benchmark: str, args: argparse.Namespace) -> Path:
     """The default configuration under the fair budget, trained (a library call) into a new run directory."""
-    schedule = {k: v for k, v in (("lr", args.lr), ("warmup_steps", args.warmup_steps), ("lr_decay", args.lr_decay))
-                if v is not None}
+    schedule = {k: v for k, v in (("lr", args.lr), ("warmup_steps", args.warmup_steps), ("lr_decay", args.lr_decay),
+                                  ("cosine_epochs", args.cosine_epochs)) if v is not None}
     config = run_config(benchmark, train={**FAIR_BUDGET, **schedule, "seed": args.seed}, data_dir=args.data_dir,
                         valid_max_users=args.valid_max_users)
     return pretrain(config, runs=args.runs)

@@ -194,7 +194,8 @@ class MapTrainer:
                                learning_rate_schedule(self._optimizers, self.config, self.state))
 
     def fit(self, resume: bool = False) -> dict:
-        """Train until ``max_epochs`` or ``patience`` epochs without a better validation score."""
+        """Train until ``last_epoch`` (the cap, or the end of a cosine schedule) or ``patience`` epochs without a
+        better validation score."""
         self._setup()
         if resume:
             self.load(self.run_dir / "last.pt")

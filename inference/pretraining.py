@@ -64,8 +64,8 @@ def run_config(benchmark: str, method: str = "prerec", guide: str = "delta", mod
     model.setdefault("hidden_dim", defaults.get("hidden_dim", 256))
     model.setdefault("n_heads", defaults.get("n_heads", 4))
     prerec = PreRecConfig(**{**RECOMMENDED, **model})
-    for key, default in (("batch_size", 256), ("lr", 3e-4), ("warmup_steps", 0), ("lr_decay", 1.0), ("max_epochs", 20),
-                         ("patience", 3)):
+    for key, default in (("batch_size", 256), ("lr", 3e-4), ("warmup_steps", 0), ("lr_decay", 1.0),
+                         ("cosine_epochs", 0), ("max_epochs", 20), ("patience", 3)):
         train.setdefault(key, defaults.get(key, default))
     train.setdefault("scale_lr", SCALE_LR if guide in VARIATIONAL else None)
     return RunConfig(benchmark=spec.name, method=method, guide=guide,

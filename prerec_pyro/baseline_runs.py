@@ -58,6 +58,7 @@ def train_config(kind: str, reference: RunConfig, seed: int, device: str) -> Bas
     return BaselineTrainConfig(n_negatives=train.n_negatives, batch_size=train.batch_size, lr=train.lr,
                                max_epochs=train.max_epochs, patience=train.patience,
                                warmup_steps=train.warmup_steps, lr_decay=train.lr_decay,
+                               cosine_epochs=train.cosine_epochs,
                                max_steps_per_epoch=train.max_steps_per_epoch,
                                min_steps_per_epoch=train.min_steps_per_epoch, seed=seed, device=device,
                                loss="contrastive" if kind == "unisrec" else "sampled")

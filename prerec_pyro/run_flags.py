@@ -92,6 +92,9 @@ def _training_flags(group) -> None:
     group.add_argument("--lr-decay", type=float, default=None,
                        help="factor on the learning rate after each epoch without a better validation score, in (0, 1] "
                             "(default: the benchmark's lr_decay, else 1: constant)")
+    group.add_argument("--cosine-epochs", type=int, default=None,
+                       help="the learning rate falls by a half cosine from --lr to 0 over this many epochs, where "
+                            "training ends (default: the benchmark's cosine_epochs, else 0: off)")
     group.add_argument("--valid-max-users", type=int, default=500, help="validation users per source domain")
     group.add_argument("--select-by", default="in_domain", choices=SELECTIONS,
                        help="early stopping and best.pt on the sources' validation users scored with the fitted "
@@ -173,6 +176,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
     if args.lr_decay is not None and not 0 < args.lr_decay <= 1:
         parser.error(f"--lr-decay must be in (0, 1] (1: constant), got {args.lr_decay}")
+    if args.cosine_epochs is not None and args.cosine_epochs < 0:
+        parser.error(f"--cosine-epochs must be >= 0 (0: off), got {args.cosine_epochs}")
 
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -189,7 +194,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
              "device": args.device, "elbo": args.elbo}
     train.update({k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("max_epochs", args.epochs),
                                     ("patience", args.patience), ("scale_lr", args.scale_lr),
-                                    ("warmup_steps", args.warmup_steps), ("lr_decay", args.lr_decay))
+                                    ("warmup_steps", args.warmup_steps), ("lr_decay", args.lr_decay),
+                                    ("cosine_epochs", args.cosine_epochs))
                   if v is not None})
     return run_config(args.benchmark, args.method, args.guide, model=model, train=train,
                       popularity_mode=args.popularity_mode, text_model=args.text_model, data_dir=args.data_dir,

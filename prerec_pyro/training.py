@@ -44,6 +44,7 @@ class OptimConfig:
     check_every: int = 50  # steps between reads of the losses (a NaN stops training at the next read)
     warmup_steps: int = 0  # the learning rate rises linearly to lr over the first steps (0: from the first step)
     lr_decay: float = 1.0  # factor on the learning rate after each epoch without a better validation score (1: off)
+    cosine_epochs: int = 0  # the learning rate falls by a half cosine to 0 over this many epochs, then training ends
 
     def __post_init__(self):
         if self.check_every < 1:
@@ -58,6 +59,8 @@ class OptimConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1] (1: no decay), got {self.lr_decay}")
+        if self.cosine_epochs < 0:
+            raise ValueError(f"cosine_epochs must be >= 0 (0: no cosine decay), got {self.cosine_epochs}")
         low, high = self.min_steps_per_epoch, self.max_steps_per_epoch
         if low is not None and (low < 1 or (high is not None and low > high)):
             raise ValueError(f"min_steps_per_epoch must be >= 1 and <= max_steps_per_epoch ({high}), got {low}")
@@ -68,24 +71,37 @@ class OptimConfig:
         steps = min(batches, self.max_steps_per_epoch or batches)
         return max(steps, self.min_steps_per_epoch or steps)
 
+    @property
+    def last_epoch(self) -> int:
+        """The epoch count training cannot pass: ``max_epochs``, or the end of the cosine schedule if sooner."""
+        return min(self.max_epochs, self.cosine_epochs) if self.cosine_epochs else self.max_epochs
 
-def learning_rate_factor(config: OptimConfig, step: int, decays: int) -> float:
+
+def learning_rate_factor(config: OptimConfig, step: int, decays: int, steps_per_epoch: int = 1) -> float:
     """The factor on every parameter group's base learning rate at global ``step`` (from 0), after ``decays``
     epochs without a better validation score: a linear warm-up over ``warmup_steps`` (Vaswani et al. 2017, 5.3;
     Adam's early moment estimates are noisy) times ``lr_decay ** decays`` (the rate lowered on each plateau of the
-    selection criterion, torch's ReduceLROnPlateau with patience 0). A pure function of the step and the training
-    state, so a resumed run continues the same schedule (docs/DESIGN.md, "Time to quality")."""
+    selection criterion, torch's ReduceLROnPlateau with patience 0) times, with ``cosine_epochs``, a half cosine from
+    1 to 0 over that many epochs of ``steps_per_epoch`` (Loshchilov & Hutter 2017, SGDR without restarts: the rate
+    is high while the model is far from a minimum, and falls to 0 so the last steps settle instead of rattling at a
+    constant rate's noise floor). A pure function of the step and the training state, so a resumed run continues
+    the same schedule (docs/DESIGN.md, "Time to quality")."""
     warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
-    return warm * config.lr_decay ** decays
+    factor = warm * config.lr_decay ** decays
+    if config.cosine_epochs:
+        progress = min(1.0, step / (config.cosine_epochs * steps_per_epoch))
+        factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
 
 
 def learning_rate_schedule(optimizers: list[torch.optim.Optimizer], config: OptimConfig,
                            state: dict) -> Callable[[int], None]:
-    """``schedule(step)`` for ``run_epoch_steps``: sets each group's learning rate to its base rate (kept as
-    ``initial_lr`` in the group, so it travels with the optimiser's checkpoint) times ``learning_rate_factor``."""
+    """``schedule(step, steps_per_epoch)`` for ``run_epoch_steps``: sets each group's learning rate to its base rate
+    (kept as ``initial_lr`` in the group, so it travels with the optimiser's checkpoint) times
+    ``learning_rate_factor``."""
 
-    def schedule(step: int) -> None:
-        factor = learning_rate_factor(config, step, state.get("lr_decays", 0))
+    def schedule(step: int, steps_per_epoch: int = 1) -> None:
+        factor = learning_rate_factor(config, step, state.get("lr_decays", 0), steps_per_epoch)
         for optimizer in optimizers:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -140,14 +156,14 @@ def training_targets(windows) -> int:
 
 def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], sampler: DomainBalancedSampler,
                     config: OptimConfig, epoch: int, parallel: Distributed = SINGLE,
-                    schedule: Callable[[int], None] | None = None) -> float:
+                    schedule: Callable[[int, int], None] | None = None) -> float:
     """One epoch of ``step(domain, rows, generator)`` (the step's detached loss, left on its device) over the
     sampler's batches (``config.steps_per_epoch``), with a progress bar; the mean loss. The losses are read back
     ``check_every`` steps at a time, one host-device sync each: a non-finite loss stops training then, naming its
     step. Seeded by (seed, epoch): dropout, guide draws and sampled negatives repeat exactly when an epoch is rerun
     (resume). Across processes, ``step`` returns this rank's share of the loss and the losses read are their sums
-    (the same on every rank, so a NaN stops every rank at the same read). ``schedule(global_step)``, when given, runs
-    before each step (``learning_rate_schedule``)."""
+    (the same on every rank, so a NaN stops every rank at the same read). ``schedule(global_step, steps_per_epoch)``,
+    when given, runs before each step (``learning_rate_schedule``)."""
     seed = config.seed * 100_003 + epoch
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -159,7 +175,7 @@ def run_epoch_steps(step: Callable[[int, np.ndarray, torch.Generator], Tensor], 
         if index >= n_steps:
             break
         if schedule is not None:
-            schedule(epoch * n_steps + index)
+            schedule(epoch * n_steps + index, n_steps)
         pending.append(torch.as_tensor(step(domain, rows, generator)))
         if len(pending) == config.check_every or index == n_steps - 1:
             losses += checked_losses(pending, epoch, first_step=index + 1 - len(pending), parallel=parallel)
@@ -200,16 +216,19 @@ FLAT = 0.002  # |relative change of the training loss per epoch| under which ``l
 
 def convergence(state: dict, config: OptimConfig) -> dict:
     """Why training stopped and where: "patience" (``patience`` epochs without a better validation score: converged
-    by the method's own criterion), "cap" (``max_epochs`` reached while still improving within the patience: not
-    converged), else "running"; with the best and the last epoch and the limits."""
+    by the method's own criterion), "schedule" (the end of the cosine schedule, where the learning rate reaches 0:
+    the parameters cannot move further), "cap" (``max_epochs`` reached while still improving within the patience:
+    not converged), else "running"; with the best and the last epoch and the limits."""
     if state["bad_epochs"] >= config.patience:
         reason = "patience"
+    elif config.cosine_epochs and state["epoch"] >= config.cosine_epochs:
+        reason = "schedule"
     elif state["epoch"] >= config.max_epochs:
         reason = "cap"
     else:
         reason = "running"
     return {"stopped_by": reason, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-            "patience": config.patience, "max_epochs": config.max_epochs,
+            "patience": config.patience, "max_epochs": config.max_epochs, "cosine_epochs": config.cosine_epochs,
             "max_steps_per_epoch": config.max_steps_per_epoch, "min_steps_per_epoch": config.min_steps_per_epoch}
 
 
@@ -221,12 +240,12 @@ def new_state() -> dict:
 def fit_epochs(run_epoch: Callable[[int], float], validate: Callable[[], dict] | None, config: OptimConfig,
                state: dict, on_epoch: Callable[[bool], None], name: str = "training",
                parallel: Distributed = SINGLE) -> dict:
-    """Epochs from ``state["epoch"]`` until ``max_epochs`` or ``patience`` epochs without a better validation
+    """Epochs from ``state["epoch"]`` until ``last_epoch`` or ``patience`` epochs without a better validation
     ``"score"`` (``-loss`` without ``validate``). Each epoch's record (epoch, loss, seconds, the validation's keys) is
     appended to ``state["history"]``; ``on_epoch(improved)`` follows each (checkpoints, the best weights). Across
     processes, rank 0 validates and every rank takes its record, so all stop at the same epoch."""
     with interruptible():
-        while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
+        while state["epoch"] < config.last_epoch and state["bad_epochs"] < config.patience:
             _Interrupt.check()
             _fit_epoch(run_epoch, validate, config, state, on_epoch, name, parallel)
     return state

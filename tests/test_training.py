@@ -65,8 +65,8 @@ def test_convergence_records_why_training_stopped(scores, max_epochs, stopped_by
     config = OptimConfig(max_epochs=max_epochs, patience=2, max_steps_per_epoch=7)
     state = fit_epochs(lambda epoch: 1.0, lambda: {"score": next(values)}, config, new_state(), lambda improved: None)
     assert convergence(state, config) == {"stopped_by": stopped_by, "epochs_run": epochs_run, "best_epoch": best_epoch,
-                                          "patience": 2, "max_epochs": max_epochs, "max_steps_per_epoch": 7,
-                                          "min_steps_per_epoch": None}
+                                          "patience": 2, "max_epochs": max_epochs, "cosine_epochs": 0,
+                                          "max_steps_per_epoch": 7, "min_steps_per_epoch": None}
     assert convergence(new_state(), config)["stopped_by"] == "running"
 
 
@@ -99,7 +99,7 @@ def test_the_learning_rate_warms_up_linearly_then_decays_once_per_epoch_without_
     assert state["lr_decays"] == 3 and state["epoch"] == 6
     assert fit_epochs(lambda epoch: 1.0, lambda: {"score": 0.0}, OptimConfig(max_epochs=3, patience=3), new_state(),
                       lambda improved: None)["lr_decays"] == 0  # lr_decay 1: nothing counted
-    for bad in ({"warmup_steps": -1}, {"lr_decay": 0.0}, {"lr_decay": 1.5}):
+    for bad in ({"warmup_steps": -1}, {"lr_decay": 0.0}, {"lr_decay": 1.5}, {"cosine_epochs": -1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             OptimConfig(**bad)
 
@@ -117,3 +117,27 @@ def test_the_schedule_scales_each_group_from_its_own_base_rate_and_leaves_a_cons
     constant = torch.optim.Adam([weights], lr=3e-4)
     learning_rate_schedule([constant], OptimConfig(), new_state())(123)
     assert constant.param_groups[0]["lr"] == 3e-4  # bit for bit: the previous default's training is unchanged
+
+
+def test_the_cosine_schedule_falls_from_the_full_rate_to_zero_over_its_epochs_and_ends_training():
+    config = OptimConfig(warmup_steps=2, cosine_epochs=2, max_epochs=10, patience=5)
+    factors = [learning_rate_factor(config, step, 0, steps_per_epoch=4) for step in range(9)]  # 8 steps in all
+    assert factors[:2] == [0.5, 1.0 * 0.5 * (1 + math.cos(math.pi / 8))]  # the warm-up times the cosine
+    assert factors[4] == pytest.approx(0.5)  # half way: half the rate
+    assert factors[8] == 0.0 and all(a > b for a, b in zip(factors[1:], factors[2:]))  # falling to 0 at the end
+    scores = iter([0.1, 0.2, 0.3])
+    state = fit_epochs(lambda epoch: 1.0, lambda: {"score": next(scores)}, config, new_state(), lambda improved: None)
+    assert state["epoch"] == 2 and config.last_epoch == 2  # training ends with the schedule, before max_epochs
+    assert convergence(state, config)["stopped_by"] == "schedule"
+    assert OptimConfig(cosine_epochs=30, max_epochs=10).last_epoch == 10  # a smaller cap still holds
+
+
+def test_run_epoch_steps_hands_the_schedule_the_global_step_and_the_epoch_length(tiny_sources):
+    from prerec_pyro.data.batches import DomainBalancedSampler
+    from prerec_pyro.training import run_epoch_steps, training_windows
+
+    sampler = DomainBalancedSampler(training_windows(tiny_sources), batch_size=8, seed=0)
+    calls = []
+    run_epoch_steps(lambda domain, rows, generator: torch.tensor(1.0), sampler, OptimConfig(max_steps_per_epoch=3),
+                    epoch=2, schedule=lambda step, steps_per_epoch: calls.append((step, steps_per_epoch)))
+    assert calls == [(6, 3), (7, 3), (8, 3)]

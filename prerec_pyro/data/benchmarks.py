@@ -11,7 +11,7 @@ tables (``--benchmark my_shops.toml``), through the same path. ``get_benchmark``
     k_percent = 5
     interval_days = 15                     # optional; text_model = "all-MiniLM-L6-v2" likewise
     [defaults]                             # optional: hidden_dim, n_heads, batch_size, lr, warmup_steps, lr_decay,
-    max_epochs = 3                         #   max_epochs, patience (the training flags of the same names)
+    max_epochs = 3                         #   cosine_epochs, max_epochs, patience (the training flags' names)
     [data]                                 # one pair of generic-format tables with a 'domain' column ...
     items = "items.csv"
     interactions = "interactions.csv"
@@ -84,7 +84,7 @@ TOML_KEYS = ("name", "description", "sources", "targets", "k_percent", "interval
 TABLE_KEYS = ("items", "interactions")
 DATASET_KEYS = ("dataset", "domains")
 DEFAULT_TYPES = {"hidden_dim": int, "n_heads": int, "batch_size": int, "lr": float, "max_epochs": int,
-                 "patience": int, "warmup_steps": int, "lr_decay": float}
+                 "patience": int, "warmup_steps": int, "lr_decay": float, "cosine_epochs": int}
 
 
 @dataclass(frozen=True)

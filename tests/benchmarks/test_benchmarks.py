@@ -233,6 +233,7 @@ def test_bench_convergence_reads_the_wall_clock_and_the_time_to_95_percent(load,
     (unfinished,) = bench.main(bench.parse_args(["--run-dirs", str(run_dir), "--out-dir", str(tmp_path / "out")]))
     assert unfinished["stopped_by"] == "unfinished"
     assert bench.recipe({"lr": 3e-3, "warmup_steps": 100, "lr_decay": 0.5}) == "lr 0.003, warm-up 100, x0.5 per plateau"
+    assert bench.recipe({"lr": 3e-3, "cosine_epochs": 20}) == "lr 0.003, cosine over 20 epochs"
 
 
 def test_bench_convergence_refuses_a_history_without_validation_times(load, tmp_path):

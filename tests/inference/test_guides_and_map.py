@@ -93,7 +93,8 @@ def test_training_is_deterministic_and_lowers_the_loss(tiny_sources, encode_hash
     assert fixed_loss() < before
 
 
-@pytest.mark.parametrize("schedule", [{}, {"warmup_steps": 7, "lr_decay": 0.5}], ids=["constant", "scheduled"])
+@pytest.mark.parametrize("schedule", [{}, {"warmup_steps": 7, "lr_decay": 0.5},
+                                      {"warmup_steps": 3, "cosine_epochs": 5}], ids=["constant", "scheduled", "cosine"])
 def test_resume_continues_exactly(schedule, tiny_sources, encode_hash, tmp_path):
     text = encode_hash(tiny_sources)
     straight, model_straight = fit_history(tiny_sources, text, tmp_path / "a", max_epochs=3, patience=10, **schedule)

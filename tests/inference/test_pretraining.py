@@ -37,18 +37,22 @@ def test_the_learning_rate_schedule_comes_from_the_benchmark_then_the_flags_and_
 
     toml = tmp_path / "shops.toml"
     toml.write_text('name = "shops"\nsources = ["india"]\ntargets = ["japan"]\nk_percent = 5\n[defaults]\nlr = 2e-3\n'
-                    'warmup_steps = 40\nlr_decay = 0.5\n[[data]]\ndataset = "synthetic-small"\n'
+                    'warmup_steps = 40\nlr_decay = 0.5\ncosine_epochs = 12\n[[data]]\ndataset = "synthetic-small"\n'
                     'domains = ["india", "japan"]\n')
     config = run_config(str(toml))
-    assert (config.train.lr, config.train.warmup_steps, config.train.lr_decay) == (2e-3, 40, 0.5)
-    flagged = run_config_from_args(parse_run_args(["--benchmark", str(toml), "--warmup-steps", "0"]))
-    assert (flagged.train.warmup_steps, flagged.train.lr_decay) == (0, 0.5)
+    assert (config.train.lr, config.train.warmup_steps, config.train.lr_decay, config.train.cosine_epochs) == (
+        2e-3, 40, 0.5, 12)
+    flagged = run_config_from_args(parse_run_args(["--benchmark", str(toml), "--warmup-steps", "0",
+                                                   "--cosine-epochs", "20"]))
+    assert (flagged.train.warmup_steps, flagged.train.lr_decay, flagged.train.cosine_epochs) == (0, 0.5, 20)
     baseline = train_config("zesrec", config, seed=1, device="cpu")
-    assert (baseline.lr, baseline.warmup_steps, baseline.lr_decay) == (2e-3, 40, 0.5)  # every method alike
+    assert (baseline.lr, baseline.warmup_steps, baseline.lr_decay, baseline.cosine_epochs) == (
+        2e-3, 40, 0.5, 12)  # every method alike
     plain = run_config("synthetic-small")
-    assert (plain.train.warmup_steps, plain.train.lr_decay) == (0, 1.0)
-    with pytest.raises(SystemExit):
-        parse_run_args(["--lr-decay", "1.5"])
+    assert (plain.train.warmup_steps, plain.train.lr_decay, plain.train.cosine_epochs) == (0, 1.0, 0)
+    for bad in (["--lr-decay", "1.5"], ["--cosine-epochs", "-1"]):
+        with pytest.raises(SystemExit):
+            parse_run_args(bad)
 
 
 def test_a_run_on_centred_text_keeps_its_centring_and_refuses_plain_text(tmp_path):
