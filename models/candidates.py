@@ -26,17 +26,17 @@ from prerec_pyro.data.batches import PreRecBatch, distinct_rows
 class CandidateScores:
     """The candidate-scoring algebra of ``PreRecModel`` (module docstring)."""
 
-    def _candidate_logits(self, user: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None,
+    def _candidate_logits(self, users: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None,
                           sequence: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """U·V_c(t) + Z_c(t)·W_z + D_k·W_d [+ w_r·1[c seen]] for every candidate c at the batch's targets, in
-        ``batch.target_layout()`` order. A whole catalogue: one matrix product per period, [U, 1] against that
-        period's item side [V_c(t), bias_c(t)], so the bias costs no pass of its own; sampled candidates: the static
-        side once for every target, plus the periods' popularity terms (``_sampled_popularity``). With the targets'
-        f_seq outputs ``sequence`` [A, B] (a whole catalogue, no gradients), also their term n·V_c(t). ([A, C], [A, C]
-        or None)"""
+        ``batch.target_layout()`` order, from the targets' user states ``users`` [A, B (+ T)]. A whole catalogue
+        without gradients: one product, then each period's counted items corrected (``_catalogue_scores``); with
+        gradients: one product per period, [U, 1] against that period's item side [V_c(t), bias_c(t)], so the bias
+        costs no pass of its own; sampled candidates: the static side once for every target, plus the periods'
+        popularity terms (``_sampled_popularity``). With the targets' f_seq outputs ``sequence`` [A, B] (a whole
+        catalogue, no gradients), also their term n·V_c(t). ([A, C], [A, C] or None)"""
         order, sizes = batch.target_layout()
         rows = batch.candidate_rows  # [C]
-        users = user.reshape(-1, user.shape[-1])[order]  # [A, B (+ T)]
         users = torch.cat([users, users.new_ones(len(order), 1)], dim=1)  # [A, B (+ T) + 1]
         value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
         items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
@@ -145,7 +145,7 @@ class CandidateScores:
         items = items + self._item_side(uncounted + eps_z)  # [C, B (+ T) + 1]
         distinct, index = distinct_rows(factors)  # [Q, F], [N]: counts repeat across the periods
         z = self.f_pop(distinct) - uncounted  # [Q, B]
-        delta = self._popularity_side(z)[index]  # [N, B + 1]
+        delta = self._popularity_side(z).index_select(0, index)  # [N, B + 1] (a row gather: not z[index]'s kernel)
         counted = torch.bincount(period, minlength=n_periods).tolist()
         return items, list(zip(torch.split(column, counted), torch.split(delta, counted)))
 

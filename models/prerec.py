@@ -266,6 +266,31 @@ class PreRecModel(CandidateScores, nn.Module):
             return state
         return torch.cat([state, self.text_state(batch)], dim=-1)  # [R, L, B + T]
 
+    def user_state_at(self, batch: PreRecBatch, latent: dict, order: Tensor, catalogue: Tensor | None = None,
+                      sequence: Tensor | None = None) -> Tensor:
+        """``user_state`` at the flat positions ``order`` [A] of [R, L] only (the targets, ``batch.target_layout()``):
+        the same values, without the text channel's [R, L, T] for positions that are not scored (docs/DESIGN.md,
+        "Scoring only what is ranked"). [A, B (+ T)]"""
+        history = self.history_text(batch, catalogue)  # [R, L-1, B]
+        if sequence is None:
+            sequence = self.f_seq(self.first_token(batch, latent), history)  # [R, L, B]
+        length = batch.items.shape[1]
+        row, position = order // length, order % length  # [A], [A]
+        state = sequence.reshape(-1, sequence.shape[-1]).index_select(0, order)  # [A, B]
+        last = (position - 1).clamp(min=0)  # [A]: the history item before each position (none at p = 0)
+        has_last = (position > 0).unsqueeze(-1)  # [A, 1]
+        if self.config.last_item_skip:  # row gathers by index_select, not advanced indexing's slower kernel
+            state = state + history.reshape(-1, history.shape[-1]).index_select(0, row * (length - 1) + last) * has_last
+        if latent[EPS_U] is not None:
+            state = state + latent[EPS_U][batch.user_position[row]]  # [A, B]
+        if self.config.text_channel == "off":
+            return state
+        if self.config.text_channel == "last":  # τ_1·X̂_last, gathered at the targets
+            text = self.log_tau.exp()[0] * (self.normalised_text(batch.items[row, last]) * has_last)  # [A, T]
+        else:
+            text = self.text_state(batch).reshape(-1, self.item_text.shape[1])[order]  # [A, T]
+        return torch.cat([state, text], dim=-1)  # [A, B + T]
+
     def text_state(self, batch: PreRecBatch) -> Tensor:
         """The user's side of the text channel: τ_1·X̂_last [+ τ_2·mean X̂ of the history] (0 at position 0). [R, L, T]"""
         seen = self.normalised_text(batch.items[:, :-1])  # [R, L-1, T]
@@ -327,17 +352,17 @@ class PreRecModel(CandidateScores, nn.Module):
         """Logits of the observed site: (logits [R, L, C'], candidate items or None, catalogue size J_k). Only target
         positions are scored; the others (padding, history-only positions) hold 0 and are masked."""
         catalogue = self.catalogue_text(batch)  # [J_k, B] or None
-        user = self.user_state(batch, latent, catalogue)  # [R, L, B (+ T)]
-        at_targets = self._candidate_logits(user, batch, latent, catalogue)[0]  # [A, C]
-        rows, length = batch.items.shape
         order, _ = batch.target_layout()
+        users = self.user_state_at(batch, latent, order, catalogue)  # [A, B (+ T)]
+        at_targets = self._candidate_logits(users, batch, latent, catalogue)[0]  # [A, C]
+        rows, length = batch.items.shape
         scores = at_targets.new_zeros(rows * length, at_targets.shape[1]).index_copy(0, order, at_targets)
         scores = scores.reshape(rows, length, -1)  # [R, L, C]
         if batch.negatives is None:
             return scores, None, batch.n_domain_items
         factors = batch.factors_targets.reshape(rows * length, -1)[order]  # [A, F]: target positions only
         value, bias = self.item_parts(batch.items.reshape(-1)[order], factors, batch, latent)  # [A, B (+ T)], [A]
-        at_targets = (user.reshape(rows * length, -1)[order] * value).sum(-1) + bias  # [A]
+        at_targets = (users * value).sum(-1) + bias  # [A]
         if self.config.repeat_term:
             at_targets = at_targets + self.w_r * batch.target_seen_before().reshape(-1)[order]  # [A]
         positive = at_targets.new_zeros(rows * length).index_copy(0, order, at_targets).reshape(rows, length)
@@ -351,7 +376,8 @@ class PreRecModel(CandidateScores, nn.Module):
         part when they are sampled), rows in ``batch.target_layout()`` order: what ``logits`` puts at those
         positions, without the [R, L, C] layout. [A, C]"""
         catalogue = self.catalogue_text(batch)  # [J_k, B] or None
-        return self._candidate_logits(self.user_state(batch, latent, catalogue), batch, latent, catalogue)[0]
+        users = self.user_state_at(batch, latent, batch.target_layout()[0], catalogue)  # [A, B (+ T)]
+        return self._candidate_logits(users, batch, latent, catalogue)[0]
 
     @torch.no_grad()
     def target_logits_and_sequence_term(self, batch: PreRecBatch, latent: dict) -> tuple[Tensor, Tensor]:
@@ -363,6 +389,7 @@ class PreRecModel(CandidateScores, nn.Module):
             raise ValueError("target_logits_and_sequence_term scores a whole catalogue (batch.negatives must be None)")
         catalogue = self.catalogue_text(batch)  # [J_k, B]
         sequence = self.f_seq(self.first_token(batch, latent), self.history_text(batch, catalogue))  # [R, L, B]
-        user = self.user_state(batch, latent, catalogue, sequence)  # [R, L, B (+ T)]
-        at_targets = sequence.reshape(-1, sequence.shape[-1])[batch.target_layout()[0]]  # [A, B]
-        return self._candidate_logits(user, batch, latent, catalogue, at_targets)  # [A, J], [A, J]
+        order = batch.target_layout()[0]  # [A]
+        users = self.user_state_at(batch, latent, order, catalogue, sequence)  # [A, B (+ T)]
+        at_targets = sequence.reshape(-1, sequence.shape[-1])[order]  # [A, B]
+        return self._candidate_logits(users, batch, latent, catalogue, at_targets)  # [A, J], [A, J]

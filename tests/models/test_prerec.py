@@ -445,6 +445,27 @@ def test_repeat_term_adds_w_r_to_items_already_in_the_history(tiny_sources, enco
     torch.testing.assert_close(gained[keep], -2.5 * expected[keep], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("changes", [{}, {"last_item_skip": True, "text_channel": "last"},
+                                     {"last_item_skip": False, "text_channel": "last+mean"}],
+                         ids=["plain", "skip+last", "last+mean"])
+def test_the_user_state_at_the_targets_is_the_whole_states_rows_exactly(tiny_sources, encode_hash, changes):
+    """``user_state_at`` (the scoring paths' user side, built at the target positions only) holds exactly the rows
+    of ``user_state`` [R, L, .] at ``target_layout()``'s positions, with and without a fitted user offset."""
+    model = PreRecModel(replace(CONFIG, **changes), len(tiny_sources.domains), tiny_sources.n_fit_users,
+                        encode_hash(tiny_sources)).eval()
+    batch = make_batch(tiny_sources, negatives=None, domain=1, rows=6)
+    latent = poutine.trace(model.latents).get_trace(batch).nodes["_RETURN"]["value"]
+    order = batch.target_layout()[0]  # [A]
+    for eps_u in (latent, {**latent, EPS_U: None}):
+        whole = model.user_state(batch, eps_u, model.catalogue_text(batch))  # [R, L, W]
+        got = model.user_state_at(batch, eps_u, order, model.catalogue_text(batch))  # [A, W]
+        assert got.shape == (len(order), whole.shape[-1])
+        assert torch.equal(got, whole.reshape(-1, whole.shape[-1])[order])
+    every = torch.arange(batch.items.numel())  # every position, 0 included: the state before any history item
+    whole = model.user_state(batch, latent)  # [R, L, W]
+    assert torch.equal(model.user_state_at(batch, latent, every), whole.reshape(-1, whole.shape[-1]))
+
+
 @pytest.mark.parametrize("changes", [{}, {"last_item_skip": True, "text_channel": "last", "repeat_term": False,
                                           "shared_item_offsets": True}])
 @pytest.mark.parametrize("negatives", [None, 5])
