@@ -104,10 +104,11 @@ class CandidateScores:
         if not self.config.use_popularity:
             yield from ((p, items) for p in periods)
             return
-        items, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
+        items, sides, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
         width = self.config.hidden_dim
         for p in periods:
-            cols, delta = counted[p]  # a period lists an item once
+            cols, index = counted[p]  # a period lists an item once
+            delta = sides.index_select(0, index)  # [n, B + 1]
             side = torch.cat([self._pad(delta[:, :width]), delta[:, width:]], dim=-1)  # [n, B (+ T) + 1]
             yield p, items.index_put((cols,), items[cols] + side)
 
@@ -120,34 +121,36 @@ class CandidateScores:
         width = self.config.hidden_dim
         if not self.config.use_popularity:
             return users @ items.T, None if sequence is None else sequence @ items[:, :width].T  # [A, C]
-        items, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
+        items, sides, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
         out = users @ items.T  # [A, C]
         term = None if sequence is None else sequence @ items[:, :width].T  # [A, C]
         learned = self._learned_side(users)  # [A, B + 1]
         starts = [0, *accumulate(sizes)]
-        for p, (cols, delta) in enumerate(counted):
+        for p, (cols, index) in enumerate(counted):
             if sizes[p] and len(cols):
                 rows_p = slice(starts[p], starts[p + 1])
+                delta = sides.index_select(0, index)  # [counted, B + 1]: gathered per period, while it is in cache
                 out[rows_p].index_add_(1, cols, learned[rows_p] @ delta.T)  # [n_p, counted]
                 if term is not None:
                     term[rows_p].index_add_(1, cols, sequence[rows_p] @ delta[:, :width].T)  # [n_p, counted]
         return out, term
 
     def _uncounted_and_counted(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
-                               n_periods: int) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-        """The item side with every item as if uncounted (F = 0: f_pop(0) once, plus eps_z) [C, B (+ T) + 1], and
-        for each period its counted items (F != 0) with what f_pop(F) adds over f_pop(0) to the columns Z touches:
-        (columns [n], [n, B + 1])."""
+                               n_periods: int) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
+        """The item side with every item as if uncounted (F = 0: f_pop(0) once, plus eps_z) [C, B (+ T) + 1]; what
+        f_pop(F) adds over f_pop(0) to the columns Z touches, once per distinct factor row [Q, B + 1]; and for each
+        period its counted items (F != 0) with their rows of that table: (columns [n], rows [n]). The callers gather
+        a period's rows when they use them: the [N, B + 1] of every counted pair at once is the largest tensor of an
+        evaluation and memory-bound to write and read back."""
         period, column, factors = batch.counted_candidates()  # [N], [N], [N, F]: the counted (period, item)s
         eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
         eps_z = 0.0 if eps_z is None else eps_z
         uncounted = self.f_pop(factors.new_zeros(factors.shape[-1]))  # [B]: f_pop(0)
         items = items + self._item_side(uncounted + eps_z)  # [C, B (+ T) + 1]
         distinct, index = distinct_rows(factors)  # [Q, F], [N]: counts repeat across the periods
-        z = self.f_pop(distinct) - uncounted  # [Q, B]
-        delta = self._popularity_side(z).index_select(0, index)  # [N, B + 1] (a row gather: not z[index]'s kernel)
+        sides = self._popularity_side(self.f_pop(distinct) - uncounted)  # [Q, B + 1]
         counted = torch.bincount(period, minlength=n_periods).tolist()
-        return items, list(zip(torch.split(column, counted), torch.split(delta, counted)))
+        return items, sides, list(zip(torch.split(column, counted), torch.split(index, counted)))
 
     def _item_side(self, z: Tensor) -> Tensor:
         """What a popularity term Z [*S, B] adds to the item side [V, bias]: [Z (; 0), Z·W_z]. [*S, B (+ T) + 1]"""
