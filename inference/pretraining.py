@@ -96,10 +96,13 @@ def resume_pretraining(run_dir: str | Path, max_epochs: int | None = None, patie
     config = replace(config, train=replace(config.train, **changes))
     if run_state(run_dir) == "finished":
         state = load_checkpoint(run_dir / "last.pt")["state"]
-        if state["epoch"] >= config.train.max_epochs or state["bad_epochs"] >= config.train.patience:
+        if state["epoch"] >= config.train.last_epoch or state["bad_epochs"] >= config.train.patience:
+            schedule_ended = 0 < config.train.cosine_epochs <= state["epoch"]
             logger.warning("%s is finished (epoch %d of at most %d, %d epochs without gain at patience %d): nothing "
-                           "to do; give a larger --epochs or --patience to train on", run_dir, state["epoch"],
-                           config.train.max_epochs, state["bad_epochs"], config.train.patience)
+                           "to do; %s", run_dir, state["epoch"], config.train.last_epoch, state["bad_epochs"],
+                           config.train.patience, "its cosine schedule has ended (the learning rate is 0): a longer "
+                           "schedule is a new run" if schedule_ended else "give a larger --epochs or --patience to "
+                           "train on")
             return run_dir
     return _train(config, runs=None, resume=run_dir, parallel=parallel)
 
@@ -142,7 +145,7 @@ def finish(run_dir: Path, config: RunConfig, trainer: MapTrainer, state: dict, v
                        "converged by its own criterion; continue with --resume %s --epochs N", config.train.max_epochs,
                        run_dir)
     trend = metrics["loss_trend"]
-    if trend and not trend["flat"]:
+    if trend and not trend["flat"] and metrics["convergence"]["stopped_by"] != "schedule":  # at lr 0: nothing to add
         logger.warning("the training loss still moves %.2f%% an epoch (epochs %d-%d): not converged; continue with "
                        "--resume %s --epochs N", 100 * trend["relative_change_per_epoch"], *trend["epochs"], run_dir)
     write_source_summary(run_dir, model, guide, probe_batch(data, config.train.device), data)  # self-contained

@@ -259,7 +259,8 @@ class PreRecModel(CandidateScores, nn.Module):
         history = self.history_text(batch, catalogue)  # [R, L-1, B]
         state = self.f_seq(self.first_token(batch, latent), history) if sequence is None else sequence  # [R, L, B]
         if self.config.last_item_skip:  # position p's last history item is the token at p (none at p = 0)
-            state = state + torch.cat([torch.zeros_like(history[:, :1]), history], dim=1)  # [R, L, B]
+            before = history.new_zeros(len(history), 1, history.shape[-1])  # [R, 1, B]: nothing before p = 0
+            state = state + torch.cat([before, history], dim=1)  # [R, L, B]
         if latent[EPS_U] is not None:
             state = state + latent[EPS_U][batch.user_position].unsqueeze(1)  # [R, L, B]
         if self.config.text_channel == "off":
@@ -279,14 +280,16 @@ class PreRecModel(CandidateScores, nn.Module):
         state = sequence.reshape(-1, sequence.shape[-1]).index_select(0, order)  # [A, B]
         last = (position - 1).clamp(min=0)  # [A]: the history item before each position (none at p = 0)
         has_last = (position > 0).unsqueeze(-1)  # [A, 1]
-        if self.config.last_item_skip:  # row gathers by index_select, not advanced indexing's slower kernel
-            state = state + history.reshape(-1, history.shape[-1]).index_select(0, row * (length - 1) + last) * has_last
+        if self.config.last_item_skip and length > 1:  # windows of one position have no history item to skip
+            skip = history.reshape(-1, history.shape[-1]).index_select(0, row * (length - 1) + last)  # [A, B]
+            state = state + torch.where(has_last, skip, skip.new_zeros(()))  # [A, B]
         if latent[EPS_U] is not None:
             state = state + latent[EPS_U][batch.user_position[row]]  # [A, B]
         if self.config.text_channel == "off":
             return state
         if self.config.text_channel == "last":  # τ_1·X̂_last, gathered at the targets
-            text = self.log_tau.exp()[0] * (self.normalised_text(batch.items[row, last]) * has_last)  # [A, T]
+            seen = self.normalised_text(batch.items[row, last])  # [A, T]
+            text = self.log_tau.exp()[0] * torch.where(has_last, seen, seen.new_zeros(()))  # [A, T]
         else:
             text = self.text_state(batch).reshape(-1, self.item_text.shape[1])[order]  # [A, T]
         return torch.cat([state, text], dim=-1)  # [A, B + T]
@@ -294,7 +297,7 @@ class PreRecModel(CandidateScores, nn.Module):
     def text_state(self, batch: PreRecBatch) -> Tensor:
         """The user's side of the text channel: τ_1·X̂_last [+ τ_2·mean X̂ of the history] (0 at position 0). [R, L, T]"""
         seen = self.normalised_text(batch.items[:, :-1])  # [R, L-1, T]
-        seen = torch.cat([torch.zeros_like(seen[:, :1]), seen], dim=1)  # [R, L, T]: position p's last item
+        seen = torch.cat([seen.new_zeros(len(seen), 1, seen.shape[-1]), seen], dim=1)  # [R, L, T]: p's last item
         tau = self.log_tau.exp()  # [1] or [2]
         state = tau[0] * seen  # [R, L, T]
         if self.config.text_channel == "last+mean":

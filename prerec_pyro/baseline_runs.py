@@ -117,11 +117,13 @@ def resumable(last: Path, recipe: dict, device: str) -> dict | None:
 
 
 def without_cap(recipe: dict) -> dict:
-    """``recipe`` without the epoch caps (its own training's and its reference's)."""
+    """``recipe`` without the epoch caps (its own training's and its reference's), a schedule key that snapshots
+    saved before it existed lack filled with its default (0: off)."""
     out = copy.deepcopy(recipe)
     for train in (out.get("train"), (out.get("reference") or {}).get("train")):
         if isinstance(train, dict):
             train.pop("max_epochs", None)
+            train.setdefault("cosine_epochs", 0)
     return out
 
 

@@ -77,7 +77,7 @@ class OptimConfig:
         return min(self.max_epochs, self.cosine_epochs) if self.cosine_epochs else self.max_epochs
 
 
-def learning_rate_factor(config: OptimConfig, step: int, decays: int, steps_per_epoch: int = 1) -> float:
+def learning_rate_factor(config: OptimConfig, step: int, decays: int, steps_per_epoch: int | None = None) -> float:
     """The factor on every parameter group's base learning rate at global ``step`` (from 0), after ``decays``
     epochs without a better validation score: a linear warm-up over ``warmup_steps`` (Vaswani et al. 2017, 5.3;
     Adam's early moment estimates are noisy) times ``lr_decay ** decays`` (the rate lowered on each plateau of the
@@ -89,18 +89,19 @@ def learning_rate_factor(config: OptimConfig, step: int, decays: int, steps_per_
     warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
     factor = warm * config.lr_decay ** decays
     if config.cosine_epochs:
+        assert steps_per_epoch, "a cosine schedule needs the steps of an epoch"
         progress = min(1.0, step / (config.cosine_epochs * steps_per_epoch))
         factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
     return factor
 
 
 def learning_rate_schedule(optimizers: list[torch.optim.Optimizer], config: OptimConfig,
-                           state: dict) -> Callable[[int], None]:
+                           state: dict) -> Callable[[int, int], None]:
     """``schedule(step, steps_per_epoch)`` for ``run_epoch_steps``: sets each group's learning rate to its base rate
     (kept as ``initial_lr`` in the group, so it travels with the optimiser's checkpoint) times
     ``learning_rate_factor``."""
 
-    def schedule(step: int, steps_per_epoch: int = 1) -> None:
+    def schedule(step: int, steps_per_epoch: int) -> None:
         factor = learning_rate_factor(config, step, state.get("lr_decays", 0), steps_per_epoch)
         for optimizer in optimizers:
             for group in optimizer.param_groups:

@@ -16,6 +16,8 @@ from prerec_pyro.training import (
     learning_rate_schedule,
     loss_trend,
     new_state,
+    run_epoch_steps,
+    training_windows,
 )
 
 
@@ -72,7 +74,6 @@ def test_convergence_records_why_training_stopped(scores, max_epochs, stopped_by
 
 def test_an_epoch_on_small_data_goes_on_for_min_steps_through_reshuffled_windows(tiny_sources):
     from prerec_pyro.data.batches import DomainBalancedSampler
-    from prerec_pyro.training import training_windows
 
     sampler = DomainBalancedSampler(training_windows(tiny_sources), batch_size=8, seed=0)
     config = OptimConfig(min_steps_per_epoch=3 * len(sampler), max_steps_per_epoch=5 * len(sampler))
@@ -109,13 +110,13 @@ def test_the_schedule_scales_each_group_from_its_own_base_rate_and_leaves_a_cons
     optimizer = torch.optim.Adam([{"params": [weights]}, {"params": [scales], "lr": 0.3}], lr=1e-3)
     state = new_state()
     schedule = learning_rate_schedule([optimizer], OptimConfig(warmup_steps=10, lr_decay=0.5), state)
-    schedule(4)
+    schedule(4, 10)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([5e-4, 0.15])
     state["lr_decays"] = 2
-    schedule(40)
+    schedule(40, 10)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([2.5e-4, 0.075])
     constant = torch.optim.Adam([weights], lr=3e-4)
-    learning_rate_schedule([constant], OptimConfig(), new_state())(123)
+    learning_rate_schedule([constant], OptimConfig(), new_state())(123, 10)
     assert constant.param_groups[0]["lr"] == 3e-4  # bit for bit: the previous default's training is unchanged
 
 
@@ -134,7 +135,6 @@ def test_the_cosine_schedule_falls_from_the_full_rate_to_zero_over_its_epochs_an
 
 def test_run_epoch_steps_hands_the_schedule_the_global_step_and_the_epoch_length(tiny_sources):
     from prerec_pyro.data.batches import DomainBalancedSampler
-    from prerec_pyro.training import run_epoch_steps, training_windows
 
     sampler = DomainBalancedSampler(training_windows(tiny_sources), batch_size=8, seed=0)
     calls = []

@@ -85,6 +85,7 @@ TABLE_KEYS = ("items", "interactions")
 DATASET_KEYS = ("dataset", "domains")
 DEFAULT_TYPES = {"hidden_dim": int, "n_heads": int, "batch_size": int, "lr": float, "max_epochs": int,
                  "patience": int, "warmup_steps": int, "lr_decay": float, "cosine_epochs": int}
+OFF_AT_ZERO = ("warmup_steps", "cosine_epochs")  # [defaults] keys whose 0 is a setting (off), not an error
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,10 @@ def _defaults(path: Path, raw: dict) -> dict:
     defaults = {}
     for key, value in table.items():
         kind = DEFAULT_TYPES[key]
-        if isinstance(value, bool) or not isinstance(value, (kind, int)) or value <= 0:
-            raise _toml_error(path, f"defaults.{key}", f"expected a positive {kind.__name__}, got {value!r}")
+        low_ok = key in OFF_AT_ZERO and value == 0  # 0 switches these off
+        if isinstance(value, bool) or not isinstance(value, (kind, int)) or (value <= 0 and not low_ok):
+            raise _toml_error(path, f"defaults.{key}", f"expected a positive {kind.__name__}"
+                              + (" or 0 (off)" if key in OFF_AT_ZERO else "") + f", got {value!r}")
         defaults[key] = kind(value)
     return defaults
 

@@ -40,13 +40,13 @@ def assert_same_domains(left: list, right: list) -> None:
 
 
 def test_the_example_tables_give_the_benchmark_built_by_hand(folder: Path) -> None:
-    path = write_toml(folder, HEADER + '[defaults]\nmax_epochs = 3\nlr = 1e-3\n' + DATA)
+    path = write_toml(folder, HEADER + '[defaults]\nmax_epochs = 3\nlr = 1e-3\ncosine_epochs = 0\n' + DATA)
     by_hand = Benchmark("shops", SOURCES, TARGETS, 5.0,
                         lambda _: load_generic(folder / "items.csv", folder / "interactions.csv"))
     loaded = benchmark_from_toml(path)
     assert (loaded.sources, loaded.targets, loaded.k_percent) == (by_hand.sources, by_hand.targets, 5.0)
     assert (loaded.interval_days, loaded.text_model) == (15.0, "all-MiniLM-L6-v2")
-    assert loaded.defaults == {"max_epochs": 3, "lr": 1e-3}
+    assert loaded.defaults == {"max_epochs": 3, "lr": 1e-3, "cosine_epochs": 0}  # 0 is a setting (off)
     by_name = {d.name: d for d in by_hand.load(None)}
     assert_same_domains(loaded.load(None), [by_name[n] for n in SOURCES + TARGETS])
     assert loaded.name == str(path.resolve()) and loaded.folder.startswith("shops-")
@@ -84,6 +84,8 @@ def test_get_benchmark_round_trips_the_name_from_anywhere(folder: Path, monkeypa
     ("colour = 1\n" + HEADER + DATA, r"top level: unknown key\(s\) \['colour'\]"),
     (HEADER + "[defaults]\nepochs = 3\n" + DATA, r"\[defaults\]: unknown key\(s\) \['epochs'\]"),
     (HEADER + "[defaults]\nhidden_dim = 3.5\n" + DATA, r"defaults.hidden_dim: expected a positive int, got 3.5"),
+    (HEADER + "[defaults]\ncosine_epochs = -2\n" + DATA,
+     r"defaults.cosine_epochs: expected a positive int or 0 \(off\), got -2"),
     (HEADER + DATA + 'extra = "x.csv"\n', r"\[data\]: unknown key\(s\) \['extra'\]"),
     (HEADER.replace('["shop_oslo"]', '["shop_paris"]') + DATA, r"targets: \['shop_paris'\] also listed in sources"),
     (HEADER.replace("k_percent = 5", "k_percent = 0") + DATA, r"k_percent: expected a positive number, got 0"),

@@ -102,3 +102,19 @@ def test_a_baseline_resumes_only_its_own_interrupted_training(tmp_path):
         resumable(last, other, "cpu")
     higher_cap = {**recipe, "train": {"seed": 0, "max_epochs": 300}}  # the cap alone changes no epoch's steps
     assert resumable(last, higher_cap, "cpu")["state"]["epoch"] == 4
+    scheduled = {**recipe, "train": {"seed": 0, "max_epochs": 100, "cosine_epochs": 0}}  # saved before the key
+    assert resumable(last, scheduled, "cpu")["state"]["epoch"] == 4
+    with pytest.raises(ValueError, match="differing: train"):
+        resumable(last, {**recipe, "train": {"seed": 0, "max_epochs": 100, "cosine_epochs": 20}}, "cpu")
+
+
+def test_a_run_ended_by_its_cosine_schedule_is_finished_and_says_why(tmp_path, caplog):
+    config = run_config("synthetic-small", model={"max_len": 8}, train={"max_epochs": 5, "cosine_epochs": 2,
+                        "patience": 5}, text_model="hash-bow-32", valid_max_users=20)
+    run_dir = pretrain(config, runs=tmp_path / "runs")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["convergence"]["stopped_by"] == "schedule" and metrics["convergence"]["epochs_run"] == 2
+    assert "not converged" not in caplog.text  # neither the cap's warning nor the loss trend's advice to resume
+    assert resume_pretraining(run_dir, max_epochs=10) == run_dir  # the rate is 0: nothing to train
+    assert "cosine schedule has ended" in caplog.text
+    assert len(json.loads((run_dir / "history.json").read_text())["history"]) == 2

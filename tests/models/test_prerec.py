@@ -464,6 +464,13 @@ def test_the_user_state_at_the_targets_is_the_whole_states_rows_exactly(tiny_sou
     every = torch.arange(batch.items.numel())  # every position, 0 included: the state before any history item
     whole = model.user_state(batch, latent)  # [R, L, W]
     assert torch.equal(model.user_state_at(batch, latent, every), whole.reshape(-1, whole.shape[-1]))
+    single = replace(batch, items=batch.items[:, :1])  # windows of one position: no history item at all
+    whole = model.user_state(single, latent)  # [R, 1, W]
+    assert whole.shape[:2] == single.items.shape
+    if model.config.text_channel != "off":  # nothing read before p = 0
+        assert not whole[..., model.config.hidden_dim:].any()
+    every = torch.arange(len(single.items))  # [R]
+    assert torch.equal(model.user_state_at(single, latent, every), whole.reshape(-1, whole.shape[-1]))
 
 
 @pytest.mark.parametrize("changes", [{}, {"last_item_skip": True, "text_channel": "last", "repeat_term": False,
