@@ -99,10 +99,12 @@ def learning_rate_schedule(optimizers: list[torch.optim.Optimizer], config: Opti
                            state: dict) -> Callable[[int, int], None]:
     """``schedule(step, steps_per_epoch)`` for ``run_epoch_steps``: sets each group's learning rate to its base rate
     (kept as ``initial_lr`` in the group, so it travels with the optimiser's checkpoint) times
-    ``learning_rate_factor``."""
+    ``learning_rate_factor``, which it keeps in ``state["lr_step_factor"]`` (the epoch's record takes the last
+    step's: with a warm-up or a cosine the rate moves within an epoch)."""
 
     def schedule(step: int, steps_per_epoch: int) -> None:
         factor = learning_rate_factor(config, step, state.get("lr_decays", 0), steps_per_epoch)
+        state["lr_step_factor"] = factor
         for optimizer in optimizers:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -258,6 +260,8 @@ def _fit_epoch(run_epoch, validate, config: OptimConfig, state: dict, on_epoch, 
     epoch, started = state["epoch"], time.perf_counter()
     record = {"epoch": epoch, "lr_factor": config.lr_decay ** state.get("lr_decays", 0), "loss": run_epoch(epoch),
               "seconds": time.perf_counter() - started}
+    if "lr_step_factor" in state:  # the factor of the epoch's last step (warm-up, plateaus and cosine together)
+        record["lr_last_step_factor"] = state["lr_step_factor"]
     validated = time.perf_counter()
     record.update(parallel.broadcast(validate() if validate and parallel.is_main else None)
                   if validate else {"score": -record["loss"]})

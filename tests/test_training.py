@@ -126,9 +126,17 @@ def test_the_cosine_schedule_falls_from_the_full_rate_to_zero_over_its_epochs_an
     assert factors[:2] == [0.5, 1.0 * 0.5 * (1 + math.cos(math.pi / 8))]  # the warm-up times the cosine
     assert factors[4] == pytest.approx(0.5)  # half way: half the rate
     assert factors[8] == 0.0 and all(a > b for a, b in zip(factors[1:], factors[2:]))  # falling to 0 at the end
-    scores = iter([0.1, 0.2, 0.3])
-    state = fit_epochs(lambda epoch: 1.0, lambda: {"score": next(scores)}, config, new_state(), lambda improved: None)
+    scores, state = iter([0.1, 0.2, 0.3]), new_state()
+    schedule = learning_rate_schedule([torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)], config, state)
+
+    def run_epoch(epoch: int) -> float:
+        for index in range(4):
+            schedule(epoch * 4 + index, 4)
+        return 1.0
+
+    state = fit_epochs(run_epoch, lambda: {"score": next(scores)}, config, state, lambda improved: None)
     assert state["epoch"] == 2 and config.last_epoch == 2  # training ends with the schedule, before max_epochs
+    assert [r["lr_last_step_factor"] for r in state["history"]] == pytest.approx([factors[3], factors[7]])
     assert convergence(state, config)["stopped_by"] == "schedule"
     assert OptimConfig(cosine_epochs=30, max_epochs=10).last_epoch == 10  # a smaller cap still holds
 
