@@ -96,13 +96,13 @@ def resume_pretraining(run_dir: str | Path, max_epochs: int | None = None, patie
     config = replace(config, train=replace(config.train, **changes))
     if run_state(run_dir) == "finished":
         state = load_checkpoint(run_dir / "last.pt")["state"]
-        if state["epoch"] >= config.train.last_epoch or state["bad_epochs"] >= config.train.patience:
-            schedule_ended = 0 < config.train.cosine_epochs <= state["epoch"]
+        stopped_by = convergence(state, config.train)["stopped_by"]  # under the new limits
+        if stopped_by != "running":
+            advice = ("its cosine schedule has ended (the learning rate is 0): a longer schedule is a new run"
+                      if stopped_by == "schedule" else "give a larger --epochs or --patience to train on")
             logger.warning("%s is finished (epoch %d of at most %d, %d epochs without gain at patience %d): nothing "
                            "to do; %s", run_dir, state["epoch"], config.train.last_epoch, state["bad_epochs"],
-                           config.train.patience, "its cosine schedule has ended (the learning rate is 0): a longer "
-                           "schedule is a new run" if schedule_ended else "give a larger --epochs or --patience to "
-                           "train on")
+                           config.train.patience, advice)
             return run_dir
     return _train(config, runs=None, resume=run_dir, parallel=parallel)
 
