@@ -46,7 +46,7 @@ from prerec_pyro.training import training_windows
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evidence import HistoryWeightedSequence, sequence_is_all
 from .guides import domain_draws, latent_values
-from .intervene import BackdoorScorer, InterventionScorer, target_model
+from .intervene import BackdoorScorer, InterventionScorer
 from .recommender import DomainRecommender, TableLike, catalogue_factors, items_table
 from .runs import METHOD_LABELS, RunConfig, build_model, check_finished, load_run, prepare_for_run
 
@@ -108,11 +108,13 @@ def domain_draws_in_turn(model: PreRecModel, guide, probe: PreRecBatch, n_sample
     return draws.flatten(0, 1)[:n_samples]  # [n_samples, B], domains in turn
 
 
-def source_summary(model: PreRecModel, guide, probe: PreRecBatch, sources: MultiDomainData) -> dict:
-    """What zero-shot reads of a run's sources (see the module docstring), on the CPU."""
+def source_summary(model: PreRecModel, guide, probe: PreRecBatch, sources: MultiDomainData,
+                   with_draws: bool = True) -> dict:
+    """What zero-shot reads of a run's sources (see the module docstring), on the CPU (``with_draws=False``: without
+    the bank of D_k draws, which only the posterior back-door reads)."""
     estimates = latent_values(guide, probe, model)
     shared = estimates.get(EPS_V_SHARED)
-    draws = domain_draws_in_turn(model, guide, probe, DRAW_BANK) if model.config.use_domain else None
+    draws = domain_draws_in_turn(model, guide, probe, DRAW_BANK) if model.config.use_domain and with_draws else None
     return {"item_ids": [str(item) for item in sources.item_keys()[1]], "text_dim": int(model.item_text.shape[1]),
             EPS_V_SHARED: None if shared is None else shared.detach().cpu(),
             "domain_draws": None if draws is None else draws.detach().cpu()}
@@ -183,6 +185,15 @@ class PretrainedRun:
         """``run`` itself when already loaded (callers hand one loaded run on), else ``load(run, device)``."""
         return run if isinstance(run, PretrainedRun) else cls.load(run, device)
 
+    @classmethod
+    def in_training(cls, config: RunConfig, model: PreRecModel, guide, probe: PreRecBatch,
+                    sources: MultiDomainData) -> "PretrainedRun":
+        """The run being trained, as it is now (its networks' current weights, shared; what a validation by
+        zero-shot scores: ``inference/selection.py``); nothing is read from or written to disk."""
+        run = cls(Path("<in training>"), config, {"model": model.state_dict()}, model.item_text.device)
+        run._summary = source_summary(model, guide, probe, sources, with_draws=False)
+        return run
+
     @property
     def label(self) -> str:
         return METHOD_LABELS[self.config.method]
@@ -195,9 +206,13 @@ class PretrainedRun:
         return model
 
     def model_on(self, data: MultiDomainData, item_text: Tensor) -> PreRecModel:
-        """The run's networks on ``data``'s domains, items and every one of its users (what zero-shot scores)."""
+        """The run's networks on ``data``'s domains, items and every one of its users (what zero-shot scores). Built
+        without clearing Pyro's parameter store (it is never trained; a run in training scores with it)."""
         item_text = item_text.to(self.device)
-        return target_model(self.fresh_model(data, item_text), data, item_text)
+        model = PreRecModel(self.config.model, len(data.domains), data.n_users, item_text,
+                            torch.as_tensor(data.item_keys()[0])).to(self.device)
+        model.load_state_dict(self.nets)
+        return model
 
     def on_sources(self, prepared: PreparedBenchmark) -> tuple[PreRecModel, object, PreRecBatch]:
         """The run's fitted model and guide on ``prepared``'s sources, and the probe batch that built the guide;

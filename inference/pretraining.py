@@ -44,6 +44,17 @@ from .runs import (
     save_run_state,
 )
 from .scoring import MapScorer
+from .selection import (
+    HELD_OUT,
+    SELECTION_DIR,
+    check_held_out,
+    held_out_validation,
+    refit_config,
+    refit_validation,
+    selected_epoch,
+    selection_record,
+    stage_config,
+)
 from .zero_shot import source_scorer
 
 logger = logging.getLogger(__name__)
@@ -94,6 +105,10 @@ def resume_pretraining(run_dir: str | Path, max_epochs: int | None = None, patie
     changes = {k: v for k, v in (("max_epochs", max_epochs), ("patience", patience), ("device", device))
                if v is not None}
     config = replace(config, train=replace(config.train, **changes))
+    if run_state(run_dir) == "finished" and config.select_by == HELD_OUT:
+        logger.warning("%s is finished: its length was chosen by its held-out selection (%s/); a run of another "
+                       "length is a new run", run_dir, SELECTION_DIR)
+        return run_dir
     if run_state(run_dir) == "finished":
         state = load_checkpoint(run_dir / "last.pt")["state"]
         stopped_by = convergence(state, config.train)["stopped_by"]  # under the new limits
@@ -113,25 +128,57 @@ def prepared_for(config: RunConfig, parallel: Distributed = SINGLE):
         return prepare_for_run(config)
 
 
-def _train(config: RunConfig, runs: Path | None, resume: Path | None, parallel: Distributed) -> Path:
+def _train(config: RunConfig, runs: Path | None, resume: Path | None, parallel: Distributed,
+           into: Path | None = None, selection: dict | None = None) -> Path:
+    """Train ``config`` into a new run directory under ``runs`` (or the directory ``into``), or on from ``resume``;
+    ``selection``: this is the refit of a held-out selection (``select_then_refit``), whose record it is."""
+    if config.select_by == HELD_OUT and not config.selection_stage and selection is None:
+        return select_then_refit(config, runs, resume, parallel)
     pyro.set_rng_seed(config.train.seed)
     prepared = prepared_for(config, parallel)
     data = prepared.sources
     model = build_model(config, data, prepared.item_text(data).to(config.train.device))
     guide = make_guide(config.guide, model, name="pretrain")
-    run_dir = parallel.broadcast(open_run_dir(config, runs, resume, prepared.benchmark.folder)
+    run_dir = parallel.broadcast(open_run_dir(config, runs, resume, prepared.benchmark.folder, into)
                                  if parallel.is_main else None)
-    validate = validation(model, guide, data, prepared.benchmark.k_percent, config)
+    if config.selection_stage:
+        validate = held_out_validation(model, guide, prepared, config)
+    else:
+        validate = validation(model, guide, data, prepared.benchmark.k_percent, config)
     trainer = MapTrainer(model, guide, data, config.train, validate=validate, run_dir=run_dir, parallel=parallel)
+    if selection is not None:
+        trainer.validate = refit_validation(validate, trainer)
     started = time.perf_counter()
     state = fit(trainer, run_dir, resume is not None)
     if parallel.is_main:
-        finish(run_dir, config, trainer, state, validate, time.perf_counter() - started)
+        finish(run_dir, config, trainer, state, validate, time.perf_counter() - started, selection)
     return run_dir
 
 
-def finish(run_dir: Path, config: RunConfig, trainer: MapTrainer, state: dict, validate, seconds: float) -> None:
-    """The end of a run (rank 0): metrics.json with the convergence record, sources.pt, the state "finished"."""
+def select_then_refit(config: RunConfig, runs: Path | None, resume: Path | None, parallel: Distributed) -> Path:
+    """A held-out selection (``inference/selection.py``): the selection stage in ``<run>/selection/`` (resumed or
+    skipped when a previous call got that far), then the refit on every source for its best epoch + 1 epochs."""
+    check_held_out(config)
+    folder = get_benchmark(config.benchmark).folder
+    if resume is None:
+        run_dir = parallel.broadcast(open_run_dir(config, runs, None, folder) if parallel.is_main else None)
+    else:  # its checkpoint (if the refit has begun) is checked by the refit
+        run_dir = Path(resume)
+    stage = run_dir / SELECTION_DIR
+    if run_state(stage) != "finished":
+        started = (stage / "last.pt").exists()
+        _train(stage_config(config), None, stage if started else None, parallel, into=None if started else stage)
+    best = selected_epoch(stage)
+    logger.info("held-out selection: transfer to %s peaked after epoch %d; refitting on every source for %d epochs",
+                list(config.held_out), best, best + 1)
+    return _train(refit_config(config, best), None, run_dir if (run_dir / "last.pt").exists() else None, parallel,
+                  into=run_dir, selection=selection_record(stage))
+
+
+def finish(run_dir: Path, config: RunConfig, trainer: MapTrainer, state: dict, validate, seconds: float,
+           selection: dict | None = None) -> None:
+    """The end of a run (rank 0): metrics.json with the convergence record (and a refit's ``selection``),
+    sources.pt, the state "finished"."""
     model, guide, data = trainer.model, trainer.guide, trainer.data
     validate()  # metrics of the best checkpoint, which fit() loaded last
     metrics = {"benchmark": config.benchmark, "method": config.method, "guide": config.guide,
@@ -139,13 +186,20 @@ def finish(run_dir: Path, config: RunConfig, trainer: MapTrainer, state: dict, v
                "wall_seconds": seconds, "processes": trainer.parallel.world_size, "valid": validate.last,
                "posterior": posterior_spread(guide, model), "loss_trend": loss_trend(state["history"]),
                "convergence": convergence(state, config.train)}
+    if selection is not None:  # the length was chosen, not reached: no advice to train on
+        metrics["selection"] = selection
+        metrics["convergence"]["stopped_by"] = HELD_OUT
     save_json(run_dir / "metrics.json", metrics)
-    if metrics["convergence"]["stopped_by"] == "cap":
+    if metrics["convergence"]["stopped_by"] == "cap" and config.selection_stage:
+        logger.warning("the held-out selection stopped at the epoch cap (%d) while transfer to %s was still within its "
+                       "patience: the refit takes the best epoch so far; a larger --epochs (a new run) lets the "
+                       "selection look further", config.train.max_epochs, list(config.held_out))
+    elif metrics["convergence"]["stopped_by"] == "cap":
         logger.warning("stopped at the epoch cap (%d) while the validation score was still within its patience: not "
                        "converged by its own criterion; continue with --resume %s --epochs N", config.train.max_epochs,
                        run_dir)
     trend = metrics["loss_trend"]
-    if trend and not trend["flat"] and metrics["convergence"]["stopped_by"] != "schedule":  # at lr 0: nothing to add
+    if trend and not trend["flat"] and metrics["convergence"]["stopped_by"] not in ("schedule", HELD_OUT):
         logger.warning("the training loss still moves %.2f%% an epoch (epochs %d-%d): not converged; continue with "
                        "--resume %s --epochs N", 100 * trend["relative_change_per_epoch"], *trend["epochs"], run_dir)
     write_source_summary(run_dir, model, guide, probe_batch(data, config.train.device), data)  # self-contained
@@ -220,10 +274,14 @@ def claim_run_dir(path: Path) -> Path:
             candidate = path.with_name(f"{path.name}-{n}")
 
 
-def open_run_dir(config: RunConfig, runs: Path | None, resume: Path | None, folder: str) -> Path:
-    """The run directory: a new one under ``runs/<folder>`` with the run's config.json, or the resumed one, its
-    checkpoint checked first."""
-    if resume is None:
+def open_run_dir(config: RunConfig, runs: Path | None, resume: Path | None, folder: str,
+                 into: Path | None = None) -> Path:
+    """The run directory: a new one under ``runs/<folder>`` (or the given directory ``into``, created if missing)
+    with the run's config.json, or the resumed one, its checkpoint checked first."""
+    if resume is None and into is not None:
+        run_dir = Path(into)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    elif resume is None:
         run_dir = claim_run_dir(Path(runs) / folder / config.run_name())
     else:
         run_dir = resume

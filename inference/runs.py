@@ -30,7 +30,7 @@ from .map import TrainConfig
 
 METHODS = ("prerec", "prerec_n")
 METHOD_LABELS = {"prerec": "PreRec", "prerec_n": "PreRec_n"}
-SELECTIONS = ("in_domain", "intervened")
+SELECTIONS = ("in_domain", "intervened", "held_out")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,10 @@ class RunConfig:
     data_dir: str | None = None
     text_centering: str = "none"  # TextEncoderConfig.centering of every catalogue the run sees
     valid_max_users: int | None = 500
-    select_by: str = "in_domain"  # early stopping on the sources' validation users scored in-domain or intervened
+    select_by: str = "in_domain"  # early stopping on the sources' validation users scored in-domain or intervened,
+    # or (held_out) the training length chosen by the zero-shot score of held-out sources (inference/selection.py)
+    held_out: tuple[str, ...] = ()  # select_by="held_out": the sources left out of the selection stage
+    selection_stage: bool = False  # this run is that stage: trained without ``held_out``, selected on them zero-shot
     cold_items: float = 0.0  # the cold-item protocol: fraction of the targets' item ids removed from every source
     cold_seed: int = 0
     created: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
@@ -58,6 +61,12 @@ class RunConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.select_by not in SELECTIONS:
             raise ValueError(f"select_by must be one of {SELECTIONS}, got {self.select_by!r}")
+        object.__setattr__(self, "held_out", tuple(self.held_out))  # a list when read from config.json
+        if (self.select_by == "held_out") != bool(self.held_out):
+            raise ValueError(f"select_by='held_out' needs the held-out sources (held_out), and held_out needs "
+                             f"select_by='held_out'; got select_by={self.select_by!r}, held_out={self.held_out!r}")
+        if self.selection_stage and not self.held_out:
+            raise ValueError("selection_stage needs held_out (the sources the stage is not trained on)")
         if self.text_centering not in TEXT_CENTERINGS:
             raise ValueError(f"text_centering must be one of {TEXT_CENTERINGS}, got {self.text_centering!r}")
 
@@ -84,6 +93,11 @@ class RunConfig:
 
     def run_name(self) -> str:
         return f"{self.method}-{self.guide}-seed{self.train.seed}-{self.created}"
+
+    def trained_sources(self, sources: tuple[str, ...]) -> tuple[str, ...]:
+        """The benchmark's ``sources`` this run is trained on: all of them, or without ``held_out`` in the
+        selection stage."""
+        return tuple(name for name in sources if not (self.selection_stage and name in self.held_out))
 
     def cold_protocol(self) -> tuple[float, int]:
         """(cold_items, cold_seed) as they shape the sources: (0.0, 0) whenever no item is removed."""
@@ -246,9 +260,15 @@ def prepare_for_run(config: RunConfig, benchmark: str | None = None, data_dir: s
     target = get_benchmark(benchmark) if benchmark else own
     mine = prepare_benchmark(own.name, config.data_dir if target.name != own.name else data_dir or config.data_dir,
                              config.sequences, config.popularity, text, cold_items=cold_items, cold_seed=cold_seed)
+    trained = config.trained_sources(own.sources)
+    if trained != own.sources:  # a held-out selection's first stage: the other sources only
+        left_out = tuple(name for name in own.sources if name not in trained)  # scored zero-shot, like targets
+        mine = replace(mine, benchmark=replace(mine.benchmark, sources=trained, targets=left_out + own.targets),
+                       sources=MultiDomainData.from_domains([mine.domains[name] for name in trained],
+                                                            mine.popularity, mine.sequences), _targets={})
     if target.name == own.name:
         return mine
-    clash = sorted(set(target.targets) & set(own.sources))
+    clash = sorted(set(target.targets) & set(trained))
     if clash:
         raise ValueError(f"{target.name}: target(s) {clash} are sources of the run's benchmark {own.name!r}; "
                          "zero-shot needs domains the run has not been trained on")
@@ -256,8 +276,8 @@ def prepare_for_run(config: RunConfig, benchmark: str | None = None, data_dir: s
     missing = [name for name in target.targets if name not in domains]
     if missing:
         raise ValueError(f"benchmark {target.name!r}: the data has no domain(s) {missing}; found {sorted(domains)}")
-    combined = replace(target, sources=own.sources,
+    combined = replace(target, sources=trained,
                        description=f"{own.name}'s sources (the run's) -> {target.name}'s targets")
-    sources = {name: mine.domains[name] for name in own.sources}
+    sources = {name: mine.domains[name] for name in trained}
     return replace(mine, benchmark=combined, domains={**sources, **{n: domains[n] for n in target.targets}},
                    _targets={})

@@ -99,7 +99,13 @@ def _training_flags(group) -> None:
     group.add_argument("--select-by", default="in_domain", choices=SELECTIONS,
                        help="early stopping and best.pt on the sources' validation users scored with the fitted "
                             "latents (in_domain, the paper's) or by the zero-shot intervention of Eq. 8 (intervened: "
-                            "the score that matters for a new domain, still without any target data)")
+                            "the score that matters for a new domain, still without any target data), or "
+                            "held_out: trained first without the --held-out sources, the length that transferred best "
+                            "to them (scored zero-shot) then trained on every source (docs/DESIGN.md, \"Selection "
+                            "for transfer\")")
+    group.add_argument("--held-out", nargs="+", default=None, metavar="SOURCE",
+                       help="with --select-by held_out: the source domains the selection stage leaves out and scores "
+                            "zero-shot, e.g. the sources of one platform (names as the benchmark lists them)")
 
 
 def _model_flags(group) -> None:
@@ -176,6 +182,9 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
     if args.lr_decay is not None and not 0 < args.lr_decay <= 1:
         parser.error(f"--lr-decay must be in (0, 1] (1: constant), got {args.lr_decay}")
+    if (args.select_by == "held_out") != bool(args.held_out):
+        parser.error(f"--select-by held_out and --held-out SOURCE ... go together; got --select-by {args.select_by}"
+                     f" and --held-out {args.held_out}")
     if args.cosine_epochs is not None and args.cosine_epochs < 0:
         parser.error(f"--cosine-epochs must be >= 0 (0: off), got {args.cosine_epochs}")
 
@@ -200,4 +209,5 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     return run_config(args.benchmark, args.method, args.guide, model=model, train=train,
                       popularity_mode=args.popularity_mode, text_model=args.text_model, data_dir=args.data_dir,
                       valid_max_users=args.valid_max_users, cold_items=args.cold_items, cold_seed=args.cold_seed,
-                      select_by=args.select_by, text_centering=args.text_centering)
+                      select_by=args.select_by, held_out=tuple(args.held_out or ()),
+                      text_centering=args.text_centering)

@@ -51,7 +51,7 @@ class Variant(NamedTuple):
     method: str
     model: dict | None = None
     popularity_mode: str | None = None
-    select_by: str = "in_domain"
+    select_by: str | None = None  # None: the invocation's (--pretrain-args --select-by ...)
 
 
 def eq6(popularity_mode: str = "interval", select_by: str = "in_domain", method: str = "prerec",
@@ -146,8 +146,10 @@ def variant_config(variant: str, base: RunConfig) -> RunConfig:
     assert spec.method in METHODS, f"{variant} is a baseline, not a PreRec run"
     model = replace(base.model, **(spec.model or {}))
     popularity = replace(base.popularity, mode=spec.popularity_mode or base.popularity.mode)
+    select_by = spec.select_by or base.select_by
     return replace(base, method=spec.method, model=model.ablation() if spec.method == "prerec_n" else model,
-                   popularity=popularity, select_by=spec.select_by)
+                   popularity=popularity, select_by=select_by,
+                   held_out=base.held_out if select_by == "held_out" else ())
 
 
 def base_config(args: argparse.Namespace, seed: int = 0) -> RunConfig:

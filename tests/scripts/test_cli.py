@@ -226,6 +226,19 @@ def test_map_pretrain_selects_on_the_intervened_validation_score(tmp_path):
         load_script("map_pretrain").parse_args([*TINY, "--select-by", "target"])
 
 
+def test_map_pretrain_selects_the_length_on_a_held_out_source(tmp_path, capsys):
+    run_dir = pretrain(tmp_path, "--select-by", "held_out", "--held-out", "spain")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["select_by"] == "held_out" and config["held_out"] == ["spain"]
+    stage = json.loads((run_dir / "selection" / "config.json").read_text())
+    assert stage["selection_stage"] and config["train"]["max_epochs"] == json.loads(
+        (run_dir / "selection" / "metrics.json").read_text())["best_epoch"] + 1
+    for flags in (["--select-by", "held_out"], ["--held-out", "spain"]):
+        with pytest.raises(SystemExit):
+            load_script("map_pretrain").parse_args([*TINY, *flags])
+        assert "--select-by held_out and --held-out SOURCE ... go together" in capsys.readouterr().err
+
+
 def test_ablations_refuses_to_score_runs_of_differently_prepared_data(tmp_path):
     from prerec_pyro.inference.runs import save_run_config
 
