@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -33,8 +34,9 @@ def run(main: Callable, parse_args: Callable, script: str) -> None:
 
 
 def command_line(script: str, argv: list[str] | None) -> str:
-    """How ``script`` was invoked (``argv``, or this process's arguments), to record beside what it wrote."""
-    return f"python scripts/{Path(script).name} " + " ".join(sys.argv[1:] if argv is None else argv)
+    """How ``script`` was invoked (``argv``, or this process's arguments), to record beside what it wrote: a line
+    a shell runs again as it was (an argument with a space, e.g. a domain name, quoted)."""
+    return f"python scripts/{Path(script).name} " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 def load_script(path: str | Path) -> ModuleType:

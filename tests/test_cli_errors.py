@@ -51,3 +51,10 @@ def test_a_data_directory_without_the_dataset_is_one_line_naming_the_file(tmp_pa
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"{tmp_path}/movielens/ml-1m.inter not found" in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_recorded_command_line_quotes_what_the_shell_would_split():
+    from prerec_pyro.cli import command_line
+
+    line = command_line("scripts/ablations.py", ["--held-out", "United Kingdom", "--seeds", "0"])
+    assert line == "python scripts/ablations.py --held-out 'United Kingdom' --seeds 0"
