@@ -79,6 +79,8 @@ def run_config(benchmark: str, method: str = "prerec", guide: str = "delta", mod
                          ("cosine_epochs", 0), ("max_epochs", 20), ("patience", 3)):
         train.setdefault(key, defaults.get(key, default))
     train.setdefault("scale_lr", SCALE_LR if guide in VARIATIONAL else None)
+    if run.get("held_out"):
+        run["held_out"] = spec.resolve_sources(tuple(run["held_out"]))  # aliases as for targets
     return RunConfig(benchmark=spec.name, method=method, guide=guide,
                      model=prerec.ablation() if method == "prerec_n" else prerec, train=TrainConfig(**train),
                      sequences=SequenceConfig(max_len=max_len),

@@ -37,11 +37,10 @@ SELECTION_DIR = "selection"  # the selection stage's run directory, inside the r
 def check_held_out(config: RunConfig) -> None:
     """A ValueError naming the value when ``held_out`` names a domain that is not a source of the benchmark, or
     every source (the selection stage must train on one)."""
-    sources = get_benchmark(config.benchmark).sources
-    unknown = [name for name in config.held_out if name not in sources]
-    if unknown:
-        raise ValueError(f"held_out: {unknown} are not sources of benchmark {config.benchmark!r}; its sources are "
-                         f"{list(sources)}")
+    benchmark = get_benchmark(config.benchmark)
+    sources = benchmark.sources
+    if set(benchmark.resolve_sources(config.held_out)) != set(config.held_out):  # names, not aliases, in a config
+        raise ValueError(f"held_out: {list(config.held_out)} must name sources as the benchmark does: {list(sources)}")
     if set(sources) <= set(config.held_out):
         raise ValueError(f"held_out: {list(config.held_out)} holds out every source of {config.benchmark!r}; the "
                          "selection stage needs at least one to train on")

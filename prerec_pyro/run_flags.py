@@ -105,7 +105,7 @@ def _training_flags(group) -> None:
                             "for transfer\")")
     group.add_argument("--held-out", nargs="+", default=None, metavar="SOURCE",
                        help="with --select-by held_out: the source domains the selection stage leaves out and scores "
-                            "zero-shot, e.g. the sources of one platform (names as the benchmark lists them)")
+                            "zero-shot, e.g. the sources of one platform (names or aliases: united_kingdom)")
 
 
 def _model_flags(group) -> None:

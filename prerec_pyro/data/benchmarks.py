@@ -78,6 +78,16 @@ class Benchmark:
             raise ValueError(f"unknown target {name!r} for benchmark {self.name!r}; expected 'all' or one of {valid}")
         return (by_alias[key],)
 
+    def resolve_sources(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Source names or aliases (``--held-out united_kingdom``) -> domain names, in the order given; an unknown
+        name fails with the valid ones."""
+        by_alias = {alias(s): s for s in self.sources} | {s: s for s in self.sources}
+        unknown = [name for name in names if name not in by_alias and alias(name) not in by_alias]
+        if unknown:
+            valid = sorted({alias(s) for s in self.sources})
+            raise ValueError(f"{unknown} are not sources of benchmark {self.name!r}; expected some of {valid}")
+        return tuple(by_alias[name] if name in by_alias else by_alias[alias(name)] for name in names)
+
 
 TOML_KEYS = ("name", "description", "sources", "targets", "k_percent", "interval_days", "text_model", "defaults",
              "data", "domains")

@@ -24,7 +24,10 @@ def test_the_held_out_sources_must_be_named_with_the_selection_and_be_some_of_th
     with pytest.raises(ValueError, match="held_out needs select_by='held_out'"):
         run_config("synthetic-small", held_out=("canada",))
     with pytest.raises(ValueError, match=r"\['japan'\] are not sources of benchmark 'synthetic-small'"):
-        check_held_out(tiny(held_out=("japan",)))
+        tiny(held_out=("japan",))
+    with pytest.raises(ValueError, match=r"\['japan'\] are not sources of benchmark 'synthetic-small'"):
+        check_held_out(replace(tiny(), held_out=("japan",)))
+    assert tiny(held_out=("Canada",)).held_out == ("canada",)  # an alias, as --target takes
     with pytest.raises(ValueError, match="holds out every source"):
         check_held_out(tiny(held_out=("india", "spain", "canada")))
     config = tiny()
