@@ -138,9 +138,10 @@ class HistoryWeightedSequence:
         evidence = every_position(batch).target_mask  # [R, L]: positions 1 .. last target
         full = replace(batch, target_mask=evidence | batch.target_mask, target_order=None, period_sizes=None)
         order, _ = full.target_layout()  # [A']
-        with_sequence, without = (torch.log_softmax(scores, dim=-1) for scores in both_models(self.scorer, full))
+        scores = both_models(self.scorer, full)  # [A', J] each, unnormalised
+        normalisers = torch.stack([torch.logsumexp(model, dim=-1) for model in scores])  # [M, A']: log Z_m
         next_items = full.layout_targets().clamp(min=0).unsqueeze(-1)  # [A', 1]
-        observed = torch.stack([with_sequence.gather(-1, next_items)[:, 0], without.gather(-1, next_items)[:, 0]])
+        observed = torch.stack([model.gather(-1, next_items)[:, 0] for model in scores]) - normalisers  # [M, A']
         observed = observed.new_zeros(2, full.items.numel()).index_copy(1, order, observed)  # [M, R * L]
         prior = torch.tensor([self.prior, 1.0 - self.prior], device=observed.device)  # [M]
         log_weights = history_weights(observed.view(2, *full.items.shape), evidence, prior)  # [M, R, L]
@@ -148,12 +149,14 @@ class HistoryWeightedSequence:
         row_of = torch.full((full.items.numel(),), -1, device=order.device)  # [R * L]: each position's row of A'
         row_of[order] = torch.arange(len(order), device=order.device)
         at, weights = row_of[targets], log_weights.view(2, -1)[:, targets]  # [A], [M, A]
-        return self.combine(weights, with_sequence[at], without[at]), weights[0].exp()  # [A, J], [A]
+        with_sequence, without = (model[at].sub_(normalisers[m, at, None]) for m, model in enumerate(scores))
+        return self.combine(weights, with_sequence, without), weights[0].exp()  # [A, J] (log-probabilities), [A]
 
     def combine(self, log_weights: Tensor, with_sequence: Tensor, without: Tensor) -> Tensor:
         """The averaged next-item distribution, log Σ_m w_m p_m, from the models' log-weights [M, A] and their
-        log-probabilities [A, J] each. [A, J]"""
-        return torch.logaddexp(log_weights[0, :, None] + with_sequence, log_weights[1, :, None] + without)
+        log-probabilities [A, J] each (overwritten: the [A, J] tensors are the largest of an evaluation). [A, J]"""
+        with_sequence.add_(log_weights[0, :, None])
+        return torch.logaddexp(with_sequence, without.add_(log_weights[1, :, None]), out=with_sequence)
 
     def score_targets(self, batch: PreRecBatch) -> Tensor:
         return self.targets_and_weights(batch)[0]  # [A, J]
@@ -177,4 +180,4 @@ class HistoryPooledSequence(HistoryWeightedSequence):
 
     def combine(self, log_weights: Tensor, with_sequence: Tensor, without: Tensor) -> Tensor:
         weights = log_weights.exp()  # [M, A]
-        return weights[0, :, None] * with_sequence + weights[1, :, None] * without  # [A, J]
+        return with_sequence.mul_(weights[0, :, None]).add_(without.mul_(weights[1, :, None]))  # [A, J]
