@@ -102,8 +102,11 @@ def resume_pretraining(run_dir: str | Path, max_epochs: int | None = None, patie
         raise ValueError(f"{run_dir}: no such run directory: nothing to resume")
     if not (run_dir / "config.json").exists():
         raise ValueError(f"{run_dir} is not a run directory (no config.json): nothing to resume")
-    check_writable(run_dir)  # one owner per run
     config = load_run_config(run_dir)
+    if config.selection_stage:  # a held-out selection's stage: the run it belongs to goes on (the refit after it)
+        logger.info("%s is the selection stage of %s: resuming that run", run_dir, run_dir.parent)
+        run_dir, config = run_dir.parent, load_run_config(run_dir.parent)
+    check_writable(run_dir)  # one owner per run
     changes = {k: v for k, v in (("max_epochs", max_epochs), ("patience", patience), ("device", device))
                if v is not None}
     config = replace(config, train=replace(config.train, **changes))
@@ -145,6 +148,9 @@ def _train(config: RunConfig, runs: Path | None, resume: Path | None, parallel: 
                                  if parallel.is_main else None)
     if config.selection_stage:
         validate = held_out_validation(model, guide, prepared, config)
+    elif selection is not None:  # the refit: the sources' in-domain validation, recorded (it selects nothing)
+        validate = validation(model, guide, data, prepared.benchmark.k_percent, replace(config, select_by="in_domain",
+                                                                                           held_out=()))
     else:
         validate = validation(model, guide, data, prepared.benchmark.k_percent, config)
     trainer = MapTrainer(model, guide, data, config.train, validate=validate, run_dir=run_dir, parallel=parallel)
@@ -167,14 +173,24 @@ def select_then_refit(config: RunConfig, runs: Path | None, resume: Path | None,
     else:  # its checkpoint (if the refit has begun) is checked by the refit
         run_dir = Path(resume)
     stage = run_dir / SELECTION_DIR
-    if run_state(stage) != "finished":
-        started = (stage / "last.pt").exists()
-        _train(stage_config(config), None, stage if started else None, parallel, into=None if started else stage)
-    best = selected_epoch(stage)
+    if parallel.broadcast(run_state(stage) != "finished" if parallel.is_main else None):
+        if parallel.is_main:
+            save_run_state(run_dir, "running")  # the run's owner while its stage trains
+        started = parallel.broadcast((stage / "last.pt").exists() if parallel.is_main else None)
+        try:
+            _train(stage_config(config), None, stage if started else None, parallel,
+                   into=None if started else stage)
+        except PretrainingInterrupted:
+            if parallel.is_main:
+                save_run_state(run_dir, "interrupted")
+            raise PretrainingInterrupted(f"interrupted in the selection stage; continue it with: python "
+                                         f"scripts/map_pretrain.py --resume {run_dir}") from None
+    best, record = parallel.broadcast((selected_epoch(stage), selection_record(stage)) if parallel.is_main else None)
     logger.info("held-out selection: transfer to %s peaked after epoch %d; refitting on every source for %d epochs",
                 list(config.held_out), best, best + 1)
-    return _train(refit_config(config, best), None, run_dir if (run_dir / "last.pt").exists() else None, parallel,
-                  into=run_dir, selection=selection_record(stage))
+    refit_started = parallel.broadcast((run_dir / "last.pt").exists() if parallel.is_main else None)
+    return _train(refit_config(config, best), None, run_dir if refit_started else None, parallel, into=run_dir,
+                  selection=record)
 
 
 def finish(run_dir: Path, config: RunConfig, trainer: MapTrainer, state: dict, validate, seconds: float,
@@ -201,7 +217,8 @@ def finish(run_dir: Path, config: RunConfig, trainer: MapTrainer, state: dict, v
                        "converged by its own criterion; continue with --resume %s --epochs N", config.train.max_epochs,
                        run_dir)
     trend = metrics["loss_trend"]
-    if trend and not trend["flat"] and metrics["convergence"]["stopped_by"] not in ("schedule", HELD_OUT):
+    chosen = metrics["convergence"]["stopped_by"] in ("schedule", HELD_OUT) or config.selection_stage
+    if trend and not trend["flat"] and not chosen:  # a length set by a schedule or a selection: nothing to add
         logger.warning("the training loss still moves %.2f%% an epoch (epochs %d-%d): not converged; continue with "
                        "--resume %s --epochs N", 100 * trend["relative_change_per_epoch"], *trend["epochs"], run_dir)
     write_source_summary(run_dir, model, guide, probe_batch(data, config.train.device), data)  # self-contained

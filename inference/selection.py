@@ -41,6 +41,9 @@ def check_held_out(config: RunConfig) -> None:
     sources = benchmark.sources
     if set(benchmark.resolve_sources(config.held_out)) != set(config.held_out):  # names, not aliases, in a config
         raise ValueError(f"held_out: {list(config.held_out)} must name sources as the benchmark does: {list(sources)}")
+    if config.train.lr_decay < 1:
+        raise ValueError(f"lr_decay {config.train.lr_decay} with a held-out selection: the refit could not repeat the "
+                         "stage's decays on its plateaus (its epochs select nothing); use lr_decay 1 or a cosine")
     if set(sources) <= set(config.held_out):
         raise ValueError(f"held_out: {list(config.held_out)} holds out every source of {config.benchmark!r}; the "
                          "selection stage needs at least one to train on")
@@ -58,8 +61,12 @@ def refit_config(config: RunConfig, best_epoch: int) -> RunConfig:
 
 
 def selected_epoch(stage_dir: Path) -> int:
-    """The best epoch of a finished selection stage (its metrics.json)."""
-    return int(load_json(Path(stage_dir) / "metrics.json")["best_epoch"])
+    """The best epoch of a finished selection stage (its metrics.json); ValueError when it has none."""
+    best = int(load_json(Path(stage_dir) / "metrics.json")["best_epoch"])
+    if best < 0:
+        raise ValueError(f"{stage_dir}: the selection stage has no best epoch (its held-out score was never a "
+                         "number); check the held-out sources have users with two or more interactions")
+    return best
 
 
 def selection_record(stage_dir: Path) -> dict:

@@ -35,6 +35,7 @@ from prerec_pyro.evaluate import HISTORY_RULES, EvalConfig
 from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.pretraining import pretrain, resume_pretraining
 from prerec_pyro.inference.runs import METHODS, RunConfig, common_cold_protocol, find_latest_run, load_run_config
+from prerec_pyro.inference.selection import SELECTION_DIR
 from prerec_pyro.inference.zero_shot import intervened_source_score, rule_scorers, sbert_pop_alpha, score_target
 from prerec_pyro.io import atomic_write, write_csv
 from prerec_pyro.pipeline import prepare_benchmark
@@ -169,8 +170,7 @@ def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
     if run is None:
         wanted = variant_config(variant, config)
         unfinished = find_latest_run(root, benchmark, wanted.method, state="interrupted")
-        if (unfinished is not None and (unfinished / "last.pt").exists()  # killed in its first epoch: nothing kept
-                and replace(load_run_config(unfinished), created="") == replace(wanted, created="")):
+        if unfinished is not None and resumable_as(unfinished, wanted):
             logger.info("resuming the interrupted run %s (the same configuration)", unfinished)
             return resume_pretraining(unfinished)
         return pretrain(wanted, root)
@@ -179,6 +179,17 @@ def ensure_run(args: argparse.Namespace, variant: str, seed: int) -> Path:
         raise ValueError(f"{run} was trained on text centring {found!r}, not {config.text_centering!r}: use another "
                          "--runs folder for runs on other text vectors")
     return run
+
+
+def resumable_as(run: Path, wanted: RunConfig) -> bool:
+    """Whether the interrupted ``run`` kept a checkpoint (not killed in its first epoch; a held-out selection's in
+    its stage or its refit) and has ``wanted``'s configuration (the creation time aside, and a refit's length, which
+    its stage chose)."""
+    found = load_run_config(run)
+    if wanted.select_by == "held_out":
+        found = replace(found, train=replace(found.train, max_epochs=wanted.train.max_epochs))
+    kept = (run / "last.pt").exists() or (run / SELECTION_DIR / "last.pt").exists()
+    return kept and replace(found, created="") == replace(wanted, created="")
 
 
 def reference_config(args: argparse.Namespace) -> RunConfig:

@@ -2,6 +2,7 @@
 every source for the stage's best length (inference/selection.py)."""
 
 import json
+import logging
 from dataclasses import replace
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from prerec_pyro import pretrain, resume_pretraining, run_config
 from prerec_pyro.inference.checkpoint import load_checkpoint
-from prerec_pyro.inference.runs import RunConfig, load_run_config, prepare_for_run, run_state
+from prerec_pyro.inference.runs import RunConfig, load_run_config, prepare_for_run, run_state, save_run_config
 from prerec_pyro.inference.selection import SELECTION_DIR, check_held_out, held_out_users, stage_config
 
 
@@ -79,3 +80,38 @@ def test_a_held_out_run_interrupted_after_its_selection_resumes_with_the_refit(t
     assert (run_dir / SELECTION_DIR / "best.pt").stat().st_mtime == stage_mtime  # the stage is not trained again
     again = load_checkpoint(run_dir / "best.pt")["model"]
     assert all(torch.equal(finished[name], again[name]) for name in finished)
+
+
+def test_resuming_the_stage_directory_continues_the_run_it_belongs_to(tmp_path, caplog):
+    run_dir = pretrain(tiny(max_epochs=2), runs=tmp_path / "runs")
+    stage = run_dir / SELECTION_DIR
+    for name in ("metrics.json", "sources.pt"):  # interrupted in its stage, after its last checkpoint
+        (stage / name).unlink()
+    (stage / "state.json").write_text(json.dumps({"state": "interrupted"}))
+    for name in ("best.pt", "last.pt", "metrics.json", "history.json", "sources.pt"):
+        (run_dir / name).unlink()
+    (run_dir / "state.json").write_text(json.dumps({"state": "interrupted"}))
+    save_run_config(run_dir, replace(load_run_config(stage), selection_stage=False))  # the run's, before its refit
+    with caplog.at_level(logging.INFO):
+        assert resume_pretraining(stage) == run_dir and "resuming that run" in caplog.text
+    assert run_state(stage) == "finished" and run_state(run_dir) == "finished"
+    assert json.loads((run_dir / "metrics.json").read_text())["convergence"]["stopped_by"] == "held_out"
+
+
+def test_a_held_out_selection_refuses_plateau_decays_it_could_not_repeat():
+    with pytest.raises(ValueError, match="lr_decay 0.5 with a held-out selection"):
+        check_held_out(tiny(lr_decay=0.5))
+
+
+def test_ablations_resume_a_held_out_run_whose_refit_length_differs(tmp_path):
+    from prerec_pyro.cli import load_script
+
+    ablations = load_script("scripts/ablations.py")
+    wanted = tiny(max_epochs=100)
+    run = tmp_path / "run"
+    (run / SELECTION_DIR).mkdir(parents=True)
+    save_run_config(run, replace(wanted, train=replace(wanted.train, max_epochs=4)))  # the refit's length, written
+    assert not ablations.resumable_as(run, wanted)  # no checkpoint kept yet
+    (run / SELECTION_DIR / "last.pt").write_bytes(b"")
+    assert ablations.resumable_as(run, wanted)
+    assert not ablations.resumable_as(run, replace(wanted, held_out=("india",)))
