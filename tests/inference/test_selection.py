@@ -115,3 +115,19 @@ def test_ablations_resume_a_held_out_run_whose_refit_length_differs(tmp_path):
     (run / SELECTION_DIR / "last.pt").write_bytes(b"")
     assert ablations.resumable_as(run, wanted)
     assert not ablations.resumable_as(run, replace(wanted, held_out=("india",)))
+
+
+def test_the_held_out_validation_reads_the_held_out_sources_and_no_target(tmp_path):
+    from prerec_pyro.inference.guides import make_guide
+    from prerec_pyro.inference.pretrained import probe_batch
+    from prerec_pyro.inference.runs import build_model
+    from prerec_pyro.inference.selection import held_out_validation
+
+    config = stage_config(tiny())
+    prepared = prepare_for_run(config)
+    model = build_model(config, prepared.sources, prepared.item_text(prepared.sources))
+    guide = make_guide(config.guide, model, name="pretrain")
+    guide(probe_batch(prepared.sources))
+    record = held_out_validation(model, guide, prepared, config)()
+    assert set(prepared._targets) == {"canada"}  # the benchmark's targets (australia, ...) are never prepared
+    assert set(record) == {"canada/rndcg@k%", "score"} and 0.0 < record["score"] < 1.0
