@@ -208,9 +208,12 @@ class PretrainedRun:
     def model_on(self, data: MultiDomainData, item_text: Tensor) -> PreRecModel:
         """The run's networks on ``data``'s domains, items and every one of its users (what zero-shot scores). Built
         without clearing Pyro's parameter store (it is never trained; a run in training scores with it)."""
-        item_text = item_text.to(self.device)
-        model = PreRecModel(self.config.model, len(data.domains), data.n_users, item_text,
-                            torch.as_tensor(data.item_keys()[0])).to(self.device)
+        return self._nets_on(len(data.domains), data.n_users, item_text, torch.as_tensor(data.item_keys()[0]))
+
+    def _nets_on(self, n_domains: int, n_users: int, item_text: Tensor, item_key: Tensor | None = None) -> PreRecModel:
+        """A scoring model of the run's networks over ``n_domains`` domains, ``n_users`` users and the items of
+        ``item_text`` [J, T] (``item_key`` [J]: their distinct ids), on the run's device."""
+        model = PreRecModel(self.config.model, n_domains, n_users, item_text.to(self.device), item_key).to(self.device)
         model.load_state_dict(self.nets)
         return model
 
@@ -333,8 +336,7 @@ class PretrainedRun:
         text = text.to(self.device)
         factors = catalogue_factors(table, recent_interactions, now, self.config.popularity, domain,
                                     date_format)  # [1, J, F]
-        model = PreRecModel(self.config.model, 1, 1, text).to(self.device)
-        model.load_state_dict(self.nets)
+        model = self._nets_on(1, 1, text)
         trained_dim = self.nets["f_e.linear.weight"].shape[1]
         if text.shape[1] != trained_dim:
             raise ValueError(f"{self.run_dir} was trained on {trained_dim}-dimensional text vectors; "

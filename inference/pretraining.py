@@ -51,7 +51,6 @@ from .selection import (
     held_out_validation,
     refit_config,
     refit_validation,
-    selected_epoch,
     selection_record,
     stage_config,
 )
@@ -110,11 +109,11 @@ def resume_pretraining(run_dir: str | Path, max_epochs: int | None = None, patie
     changes = {k: v for k, v in (("max_epochs", max_epochs), ("patience", patience), ("device", device))
                if v is not None}
     config = replace(config, train=replace(config.train, **changes))
-    if run_state(run_dir) == "finished" and config.select_by == HELD_OUT:
-        logger.warning("%s is finished: its length was chosen by its held-out selection (%s/); a run of another "
-                       "length is a new run", run_dir, SELECTION_DIR)
-        return run_dir
     if run_state(run_dir) == "finished":
+        if config.select_by == HELD_OUT:
+            logger.warning("%s is finished: its length was chosen by its held-out selection (%s/); a run of another "
+                           "length is a new run", run_dir, SELECTION_DIR)
+            return run_dir
         state = load_checkpoint(run_dir / "last.pt")["state"]
         stopped_by = convergence(state, config.train)["stopped_by"]  # under the new limits
         if stopped_by != "running":
@@ -185,7 +184,8 @@ def select_then_refit(config: RunConfig, runs: Path | None, resume: Path | None,
                 save_run_state(run_dir, "interrupted")
             raise PretrainingInterrupted(f"interrupted in the selection stage; continue it with: python "
                                          f"scripts/map_pretrain.py --resume {run_dir}") from None
-    best, record = parallel.broadcast((selected_epoch(stage), selection_record(stage)) if parallel.is_main else None)
+    record = parallel.broadcast(selection_record(stage) if parallel.is_main else None)
+    best = record["best_epoch"]
     logger.info("held-out selection: transfer to %s peaked after epoch %d; refitting on every source for %d epochs",
                 list(config.held_out), best, best + 1)
     refit_started = parallel.broadcast((run_dir / "last.pt").exists() if parallel.is_main else None)

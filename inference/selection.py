@@ -60,20 +60,16 @@ def refit_config(config: RunConfig, best_epoch: int) -> RunConfig:
     return replace(config, train=replace(config.train, max_epochs=best_epoch + 1))
 
 
-def selected_epoch(stage_dir: Path) -> int:
-    """The best epoch of a finished selection stage (its metrics.json); ValueError when it has none."""
-    best = int(load_json(Path(stage_dir) / "metrics.json")["best_epoch"])
+def selection_record(stage_dir: Path) -> dict:
+    """What metrics.json of a refit says of its selection, read from a finished stage's: the stage, its best epoch
+    (the refit's length - 1), its epochs run and held-out scores; ValueError when it has no best epoch."""
+    metrics = load_json(Path(stage_dir) / "metrics.json")
+    best = int(metrics["best_epoch"])
     if best < 0:
         raise ValueError(f"{stage_dir}: the selection stage has no best epoch (its held-out score was never a "
                          "number); check the held-out sources have users with two or more interactions")
-    return best
-
-
-def selection_record(stage_dir: Path) -> dict:
-    """What metrics.json of a refit says of its selection: the stage, its held-out sources and best epoch."""
-    metrics = load_json(Path(stage_dir) / "metrics.json")
-    return {"stage": SELECTION_DIR, "best_epoch": int(metrics["best_epoch"]),
-            "epochs_run": int(metrics["epochs_run"]), "held_out_valid": metrics["valid"]}
+    return {"stage": SELECTION_DIR, "best_epoch": best, "epochs_run": int(metrics["epochs_run"]),
+            "held_out_valid": metrics["valid"]}
 
 
 def held_out_users(config: RunConfig) -> int | None:
