@@ -38,30 +38,37 @@ class CandidateScores:
         order, sizes = batch.target_layout()
         rows = batch.candidate_rows  # [C]
         users = torch.cat([users, users.new_ones(len(order), 1)], dim=1)  # [A, B (+ T) + 1]
-        value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
-        items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
         term = None
         assert sequence is None or (batch.negatives is None and not torch.is_grad_enabled())
+        if batch.negatives is None and not torch.is_grad_enabled():
+            out, term = self._catalogue_scores(users, rows, batch, latent, catalogue, sizes, sequence)  # [A, C]
+            return self._with_repeats(out, batch, rows, order), term
+        value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
+        items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
         if batch.negatives is not None and self.config.use_popularity:  # static part once, f_pop(F) per period
             eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
             if eps_z is not None:  # eps_z does not change with the period: on the static side
                 items = items + self._item_side(eps_z)  # [C, B (+ T) + 1]
             out = users @ items.T + self._sampled_popularity(users, batch, sizes)  # [A, C]
-        elif torch.is_grad_enabled():
+        elif batch.negatives is None:
             periods = self._period_items(items, rows, batch, latent, sizes)
             groups = torch.split(users, sizes)  # a view per period: only this path takes them
             out = torch.cat([groups[p] @ items_t.T for p, items_t in periods])  # [A, C]
         else:
-            out, term = self._catalogue_scores(users, items, rows, batch, latent, sizes, sequence)  # [A, C]
-        if self.config.repeat_term:
-            columns, marked, canonical = batch.seen_columns(rows, order)  # [A, L], [A, L], [C]
-            if batch.negatives is None:  # a catalogue lists each item once: canonical is the identity
-                add = out.scatter_add_ if not torch.is_grad_enabled() else out.scatter_add  # no copy of [A, C]
-                out = add(1, columns, self.w_r * marked)
-            else:
-                seen = out.new_zeros(out.shape).scatter_add_(1, columns, marked.to(out.dtype))  # [A, C]
-                out = out + self.w_r * seen[:, canonical]
-        return out, term
+            out = users @ items.T  # [A, C]
+        return self._with_repeats(out, batch, rows, order), term
+
+    def _with_repeats(self, out: Tensor, batch: PreRecBatch, rows: Tensor, order: Tensor) -> Tensor:
+        """The logits ``out`` [A, C] plus w_r·1[c seen] when the model has the repeat term (in place without
+        gradients). [A, C]"""
+        if not self.config.repeat_term:
+            return out
+        columns, marked, canonical = batch.seen_columns(rows, order)  # [A, L], [A, L], [C]
+        if batch.negatives is None:  # a catalogue lists each item once: canonical is the identity
+            add = out.scatter_add_ if not torch.is_grad_enabled() else out.scatter_add  # no copy of [A, C]
+            return add(1, columns, self.w_r * marked)
+        seen = out.new_zeros(out.shape).scatter_add_(1, columns, marked.to(out.dtype))  # [A, C]
+        return out + self.w_r * seen[:, canonical]
 
     def _sampled_popularity(self, users: Tensor, batch: PreRecBatch, sizes: tuple[int, ...]) -> Tensor:
         """U·f_pop(F_c(t)) + f_pop(F_c(t))·W_z of the sampled candidates for the targets' users [A, B (+ T) + 1] (in
@@ -112,28 +119,73 @@ class CandidateScores:
             side = torch.cat([self._pad(delta[:, :width]), delta[:, width:]], dim=-1)  # [n, B (+ T) + 1]
             yield p, items.index_put((cols,), items[cols] + side)
 
-    def _catalogue_scores(self, users: Tensor, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
-                          sizes: tuple[int, ...], sequence: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Scores of a whole catalogue without gradients (evaluation, recommendation): one product of every target
-        with the items as if uncounted (F = 0), then each period's counted items corrected in place at width B + 1
-        (the columns Z touches, never the text channel's), a period's targets being consecutive rows. With the
-        targets' f_seq outputs ``sequence`` [A, B], also their term n·V_c(t), at width B. ([A, C], [A, C] or None)"""
+    def _catalogue_scores(self, users: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
+                          catalogue: Tensor | None, sizes: tuple[int, ...],
+                          sequence: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Scores of a whole catalogue without gradients (evaluation, recommendation) for the targets' user sides
+        ``users`` [A, B (+ T) + 1]: one product of every target with the items as if uncounted (F = 0,
+        ``_catalogue_side``), then the counted (period, item) pairs corrected in place at width B + 1 (the columns Z
+        touches, never the text channel's; ``_add_counted``). With the targets' f_seq outputs ``sequence`` [A, B],
+        also their term n·V_c(t), at width B. ([A, C], [A, C] or None)"""
         width = self.config.hidden_dim
-        if not self.config.use_popularity:
-            return users @ items.T, None if sequence is None else sequence @ items[:, :width].T  # [A, C]
-        items, sides, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
+        items = self._catalogue_side(rows, batch, latent, catalogue)  # [C, B (+ T) + 1]
         out = users @ items.T  # [A, C]
         term = None if sequence is None else sequence @ items[:, :width].T  # [A, C]
-        learned = self._learned_side(users)  # [A, B + 1]
-        starts = [0, *accumulate(sizes)]
-        for p, (cols, index) in enumerate(counted):
-            if sizes[p] and len(cols):
-                rows_p = slice(starts[p], starts[p + 1])
-                delta = sides.index_select(0, index)  # [counted, B + 1]: gathered per period, while it is in cache
-                out[rows_p].index_add_(1, cols, learned[rows_p] @ delta.T)  # [n_p, counted]
-                if term is not None:
-                    term[rows_p].index_add_(1, cols, sequence[rows_p] @ delta[:, :width].T)  # [n_p, counted]
+        if self.config.use_popularity:
+            period, column, factors = batch.counted_candidates()  # [N], [N], [N, F]: the counted (period, item)s
+            distinct, index = distinct_rows(factors)  # [Q, F], [N]: counts repeat across the periods
+            sides = self._popularity_side(self.f_pop(distinct) - self.f_pop(factors.new_zeros(factors.shape[-1])))
+            counted = torch.bincount(period, minlength=len(sizes)).tolist()  # pairs per period
+            self._add_counted(out, self._learned_side(users), sides, column, index, sizes, counted)
+            if term is not None:
+                self._add_counted(term, sequence, sides[:, :width], column, index, sizes, counted)
         return out, term
+
+    def _catalogue_side(self, rows: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None) -> Tensor:
+        """[V_c, bias_c] of a whole catalogue as if uncounted (F = 0: f_pop(0) + eps_z), written into one
+        [C, B (+ T) + 1] tensor: the wide text channel is copied once, not once per term. [C, B (+ T) + 1]"""
+        width, text = self.config.hidden_dim, self.config.text_channel != "off"
+        value, bias = self.static_item_parts(rows, batch, latent, catalogue, with_text=False)  # [C, B], []
+        if self.config.use_popularity:
+            eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
+            z = self.f_pop(value.new_zeros(self.config.n_factors)) + (0.0 if eps_z is None else eps_z)  # [B] or [C, B]
+            value, bias = value + z, bias + z @ self.w_z  # [C, B], [] or [C]
+        items = value.new_empty(len(rows), width + (self.item_text.shape[1] if text else 0) + 1)
+        items[:, :width] = value
+        if text:
+            items[:, width:-1] = self.normalised_text(rows)  # [C, T]
+        items[:, -1] = bias
+        return items
+
+    def _add_counted(self, out: Tensor, users: Tensor, sides: Tensor, column: Tensor, index: Tensor,
+                     sizes: tuple[int, ...], counted: list[int]) -> None:
+        """Adds users[a]·sides[index[k]] to out[a, column[k]] for every target a of each counted pair k's period
+        (``users`` [A, W], ``out`` [A, C], ``sides`` [Q, W]; targets and pairs both grouped by period, ``sizes``
+        and ``counted`` per period). E = Σ_p sizes_p·counted_p entries are corrected. A product per period
+        [n_p, counted_p] computes no entry twice, but costs a few calls per period: where periods are many and small
+        (E under ``_SCATTER_PER_PERIOD`` a period) and share their distinct rows (A·Q <= ``_SHARED_ROWS``·E:
+        sliding counts repeat from day to day), one product [A, Q] and a scatter of the entries instead, a group of
+        periods at a time (under ``_COUNTED_BLOCK`` entries)."""
+        entries = [n * c for n, c in zip(sizes, counted)]
+        total, periods = sum(entries), sum(1 for size in entries if size)
+        if len(users) * len(sides) > _SHARED_ROWS * total or total > _SCATTER_PER_PERIOD * periods:
+            starts, pair_starts = [0, *accumulate(sizes)], [0, *accumulate(counted)]
+            for p in (p for p, size in enumerate(entries) if size):
+                rows, pairs = slice(starts[p], starts[p + 1]), slice(pair_starts[p], pair_starts[p + 1])
+                delta = sides.index_select(0, index[pairs])  # [counted_p, W]: gathered while it is in cache
+                out[rows].index_add_(1, column[pairs], users[rows] @ delta.T)  # [n_p, counted_p]
+            return
+        products = users @ sides.T  # [A, Q]
+        row_starts, pair_starts, first = [0, *accumulate(sizes)], [0, *accumulate(counted)], 0
+        while first < len(sizes):
+            last, block = first + 1, entries[first]
+            while last < len(sizes) and block + entries[last] <= _COUNTED_BLOCK:
+                block, last = block + entries[last], last + 1
+            if block:
+                rows, pairs = slice(row_starts[first], row_starts[last]), slice(pair_starts[first], pair_starts[last])
+                _scatter_counted(out[rows], products[rows], column[pairs], index[pairs], sizes[first:last],
+                                 counted[first:last])
+            first = last
 
     def _uncounted_and_counted(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
                                n_periods: int) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
@@ -164,3 +216,24 @@ class CandidateScores:
         """The user columns that meet ``_popularity_side``: U's learned part and the bias's 1, of the user side
         [A, B (+ T) + 1]. [A, B + 1]"""
         return torch.cat([users[:, :self.config.hidden_dim], users[:, -1:]], dim=1)
+
+
+_COUNTED_BLOCK = 1 << 21  # (target, counted item) entries scattered at once
+_SHARED_ROWS = 2  # one [A, Q] product when it computes at most this many times the E entries needed
+_SCATTER_PER_PERIOD = 2048  # and the periods average at most this many entries (a product per period above)
+
+
+def _scatter_counted(out: Tensor, products: Tensor, column: Tensor, row: Tensor, sizes: tuple[int, ...],
+                     counted: list[int]) -> None:
+    """out[a, column[k]] += products[a, row[k]] for every target a [n] of each pair k's period, for one group of
+    periods (``sizes`` targets and ``counted`` pairs each, both grouped by period; ``out`` [n, C] and ``products``
+    [n, Q] views of the group's target rows). Each (target, pair) entry once: E = Σ_p sizes_p·counted_p."""
+    device = out.device
+    repeats = torch.as_tensor(counted, device=device)  # [P_g]
+    per_pair = torch.repeat_interleave(torch.as_tensor(sizes, device=device), repeats)  # [N_g]: its period's targets
+    period_start = torch.repeat_interleave(torch.as_tensor([0, *accumulate(sizes)][:-1], device=device), repeats)
+    pair = torch.repeat_interleave(torch.arange(len(column), device=device), per_pair)  # [E]
+    offset = torch.arange(len(pair), device=device) - (torch.cumsum(per_pair, 0) - per_pair)[pair]  # [E]
+    target = period_start[pair] + offset  # [E]: the group's target row of each entry
+    values = products.reshape(-1).index_select(0, target * products.shape[1] + row[pair])  # [E]
+    out.view(-1).index_add_(0, target * out.shape[1] + column[pair], values)

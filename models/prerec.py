@@ -315,10 +315,10 @@ class PreRecModel(CandidateScores, nn.Module):
             return learned
         return nn.functional.pad(learned, (0, self.item_text.shape[1]))  # [*S, B + T]
 
-    def static_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict,
-                          text: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The time-invariant part of V (m + eps_v + D_k) and of the bias (D_k·W_d) for items ``rows``; ``text`` is
-        their m when already computed."""
+    def static_item_parts(self, rows: Tensor, batch: PreRecBatch, latent: dict, text: Tensor | None = None,
+                          with_text: bool = True) -> tuple[Tensor, Tensor]:
+        """The time-invariant part of V (m + eps_v + D_k [; X̂], without X̂ when not ``with_text``) and of the bias
+        (D_k·W_d) for items ``rows``; ``text`` is their m when already computed."""
         value = self.f_e(self.item_text[rows]) if text is None else text  # [*S, B]
         bias = value.new_zeros(())
         if latent[D] is not None:
@@ -328,7 +328,7 @@ class PreRecModel(CandidateScores, nn.Module):
             value = value + latent[EPS_V][rows]
         if latent.get(EPS_V_SHARED) is not None:  # absent from dicts of models without the site
             value = value + latent[EPS_V_SHARED][self.item_key[rows]]
-        if self.config.text_channel != "off":
+        if with_text and self.config.text_channel != "off":
             value = torch.cat([value, self.normalised_text(rows)], dim=-1)  # [*S, B + T]
         return value, bias
 
