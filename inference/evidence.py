@@ -101,11 +101,31 @@ def both_models(scorer, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
     """``scorer``'s scores at the batch's targets with the sequence model and with it silent ([A, J] each). A
     scorer whose logits are linear in the user state (Eq. 8, MAP) gives both in one pass, Eq. 8's logits and f_seq's
     term of them, the second being their difference (``score_targets_by_sequence``); any other is run twice."""
-    by_sequence = getattr(scorer, "score_targets_by_sequence", None)
-    if by_sequence is None:
-        return target_scores(scorer, batch), target_scores(WithoutSequence(scorer), batch)
-    logits, term = by_sequence(batch)  # [A, J], [A, J]
+    logits, term = logits_and_sequence_term(scorer, batch)  # [A, J] each
     return logits, logits - term
+
+
+def logits_and_sequence_term(scorer, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
+    """``scorer``'s scores at the batch's targets and the sequence model's term of them, what silencing f_seq takes
+    away ([A, J] each): from one pass where the logits are linear in the user state (``score_targets_by_sequence``),
+    else the difference of two passes."""
+    by_sequence = getattr(scorer, "score_targets_by_sequence", None)
+    if by_sequence is not None:
+        return by_sequence(batch)  # [A, J], [A, J]
+    logits = target_scores(scorer, batch)  # [A, J]
+    return logits, logits - target_scores(WithoutSequence(scorer), batch)  # [A, J] each
+
+
+def log_normalisers(logits: Tensor, term: Tensor) -> Tensor:
+    """log Z of both models at each row, from the logits with the sequence model [A, J] and its term [A, J]: the
+    model without f_seq (logits - term) is formed a block of rows at a time, never whole. [M, A]"""
+    rows = max(1, _NORMALISER_BLOCK // max(logits.shape[-1], 1))
+    return torch.stack([torch.logsumexp(logits, dim=-1), torch.cat(
+        [torch.logsumexp(logits[start: start + rows] - term[start: start + rows], dim=-1)
+         for start in range(0, len(logits), rows)]) if len(logits) else logits.new_zeros(0)])
+
+
+_NORMALISER_BLOCK = 1 << 16  # scores of the model without f_seq formed at once (a block that stays in cache)
 
 
 def sequence_is_all(config: PreRecConfig) -> bool:
@@ -138,10 +158,11 @@ class HistoryWeightedSequence:
         evidence = every_position(batch).target_mask  # [R, L]: positions 1 .. last target
         full = replace(batch, target_mask=evidence | batch.target_mask, target_order=None, period_sizes=None)
         order, _ = full.target_layout()  # [A']
-        scores = both_models(self.scorer, full)  # [A', J] each, unnormalised
-        normalisers = torch.stack([torch.logsumexp(model, dim=-1) for model in scores])  # [M, A']: log Z_m
+        logits, term = logits_and_sequence_term(self.scorer, full)  # [A', J] each, unnormalised
+        normalisers = log_normalisers(logits, term)  # [M, A']: log Z_m
         next_items = full.layout_targets().clamp(min=0).unsqueeze(-1)  # [A', 1]
-        observed = torch.stack([model.gather(-1, next_items)[:, 0] for model in scores]) - normalisers  # [M, A']
+        at_next = logits.gather(-1, next_items)[:, 0]  # [A']
+        observed = torch.stack([at_next, at_next - term.gather(-1, next_items)[:, 0]]) - normalisers  # [M, A']
         observed = observed.new_zeros(2, full.items.numel()).index_copy(1, order, observed)  # [M, R * L]
         prior = torch.tensor([self.prior, 1.0 - self.prior], device=observed.device)  # [M]
         log_weights = history_weights(observed.view(2, *full.items.shape), evidence, prior)  # [M, R, L]
@@ -149,7 +170,10 @@ class HistoryWeightedSequence:
         row_of = torch.full((full.items.numel(),), -1, device=order.device)  # [R * L]: each position's row of A'
         row_of[order] = torch.arange(len(order), device=order.device)
         at, weights = row_of[targets], log_weights.view(2, -1)[:, targets]  # [A], [M, A]
-        with_sequence, without = (model[at].sub_(normalisers[m, at, None]) for m, model in enumerate(scores))
+        with_sequence, without = logits[at], term[at]  # [A, J] each (copies)
+        torch.sub(with_sequence, without, out=without)  # [A, J]: the logits without f_seq
+        with_sequence.sub_(normalisers[0, at, None])
+        without.sub_(normalisers[1, at, None])
         return self.combine(weights, with_sequence, without), weights[0].exp()  # [A, J] (log-probabilities), [A]
 
     def combine(self, log_weights: Tensor, with_sequence: Tensor, without: Tensor) -> Tensor:
