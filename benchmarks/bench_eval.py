@@ -91,16 +91,21 @@ class DenseScorer:
 class ScannedFactors:
     """Diagnostic: ``scorer`` on batches without the counted (period, item) lists the batch builder takes from the
     popularity table, so the model finds them by scanning the dense [P, J, F] factors (how evaluation read
-    popularity before those lists; the dense grid itself is still built)."""
+    popularity before those lists, on the dense grid the batch builder no longer builds)."""
 
     def __init__(self, scorer):
         self.scorer, self.name = scorer, f"{scorer.name} (scanned factors)"
 
     def __call__(self, batch) -> torch.Tensor:
-        return self.scorer(replace(batch, counted_rows=None))  # [R, L, J]
+        return self.scorer(scanned(batch))  # [R, L, J]
 
     def score_targets(self, batch) -> torch.Tensor:
-        return self.scorer.score_targets(replace(batch, counted_rows=None))  # [A, J]
+        return self.scorer.score_targets(scanned(batch))  # [A, J]
+
+
+def scanned(batch):
+    """``batch`` with its dense [P, J, F] factors and without their counted list (the model scans the grid)."""
+    return replace(batch, factors_candidates=batch.candidate_factors(), counted_rows=None)
 
 
 def score_width(model: PreRecModel) -> int:

@@ -53,7 +53,7 @@ class WithoutPopularity:
         self.scorer, self.name = scorer, f"{scorer.name} without popularity"
 
     def __call__(self, batch: PreRecBatch) -> Tensor:
-        return self.scorer(replace(batch, factors_candidates=torch.zeros_like(batch.factors_candidates)))
+        return self.scorer(replace(batch, factors_candidates=torch.zeros_like(batch.candidate_factors())))
 
 
 class WithoutHistory:

@@ -58,8 +58,10 @@ def test_catalogue_factors_match_the_table_after_eviction(tiny_sources, monkeypa
     n_items = tiny_sources.domains[0].n_items
     for periods in ([0, 1, 2], [2, 3], [0, 3, 1]):
         periods_t = torch.as_tensor(periods)
-        dense, (period, column, rows) = builder.catalogue_factors(0, periods_t)
-        torch.testing.assert_close(dense, table.factors(periods_t, torch.arange(n_items)))
+        period, column, rows = builder.catalogue_factors(0, periods_t)
+        dense = table.factors(periods_t, torch.arange(n_items))  # [P, J, F]
+        expected_period, expected_column = dense.ne(0).any(-1).nonzero(as_tuple=True)
+        assert torch.equal(period, expected_period) and torch.equal(column, expected_column)
         assert torch.equal(rows, dense[period, column])
         assert sum(len(kept) for kept, _ in builder._catalogue_factors.values()) <= 3
 

@@ -46,7 +46,7 @@ class PopScorer:
     name = "POP"
 
     def __call__(self, batch: PreRecBatch) -> Tensor:
-        return batch.factors_candidates[..., 0][batch.period_index]  # [R, L, J]
+        return batch.candidate_factors()[..., 0][batch.period_index]  # [R, L, J]
 
 
 class SbertScorer:

@@ -10,7 +10,7 @@ P = distinct periods in the batch, F = popularity factors, A = target positions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,12 +36,32 @@ class PreRecBatch:
     target_mask: Tensor  # [R, L] bool
     period_index: Tensor  # [R, L] index into the batch's periods
     factors_targets: Tensor  # [R, L, F]
-    factors_candidates: Tensor  # [P, C, F]
+    factors_candidates: Tensor | None  # [P, C, F]; None: a catalogue's, built from counted_rows when read (below)
     negatives: Tensor | None  # [C] local item index, or None for the full catalogue
     target_order: Tensor | None = None  # [A, 2] the targets' (row, position), grouped by period (see below)
     period_sizes: tuple[int, ...] | None = None  # [P] targets per period, in ``target_order``
     factor_rows: tuple | None = None  # (factors_candidates, its distinct rows [Q, F], their index [P, C]); see below
     counted_rows: tuple | None = None  # (factors_candidates, period [N], column [N], F [N, F]); see below
+    _dense: Tensor | None = field(default=None, init=False, repr=False, compare=False)  # candidate_factors' grid
+
+    def candidate_factors(self) -> Tensor:
+        """F of every (period, candidate) [P, C, F]: ``factors_candidates``, or, for a catalogue batch that lists
+        only its counted pairs (``BatchBuilder``: the grid is most of an evaluation's memory at large catalogues,
+        and the model reads the list), the dense grid built from the list on first read (zero elsewhere)."""
+        if self.factors_candidates is not None:
+            return self.factors_candidates
+        if self._dense is None:
+            assert self.counted_rows is not None, "a batch without factors_candidates lists its counted pairs"
+            _, period, column, rows = self.counted_rows
+            self._dense = rows.new_zeros(self.n_periods(), self.n_domain_items, rows.shape[-1])  # [P, J, F]
+            self._dense[period, column] = rows
+        return self._dense
+
+    def n_periods(self) -> int:
+        """P, the number of distinct periods of the batch's positions (``period_index`` indexes them all)."""
+        if self.factors_candidates is not None:
+            return self.factors_candidates.shape[0]
+        return int(self.period_index.max()) + 1 if self.period_index.numel() else 0
 
     def candidate_factor_rows(self) -> tuple[Tensor, Tensor]:
         """The distinct rows of ``factors_candidates`` and each (period, candidate)'s index among them, so that
@@ -50,7 +70,7 @@ class PreRecBatch:
         one whose ``factors_candidates`` were replaced, gets them here. ([Q, F], [P, C])"""
         if self.factor_rows is not None and self.factor_rows[0] is self.factors_candidates:
             return self.factor_rows[1], self.factor_rows[2]
-        factors = self.factors_candidates
+        factors = self.candidate_factors()  # [P, C, F]
         distinct, index = distinct_rows(factors.reshape(-1, factors.shape[-1]))  # [Q, F], [P * C]
         return distinct, index.reshape(factors.shape[:-1])
 
@@ -61,7 +81,7 @@ class PreRecBatch:
         ``factors_candidates`` were replaced, gets them here. ([N], [N], [N, F])"""
         if self.counted_rows is not None and self.counted_rows[0] is self.factors_candidates:
             return self.counted_rows[1], self.counted_rows[2], self.counted_rows[3]
-        return counted_entries(self.factors_candidates)
+        return counted_entries(self.candidate_factors())
 
     def target_layout(self) -> tuple[Tensor, tuple[int, ...]]:
         """The order in which the model scores targets: their flat (row-major) positions in [R, L], grouped by
@@ -71,7 +91,7 @@ class PreRecBatch:
         ``target_mask`` and ``period_index``. ([A], [P])"""
         if self.target_order is None or self.period_sizes is None:
             order, sizes = group_targets(self.target_mask.cpu().numpy(), self.period_index.cpu().numpy(),
-                                         self.factors_candidates.shape[0])
+                                         self.n_periods())
             return torch.as_tensor(order[:, 0] * self.items.shape[1] + order[:, 1], device=self.items.device), sizes
         return self.target_order[:, 0] * self.items.shape[1] + self.target_order[:, 1], self.period_sizes
 
@@ -144,11 +164,12 @@ class BatchBuilder:
         self._catalogue_factors: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
         self._kept_rows = 0  # counted rows held in ``_catalogue_factors``
 
-    def catalogue_factors(self, domain: int, periods: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
-        """F of every item of ``domain`` at each of ``periods`` [P], dense [P, J_k, F] and as the sparse list of
-        ``PreRecBatch.counted_candidates`` (period [N], item [N], F [N, F]), kept between batches as the sparse
-        lists (the batches of one evaluation share their periods; docs/DESIGN.md, "Scoring only what is ranked")."""
-        table, n_items = self.data.domains[domain].popularity, self.data.domains[domain].n_items
+    def catalogue_factors(self, domain: int, periods: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """F of every item of ``domain`` at each of ``periods`` [P] as the sparse list of
+        ``PreRecBatch.counted_candidates`` (period [N], item [N], F [N, F]; every other item is uncounted, F = 0),
+        kept between batches (the batches of one evaluation share their periods; docs/DESIGN.md, "Scoring only what
+        is ranked"). The dense [P, J_k, F] grid is built only where it is read (``PreRecBatch.candidate_factors``)."""
+        table = self.data.domains[domain].popularity
         missing = [int(p) for p in periods if (domain, int(p)) not in self._catalogue_factors]
         if missing:
             position, item, factors = table.counted(torch.as_tensor(missing))  # [M'], [M'], [M', F]
@@ -159,11 +180,9 @@ class BatchBuilder:
         lists = [self._catalogue_factors[(domain, int(p))] for p in periods]
         period = torch.repeat_interleave(torch.arange(len(lists)), torch.as_tensor([len(c) for c, _ in lists]))
         column, rows = torch.cat([c for c, _ in lists]), torch.cat([r for _, r in lists])  # [N], [N, F]
-        dense = rows.new_zeros(len(lists), n_items, table.config.n_factors)  # [P, J, F]
-        dense[period, column] = rows
         while self._kept_rows > CATALOGUE_FACTOR_CACHE:  # oldest periods first
             self._kept_rows -= len(self._catalogue_factors.pop(next(iter(self._catalogue_factors)))[0])
-        return dense, (period, column, rows)
+        return period, column, rows
 
     def make(self, domain: int, windows: Windows, generator: torch.Generator | None = None,
              n_sequences: int | None = None) -> PreRecBatch:
@@ -183,9 +202,9 @@ class BatchBuilder:
             negatives = torch.randint(0, dom.n_items, (self.n_negatives,), generator=generator)  # [C]
         table = dom.popularity
         factors_targets = table.factors_at(unique_t[period_index], items)  # [R, L, F]
-        counted = None
+        counted, factors_candidates = None, None  # a catalogue's dense [P, J, F] only where read
         if negatives is None:
-            factors_candidates, counted = self.catalogue_factors(domain, unique_t)  # [P, J, F], [N] [N] [N, F]
+            counted = self.catalogue_factors(domain, unique_t)  # [N], [N], [N, F]
         else:
             factors_candidates = table.factors(unique_t, negatives)  # [P, C, F]
         to = self._to
@@ -194,7 +213,7 @@ class BatchBuilder:
         if negatives is not None:  # sampled candidates: f_pop once per distinct row (PreRecBatch.candidate_factor_rows)
             distinct, index = distinct_rows(factors_candidates.reshape(-1, factors_candidates.shape[-1]))  # host
             factor_rows = (to(distinct), to(index.reshape(factors_candidates.shape[:-1])))
-        factors_candidates = to(factors_candidates)
+        factors_candidates = None if factors_candidates is None else to(factors_candidates)
         return PreRecBatch(
             domain=domain, item_offset=offset, n_domain_items=dom.n_items,
             user_index=to(torch.as_tensor(users, dtype=torch.long)),

@@ -2,11 +2,12 @@
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prerec_pyro.data.batches import BatchBuilder, distinct_rows
+from prerec_pyro.data.batches import BatchBuilder, distinct_rows, trim
 
 
 @settings(max_examples=60, deadline=None)
@@ -58,7 +59,7 @@ def test_replaced_candidate_factors_are_not_read_from_the_old_rows(tiny_sources)
     domain = tiny_sources.domains[0]
     windows = domain.windows(domain.users_in("train"), tiny_sources.sequences)
     batch = BatchBuilder(tiny_sources, n_negatives=20).make(0, windows, torch.Generator().manual_seed(0))
-    silenced = replace(batch, factors_candidates=torch.zeros_like(batch.factors_candidates))
+    silenced = replace(batch, factors_candidates=torch.zeros_like(batch.candidate_factors()))
     distinct, index = silenced.candidate_factor_rows()
     assert torch.equal(distinct, torch.zeros(1, batch.factors_candidates.shape[-1]))
     assert torch.equal(distinct[index], silenced.factors_candidates)
@@ -70,14 +71,16 @@ def test_a_catalogue_batch_lists_its_counted_candidates(tiny_sources):
     domain = tiny_sources.domains[0]
     windows = domain.windows(domain.users_in("test"), tiny_sources.sequences)
     builder = BatchBuilder(tiny_sources, n_negatives=None)
+    periods = torch.as_tensor(np.unique(domain.popularity.period_of(trim(windows).times)))  # [P]
+    dense = domain.popularity.factors(periods, torch.arange(domain.n_items))  # [P, J, F]: the table's own
     for _ in range(2):  # the second batch reads the builder's kept lists
         batch = builder.make(0, windows)
-        assert batch.counted_rows is not None
+        assert batch.counted_rows is not None and batch.factors_candidates is None, "the grid is built when read"
         period, column, rows = batch.counted_candidates()
-        dense = batch.factors_candidates  # [P, J, F]
         expected_period, expected_column = dense.ne(0).any(-1).nonzero(as_tuple=True)
         assert len(period) > 0
         assert torch.equal(period, expected_period) and torch.equal(column, expected_column)
         assert torch.equal(rows, dense[period, column])
-    silenced = replace(batch, factors_candidates=torch.zeros_like(batch.factors_candidates))
+        assert torch.equal(batch.candidate_factors(), dense) and batch.n_periods() == len(periods)
+    silenced = replace(batch, factors_candidates=torch.zeros_like(batch.candidate_factors()))
     assert all(len(part) == 0 for part in silenced.counted_candidates())

@@ -32,10 +32,10 @@ def test_spearman_by_hand():
 def test_without_popularity_equals_scoring_with_zero_factors(scored):
     eq8, batch, _ = scored
     without = WithoutPopularity(eq8)(batch)
-    counted = batch.factors_candidates.ne(0).any()
+    counted = batch.candidate_factors().ne(0).any()
     assert counted, "the fixture must have recent counts, or the test shows nothing"
     assert not torch.allclose(without, eq8(batch))
-    silenced = replace(batch, factors_candidates=torch.zeros_like(batch.factors_candidates))  # batches are values
+    silenced = replace(batch, factors_candidates=torch.zeros_like(batch.candidate_factors()))  # batches are values
     torch.testing.assert_close(without, eq8(silenced))  # no recent count anywhere: Eq. 8 is popularity-free
 
 
@@ -64,7 +64,7 @@ def test_f_seq_split_into_shared_and_centred_parts_sums_back_to_eq8(scored):
     torch.testing.assert_close(full + silent, shared + centred, rtol=1e-4, atol=1e-4)  # linear in the user state
     # the shared part is one user state for every position: without popularity (V the same at every position),
     # shared - silent is the same item prior in every evaluated row
-    batch = replace(batch, factors_candidates=torch.zeros_like(batch.factors_candidates))
+    batch = replace(batch, factors_candidates=torch.zeros_like(batch.candidate_factors()))
     shared, silent = SequenceMeanOnly(eq8)(batch), WithoutSequence(eq8)(batch)
     prior = (shared - silent)[batch.target_mask]  # [A, J]
     torch.testing.assert_close(prior, prior[:1].expand_as(prior), rtol=1e-4, atol=1e-4)

@@ -81,7 +81,7 @@ def test_eq8_scores_by_hand_whatever_the_prior_units(zero_shot_model, target, en
         expected = torch.zeros(*batch.items.shape, dom.n_items)
         for r in range(batch.items.shape[0]):
             for t in range(batch.items.shape[1]):
-                z = model.f_pop(batch.factors_candidates[batch.period_index[r, t]])  # [J, B]
+                z = model.f_pop(batch.candidate_factors()[batch.period_index[r, t]])  # [J, B]
                 value = z + model.f_e(model.item_text[batch.candidate_rows])  # [J, B]
                 expected[r, t] = user[r, t] @ value.T + z @ model.w_z
     scores = InterventionScorer(model)(batch)

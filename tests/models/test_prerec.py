@@ -81,7 +81,7 @@ def manual_log_joint(model, batch, values):
     logits = []
     for r in range(batch.items.shape[0]):
         for t in range(batch.items.shape[1]):
-            z = model.f_pop(batch.factors_candidates[batch.period_index[r, t]]) + eps_z[rows]  # [J, B]
+            z = model.f_pop(batch.candidate_factors()[batch.period_index[r, t]]) + eps_z[rows]  # [J, B]
             v = eps_v[rows] + d_all[k] + z + model.f_e(model.item_text[rows])
             logits.append(user[r, t] @ v.T + d_all[k] @ model.w_d + z @ model.w_z)
     logits = torch.stack(logits).reshape(*batch.items.shape, -1)
@@ -502,7 +502,7 @@ def test_candidate_logits_equal_each_periods_item_side_built_whole(tiny_sources,
         rows = batch.candidate_rows
         expected = []
         for a in range(len(order)):
-            value, bias = model.item_parts(rows, batch.factors_candidates[periods[a]], batch, latent)  # [C, .], [C]
+            value, bias = model.item_parts(rows, batch.candidate_factors()[periods[a]], batch, latent)  # [C, .], [C]
             expected.append(users[a] @ value.T + bias)
     assert len(set(periods.tolist())) > 1, "the fixture's targets must fall in several periods"
     torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-5)
@@ -524,7 +524,7 @@ def test_the_sampled_likelihood_equals_each_targets_item_side_built_whole(tiny_s
     rows = batch.candidate_rows
     expected = []
     for r, p in batch.target_mask.nonzero().tolist():
-        factors = batch.factors_candidates[batch.period_index[r, p]]  # [C, F]
+        factors = batch.candidate_factors()[batch.period_index[r, p]]  # [C, F]
         value, bias = model.item_parts(rows, factors, batch, latent)  # [C, .], [C]
         target = batch.items[r, p].reshape(1)
         own, own_bias = model.item_parts(target, batch.factors_targets[r, p].unsqueeze(0), batch, latent)
