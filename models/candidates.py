@@ -157,35 +157,17 @@ class CandidateScores:
         items[:, -1] = bias
         return items
 
-    def _add_counted(self, out: Tensor, users: Tensor, sides: Tensor, column: Tensor, index: Tensor,
+    @staticmethod
+    def _add_counted(out: Tensor, users: Tensor, sides: Tensor, column: Tensor, index: Tensor,
                      sizes: tuple[int, ...], counted: list[int]) -> None:
         """Adds users[a]·sides[index[k]] to out[a, column[k]] for every target a of each counted pair k's period
         (``users`` [A, W], ``out`` [A, C], ``sides`` [Q, W]; targets and pairs both grouped by period, ``sizes``
-        and ``counted`` per period). E = Σ_p sizes_p·counted_p entries are corrected. A product per period
-        [n_p, counted_p] computes no entry twice, but costs a few calls per period: where periods are many and small
-        (E under ``_SCATTER_PER_PERIOD`` a period) and share their distinct rows (A·Q <= ``_SHARED_ROWS``·E:
-        sliding counts repeat from day to day), one product [A, Q] and a scatter of the entries instead, a group of
-        periods at a time (under ``_COUNTED_BLOCK`` entries)."""
-        entries = [n * c for n, c in zip(sizes, counted)]
-        total, periods = sum(entries), sum(1 for size in entries if size)
-        if len(users) * len(sides) > _SHARED_ROWS * total or total > _SCATTER_PER_PERIOD * periods:
-            starts, pair_starts = [0, *accumulate(sizes)], [0, *accumulate(counted)]
-            for p in (p for p, size in enumerate(entries) if size):
-                rows, pairs = slice(starts[p], starts[p + 1]), slice(pair_starts[p], pair_starts[p + 1])
-                delta = sides.index_select(0, index[pairs])  # [counted_p, W]: gathered while it is in cache
-                out[rows].index_add_(1, column[pairs], users[rows] @ delta.T)  # [n_p, counted_p]
-            return
-        products = users @ sides.T  # [A, Q]
-        row_starts, pair_starts, first = [0, *accumulate(sizes)], [0, *accumulate(counted)], 0
-        while first < len(sizes):
-            last, block = first + 1, entries[first]
-            while last < len(sizes) and block + entries[last] <= _COUNTED_BLOCK:
-                block, last = block + entries[last], last + 1
-            if block:
-                rows, pairs = slice(row_starts[first], row_starts[last]), slice(pair_starts[first], pair_starts[last])
-                _scatter_counted(out[rows], products[rows], column[pairs], index[pairs], sizes[first:last],
-                                 counted[first:last])
-            first = last
+        and ``counted`` per period): a product per period [n_p, counted_p], its rows gathered while in cache."""
+        starts, pair_starts = [0, *accumulate(sizes)], [0, *accumulate(counted)]
+        for p in (p for p, (size, n) in enumerate(zip(sizes, counted)) if size and n):
+            rows, pairs = slice(starts[p], starts[p + 1]), slice(pair_starts[p], pair_starts[p + 1])
+            delta = sides.index_select(0, index[pairs])  # [counted_p, W]
+            out[rows].index_add_(1, column[pairs], users[rows] @ delta.T)  # [n_p, counted_p]
 
     def _uncounted_and_counted(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
                                n_periods: int) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
@@ -217,23 +199,3 @@ class CandidateScores:
         [A, B (+ T) + 1]. [A, B + 1]"""
         return torch.cat([users[:, :self.config.hidden_dim], users[:, -1:]], dim=1)
 
-
-_COUNTED_BLOCK = 1 << 21  # (target, counted item) entries scattered at once
-_SHARED_ROWS = 2  # one [A, Q] product when it computes at most this many times the E entries needed
-_SCATTER_PER_PERIOD = 2048  # and the periods average at most this many entries (a product per period above)
-
-
-def _scatter_counted(out: Tensor, products: Tensor, column: Tensor, row: Tensor, sizes: tuple[int, ...],
-                     counted: list[int]) -> None:
-    """out[a, column[k]] += products[a, row[k]] for every target a [n] of each pair k's period, for one group of
-    periods (``sizes`` targets and ``counted`` pairs each, both grouped by period; ``out`` [n, C] and ``products``
-    [n, Q] views of the group's target rows). Each (target, pair) entry once: E = Σ_p sizes_p·counted_p."""
-    device = out.device
-    repeats = torch.as_tensor(counted, device=device)  # [P_g]
-    per_pair = torch.repeat_interleave(torch.as_tensor(sizes, device=device), repeats)  # [N_g]: its period's targets
-    period_start = torch.repeat_interleave(torch.as_tensor([0, *accumulate(sizes)][:-1], device=device), repeats)
-    pair = torch.repeat_interleave(torch.arange(len(column), device=device), per_pair)  # [E]
-    offset = torch.arange(len(pair), device=device) - (torch.cumsum(per_pair, 0) - per_pair)[pair]  # [E]
-    target = period_start[pair] + offset  # [E]: the group's target row of each entry
-    values = products.reshape(-1).index_select(0, target * products.shape[1] + row[pair])  # [E]
-    out.view(-1).index_add_(0, target * out.shape[1] + column[pair], values)

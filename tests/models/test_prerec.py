@@ -12,7 +12,6 @@ from pyro.infer import Trace_ELBO
 from prerec_pyro.baselines.simple import SbertScorer
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.inference.guides import make_guide
-from prerec_pyro.models import candidates
 from prerec_pyro.models.categorical import CandidateCategorical
 from prerec_pyro.models.prerec import (
     EPS_U,
@@ -478,17 +477,9 @@ def test_the_user_state_at_the_targets_is_the_whole_states_rows_exactly(tiny_sou
                                           "shared_item_offsets": True}])
 @pytest.mark.parametrize("negatives", [None, 5])
 @pytest.mark.parametrize("grad", [False, True])
-@pytest.mark.parametrize("counted", [(0, 1e9, None), (1e9, 1e9, None), (1e9, 1e9, 1)])
-def test_candidate_logits_equal_each_periods_item_side_built_whole(tiny_sources, encode_hash, changes, negatives, grad,
-                                                                    counted, monkeypatch):
+def test_candidate_logits_equal_each_periods_item_side_built_whole(tiny_sources, encode_hash, changes, negatives, grad):
     """The optimised item side (the static part once, only Z per period; a catalogue's counted items updated in
-    place, by a product per period or by one product with the distinct rows scattered by groups of periods, one
-    period a group with a block of 1) gives what building [V_c(t), bias_c(t)] whole for each target's period gives
-    (to 1e-5)."""
-    monkeypatch.setattr(candidates, "_SHARED_ROWS", counted[0])
-    monkeypatch.setattr(candidates, "_SCATTER_PER_PERIOD", counted[1])
-    if counted[2] is not None:
-        monkeypatch.setattr(candidates, "_COUNTED_BLOCK", counted[2])
+    place) gives what building [V_c(t), bias_c(t)] whole for each target's period gives (to 1e-5)."""
     model = PreRecModel(replace(CONFIG, **changes), len(tiny_sources.domains), tiny_sources.n_fit_users,
                         encode_hash(tiny_sources)).eval()
     batch = make_batch(tiny_sources, negatives=negatives, domain=1, rows=6)
