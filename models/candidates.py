@@ -40,20 +40,21 @@ class CandidateScores:
         users = torch.cat([users, users.new_ones(len(order), 1)], dim=1)  # [A, B (+ T) + 1]
         term = None
         assert sequence is None or (batch.negatives is None and not torch.is_grad_enabled())
-        if batch.negatives is None and not torch.is_grad_enabled():
-            out, term = self._catalogue_scores(users, rows, batch, latent, catalogue, sizes, sequence)  # [A, C]
+        if batch.negatives is None:  # a whole catalogue: its item side as if uncounted, then the counted pairs
+            items = self._catalogue_side(rows, batch, latent, catalogue)  # [C, B (+ T) + 1]
+            if torch.is_grad_enabled():
+                groups = torch.split(users, sizes)  # a view per period: only this path takes them
+                out = torch.cat([groups[p] @ items_t.T for p, items_t in self._period_items(items, batch, sizes)])
+            else:
+                out, term = self._catalogue_scores(users, items, batch, sizes, sequence)  # [A, C]
             return self._with_repeats(out, batch, rows, order), term
         value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
         items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
-        if batch.negatives is not None and self.config.use_popularity:  # static part once, f_pop(F) per period
+        if self.config.use_popularity:  # static part once, f_pop(F) per period
             eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
             if eps_z is not None:  # eps_z does not change with the period: on the static side
                 items = items + self._item_side(eps_z)  # [C, B (+ T) + 1]
             out = users @ items.T + self._sampled_popularity(users, batch, sizes)  # [A, C]
-        elif batch.negatives is None:
-            periods = self._period_items(items, rows, batch, latent, sizes)
-            groups = torch.split(users, sizes)  # a view per period: only this path takes them
-            out = torch.cat([groups[p] @ items_t.T for p, items_t in periods])  # [A, C]
         else:
             out = users @ items.T  # [A, C]
         return self._with_repeats(out, batch, rows, order), term
@@ -104,14 +105,14 @@ class CandidateScores:
             blocks.append(product.reshape(len(target_index), -1))  # [G * n, C]
         return torch.cat(blocks).index_select(0, pieces[-1])  # [A, C]
 
-    def _period_items(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict, sizes: tuple[int, ...]):
+    def _period_items(self, items: Tensor, batch: PreRecBatch, sizes: tuple[int, ...]):
         """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets of a whole catalogue
-        (the full likelihood's training path), from the static parts ``items`` = [m + eps_v + D_k (; X̂), D_k·W_d]."""
+        (the full likelihood's training path), from its item side as if uncounted ``items`` (``_catalogue_side``)."""
         periods = [p for p, size in enumerate(sizes) if size]
         if not self.config.use_popularity:
             yield from ((p, items) for p in periods)
             return
-        items, sides, counted = self._uncounted_and_counted(items, rows, batch, latent, len(sizes))
+        sides, counted = self._counted_sides(batch, len(sizes))
         width = self.config.hidden_dim
         for p in periods:
             cols, index = counted[p]  # a period lists an item once
@@ -119,26 +120,21 @@ class CandidateScores:
             side = torch.cat([self._pad(delta[:, :width]), delta[:, width:]], dim=-1)  # [n, B (+ T) + 1]
             yield p, items.index_put((cols,), items[cols] + side)
 
-    def _catalogue_scores(self, users: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
-                          catalogue: Tensor | None, sizes: tuple[int, ...],
+    def _catalogue_scores(self, users: Tensor, items: Tensor, batch: PreRecBatch, sizes: tuple[int, ...],
                           sequence: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Scores of a whole catalogue without gradients (evaluation, recommendation) for the targets' user sides
-        ``users`` [A, B (+ T) + 1]: one product of every target with the items as if uncounted (F = 0,
-        ``_catalogue_side``), then the counted (period, item) pairs corrected in place at width B + 1 (the columns Z
+        ``users`` [A, B (+ T) + 1]: one product of every target with the items as if uncounted (``items``, F = 0:
+        ``_catalogue_side``), then each period's counted items corrected in place at width B + 1 (the columns Z
         touches, never the text channel's; ``_add_counted``). With the targets' f_seq outputs ``sequence`` [A, B],
         also their term n·V_c(t), at width B. ([A, C], [A, C] or None)"""
         width = self.config.hidden_dim
-        items = self._catalogue_side(rows, batch, latent, catalogue)  # [C, B (+ T) + 1]
         out = users @ items.T  # [A, C]
         term = None if sequence is None else sequence @ items[:, :width].T  # [A, C]
         if self.config.use_popularity:
-            period, column, factors = batch.counted_candidates()  # [N], [N], [N, F]: the counted (period, item)s
-            distinct, index = distinct_rows(factors)  # [Q, F], [N]: counts repeat across the periods
-            sides = self._popularity_side(self.f_pop(distinct) - self.f_pop(factors.new_zeros(factors.shape[-1])))
-            counted = torch.bincount(period, minlength=len(sizes)).tolist()  # pairs per period
-            self._add_counted(out, self._learned_side(users), sides, column, index, sizes, counted)
+            sides, counted = self._counted_sides(batch, len(sizes))
+            self._add_counted(out, self._learned_side(users), sides, counted, sizes)
             if term is not None:
-                self._add_counted(term, sequence, sides[:, :width], column, index, sizes, counted)
+                self._add_counted(term, sequence, sides[:, :width], counted, sizes)
         return out, term
 
     def _catalogue_side(self, rows: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None) -> Tensor:
@@ -157,34 +153,29 @@ class CandidateScores:
         items[:, -1] = bias
         return items
 
-    @staticmethod
-    def _add_counted(out: Tensor, users: Tensor, sides: Tensor, column: Tensor, index: Tensor,
-                     sizes: tuple[int, ...], counted: list[int]) -> None:
-        """Adds users[a]·sides[index[k]] to out[a, column[k]] for every target a of each counted pair k's period
-        (``users`` [A, W], ``out`` [A, C], ``sides`` [Q, W]; targets and pairs both grouped by period, ``sizes``
-        and ``counted`` per period): a product per period [n_p, counted_p], its rows gathered while in cache."""
-        starts, pair_starts = [0, *accumulate(sizes)], [0, *accumulate(counted)]
-        for p in (p for p, (size, n) in enumerate(zip(sizes, counted)) if size and n):
-            rows, pairs = slice(starts[p], starts[p + 1]), slice(pair_starts[p], pair_starts[p + 1])
-            delta = sides.index_select(0, index[pairs])  # [counted_p, W]
-            out[rows].index_add_(1, column[pairs], users[rows] @ delta.T)  # [n_p, counted_p]
-
-    def _uncounted_and_counted(self, items: Tensor, rows: Tensor, batch: PreRecBatch, latent: dict,
-                               n_periods: int) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
-        """The item side with every item as if uncounted (F = 0: f_pop(0) once, plus eps_z) [C, B (+ T) + 1]; what
-        f_pop(F) adds over f_pop(0) to the columns Z touches, once per distinct factor row [Q, B + 1]; and for each
-        period its counted items (F != 0) with their rows of that table: (columns [n], rows [n]). The callers gather
-        a period's rows when they use them: the [N, B + 1] of every counted pair at once is the largest tensor of an
-        evaluation and memory-bound to write and read back."""
+    def _counted_sides(self, batch: PreRecBatch, n_periods: int) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """What f_pop(F) adds over f_pop(0) to the columns Z touches, once per distinct factor row of the batch's
+        counted (period, item) pairs [Q, B + 1]; and for each period its counted items (F != 0) with their rows of
+        that table: (columns [n], rows [n]). The callers gather a period's rows when they use them: the [N, B + 1]
+        of every counted pair at once is the largest tensor of an evaluation and memory-bound to write and read
+        back."""
         period, column, factors = batch.counted_candidates()  # [N], [N], [N, F]: the counted (period, item)s
-        eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
-        eps_z = 0.0 if eps_z is None else eps_z
-        uncounted = self.f_pop(factors.new_zeros(factors.shape[-1]))  # [B]: f_pop(0)
-        items = items + self._item_side(uncounted + eps_z)  # [C, B (+ T) + 1]
         distinct, index = distinct_rows(factors)  # [Q, F], [N]: counts repeat across the periods
-        sides = self._popularity_side(self.f_pop(distinct) - uncounted)  # [Q, B + 1]
+        sides = self._popularity_side(self.f_pop(distinct) - self.f_pop(factors.new_zeros(factors.shape[-1])))
         counted = torch.bincount(period, minlength=n_periods).tolist()
-        return items, sides, list(zip(torch.split(column, counted), torch.split(index, counted)))
+        return sides, list(zip(torch.split(column, counted), torch.split(index, counted)))
+
+    @staticmethod
+    def _add_counted(out: Tensor, users: Tensor, sides: Tensor, counted: list[tuple[Tensor, Tensor]],
+                     sizes: tuple[int, ...]) -> None:
+        """Adds users[a]·sides[rows_k] to out[a, column_k] for every target a of each period and each of its counted
+        items k (``users`` [A, W], ``out`` [A, C], ``sides`` [Q, W]; a period's targets are consecutive rows,
+        ``counted`` as ``_counted_sides`` gives it): a product per period [n_p, counted_p]."""
+        starts = [0, *accumulate(sizes)]
+        for p, (cols, index) in enumerate(counted):
+            if sizes[p] and len(cols):
+                delta = sides.index_select(0, index)  # [counted_p, W]: gathered per period, while it is in cache
+                out[starts[p]: starts[p + 1]].index_add_(1, cols, users[starts[p]: starts[p + 1]] @ delta.T)
 
     def _item_side(self, z: Tensor) -> Tensor:
         """What a popularity term Z [*S, B] adds to the item side [V, bias]: [Z (; 0), Z·W_z]. [*S, B (+ T) + 1]"""
