@@ -115,7 +115,8 @@ def random_batches(args: argparse.Namespace, n_users: int, count: int, rng: np.r
             factors_candidates=torch.as_tensor(rng.random((1, n_neg, 4)), dtype=torch.float32, device=device),
             negatives=torch.as_tensor(rng.integers(0, args.items, n_neg), device=device)))
         factors = batches[-1].factors_candidates  # its distinct rows found once, untimed, as BatchBuilder does
-        batches[-1] = replace(batches[-1], factor_rows=(factors, *batches[-1].candidate_factor_rows()))
+        batches[-1] = replace(batches[-1], factor_rows=(factors, *batches[-1].candidate_factor_rows(),
+                                                                 *batches[-1].candidate_counted()))
     return batches
 
 

@@ -50,10 +50,10 @@ class CandidateScores:
             return self._with_repeats(out, batch, rows, order), term
         value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
         items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
-        if self.config.use_popularity:  # static part once, f_pop(F) per period
+        if self.config.use_popularity:  # static part once, what counted candidates add per period
             eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
-            if eps_z is not None:  # eps_z does not change with the period: on the static side
-                items = items + self._item_side(eps_z)  # [C, B (+ T) + 1]
+            z = self.f_pop(value.new_zeros(self.config.n_factors)) + (0.0 if eps_z is None else eps_z)  # [B] or [C, B]
+            items = items + self._item_side(z)  # [C, B (+ T) + 1]: Z as if uncounted does not change with t
             out = users @ items.T + self._sampled_popularity(users, batch, sizes)  # [A, C]
         else:
             out = users @ items.T  # [A, C]
@@ -72,38 +72,48 @@ class CandidateScores:
         return out + self.w_r * seen[:, canonical]
 
     def _sampled_popularity(self, users: Tensor, batch: PreRecBatch, sizes: tuple[int, ...]) -> Tensor:
-        """U·f_pop(F_c(t)) + f_pop(F_c(t))·W_z of the sampled candidates for the targets' users [A, B (+ T) + 1] (in
-        ``target_layout()`` order, grouped by period; eps_z is on the static side): f_pop once per distinct factor
-        row, of width B + 1 so that neither the text channel's columns nor the static item side are built again for
-        each period. A batch spans hundreds of days of sliding popularity with a few targets each, so the periods
-        with the same number of targets n go through one batched product [G, n, B + 1] @ [G, B + 1, C] (about ten
-        products, no padding; docs/DESIGN.md, "Scoring only what is ranked"). [A, C]"""
+        """U·(f_pop(F_c(t)) - f_pop(0)) + (f_pop(F_c(t)) - f_pop(0))·W_z of the sampled candidates for the targets'
+        users [A, B (+ T) + 1] (in ``target_layout()`` order, grouped by period; f_pop(0) and eps_z are on the
+        static side): what a period's counted candidates (F != 0) add, zero for the rest. f_pop runs once per
+        distinct factor row, at width B + 1, so that neither the text channel's columns nor the static item side
+        are built again for each period. A batch spans hundreds of days of sliding popularity with a few targets
+        each, so the periods with the same number of targets n go through one batched product with their counted
+        candidates, [G, n, B + 1] @ [G, B + 1, K] (K: the most any of them counts; about ten products;
+        docs/DESIGN.md, "Scoring only what is ranked"). [A, C]"""
         distinct, index = batch.candidate_factor_rows()  # [Q, F], [P, C]
-        z = self.f_pop(distinct)  # [Q, B]
-        side = self._popularity_side(z)  # [Q, B + 1]
+        uncounted, counts = batch.candidate_counted()  # on the host
+        delta = self.f_pop(distinct) - self.f_pop(distinct.new_zeros(distinct.shape[-1]))  # [Q, B]
+        side = self._popularity_side(delta)  # [Q, B + 1]
+        side = torch.cat([side, side.new_zeros(1, side.shape[1])])  # [Q + 1, B + 1]: row Q pads
         device, learned = users.device, self._learned_side(users)  # [A, B + 1]
         if not len(users):
             return users.new_zeros(0, index.shape[1])  # [0, C]
-        counts = np.asarray(sizes)  # [P], on the host
-        starts = np.cumsum(counts) - counts  # [P]
-        buckets = [(size, np.flatnonzero(counts == size)) for size in np.unique(counts[counts > 0]).tolist()]
+        targets_per_period, counted_per_period = np.asarray(sizes), np.asarray(counts)  # [P], [P], on the host
+        starts = np.cumsum(targets_per_period) - targets_per_period  # [P]
+        buckets = [(size, np.flatnonzero(targets_per_period == size))
+                   for size in np.unique(targets_per_period[targets_per_period > 0]).tolist()]
         targets = [(starts[periods][:, None] + np.arange(size)).ravel() for size, periods in buckets]  # [G * n] each
         back = np.argsort(np.concatenate(targets), kind="stable")  # [A]
-        host = np.concatenate([*(periods for _, periods in buckets), *targets, back])  # one copy to the device
-        if device.type == "cuda":
-            moved = torch.from_numpy(host).pin_memory().to(device, non_blocking=True)  # no wait for the device
+        host = np.concatenate([*(periods for _, periods in buckets), *targets, back, counted_per_period])
+        if device.type == "cuda":  # one copy to the device, no wait for it
+            moved = torch.from_numpy(host).pin_memory().to(device, non_blocking=True)
         else:
             moved = torch.from_numpy(host)
-        sections = [len(periods) for _, periods in buckets] + [len(t) for t in targets] + [len(back)]
+        sections = [len(periods) for _, periods in buckets] + [len(t) for t in targets] + [len(back), len(counts)]
         pieces = torch.split(moved, sections)
-        blocks = []
-        for (size, periods), period_index, target_index in zip(buckets, pieces, pieces[len(buckets):]):
-            columns = index[period_index].reshape(-1)  # [G * C]
-            period_side = side.index_select(0, columns).reshape(len(periods), -1, side.shape[1])  # [G, C, B + 1]
-            period_users = learned.index_select(0, target_index)  # [G * n, B + 1]
-            product = torch.bmm(period_users.reshape(len(periods), size, -1), period_side.transpose(1, 2))
-            blocks.append(product.reshape(len(target_index), -1))  # [G * n, C]
-        return torch.cat(blocks).index_select(0, pieces[-1])  # [A, C]
+        counted = index != uncounted  # [P, C]
+        first = torch.argsort(counted.logical_not().to(torch.uint8), dim=1, stable=True)  # [P, C]: counted first
+        columns, rows = [], []
+        for (size, periods), period_index in zip(buckets, pieces):
+            width = int(counted_per_period[periods].max())  # K, on the host
+            cols = first[period_index, :width]  # [G, K]
+            pad = torch.arange(width, device=device) >= pieces[-1][period_index].unsqueeze(1)  # [G, K]
+            columns.append(cols)
+            rows.append(index[period_index].gather(1, cols).masked_fill(pad, len(side) - 1))  # [G, K]
+        shapes = [(len(periods), size) for size, periods in buckets]
+        ordered = learned.index_select(0, torch.cat(pieces[len(buckets):-2]))  # [A, B + 1]: bucket by bucket
+        out = BucketProducts.apply(ordered, side, rows, columns, shapes, index.shape[1])  # [A, C]
+        return out.index_select(0, pieces[-2])  # [A, C]
 
     def _period_items(self, items: Tensor, batch: PreRecBatch, sizes: tuple[int, ...]):
         """Yields (period, [V_c(t), bias_c(t)]) [C, B (+ T) + 1] for each period with targets of a whole catalogue
@@ -190,3 +200,61 @@ class CandidateScores:
         [A, B (+ T) + 1]. [A, B + 1]"""
         return torch.cat([users[:, :self.config.hidden_dim], users[:, -1:]], dim=1)
 
+
+class BucketProducts(torch.autograd.Function):
+    """The popularity products of sampled candidates, bucket by bucket: for the G periods of a bucket with n targets
+    each, [G, n, W] users against the rows of ``side`` [Q', W] of their periods' counted candidates [G, K, W]
+    (``rows``; padded with a zero row to the bucket's K), written at those candidates' ``columns`` [G, K] (a
+    period's columns are distinct) of the [A, C] output, zero elsewhere. Autograd's own bmm would hand the gathered
+    rows' gradient back transposed ([G, W, K]) and copy it whole before the scatter into ``side``; here it is formed
+    in the gathered layout, and the gathered rows are kept from the forward pass (docs/DESIGN.md, "Scoring only
+    what is ranked")."""
+
+    @staticmethod
+    def forward(ctx, users: Tensor, side: Tensor, rows: list[Tensor], columns: list[Tensor],
+                shapes: list[tuple[int, int]], n_candidates: int) -> Tensor:
+        """``users`` [A, W] bucket by bucket; each bucket's ``rows`` and ``columns`` [G, K] and its (G, n). [A, C]"""
+        out = users.new_zeros(len(users), n_candidates)  # [A, C]
+        gathered, start = [], 0
+        for row, col, (groups, size) in zip(rows, columns, shapes):
+            block = slice(start, start + groups * size)
+            start += groups * size
+            if not row.shape[1]:  # no period of the bucket counts a candidate
+                gathered.append(None)
+                continue
+            side_rows = side.index_select(0, row.reshape(-1)).view(groups, row.shape[1], -1)  # [G, K, W]
+            values = torch.bmm(users[block].view(groups, size, -1), side_rows.transpose(1, 2))  # [G, n, K]
+            out[block].view(groups, size, -1).scatter_(2, col.unsqueeze(1).expand_as(values), values)
+            gathered.append(side_rows)
+        assert start == len(users)
+        ctx.gathered, ctx.rows, ctx.columns, ctx.shapes = gathered, rows, columns, shapes
+        ctx.save_for_backward(users)
+        ctx.n_side = side.shape[0]
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        (users,) = ctx.saved_tensors
+        grad_users = torch.empty_like(users) if ctx.needs_input_grad[0] else None  # [A, W]
+        grad_side = users.new_zeros(ctx.n_side, users.shape[1]) if ctx.needs_input_grad[1] else None  # [Q', W]
+        start = 0
+        for side_rows, row, col, (groups, size) in zip(ctx.gathered, ctx.rows, ctx.columns, ctx.shapes):
+            block = slice(start, start + groups * size)
+            start += groups * size
+            if side_rows is None:  # nothing counted: the bucket's outputs are constant zeros
+                if grad_users is not None:
+                    grad_users[block] = 0.0
+                continue
+            cols = col.unsqueeze(1).expand(groups, size, col.shape[1])  # [G, n, K]
+            values_grad = grad[block].view(groups, size, -1).gather(2, cols)  # [G, n, K]
+            if grad_users is not None:
+                torch.bmm(values_grad, side_rows, out=grad_users[block].view(groups, size, -1))
+            if grad_side is not None:
+                block_users = users[block].view(groups, size, -1)  # [G, n, W]
+                if size == 1:  # an outer product: a broadcast is several times faster than bmm's k = 1
+                    rows_grad = values_grad.transpose(1, 2) * block_users  # [G, K, W]
+                else:
+                    rows_grad = torch.bmm(values_grad.transpose(1, 2), block_users)  # [G, K, W]
+                grad_side.index_add_(0, row.reshape(-1), rows_grad.reshape(row.numel(), -1))
+        return grad_users, grad_side, None, None, None, None

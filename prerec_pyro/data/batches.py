@@ -40,7 +40,8 @@ class PreRecBatch:
     negatives: Tensor | None  # [C] local item index, or None for the full catalogue
     target_order: Tensor | None = None  # [A, 2] the targets' (row, position), grouped by period (see below)
     period_sizes: tuple[int, ...] | None = None  # [P] targets per period, in ``target_order``
-    factor_rows: tuple | None = None  # (factors_candidates, its distinct rows [Q, F], their index [P, C]); see below
+    factor_rows: tuple | None = None  # (factors_candidates, its distinct rows [Q, F], their index [P, C], the
+    # uncounted row's place among them (-1: none), each period's counted candidates [P] on the host); see below
     counted_rows: tuple | None = None  # (factors_candidates, period [N], column [N], F [N, F]); see below
     _dense: Tensor | None = field(default=None, init=False, repr=False, compare=False)  # candidate_factors' grid
 
@@ -73,6 +74,16 @@ class PreRecBatch:
         factors = self.candidate_factors()  # [P, C, F]
         distinct, index = distinct_rows(factors.reshape(-1, factors.shape[-1]))  # [Q, F], [P * C]
         return distinct, index.reshape(factors.shape[:-1])
+
+    def candidate_counted(self) -> tuple[int, tuple[int, ...]]:
+        """Which of ``candidate_factor_rows()``'s distinct rows is the uncounted one (F = 0; -1 if no candidate is
+        uncounted anywhere), and how many candidates each period counts (F != 0): on the host, so that a training
+        step plans its products without a device sync. ``BatchBuilder`` finds them with the distinct rows; a batch
+        made by hand gets them here. (int, [P])"""
+        if self.factor_rows is not None and self.factor_rows[0] is self.factors_candidates:
+            return self.factor_rows[3], self.factor_rows[4]
+        distinct, index = self.candidate_factor_rows()
+        return uncounted_and_counts(distinct.cpu(), index.cpu())
 
     def counted_candidates(self) -> tuple[Tensor, Tensor, Tensor]:
         """The (period, candidate) pairs of ``factors_candidates`` with a non-zero row, period by period and columns
@@ -212,7 +223,8 @@ class BatchBuilder:
         factor_rows = None
         if negatives is not None:  # sampled candidates: f_pop once per distinct row (PreRecBatch.candidate_factor_rows)
             distinct, index = distinct_rows(factors_candidates.reshape(-1, factors_candidates.shape[-1]))  # host
-            factor_rows = (to(distinct), to(index.reshape(factors_candidates.shape[:-1])))
+            index = index.reshape(factors_candidates.shape[:-1])  # [P, C]
+            factor_rows = (to(distinct), to(index), *uncounted_and_counts(distinct, index))
         factors_candidates = None if factors_candidates is None else to(factors_candidates)
         return PreRecBatch(
             domain=domain, item_offset=offset, n_domain_items=dom.n_items,
@@ -307,6 +319,14 @@ def distinct_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
         if torch.equal(distinct[index], rows):
             return distinct, index
     return torch.unique(rows, dim=0, return_inverse=True)
+
+
+def uncounted_and_counts(distinct: Tensor, index: Tensor) -> tuple[int, tuple[int, ...]]:
+    """The place of the zero row among ``distinct`` [Q, F] (-1 if none) and, for each row of ``index`` [P, C] (rows
+    of ``distinct``), how many entries are not it: ``PreRecBatch.candidate_counted``. (int, [P])"""
+    zero = torch.nonzero(distinct.eq(0).all(-1)).reshape(-1)
+    zero_row = int(zero[0]) if len(zero) else -1
+    return zero_row, tuple(index.ne(zero_row).sum(-1).tolist())
 
 
 def counted_entries(factors: Tensor) -> tuple[Tensor, Tensor, Tensor]:

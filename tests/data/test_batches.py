@@ -52,6 +52,10 @@ def test_a_sampled_batch_carries_its_distinct_candidate_factors(tiny_sources):
     assert index.shape == batch.factors_candidates.shape[:-1]
     assert torch.equal(distinct[index], batch.factors_candidates)
     assert len(distinct) < index.numel(), "the fixture's factors must repeat, or the test shows nothing"
+    uncounted, counts = batch.candidate_counted()  # on the host, found with the distinct rows
+    assert torch.equal(distinct[uncounted], torch.zeros(distinct.shape[1]))
+    assert counts == tuple(batch.factors_candidates.ne(0).any(-1).sum(-1).tolist())
+    assert 0 < sum(counts) < index.numel(), "the fixture must count some candidates and not others"
 
 
 def test_replaced_candidate_factors_are_not_read_from_the_old_rows(tiny_sources):
@@ -63,6 +67,7 @@ def test_replaced_candidate_factors_are_not_read_from_the_old_rows(tiny_sources)
     distinct, index = silenced.candidate_factor_rows()
     assert torch.equal(distinct, torch.zeros(1, batch.factors_candidates.shape[-1]))
     assert torch.equal(distinct[index], silenced.factors_candidates)
+    assert silenced.candidate_counted() == (0, (0,) * len(index))
 
 
 def test_a_catalogue_batch_lists_its_counted_candidates(tiny_sources):
