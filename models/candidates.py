@@ -150,6 +150,7 @@ class CandidateScores:
     def _catalogue_side(self, rows: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None) -> Tensor:
         """[V_c, bias_c] of a whole catalogue as if uncounted (F = 0: f_pop(0) + eps_z), written into one
         [C, B (+ T) + 1] tensor: the wide text channel is copied once, not once per term. [C, B (+ T) + 1]"""
+        assert batch.negatives is None, "a catalogue's rows are item_offset + arange(n_domain_items)"
         width, text = self.config.hidden_dim, self.config.text_channel != "off"
         value, bias = self.static_item_parts(rows, batch, latent, catalogue, with_text=False)  # [C, B], []
         if self.config.use_popularity:
@@ -159,7 +160,7 @@ class CandidateScores:
         items = value.new_empty(len(rows), width + (self.item_text.shape[1] if text else 0) + 1)
         items[:, :width] = value
         if text:
-            items[:, width:-1] = self.normalised_text(rows)  # [C, T]
+            items[:, width:-1] = self.item_text_unit[batch.item_offset: batch.item_offset + len(rows)]  # [C, T]: X̂
         items[:, -1] = bias
         return items
 

@@ -118,6 +118,7 @@ class PreRecModel(CandidateScores, nn.Module):
         hidden = config.hidden_dim
         self.register_buffer("item_text", item_text.float(), persistent=False)  # [J, T]
         self.register_buffer("item_key", torch.zeros(0, dtype=torch.long), persistent=False)  # [J]
+        self.register_buffer("item_text_unit", torch.zeros(0), persistent=False)  # [J, T]: X̂ (text channel only)
         self.set_catalogue(n_domains, n_users, item_text, item_key)
         self.register_buffer("n_obs", torch.ones(()))  # N_obs behind per-observation priors (set by the trainer)
         self.f_e = TextHead(item_text.shape[1], hidden)
@@ -158,6 +159,8 @@ class PreRecModel(CandidateScores, nn.Module):
         self.n_item_keys = int(key.max()) + 1 if n_items else 0
         self.item_text = item_text.float().to(self.item_text.device)
         self.item_key = key.to(self.item_text.device)
+        if self.config.text_channel != "off":  # X̂ once per catalogue, not per batch (docs/DESIGN.md)
+            self.item_text_unit = nn.functional.normalize(self.item_text, dim=-1)  # [J, T]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         state_dict.setdefault(prefix + "n_obs", torch.ones(()))  # runs saved before per-observation priors
@@ -307,7 +310,7 @@ class PreRecModel(CandidateScores, nn.Module):
 
     def normalised_text(self, rows: Tensor) -> Tensor:
         """X̂ = X / ‖X‖ of items ``rows`` [*S]: the frozen text channel (zero vectors stay zero). [*S, T]"""
-        return nn.functional.normalize(self.item_text[rows], dim=-1)
+        return self.item_text_unit[rows]
 
     def _pad(self, learned: Tensor) -> Tensor:
         """A term of the learned part of V [*S, B] as a term of V: 0 on the text channel. [*S, B (+ T)]"""

@@ -40,6 +40,7 @@ MODES = ("interval", "sliding")
 # Integer power sums are exact in int64 while every partial value stays below this bound; above it, Python ints.
 _INT64_SAFE = 2**62
 DENSE_COUNTS_MAX = 10_000_000  # (periods + 1) x items up to which lookups read a dense table of running counts
+COUNTED_CACHE = 1 << 22  # counted (period, item) rows a table keeps from ``counted`` (oldest periods leave first)
 
 
 @dataclass(frozen=True)
@@ -318,8 +319,32 @@ class PopularityTable:
         """The whole catalogue's F at each of ``periods`` [P] as a sparse list of the counted (period, item) pairs:
         each pair's position in ``periods``, its item and its F, period by period, items ascending;
         ``factors(periods, arange(n_items))`` is zero at every other pair (a catalogue at hundreds of days is mostly
-        uncounted: docs/DESIGN.md, "Scoring only what is ranked"). ([N], [N], [N, n_factors])"""
-        periods = periods.reshape(-1).to(self.device)  # [P]
+        uncounted: docs/DESIGN.md, "Scoring only what is ranked"). Each period's list is kept (up to
+        ``COUNTED_CACHE`` rows, oldest first out): the batches of an evaluation share periods, and validation,
+        diagnostics and the fair protocol's methods evaluate the same users again. ([N], [N], [N, n_factors])"""
+        periods = periods.reshape(-1).tolist()
+        kept = self._counted_lists
+        missing = sorted(set(periods) - kept.keys())
+        if missing:
+            position, item, factors = self._scan_counted(torch.as_tensor(missing, device=self.device))
+            sizes = torch.bincount(position, minlength=len(missing)).tolist()
+            for period, items, rows in zip(missing, torch.split(item, sizes), torch.split(factors, sizes)):
+                kept[period] = (items, rows)
+        lists = [kept[period] for period in periods]
+        sizes = torch.as_tensor([len(items) for items, _ in lists], device=self.device)
+        position = torch.repeat_interleave(torch.arange(len(lists), device=self.device), sizes)  # [N]
+        item, factors = torch.cat([i for i, _ in lists]), torch.cat([f for _, f in lists])  # [N], [N, n_factors]
+        while sum(len(items) for items, _ in kept.values()) > COUNTED_CACHE:
+            kept.pop(next(iter(kept)))
+        return position, item, factors
+
+    @cached_property
+    def _counted_lists(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """period -> (its counted items [n], their F [n, n_factors]), as ``counted`` found them."""
+        return {}
+
+    def _scan_counted(self, periods: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``counted`` for ``periods`` [P], from the running counts (whole rows) or the stored keys."""
         running = self._running_counts
         if running is not None:  # whole rows of the running counts: the counts of periods in (low, high]
             high, low = self._window_bounds(periods)  # [P], [P]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from prerec_pyro.data import batches
+from prerec_pyro import popularity
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.evaluate import (
     SUBSETS,
@@ -53,8 +53,9 @@ def test_ranks_at_equals_ranking_the_gathered_rows(monkeypatch):
 
 
 def test_catalogue_factors_match_the_table_after_eviction(tiny_sources, monkeypatch):
-    monkeypatch.setattr(batches, "CATALOGUE_FACTOR_CACHE", 3)  # at most 3 counted (period, item) rows kept
+    monkeypatch.setattr(popularity, "COUNTED_CACHE", 3)  # at most 3 counted (period, item) rows kept
     builder, table = BatchBuilder(tiny_sources, n_negatives=None), tiny_sources.domains[0].popularity
+    table._counted_lists.clear()  # the fixture's table may keep periods from other tests
     n_items = tiny_sources.domains[0].n_items
     for periods in ([0, 1, 2], [2, 3], [0, 3, 1]):
         periods_t = torch.as_tensor(periods)
@@ -63,7 +64,7 @@ def test_catalogue_factors_match_the_table_after_eviction(tiny_sources, monkeypa
         expected_period, expected_column = dense.ne(0).any(-1).nonzero(as_tuple=True)
         assert torch.equal(period, expected_period) and torch.equal(column, expected_column)
         assert torch.equal(rows, dense[period, column])
-        assert sum(len(kept) for kept, _ in builder._catalogue_factors.values()) <= 3
+        assert sum(len(kept) for kept, _ in table._counted_lists.values()) <= 3
 
 
 def test_packing_changes_no_rank(tiny_sources):

@@ -18,8 +18,6 @@ from torch import Tensor
 
 from prerec_pyro.data.dataset import MultiDomainData, Windows
 
-CATALOGUE_FACTOR_CACHE = 1 << 22  # counted (period, item) rows of full-catalogue factors a BatchBuilder keeps
-
 
 @dataclass
 class PreRecBatch:
@@ -171,29 +169,14 @@ class BatchBuilder:
         self.data = data
         self.n_negatives = n_negatives
         self.device = torch.device(device)
-        # (domain, period) -> the full catalogue's counted items [n] and their F [n, F] (the rest is uncounted)
-        self._catalogue_factors: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
-        self._kept_rows = 0  # counted rows held in ``_catalogue_factors``
 
     def catalogue_factors(self, domain: int, periods: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """F of every item of ``domain`` at each of ``periods`` [P] as the sparse list of
         ``PreRecBatch.counted_candidates`` (period [N], item [N], F [N, F]; every other item is uncounted, F = 0),
-        kept between batches (the batches of one evaluation share their periods; docs/DESIGN.md, "Scoring only what
-        is ranked"). The dense [P, J_k, F] grid is built only where it is read (``PreRecBatch.candidate_factors``)."""
-        table = self.data.domains[domain].popularity
-        missing = [int(p) for p in periods if (domain, int(p)) not in self._catalogue_factors]
-        if missing:
-            position, item, factors = table.counted(torch.as_tensor(missing))  # [M'], [M'], [M', F]
-            sizes = torch.bincount(position, minlength=len(missing)).tolist()
-            for period, cols, rows in zip(missing, torch.split(item, sizes), torch.split(factors, sizes)):
-                self._catalogue_factors[(domain, period)] = (cols, rows)
-            self._kept_rows += len(item)
-        lists = [self._catalogue_factors[(domain, int(p))] for p in periods]
-        period = torch.repeat_interleave(torch.arange(len(lists)), torch.as_tensor([len(c) for c, _ in lists]))
-        column, rows = torch.cat([c for c, _ in lists]), torch.cat([r for _, r in lists])  # [N], [N, F]
-        while self._kept_rows > CATALOGUE_FACTOR_CACHE:  # oldest periods first
-            self._kept_rows -= len(self._catalogue_factors.pop(next(iter(self._catalogue_factors)))[0])
-        return period, column, rows
+        from the popularity table, which keeps each period's list (``PopularityTable.counted``; docs/DESIGN.md,
+        "Scoring only what is ranked"). The dense [P, J_k, F] grid is built only where it is read
+        (``PreRecBatch.candidate_factors``)."""
+        return self.data.domains[domain].popularity.counted(periods)
 
     def make(self, domain: int, windows: Windows, generator: torch.Generator | None = None,
              n_sequences: int | None = None) -> PreRecBatch:
