@@ -51,9 +51,7 @@ class CandidateScores:
         value, bias = self.static_item_parts(rows, batch, latent, catalogue)  # [C, B (+ T)], []
         items = torch.cat([value, bias.expand(len(rows), 1)], dim=1)  # [C, B (+ T) + 1]
         if self.config.use_popularity:  # static part once, what counted candidates add per period
-            eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
-            z = self.f_pop(value.new_zeros(self.config.n_factors)) + (0.0 if eps_z is None else eps_z)  # [B] or [C, B]
-            items = items + self._item_side(z)  # [C, B (+ T) + 1]: Z as if uncounted does not change with t
+            items = items + self._item_side(self._uncounted_z(rows, latent))  # [C, B (+ T) + 1]: constant in t
             out = users @ items.T + self._sampled_popularity(users, batch, sizes)  # [A, C]
         else:
             out = users @ items.T  # [A, C]
@@ -82,8 +80,7 @@ class CandidateScores:
         docs/DESIGN.md, "Scoring only what is ranked"). [A, C]"""
         distinct, index = batch.candidate_factor_rows()  # [Q, F], [P, C]
         uncounted, counts = batch.candidate_counted()  # on the host
-        delta = self.f_pop(distinct) - self.f_pop(distinct.new_zeros(distinct.shape[-1]))  # [Q, B]
-        side = self._popularity_side(delta)  # [Q, B + 1]
+        side = self._counted_side(distinct)  # [Q, B + 1]
         side = torch.cat([side, side.new_zeros(1, side.shape[1])])  # [Q + 1, B + 1]: row Q pads
         device, learned = users.device, self._learned_side(users)  # [A, B + 1]
         if not len(users):
@@ -154,8 +151,7 @@ class CandidateScores:
         width, text = self.config.hidden_dim, self.config.text_channel != "off"
         value, bias = self.static_item_parts(rows, batch, latent, catalogue, with_text=False)  # [C, B], []
         if self.config.use_popularity:
-            eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
-            z = self.f_pop(value.new_zeros(self.config.n_factors)) + (0.0 if eps_z is None else eps_z)  # [B] or [C, B]
+            z = self._uncounted_z(rows, latent)  # [B] or [C, B]
             value, bias = value + z, bias + z @ self.w_z  # [C, B], [] or [C]
         items = value.new_empty(len(rows), width + (self.item_text.shape[1] if text else 0) + 1)
         items[:, :width] = value
@@ -172,7 +168,7 @@ class CandidateScores:
         back."""
         period, column, factors = batch.counted_candidates()  # [N], [N], [N, F]: the counted (period, item)s
         distinct, index = distinct_rows(factors)  # [Q, F], [N]: counts repeat across the periods
-        sides = self._popularity_side(self.f_pop(distinct) - self.f_pop(factors.new_zeros(factors.shape[-1])))
+        sides = self._counted_side(distinct)  # [Q, B + 1]
         counted = torch.bincount(period, minlength=n_periods).tolist()
         return sides, list(zip(torch.split(column, counted), torch.split(index, counted)))
 
@@ -187,6 +183,17 @@ class CandidateScores:
             if sizes[p] and len(cols):
                 delta = sides.index_select(0, index)  # [counted_p, W]: gathered per period, while it is in cache
                 out[starts[p]: starts[p + 1]].index_add_(1, cols, users[starts[p]: starts[p + 1]] @ delta.T)
+
+    def _uncounted_z(self, rows: Tensor, latent: dict) -> Tensor:
+        """Z of items ``rows`` [C] as if uncounted (F = 0), f_pop(0) + eps_z: the part of Z that does not change
+        with the period, on the static item side of both candidate paths. [B] or [C, B]"""
+        eps_z = self.eps_z_rows(rows, latent)  # [C, B] or None
+        return self.f_pop(self.item_text.new_zeros(self.config.n_factors)) + (0.0 if eps_z is None else eps_z)
+
+    def _counted_side(self, factors: Tensor) -> Tensor:
+        """What factor rows ``factors`` [Q, F] add over F = 0 to the columns Z touches (``_popularity_side`` of
+        f_pop(F) - f_pop(0)): the counted candidates' part, beside ``_uncounted_z`` on the static side. [Q, B + 1]"""
+        return self._popularity_side(self.f_pop(factors) - self.f_pop(factors.new_zeros(factors.shape[-1])))
 
     def _item_side(self, z: Tensor) -> Tensor:
         """What a popularity term Z [*S, B] adds to the item side [V, bias]: [Z (; 0), Z·W_z]. [*S, B (+ T) + 1]"""

@@ -334,8 +334,9 @@ class PopularityTable:
         sizes = torch.as_tensor([len(items) for items, _ in lists], device=self.device)
         position = torch.repeat_interleave(torch.arange(len(lists), device=self.device), sizes)  # [N]
         item, factors = torch.cat([i for i, _ in lists]), torch.cat([f for _, f in lists])  # [N], [N, n_factors]
-        while sum(len(items) for items, _ in kept.values()) > COUNTED_CACHE:
-            kept.pop(next(iter(kept)))
+        total = sum(len(items) for items, _ in kept.values())
+        while total > COUNTED_CACHE:  # oldest periods first
+            total -= len(kept.pop(next(iter(kept)))[0])
         return position, item, factors
 
     @cached_property

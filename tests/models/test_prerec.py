@@ -499,18 +499,9 @@ def test_candidate_logits_equal_each_periods_item_side_built_whole(tiny_sources,
     torch.testing.assert_close(got, torch.stack(expected), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("changes", [{}, {"last_item_skip": True, "text_channel": "last", "repeat_term": True,
-                                          "shared_item_offsets": True}])
-def test_the_sampled_likelihood_equals_each_targets_item_side_built_whole(tiny_sources, encode_hash, changes):
-    """The training step's log-likelihood (f_pop once per distinct factor row, periods batched by their number of
-    targets, the observed item's logit at target positions only) equals the sampled softmax written per target, with
-    V_c(t) and the bias built whole for the target's period (to 1e-5)."""
-    model = PreRecModel(replace(CONFIG, **changes), len(tiny_sources.domains), tiny_sources.n_fit_users,
-                        encode_hash(tiny_sources)).eval()
-    batch = make_batch(tiny_sources, negatives=5, domain=1, rows=6)
-    trace = poutine.trace(model).get_trace(batch)
-    latent = {site: trace.nodes[site]["value"] if site in trace.nodes else None for site in LATENT_SITES}
-    got = trace.nodes[R]["fn"].log_prob(batch.targets)[batch.target_mask].sum()
+def _per_target_log_likelihood(model, batch, latent):
+    """The sampled softmax's log-likelihood written per target, with V_c(t) and the bias built whole for the
+    target's period (the reference for the training step's bucketed products)."""
     user = model.user_state(batch, latent)  # [R, L, B (+ T)]
     rows = batch.candidate_rows
     expected = []
@@ -527,5 +518,49 @@ def test_the_sampled_likelihood_equals_each_targets_item_side_built_whole(tiny_s
             positive = positive + model.w_r * torch.isin(target, batch.items[r, :p]).float()[0]
         scores = scores.masked_fill(batch.negatives == batch.targets[r, p], float("-inf"))
         expected.append(positive - torch.logsumexp(torch.cat([positive.reshape(1), scores]), dim=0))
+    return torch.stack(expected).sum()
+
+
+def _sampled_log_likelihood(tiny_sources, encode_hash, changes):
+    """A model, its training step's log-likelihood on a sampled batch, and the per-target reference of it."""
+    model = PreRecModel(replace(CONFIG, **changes), len(tiny_sources.domains), tiny_sources.n_fit_users,
+                        encode_hash(tiny_sources)).eval()
+    batch = make_batch(tiny_sources, negatives=5, domain=1, rows=6)
+    trace = poutine.trace(model).get_trace(batch)
+    latent = {site: trace.nodes[site]["value"] if site in trace.nodes else None for site in LATENT_SITES}
+    got = trace.nodes[R]["fn"].log_prob(batch.targets)[batch.target_mask].sum()
     assert len(set(batch.period_index[batch.target_mask].tolist())) > 1, "targets must fall in several periods"
-    torch.testing.assert_close(got, torch.stack(expected).sum(), rtol=1e-5, atol=1e-5)
+    counted = batch.factors_candidates.ne(0).any(-1).sum(-1)  # [P]
+    assert ((counted > 0) & (counted < len(batch.negatives))).any(), "a period must count some candidates only"
+    return model, got, _per_target_log_likelihood(model, batch, latent)
+
+
+SAMPLED_CHANGES = [{}, {"last_item_skip": True, "text_channel": "last", "repeat_term": True,
+                        "shared_item_offsets": True}]
+
+
+@pytest.mark.parametrize("changes", SAMPLED_CHANGES)
+def test_the_sampled_likelihood_equals_each_targets_item_side_built_whole(tiny_sources, encode_hash, changes):
+    """The training step's log-likelihood (f_pop once per distinct factor row, periods batched by their number of
+    targets, the observed item's logit at target positions only) equals the sampled softmax written per target, with
+    V_c(t) and the bias built whole for the target's period (to 1e-5)."""
+    _, got, expected = _sampled_log_likelihood(tiny_sources, encode_hash, changes)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("changes", SAMPLED_CHANGES)
+def test_the_sampled_likelihoods_gradients_equal_each_targets_item_side_built_whole(tiny_sources, encode_hash,
+                                                                                     changes):
+    """The gradients of the training step's log-likelihood (the bucketed, counted-only popularity products,
+    models/candidates.py ``BucketProducts``) with respect to every network parameter are those of the same
+    likelihood written per target with V_c(t) and the bias built whole (to 1e-5 of the largest gradient entry)."""
+    model, got, expected = _sampled_log_likelihood(tiny_sources, encode_hash, changes)
+    names, parameters = zip(*model.named_parameters())
+    got_grads = torch.autograd.grad(got, parameters, allow_unused=True, retain_graph=True)
+    expected_grads = torch.autograd.grad(expected, parameters, allow_unused=True)
+    scale = max(float(grad.abs().max()) for grad in expected_grads if grad is not None)  # W_d's terms cancel: 0
+    for name, mine, theirs in zip(names, got_grads, expected_grads):
+        assert (mine is None) == (theirs is None), name
+        if mine is not None:
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5 * scale, msg=lambda m: name + m)
+    assert got_grads[names.index("f_pop.mlp.0.weight")].abs().sum() > 0
