@@ -150,6 +150,11 @@ class HistoryWeightedSequence:
     def model(self) -> PreRecModel:
         return self.scorer.model
 
+    @property
+    def fixed_item_side(self):
+        """The wrapped scorer's ``fixed_item_side`` (None without one): both models share its item side."""
+        return getattr(self.scorer, "fixed_item_side", None)
+
     @torch.no_grad()
     def targets_and_weights(self, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
         """The averaged scores at the batch's targets [A, J] and the sequence model's posterior weight w_1(t) there

@@ -89,6 +89,11 @@ class InterventionScorer(ModelScorer):
         with eval_mode(self.model):
             return self.model.target_logits_and_sequence_term(batch, latent)
 
+    def fixed_item_side(self):
+        """A block over which the catalogue's item side is built once (``PreRecModel.fixed_item_side``): the
+        interventions and ``item_offsets`` are the same for every batch."""
+        return self.model.fixed_item_side()
+
     def _interventions(self, batch: PreRecBatch) -> dict[str, Tensor]:
         return {**zero_interventions(self.model, batch), **self.item_offsets}
 

@@ -88,6 +88,11 @@ class MapScorer(ModelScorer):
         with eval_mode(self.model):
             return self._logits(batch, latent_values, at_targets)  # [R, L, J] or [A, J]
 
+    def fixed_item_side(self):
+        """A block over which the catalogue's item side is built once (``PreRecModel.fixed_item_side``): the
+        guide's point estimates do not change while one evaluation ranks its batches."""
+        return self.model.fixed_item_side()
+
     @torch.no_grad()
     def score_targets_by_sequence(self, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
         """``score_targets`` and the sequence model's term of it, in one pass ([A, J] each;
@@ -133,6 +138,7 @@ class PosteriorScorer(MapScorer):
         self.n_samples, self.seed = n_samples, seed
 
     score_targets_by_sequence = None  # the draws are averaged after the softmax: the logits have no linear split
+    fixed_item_side = None  # each batch draws its own latents: no item side outlives a batch
 
     @torch.no_grad()
     def scores(self, batch: PreRecBatch, at_targets: bool) -> Tensor:

@@ -14,6 +14,7 @@ T = text dimension, F = popularity factors.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from itertools import accumulate
 
 import numpy as np
@@ -25,6 +26,31 @@ from prerec_pyro.data.batches import PreRecBatch, distinct_rows
 
 class CandidateScores:
     """The candidate-scoring algebra of ``PreRecModel`` (module docstring)."""
+
+    _item_side_memo: dict | None = None  # a catalogue's f_e(X) and item side, inside ``fixed_item_side`` only
+
+    @contextmanager
+    def fixed_item_side(self):
+        """A block in which a whole catalogue's m = f_e(X) and its item side as if uncounted are built once per
+        domain and catalogue, then reused by every batch without gradients. Only for a scorer whose item latents
+        (D, eps_v, eps_v_shared, eps_z) and networks stay fixed through the block: MAP or Eq. 8 over one
+        evaluation's batches, never a scorer that draws latents per batch (docs/DESIGN.md, "Scoring only what is
+        ranked"). Pointing the model at another catalogue empties it."""
+        outer = self._item_side_memo
+        self._item_side_memo = {} if outer is None else outer
+        try:
+            yield self
+        finally:
+            self._item_side_memo = outer
+
+    def _memoised(self, key: tuple, build):
+        """``build()``, kept under ``key`` inside ``fixed_item_side`` when no gradient is taken."""
+        memo = self._item_side_memo
+        if memo is None or torch.is_grad_enabled():
+            return build()
+        if key not in memo:
+            memo[key] = build()
+        return memo[key]
 
     def _candidate_logits(self, users: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None,
                           sequence: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -41,7 +67,8 @@ class CandidateScores:
         term = None
         assert sequence is None or (batch.negatives is None and not torch.is_grad_enabled())
         if batch.negatives is None:  # a whole catalogue: its item side as if uncounted, then the counted pairs
-            items = self._catalogue_side(rows, batch, latent, catalogue)  # [C, B (+ T) + 1]
+            key = ("item side", batch.domain, batch.item_offset, len(rows))
+            items = self._memoised(key, lambda: self._catalogue_side(rows, batch, latent, catalogue))  # [C, W + 1]
             if torch.is_grad_enabled():
                 groups = torch.split(users, sizes)  # a view per period: only this path takes them
                 out = torch.cat([groups[p] @ items_t.T for p, items_t in self._period_items(items, batch, sizes)])

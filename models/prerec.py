@@ -156,6 +156,8 @@ class PreRecModel(CandidateScores, nn.Module):
             raise ValueError(f"item_key must hold one non-negative id index per item row ({n_items}), "
                              f"got shape {tuple(key.shape)}")
         self.n_domains, self.n_users, self.n_items = n_domains, n_users, n_items
+        if self._item_side_memo is not None:  # a catalogue's kept item side is another catalogue's no more
+            self._item_side_memo.clear()
         self.n_item_keys = int(key.max()) + 1 if n_items else 0
         self.item_text = item_text.float().to(self.item_text.device)
         self.item_key = key.to(self.item_text.device)
@@ -247,7 +249,8 @@ class PreRecModel(CandidateScores, nn.Module):
         m_j are then rows of it (f_e works row by row), so the text head runs once per item, not per slot. [J_k, B]"""
         if batch.negatives is not None:
             return None
-        return self.f_e(self.item_text[batch.item_offset: batch.item_offset + batch.n_domain_items])
+        start, end = batch.item_offset, batch.item_offset + batch.n_domain_items
+        return self._memoised(("m", start, end), lambda: self.f_e(self.item_text[start:end]))  # [J_k, B]
 
     def history_text(self, batch: PreRecBatch, catalogue: Tensor | None = None) -> Tensor:
         """m = f_e(X) of each window's history items (rows of ``catalogue`` when given). [R, L-1, B]"""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -178,13 +179,14 @@ def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: 
     history rule of ``config.history_items`` (one scoring pass); ``ranks`` are under the first."""
     dom = data.domains[domain]
     ranks, users, items = {rule: [] for rule in config.history_items}, [], []
-    for windows, batch in eval_batches(data, domain, config):
-        keep = batch.target_mask.cpu().numpy()  # [R, L']
-        seen = seen_mask(dom, windows, keep, config.device) if "exclude" in config.history_items else None
-        for rule, values in batch_ranks(scorer, batch, keep, dom.n_items, seen, config.history_items).items():
-            ranks[rule].append(values.cpu().numpy())
-        users.append(np.broadcast_to(windows.user[:, None], keep.shape)[keep])
-        items.append(windows.items[:, : keep.shape[1]][keep])
+    with fixed_item_side(scorer):
+        for windows, batch in eval_batches(data, domain, config):
+            keep = batch.target_mask.cpu().numpy()  # [R, L']
+            seen = seen_mask(dom, windows, keep, config.device) if "exclude" in config.history_items else None
+            for rule, values in batch_ranks(scorer, batch, keep, dom.n_items, seen, config.history_items).items():
+                ranks[rule].append(values.cpu().numpy())
+            users.append(np.broadcast_to(windows.user[:, None], keep.shape)[keep])
+            items.append(windows.items[:, : keep.shape[1]][keep])
     ranks = {rule: np.concatenate(values) if values else np.zeros(0) for rule, values in ranks.items()}
     users = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
     items = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
@@ -194,6 +196,13 @@ def evaluate_domain(scorer: Scorer, data: MultiDomainData, domain: int, config: 
         unseen = unseen_flags(data, domain, items, users, source_items, source_users)
     new_item = None if source_items is None else new_item_flags(data, domain, items, source_items)
     return SampleRanks(dom.name, dom.n_items, ranks[config.history_items[0]], users, unseen, new_item, ranks)
+
+
+def fixed_item_side(scorer: Scorer) -> AbstractContextManager:
+    """The scorer's ``fixed_item_side()`` block when it has one (a scorer whose catalogue side is the same for every
+    batch of an evaluation builds it once inside), else a block that does nothing."""
+    block = getattr(scorer, "fixed_item_side", None)
+    return nullcontext() if block is None else block()
 
 
 def seen_mask(dom: DomainData, windows: Windows, keep: np.ndarray, device: str) -> Tensor:

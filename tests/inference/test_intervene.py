@@ -3,6 +3,7 @@
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from pyro import poutine
@@ -90,3 +91,26 @@ def test_eq8_scores_by_hand_whatever_the_prior_units(zero_shot_model, target, en
     per_obs.load_state_dict(model.state_dict())
     per_obs.set_observation_count(5000)
     torch.testing.assert_close(InterventionScorer(per_obs)(batch), scores)
+
+
+def test_evaluation_builds_the_item_side_once_for_fixed_latents_only(zero_shot_model, target, monkeypatch):
+    """``evaluate_domain`` scores Eq. 8 and Eq. 8 weighed by the history inside the model's ``fixed_item_side``
+    (the same ranks as batch by batch outside it), and the back-door scorer, which draws D per batch, outside."""
+    from prerec_pyro.evaluate import EvalConfig, batch_ranks, eval_batches, evaluate_domain
+    from prerec_pyro.inference.evidence import HistoryWeightedSequence
+
+    config = EvalConfig(k_percent=5.0, score_budget=2_000)
+    assert len(list(eval_batches(target, 0, config))) > 1, "the test needs an evaluation of several batches"
+    eq8 = InterventionScorer(zero_shot_model)
+    for scorer in (eq8, HistoryWeightedSequence(eq8)):
+        expected = np.concatenate([batch_ranks(scorer, batch, batch.target_mask.numpy(), target.domains[0].n_items)
+                                   ["keep"].numpy() for _, batch in eval_batches(target, 0, config)])
+        np.testing.assert_array_equal(evaluate_domain(scorer, target, 0, config).ranks, expected)
+    inside = []
+    monkeypatch.setattr(type(zero_shot_model), "catalogue_text", lambda self, batch: inside.append(
+        self._item_side_memo is not None) or None)  # None: f_e runs on the rows it needs, as with sampled negatives
+    evaluate_domain(eq8, target, 0, config)
+    assert inside and all(inside)
+    inside.clear()
+    evaluate_domain(BackdoorScorer(zero_shot_model, n_samples=2), target, 0, config)
+    assert inside and not any(inside)

@@ -564,3 +564,40 @@ def test_the_sampled_likelihoods_gradients_equal_each_targets_item_side_built_wh
         if mine is not None:
             torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5 * scale, msg=lambda m: name + m)
     assert got_grads[names.index("f_pop.mlp.0.weight")].abs().sum() > 0
+
+
+class _CountCalls(torch.nn.Module):
+    """A module that counts its calls and passes them on."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, rows):
+        self.calls += 1
+        return self.inner(rows)
+
+
+@pytest.mark.parametrize("changes", SCORING_CHANGES)
+def test_a_fixed_item_side_is_built_once_and_scores_as_before(tiny_sources, encode_hash, changes):
+    """Inside ``fixed_item_side`` a catalogue's f_e(X) and item side are built for the first batch and reused by the
+    next (f_e runs once), the scores bitwise those built per batch; gradients, another catalogue and the end of
+    the block each stop the reuse."""
+    model = scoring_model(tiny_sources, encode_hash, changes)
+    batches = [make_batch(tiny_sources, negatives=None, domain=1, rows=rows) for rows in (6, 3)]
+    latent = poutine.trace(model.latents).get_trace(batches[0]).nodes["_RETURN"]["value"]
+    model.f_e = _CountCalls(model.f_e)
+    with torch.no_grad():
+        expected = [model.target_logits(batch, latent) for batch in batches]
+    assert model.f_e.calls == 2
+    with model.fixed_item_side(), torch.no_grad():
+        kept = [model.target_logits(batch, latent) for batch in batches]
+        assert model.f_e.calls == 3 and len(model._item_side_memo) == 2
+        model.set_catalogue(model.n_domains, model.n_users, model.item_text, model.item_key)
+        assert model._item_side_memo == {}
+    assert model._item_side_memo is None
+    for got, want in zip(kept, expected):
+        assert torch.equal(got, want)
+    with model.fixed_item_side():
+        model.target_logits(batches[0], latent)  # with gradients: nothing kept
+        assert model._item_side_memo == {} and model.f_e.calls == 4
