@@ -49,8 +49,9 @@ def _data_flags(group) -> None:
     group.add_argument("--data-dir", default=None, help="data root (default: $PREREC_DATA_DIR); unused by synthetic")
     group.add_argument("--text-model", default=None, help="sentence-transformers name or path (default: benchmark's)")
     group.add_argument("--text-centering", default="none", choices=TEXT_CENTERINGS,
-                       help="domain: subtract each domain's mean text vector from its items' (every catalogue the run "
-                            "and its baselines see, the rules' included; docs/DESIGN.md, \"Text centred per domain\")")
+                       help="domain: subtract each domain's mean text vector from its items'; whiten: also whiten them "
+                            "by the domain's own covariance (every catalogue the run and its baselines see, the rules' "
+                            "included; docs/DESIGN.md, \"Text centred per domain\")")
     group.add_argument("--cold-items", type=float, default=0.0,
                        help="fraction of the targets' item ids removed from every source (cold-item protocol)")
     group.add_argument("--cold-seed", type=int, default=0, help="seed of the --cold-items draw")

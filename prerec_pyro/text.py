@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 
 from prerec_pyro.io import atomic_write
+from prerec_pyro.text_space import domain_blocks, whiten_by_domain
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ _MINILM_ALIASES = {"all-MiniLM-L6-v2", MINILM_NAME}
 _HASH_BOW_RE = re.compile(r"hash-bow-(\d+)")
 _TOKEN_RE = re.compile(r"\w+")
 CACHE_ENV = "PREREC_CACHE_DIR"
-TEXT_CENTERINGS = ("none", "domain")
+TEXT_CENTERINGS = ("none", "domain", "whiten")
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,10 @@ class TextEncoderConfig:
         device: torch device of the model ("cpu", "cuda", ...).
         normalize: L2-normalise the returned vectors (the cache always holds the raw vectors).
         show_progress: tqdm progress bar while encoding.
-        centering: ``"none"``, or ``"domain"``: each domain's mean text vector is subtracted from its items' vectors
-            when a catalogue is put together (``center_by_domain``; docs/DESIGN.md, "Text centred per domain").
+        centering: ``"none"``; ``"domain"``: each domain's mean text vector is subtracted from its items' vectors
+            when a catalogue is put together (``center_by_domain``; docs/DESIGN.md, "Text centred per domain");
+            ``"whiten"``: each domain's vectors centred and whitened by their own covariance
+            (``prerec_pyro.text_space.whiten_by_domain``).
             ``encode_texts`` itself never centres: a text's vector does not depend on its neighbours.
     """
 
@@ -343,20 +346,19 @@ def catalogue_vectors(texts: Sequence[str], config: TextEncoderConfig, sizes: Se
     """The text vectors of consecutive domains' catalogues (``sizes`` items each, in ``texts``' order), centred per
     domain when ``config.centering`` says so: float32 [J, T]."""
     vectors = torch.as_tensor(encode_texts(texts, config), dtype=torch.float32)  # [J, T]
+    if config.centering == "whiten":
+        return whiten_by_domain(vectors, sizes)
     return center_by_domain(vectors, sizes) if config.centering == "domain" else vectors
 
 
 def centering_label(centering: str) -> str:
     """What a method's name gains when its rows were made on centred text vectors ("" for the plain ones)."""
-    return "" if centering == "none" else f" ({centering}-centred text)"
+    return {"none": "", "domain": " (domain-centred text)", "whiten": " (domain-whitened text)"}[centering]
 
 
 def center_by_domain(vectors: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
     """``vectors`` [J, T] of consecutive domains of ``sizes`` items each (global row order), each domain's block
     minus its own mean vector: [J, T]. The mean is a statistic of the catalogue's texts, not of any interaction, so a
     target's is known at zero-shot (docs/DESIGN.md, "Text centred per domain")."""
-    if sum(sizes) != vectors.shape[0] or any(size < 1 for size in sizes):
-        raise ValueError(f"center_by_domain: domain sizes {list(sizes)} do not split {vectors.shape[0]} text vectors "
-                         "into non-empty blocks")
-    blocks = torch.split(vectors, list(sizes))  # each [J_k, T]
+    blocks = domain_blocks(vectors, sizes, "center_by_domain")  # each [J_k, T]
     return torch.cat([block - block.mean(dim=0, keepdim=True) for block in blocks])  # [J, T]

@@ -14,9 +14,10 @@ LAYERS = [
     ("api", ("prerec_pyro.api", "prerec_pyro.serve", "prerec_pyro")),  # the package root lazily re-exports the API
     ("inference", ("prerec_pyro.inference",)),
     ("models and baselines", ("prerec_pyro.models", "prerec_pyro.baselines", "prerec_pyro.pipeline")),
-    ("foundations", ("prerec_pyro.data", "prerec_pyro.text", "prerec_pyro.popularity", "prerec_pyro.nets",
-                     "prerec_pyro.metrics", "prerec_pyro.evaluate", "prerec_pyro.training", "prerec_pyro.distributed",
-                     "prerec_pyro.calibration", "prerec_pyro.io", "prerec_pyro.cli", "prerec_pyro.progress")),
+    ("foundations", ("prerec_pyro.data", "prerec_pyro.text", "prerec_pyro.text_space", "prerec_pyro.popularity",
+                     "prerec_pyro.nets", "prerec_pyro.metrics", "prerec_pyro.evaluate", "prerec_pyro.training",
+                     "prerec_pyro.distributed", "prerec_pyro.calibration", "prerec_pyro.io", "prerec_pyro.cli",
+                     "prerec_pyro.progress")),
 ]
 FOLDERS = {"prerec_pyro": REPO / "prerec_pyro", "prerec_pyro.models": REPO / "models",
            "prerec_pyro.inference": REPO / "inference"}

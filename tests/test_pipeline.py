@@ -113,16 +113,27 @@ def test_centred_text_is_each_domains_vectors_minus_their_mean(text, plain):
             assert shifted[rows].mean(0).abs().max() < 1e-5
 
 
-def test_a_targets_centred_text_reads_its_catalogue_not_its_log(text):
-    """Zero-shot reads no target interactions: the target's centred vectors are the same with its log emptied to
-    one interaction."""
-    centred = prepare_benchmark("synthetic-small", text=replace(text, centering="domain"))
+@pytest.mark.parametrize("centering", ["domain", "whiten"])
+def test_a_targets_centred_text_reads_its_catalogue_not_its_log(text, centering):
+    """Zero-shot reads no target interactions: the target's centred (or whitened) vectors are the same with its log
+    emptied to one interaction."""
+    centred = prepare_benchmark("synthetic-small", text=replace(text, centering=centering))
     name = centred.benchmark.targets[0]
     before = centred.item_text(centred.target(name))
     domain = centred.domains[name]
     centred.domains[name] = replace(domain, interactions=domain.interactions.iloc[:1])
     centred._targets.clear()
     assert torch.equal(centred.item_text(centred.target(name)), before)
+
+
+def test_whitened_text_is_each_domains_vectors_whitened_alone(text, plain):
+    from prerec_pyro.text_space import whiten_block
+
+    whitened = prepare_benchmark("synthetic-small", text=replace(text, centering="whiten"))
+    raw, out = plain.item_text(plain.sources), whitened.item_text(whitened.sources)  # [J, T]
+    for k, domain in enumerate(plain.sources.domains):
+        rows = slice(int(plain.sources.item_offsets[k]), int(plain.sources.item_offsets[k]) + domain.n_items)
+        assert torch.equal(out[rows], whiten_block(raw[rows]))
 
 
 def test_text_geometry_is_the_catalogues_mean_pairwise_cosine(text):
