@@ -86,7 +86,7 @@ def test_a_run_on_centred_text_keeps_its_centring_and_refuses_plain_text(tmp_pat
     del payload["text_centering"]  # a run written before the option: plain text
     assert RunConfig.from_json(payload).text_centering == "none"
     with pytest.raises(ValueError, match="text_centering must be one of"):
-        replace(run.config, text_centering="whiten")
+        replace(run.config, text_centering="sphere")
 
 
 def test_a_baseline_resumes_only_its_own_interrupted_training(tmp_path):
