@@ -46,6 +46,7 @@ class PreRecConfig:
     text_channel: str = "off"  # "last": U·V += τ·cos(X_last, X_j); "last+mean" (see the module docstring)
     text_temperature: float = 5.0  # every τ's initial value (learned)
     repeat_term: bool = False  # logits += w_r·1[item earlier in the history] (see the module docstring)
+    text_dropout: float = 0.0  # dropout on the text vectors X before f_e while training (0: none)
 
     def __post_init__(self):
         if self.sequence_model not in SEQUENCE_MODELS:
@@ -63,6 +64,8 @@ class PreRecConfig:
             raise ValueError(f"text_channel must be one of {TEXT_CHANNELS}, got {self.text_channel!r}")
         if not self.text_temperature > 0:
             raise ValueError(f"text_temperature must be > 0, got {self.text_temperature}")
+        if not 0.0 <= self.text_dropout < 1.0:
+            raise ValueError(f"text_dropout must be in [0, 1), got {self.text_dropout}")
         if self.hidden_dim % self.n_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by n_heads {self.n_heads}")
 

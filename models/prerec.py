@@ -121,7 +121,7 @@ class PreRecModel(CandidateScores, nn.Module):
         self.register_buffer("item_text_unit", torch.zeros(0), persistent=False)  # [J, T]: X̂ (text channel only)
         self.set_catalogue(n_domains, n_users, item_text, item_key)
         self.register_buffer("n_obs", torch.ones(()))  # N_obs behind per-observation priors (set by the trainer)
-        self.f_e = TextHead(item_text.shape[1], hidden)
+        self.f_e = TextHead(item_text.shape[1], hidden, config.text_dropout)
         if config.sequence_model == "transformer":
             self.f_seq = CausalTransformer(hidden, config.n_layers, config.n_heads, config.max_len, config.dropout,
                                            getattr(torch, config.transformer_dtype))

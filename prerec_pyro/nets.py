@@ -15,14 +15,17 @@ from torch import Tensor, nn
 
 
 class TextHead(nn.Module):
-    """f_e: a trainable linear head over frozen sentence vectors."""
+    """f_e: a trainable linear head over frozen sentence vectors. ``dropout`` > 0 drops text dimensions while
+    training (UniSRec's dropout on the text vectors before its adaptor, Hou et al. 2022); 0 calls no dropout at
+    all, so that training draws the same random numbers as without the option."""
 
-    def __init__(self, text_dim: int, hidden_dim: int):
+    def __init__(self, text_dim: int, hidden_dim: int, dropout: float = 0.0):
         super().__init__()
         self.linear = nn.Linear(text_dim, hidden_dim)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, text: Tensor) -> Tensor:
-        return self.linear(text)  # [..., T] -> [..., B]
+        return self.linear(self.dropout(text))  # [..., T] -> [..., B]
 
 
 class PopularityNet(nn.Module):

@@ -138,6 +138,8 @@ def _model_flags(group) -> None:
     group.add_argument("--repeat-term", action=argparse.BooleanOptionalAction, default=RECOMMENDED["repeat_term"],
                        help="a learned weight w_r on the logit of items already in the history (how often people take "
                             "an item again)")
+    group.add_argument("--text-dropout", type=float, default=0.0,
+                       help="dropout on the text vectors before the text head f_e while training (0: none)")
     group.add_argument("--text-temperature", type=float, default=5.0,
                        help="initial value of the learned temperatures τ of --text-channel")
     group.add_argument("--prior-units", default=RECOMMENDED["prior_units"], choices=PRIOR_UNITS,
@@ -186,6 +188,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if (args.select_by == "held_out") != bool(args.held_out):
         parser.error(f"--select-by held_out and --held-out SOURCE ... go together; got --select-by {args.select_by}"
                      f" and --held-out {args.held_out}")
+    if not 0.0 <= args.text_dropout < 1.0:
+        parser.error(f"--text-dropout must be in [0, 1), got {args.text_dropout}")
     if args.cosine_epochs is not None and args.cosine_epochs < 0:
         parser.error(f"--cosine-epochs must be >= 0 (0: off), got {args.cosine_epochs}")
 
@@ -197,7 +201,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
              "parametrisation": args.parametrisation, "shared_item_offsets": args.shared_item_offsets,
              "lambda_v_shared": args.lambda_v_shared, "last_item_skip": args.last_item_skip,
              "text_channel": args.text_channel, "repeat_term": args.repeat_term,
-             "text_temperature": args.text_temperature}
+             "text_temperature": args.text_temperature, "text_dropout": args.text_dropout}
     model.update({k: v for k, v in (("hidden_dim", args.hidden_dim), ("n_heads", args.heads)) if v is not None})
     train = {"likelihood": args.likelihood, "n_negatives": args.negatives, "max_steps_per_epoch":
              args.max_steps_per_epoch, "min_steps_per_epoch": args.min_steps_per_epoch, "seed": args.seed,

@@ -137,6 +137,8 @@ def test_config_validation():
         PreRecConfig(sequence_model="lstm")
     with pytest.raises(ValueError, match="transformer_dtype"):
         PreRecConfig(transformer_dtype="float16")
+    with pytest.raises(ValueError, match="text_dropout must be in"):
+        PreRecConfig(text_dropout=1.0)
 
 
 def test_bfloat16_transformer_stays_close_to_float32(model, tiny_sources, encode_hash):
