@@ -47,13 +47,14 @@ def whiten_block(block: Tensor) -> Tensor:
     """One domain's vectors [J_k, T] minus their mean, times sqrt(μ)·Σ^(-1/2) (Σ: ``shrunk_covariance``, μ: its mean
     eigenvalue), in float64: the block's covariance becomes about μ·I, its mean squared norm that of the centred
     block (the encoder's scale, which f_e and the text channel's temperature were set for). [J_k, T]"""
-    centred = block.double() - block.double().mean(dim=0, keepdim=True)  # [J_k, T]
+    values = block.double()  # [J_k, T]
+    centred = values - values.mean(dim=0, keepdim=True)  # [J_k, T]
     covariance = shrunk_covariance(centred)  # [T, T]
     mu = covariance.trace() / covariance.shape[0]
     if mu <= 0:  # one item, or identical texts: nothing to whiten
         return centred.to(block.dtype)
-    values, vectors = torch.linalg.eigh(covariance)  # [T], [T, T]
-    inverse_root = vectors @ torch.diag((mu / values.clamp(min=mu * 1e-12)).sqrt()) @ vectors.T  # [T, T]
+    eigenvalues, vectors = torch.linalg.eigh(covariance)  # [T], [T, T]
+    inverse_root = vectors @ torch.diag((mu / eigenvalues.clamp(min=mu * 1e-12)).sqrt()) @ vectors.T  # [T, T]
     return (centred @ inverse_root).to(block.dtype)  # [J_k, T]
 
 
