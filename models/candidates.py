@@ -23,6 +23,10 @@ from torch import Tensor
 
 from prerec_pyro.data.batches import PreRecBatch, distinct_rows
 
+# The largest cosine table of a catalogue's text kept through an evaluation (``_cosine_rows``): 2^26 float32
+# entries, 256 MiB, a catalogue of 8,192 items; larger ones compute each batch's distinct rows again.
+COSINE_TABLE_ENTRIES = 2**26
+
 
 class CandidateScores:
     """The candidate-scoring algebra of ``PreRecModel`` (module docstring)."""
@@ -158,18 +162,67 @@ class CandidateScores:
                           sequence: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Scores of a whole catalogue without gradients (evaluation, recommendation) for the targets' user sides
         ``users`` [A, B (+ T) + 1]: one product of every target with the items as if uncounted (``items``, F = 0:
-        ``_catalogue_side``), then each period's counted items corrected in place at width B + 1 (the columns Z
-        touches, never the text channel's; ``_add_counted``). With the targets' f_seq outputs ``sequence`` [A, B],
+        ``_catalogue_side``; the "last" text channel's columns from its cosine rows, ``_text_channel_scores``), then
+        each period's counted items corrected in place at width B + 1 (the columns Z touches, never the text
+        channel's; ``_add_counted``). With the targets' f_seq outputs ``sequence`` [A, B],
         also their term n·V_c(t), at width B. ([A, C], [A, C] or None)"""
-        width = self.config.hidden_dim
-        out = users @ items.T  # [A, C]
+        width, learned = self.config.hidden_dim, self._learned_side(users)  # [A, B + 1]
+        if self.config.text_channel == "last":  # the text columns from cosine rows (``_text_channel_scores``)
+            out = self._text_channel_scores(users[:, width:-1], batch, items[:, width:-1])  # [A, C]
+            out.addmm_(learned, self._learned_side(items).T)  # [A, C]
+        else:
+            out = users @ items.T  # [A, C]
         term = None if sequence is None else sequence @ items[:, :width].T  # [A, C]
         if self.config.use_popularity:
             sides, counted = self._counted_sides(batch, len(sizes))
-            self._add_counted(out, self._learned_side(users), sides, counted, sizes)
+            self._add_counted(out, learned, sides, counted, sizes)
             if term is not None:
                 self._add_counted(term, sequence, sides[:, :width], counted, sizes)
         return out, term
+
+    def _text_channel_scores(self, users: Tensor, batch: PreRecBatch, text: Tensor) -> Tensor:
+        """The text channel's scores users·X̂_c [A, C], for the "last" channel's user side ``users`` [A, T] =
+        τ·X̂_last (0 at a window's first position) against the catalogue's X̂ ``text`` [C, T]: τ·cos(X_last, X_c),
+        rows of the catalogue's cosine table gathered, one computed per distinct last item instead of an
+        [A, T] @ [T, C] product (targets repeat their last items: in a validation, a dozen times each). Inside
+        ``fixed_item_side`` the table is kept for the block while it fits ``COSINE_TABLE_ENTRIES`` (docs/DESIGN.md,
+        "Scoring only what is ranked"). The same scores up to float rounding. [A, C]"""
+        order, _ = batch.target_layout()
+        last, has_last = self.last_items(batch, order)  # [A], [A]
+        local = last - batch.item_offset  # [A]: the last item's catalogue row
+        inside = has_last & (local >= 0) & (local < len(text))  # [A]
+        source, index = self._scaled_cosines(batch, torch.where(inside, local, 0), text)  # [N, C], [A]
+        out = source.index_select(0, index)  # [A, C]
+        others = (~inside).nonzero().squeeze(1)  # [A']: no last item, or one from no row of this catalogue
+        if len(others):
+            out.index_copy_(0, others, users.index_select(0, others) @ text.T)  # [A', C]
+        return out
+
+    def _scaled_cosines(self, batch: PreRecBatch, rows: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
+        """τ·cos(X_r, X_c) = τ·X̂_r·X̂_c of the catalogue rows ``rows`` [A] against every item of the catalogue
+        ``text`` [C, T], as a table and the index of each row in it: each distinct row's product once per batch; inside
+        ``fixed_item_side`` (no gradients, C² <= ``COSINE_TABLE_ENTRIES``) once for the block, in a [C, C] table
+        filled as rows are asked for (τ and X̂ are fixed there). ([N, C], [A])"""
+        tau, memo, size = self.log_tau.exp()[0], self._item_side_memo, len(text)
+        if memo is None or torch.is_grad_enabled() or size * size > COSINE_TABLE_ENTRIES:
+            distinct, inverse = torch.unique(rows, return_inverse=True)  # [U], [A]
+            return (text.index_select(0, distinct) @ text.T).mul_(tau), inverse  # [U, C], [A]
+        key = ("cosine table", batch.domain, batch.item_offset, size)
+        if key not in memo:
+            memo[key] = (text.new_empty(size, size), torch.zeros(size, dtype=torch.bool, device=text.device))
+        table, filled = memo[key]  # [C, C], [C]
+        missing = torch.unique(rows[~filled[rows]])  # [U']
+        if len(missing):
+            table[missing] = (text.index_select(0, missing) @ text.T).mul_(tau)  # [U', C]
+            filled[missing] = True
+        return table, rows  # [C, C], [A]
+
+    def last_items(self, batch: PreRecBatch, order: Tensor) -> tuple[Tensor, Tensor]:
+        """The history item before each flat position ``order`` [A] of [R, L] (its global item row; the window's
+        first item at position 0), and whether there is one (position > 0). ([A], [A])"""
+        length = batch.items.shape[1]
+        row, position = order // length, order % length  # [A], [A]
+        return batch.items[row, (position - 1).clamp(min=0)], position > 0  # [A], [A]
 
     def _catalogue_side(self, rows: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None) -> Tensor:
         """[V_c, bias_c] of a whole catalogue as if uncounted (F = 0: f_pop(0) + eps_z), written into one

@@ -294,7 +294,7 @@ class PreRecModel(CandidateScores, nn.Module):
         if self.config.text_channel == "off":
             return state
         if self.config.text_channel == "last":  # τ_1·X̂_last, gathered at the targets
-            seen = self.normalised_text(batch.items[row, last])  # [A, T]
+            seen = self.normalised_text(self.last_items(batch, order)[0])  # [A, T]: what ``_text_channel_scores`` reads
             text = self.log_tau.exp()[0] * torch.where(has_last, seen, seen.new_zeros(()))  # [A, T]
         else:
             text = self.text_state(batch).reshape(-1, self.item_text.shape[1])[order]  # [A, T]

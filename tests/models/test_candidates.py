@@ -1,9 +1,16 @@
-"""The candidate-scoring algebra (models/candidates.py): the bucketed popularity products and their gradients
-(the training step's likelihood and its gradients against a per-target reference: tests/models/test_prerec.py)."""
+"""The candidate-scoring algebra (models/candidates.py): the bucketed popularity products and their gradients, the
+text channel's scores from cosine rows (the training step's likelihood and its gradients against a per-target
+reference: tests/models/test_prerec.py)."""
 
+from dataclasses import replace
+
+import pytest
 import torch
 
+from prerec_pyro.models import candidates
 from prerec_pyro.models.candidates import BucketProducts
+from prerec_pyro.models.prerec import EPS_U, D, PreRecModel
+from tests.models.test_prerec import CONFIG, make_batch
 
 
 def _reference_products(users, side, rows, columns, shapes, n_candidates):
@@ -36,3 +43,40 @@ def test_bucket_products_and_their_gradients_equal_autograds():
     torch.testing.assert_close(got, _reference_products(users, side, rows, columns, shapes, n_candidates))
     assert torch.autograd.gradcheck(lambda u, s: BucketProducts.apply(u, s, rows, columns, shapes, n_candidates),
                                     (users, side))
+
+
+@pytest.mark.parametrize("table_fits", [True, False])
+def test_the_text_channel_from_cosine_rows_is_the_full_product(tiny_sources, encode_hash, monkeypatch, table_fits):
+    """The "last" channel's scores τ·X̂_last·X̂_c from rows of the cosine table equal the [A, T] @ [T, C] product of
+    the user side it builds, per batch and inside ``fixed_item_side`` (the table kept and filled over two batches,
+    or, when it does not fit, rows per batch and no table), for targets without a last item (position 0) and with
+    one from no row of the catalogue."""
+    if not table_fits:
+        monkeypatch.setattr(candidates, "COSINE_TABLE_ENTRIES", 1)
+    model = PreRecModel(replace(CONFIG, text_channel="last"), len(tiny_sources.domains), tiny_sources.n_fit_users,
+                        encode_hash(tiny_sources)).eval()
+    with torch.no_grad():
+        model.log_tau.fill_(1.7)
+    batches = [make_batch(tiny_sources, negatives=None, domain=1, rows=rows) for rows in (6, 3)]
+    strange = batches[1].items.clone()
+    strange[0, :3] = 0  # another domain's item (domain 1's rows start after domain 0's)
+    batches[1] = replace(batches[1], items=strange)
+    assert batches[1].item_offset > 0
+    width, catalogue = CONFIG.hidden_dim, model.item_text_unit[batches[0].item_offset:][:batches[0].n_domain_items]
+    last, has_last = model.last_items(batches[1], batches[1].target_layout()[0])  # [A], [A]
+    assert bool((~has_last).any()) and bool((has_last & (last < batches[1].item_offset)).any())
+
+    def scores(batch):  # [A, C] both ways, from the user side that user_state_at builds
+        order, _ = batch.target_layout()
+        silent = torch.zeros(*batch.items.shape, width)  # [R, L, B]: f_seq's output, not read by the text side
+        users = model.user_state_at(batch, {EPS_U: None, D: None}, order, sequence=silent)[:, width:]  # [A, T]
+        return model._text_channel_scores(users, batch, catalogue), users @ catalogue.T
+
+    with torch.no_grad():
+        for batch in batches:  # per batch
+            torch.testing.assert_close(*scores(batch), rtol=1e-5, atol=1e-6)
+        with model.fixed_item_side():
+            for batch in batches:
+                torch.testing.assert_close(*scores(batch), rtol=1e-5, atol=1e-6)
+            kept = [key for key in model._item_side_memo if key[0] == "cosine table"]
+            assert len(kept) == (1 if table_fits else 0)
