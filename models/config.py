@@ -10,6 +10,7 @@ PRIOR_UNITS = ("total", "per_observation", "offsets_per_observation")
 PARAMETRISATIONS = ("auto", "centred", "noncentred")
 TRANSFORMER_DTYPES = ("float32", "bfloat16")
 TEXT_CHANNELS = ("off", "last", "last+mean")
+TEXT_HEADS = ("linear", "residual")
 # The default configuration (PreRecConfig.recommended, map_pretrain.py): each part justified by the model and measured
 # on the sources' validation users scored by Eq. 8 and across platforms (docs/DESIGN.md).
 RECOMMENDED = {"prior_units": "per_observation", "shared_item_offsets": True, "last_item_skip": True,
@@ -47,6 +48,7 @@ class PreRecConfig:
     text_temperature: float = 5.0  # every τ's initial value (learned)
     repeat_term: bool = False  # logits += w_r·1[item earlier in the history] (see the module docstring)
     text_dropout: float = 0.0  # dropout on the text vectors X before f_e while training (0: none)
+    text_head: str = "linear"  # f_e: "linear" W·X + b; "residual": a fixed scaled projection of X plus W·X + b from 0
 
     def __post_init__(self):
         if self.sequence_model not in SEQUENCE_MODELS:
@@ -66,6 +68,8 @@ class PreRecConfig:
             raise ValueError(f"text_temperature must be > 0, got {self.text_temperature}")
         if not 0.0 <= self.text_dropout < 1.0:
             raise ValueError(f"text_dropout must be in [0, 1), got {self.text_dropout}")
+        if self.text_head not in TEXT_HEADS:
+            raise ValueError(f"text_head must be one of {TEXT_HEADS}, got {self.text_head!r}")
         if self.hidden_dim % self.n_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by n_heads {self.n_heads}")
 

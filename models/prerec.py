@@ -92,13 +92,14 @@ from .config import (
     RECOMMENDED_POPULARITY_MODE,
     SEQUENCE_MODELS,
     TEXT_CHANNELS,
+    TEXT_HEADS,
     TRANSFORMER_DTYPES,
     PreRecConfig,
 )
 
 __all__ = ["D", "EPS_U", "EPS_V", "EPS_V_SHARED", "EPS_Z", "LATENT_SITES", "PARAMETRISATIONS", "PRIOR_UNITS", "R",
            "RECOMMENDED", "RECOMMENDED_POPULARITY_MODE", "REPEAT_UNIT", "SEQUENCE_MODELS", "TEXT_CHANNELS",
-           "TRANSFORMER_DTYPES", "PreRecConfig", "PreRecModel"]
+           "TEXT_HEADS", "TRANSFORMER_DTYPES", "PreRecConfig", "PreRecModel"]
 
 D, EPS_V, EPS_Z, EPS_U, R = "D", "eps_v", "eps_z", "eps_u", "R"
 EPS_V_SHARED = "eps_v_shared"  # the cross-domain part of an item's offset (shared_item_offsets)
@@ -121,7 +122,7 @@ class PreRecModel(CandidateScores, nn.Module):
         self.register_buffer("item_text_unit", torch.zeros(0), persistent=False)  # [J, T]: X̂ (text channel only)
         self.set_catalogue(n_domains, n_users, item_text, item_key)
         self.register_buffer("n_obs", torch.ones(()))  # N_obs behind per-observation priors (set by the trainer)
-        self.f_e = TextHead(item_text.shape[1], hidden, config.text_dropout)
+        self.f_e = TextHead(item_text.shape[1], hidden, config.text_dropout, config.text_head == "residual")
         if config.sequence_model == "transformer":
             self.f_seq = CausalTransformer(hidden, config.n_layers, config.n_heads, config.max_len, config.dropout,
                                            getattr(torch, config.transformer_dtype))

@@ -17,15 +17,34 @@ from torch import Tensor, nn
 class TextHead(nn.Module):
     """f_e: a trainable linear head over frozen sentence vectors. ``dropout`` > 0 drops text dimensions while
     training (UniSRec's dropout on the text vectors before its adaptor, Hou et al. 2022); 0 calls no dropout at
-    all, so that training draws the same random numbers as without the option."""
+    all, so that training draws the same random numbers as without the option.
 
-    def __init__(self, text_dim: int, hidden_dim: int, dropout: float = 0.0):
+    ``residual``: f_e(X) = s·Q·X + W·X + b with W and b from 0, where Q [B, T] is a fixed random map with orthonormal
+    rows (the rectangular stand-in for an identity) and s = sqrt(T / B) keeps a vector's length: what the head learns
+    is a change to a projection that keeps the encoder's geometry on every platform (Johnson-Lindenstrauss), not a
+    map fitted to one catalogue's texts from scratch. Q is drawn from its own generator (``PROJECTION_SEED``), so the
+    option leaves every other random number as it was, and it is saved with the head."""
+
+    PROJECTION_SEED = 20240304
+
+    def __init__(self, text_dim: int, hidden_dim: int, dropout: float = 0.0, residual: bool = False):
         super().__init__()
         self.linear = nn.Linear(text_dim, hidden_dim)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.register_buffer("projection", None)  # [B, T] with ``residual``
+        if residual:
+            generator = torch.Generator().manual_seed(self.PROJECTION_SEED)
+            gaussian = torch.randn(max(text_dim, hidden_dim), min(text_dim, hidden_dim), generator=generator)
+            basis = torch.linalg.qr(gaussian).Q  # [max, min]: orthonormal columns
+            rows = basis.T if hidden_dim <= text_dim else basis  # [B, T]: orthonormal rows (or columns if B > T)
+            self.projection = rows * (text_dim / hidden_dim) ** 0.5  # [B, T]
+            nn.init.zeros_(self.linear.weight)
+            nn.init.zeros_(self.linear.bias)
 
     def forward(self, text: Tensor) -> Tensor:
-        return self.linear(self.dropout(text))  # [..., T] -> [..., B]
+        text = self.dropout(text)  # [..., T]
+        out = self.linear(text)  # [..., B]
+        return out if self.projection is None else out + text @ self.projection.T  # [..., B]
 
 
 class PopularityNet(nn.Module):

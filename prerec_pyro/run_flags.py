@@ -21,6 +21,7 @@ from prerec_pyro.models.prerec import (
     RECOMMENDED,
     RECOMMENDED_POPULARITY_MODE,
     TEXT_CHANNELS,
+    TEXT_HEADS,
     TRANSFORMER_DTYPES,
 )
 from prerec_pyro.popularity import MODES
@@ -140,6 +141,9 @@ def _model_flags(group) -> None:
                             "an item again)")
     group.add_argument("--text-dropout", type=float, default=0.0,
                        help="dropout on the text vectors before the text head f_e while training (0: none)")
+    group.add_argument("--text-head", default="linear", choices=TEXT_HEADS,
+                       help="f_e: linear (W·X + b) or residual (a fixed length-keeping random projection of X plus "
+                            "W·X + b learned from 0)")
     group.add_argument("--text-temperature", type=float, default=5.0,
                        help="initial value of the learned temperatures τ of --text-channel")
     group.add_argument("--prior-units", default=RECOMMENDED["prior_units"], choices=PRIOR_UNITS,
@@ -201,7 +205,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
              "parametrisation": args.parametrisation, "shared_item_offsets": args.shared_item_offsets,
              "lambda_v_shared": args.lambda_v_shared, "last_item_skip": args.last_item_skip,
              "text_channel": args.text_channel, "repeat_term": args.repeat_term,
-             "text_temperature": args.text_temperature, "text_dropout": args.text_dropout}
+             "text_temperature": args.text_temperature, "text_dropout": args.text_dropout,
+             "text_head": args.text_head}
     model.update({k: v for k, v in (("hidden_dim", args.hidden_dim), ("n_heads", args.heads)) if v is not None})
     train = {"likelihood": args.likelihood, "n_negatives": args.negatives, "max_steps_per_epoch":
              args.max_steps_per_epoch, "min_steps_per_epoch": args.min_steps_per_epoch, "seed": args.seed,
