@@ -75,7 +75,8 @@ def curve(run_dir: Path) -> dict:
     wall, points = 0.0, []
     for record in records:
         wall += record["seconds"] + record["validation_seconds"]
-        points.append({"epoch": record["epoch"], "wall_s": wall, "score": record["score"]})
+        points.append({"epoch": record["epoch"], "wall_s": wall, "score": record["score"],
+                       "train_s": record["seconds"], "valid_s": record["validation_seconds"]})
     best = max(p["score"] for p in points)
     reached = next(p for p in points if p["score"] >= SHARE * best)
     metrics = run_dir / "metrics.json"  # the run's own record; absent while a run is unfinished
@@ -130,7 +131,13 @@ def report(curves: list[dict]) -> None:
         print(f"{c['benchmark']} ({c['recipe']}): converged validation {c['converged_score']:.4f} after "
               f"{c['epochs']} epochs ({c['total_s'] / 60:.1f} min, stopped by {c['stopped_by']}); "
               f"95% of it at epoch {c['epoch_to_95']}, "
-              f"{c['time_to_95_s'] / 60:.1f} min{verdict}")
+              f"{c['time_to_95_s'] / 60:.1f} min{verdict}; an epoch's median {median(c, 'train_s'):.1f} s of "
+              f"training and {median(c, 'valid_s'):.1f} s of validation")
+
+
+def median(curve_: dict, key: str) -> float:
+    """The median over a run's epochs of ``key`` (seconds of training or of validation)."""
+    return float(pd.Series([p[key] for p in curve_["points"]]).median())
 
 
 def main(args: argparse.Namespace) -> list[dict]:

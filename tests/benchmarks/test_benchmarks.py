@@ -225,10 +225,12 @@ def test_bench_convergence_reads_the_wall_clock_and_the_time_to_95_percent(load,
     assert result["converged_score"] == 1.0 and result["epoch_to_95"] == 2 and result["time_to_95_s"] == 36.0
     assert result["total_s"] == 60.0 and result["stopped_by"] == "patience"
     written = (tmp_path / "out" / "convergence.csv").read_text().splitlines()
-    assert written[0] == "benchmark,recipe,run_dir,epoch,wall_s,score" and len(written) == 1 + len(scores)
+    assert written[0] == "benchmark,recipe,run_dir,epoch,wall_s,score,train_s,valid_s"
+    assert len(written) == 1 + len(scores)
     assert written[1].startswith("movielens-ages,lr 0.001,")
     assert (tmp_path / "out" / "convergence.png").stat().st_size > 0
-    assert "95% of it at epoch 2, 0.6 min (target <= 10 min: met)" in capsys.readouterr().out
+    assert ("95% of it at epoch 2, 0.6 min (target <= 10 min: met); an epoch's median 10.0 s of training and 2.0 s "
+            "of validation") in capsys.readouterr().out
     (run_dir / "metrics.json").unlink()  # an unfinished run (still training, or stopped by hand) is read as such
     (unfinished,) = bench.main(bench.parse_args(["--run-dirs", str(run_dir), "--out-dir", str(tmp_path / "out")]))
     assert unfinished["stopped_by"] == "unfinished"
