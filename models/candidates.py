@@ -23,7 +23,7 @@ from torch import Tensor
 
 from prerec_pyro.data.batches import PreRecBatch, distinct_rows
 
-# The largest cosine table of a catalogue's text kept through an evaluation (``_cosine_rows``): 2^26 float32
+# The largest cosine table of a catalogue's text kept through an evaluation (``_scaled_cosines``): 2^26 float32
 # entries, 256 MiB, a catalogue of 8,192 items; larger ones compute each batch's distinct rows again.
 COSINE_TABLE_ENTRIES = 2**26
 
@@ -184,7 +184,7 @@ class CandidateScores:
         """The text channel's scores users·X̂_c [A, C], for the "last" channel's user side ``users`` [A, T] =
         τ·X̂_last (0 at a window's first position) against the catalogue's X̂ ``text`` [C, T]: τ·cos(X_last, X_c),
         rows of the catalogue's cosine table gathered, one computed per distinct last item instead of an
-        [A, T] @ [T, C] product (targets repeat their last items: in a validation, a dozen times each). Inside
+        [A, T] @ [T, C] product (targets repeat their last items: a validation scores every position). Inside
         ``fixed_item_side`` the table is kept for the block while it fits ``COSINE_TABLE_ENTRIES`` (docs/DESIGN.md,
         "Scoring only what is ranked"). The same scores up to float rounding. [A, C]"""
         order, _ = batch.target_layout()

@@ -20,10 +20,11 @@ class TextHead(nn.Module):
     all, so that training draws the same random numbers as without the option.
 
     ``residual``: f_e(X) = s·Q·X + W·X + b with W and b from 0, where Q [B, T] is a fixed random map with orthonormal
-    rows (the rectangular stand-in for an identity) and s = sqrt(T / B) keeps a vector's length: what the head learns
-    is a change to a projection that keeps the encoder's geometry on every platform (Johnson-Lindenstrauss), not a
-    map fitted to one catalogue's texts from scratch. Q is drawn from its own generator (``PROJECTION_SEED``), so the
-    option leaves every other random number as it was, and it is saved with the head."""
+    rows (the rectangular stand-in for an identity) and s = sqrt(T / B) keeps a vector's length (T > B; with B > T,
+    orthonormal columns and s = 1): what the head learns is a change to a projection that keeps the encoder's
+    geometry on every platform (Johnson-Lindenstrauss), not a map fitted to one catalogue's texts from scratch. Q is
+    drawn from its own generator (``PROJECTION_SEED``), so the option moves the global random numbers as the linear
+    head does, and it is saved with the head."""
 
     PROJECTION_SEED = 20240304
 
@@ -36,8 +37,8 @@ class TextHead(nn.Module):
             generator = torch.Generator().manual_seed(self.PROJECTION_SEED)
             gaussian = torch.randn(max(text_dim, hidden_dim), min(text_dim, hidden_dim), generator=generator)
             basis = torch.linalg.qr(gaussian).Q  # [max, min]: orthonormal columns
-            rows = basis.T if hidden_dim <= text_dim else basis  # [B, T]: orthonormal rows (or columns if B > T)
-            self.projection = rows * (text_dim / hidden_dim) ** 0.5  # [B, T]
+            rows = basis.T if hidden_dim <= text_dim else basis  # [B, T]: orthonormal rows (columns if B > T)
+            self.projection = rows * max(text_dim / hidden_dim, 1.0) ** 0.5  # [B, T]: lengths kept
             nn.init.zeros_(self.linear.weight)
             nn.init.zeros_(self.linear.bias)
 
