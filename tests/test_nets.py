@@ -63,6 +63,9 @@ def test_the_residual_text_head_starts_as_a_length_keeping_projection():
     assert set(head.state_dict()) == {"projection", "linear.weight", "linear.bias"}
     torch.manual_seed(1)
     assert torch.equal(TextHead(384, 64, residual=True).projection, head.projection)
+    wide = TextHead(8, 16, residual=True)  # B > T: orthonormal columns, every length kept exactly
+    small = torch.randn(5, 8)  # [N, T]
+    torch.testing.assert_close(wide(small).norm(dim=-1), small.norm(dim=-1))
 
 
 def test_the_text_head_flag_reaches_the_model_and_bad_values_are_refused():
