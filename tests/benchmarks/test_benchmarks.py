@@ -243,3 +243,17 @@ def test_bench_convergence_refuses_a_history_without_validation_times(load, tmp_
     run_dir = _fake_run(tmp_path / "old", [{"epoch": 0, "seconds": 10.0, "score": 0.5}])
     with pytest.raises(ValueError, match="validation_seconds"):
         bench.main(bench.parse_args(["--run-dirs", str(run_dir), "--out-dir", str(tmp_path / "out")]))
+
+
+def test_profile_step_times_and_profiles_the_default_on_a_named_benchmark(load, capsys):
+    """The embedded synthetic-small benchmark, more steps than one epoch has batches: the seconds and both profiles
+    (the model's own functions among them) are printed and returned."""
+    bench = load("profile_step")
+    result = bench.main(bench.parse_args(["--benchmark", "synthetic-small", "--warmup", "0", "--steps", "1",
+                                          "--profile-steps", "30", "--top", "40", "--valid-max-users", "5",
+                                          "--threads", "1"]))
+    assert result["step_seconds"] > 0 and result["validation_seconds"] > 0
+    assert "candidates.py" in result["step_profile"] and "evaluate.py" in result["validation_profile"]
+    assert "s a training step (32 sequences)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--steps", "0"])
