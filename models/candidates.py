@@ -187,9 +187,8 @@ class CandidateScores:
         [A, T] @ [T, C] product (targets repeat their last items: a validation scores every position). Inside
         ``fixed_item_side`` the table is kept for the block while it fits ``COSINE_TABLE_ENTRIES`` (docs/DESIGN.md,
         "Scoring only what is ranked"). The same scores up to float rounding. [A, C]"""
-        order, _ = batch.target_layout()
-        last, has_last = self.last_items(batch, order)  # [A], [A]
-        local = last - batch.item_offset  # [A]: the last item's catalogue row
+        row, last, has_last = self.previous_positions(batch, batch.target_layout()[0])  # [A] each
+        local = batch.items[row, last] - batch.item_offset  # [A]: the last item's catalogue row
         inside = has_last & (local >= 0) & (local < len(text))  # [A]
         source, index = self._scaled_cosines(batch, torch.where(inside, local, 0), text)  # [N, C], [A]
         out = source.index_select(0, index)  # [A, C]
@@ -217,12 +216,14 @@ class CandidateScores:
             filled[missing] = True
         return table, rows  # [C, C], [A]
 
-    def last_items(self, batch: PreRecBatch, order: Tensor) -> tuple[Tensor, Tensor]:
-        """The history item before each flat position ``order`` [A] of [R, L] (its global item row; the window's
-        first item at position 0), and whether there is one (position > 0). ([A], [A])"""
+    @staticmethod
+    def previous_positions(batch: PreRecBatch, order: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For each flat position ``order`` [A] of [R, L]: its window (row), the position of the history item before
+        it (0 at position 0), and whether there is one (position > 0): the last item that the user state's skip and
+        text channel read. ([A], [A], [A])"""
         length = batch.items.shape[1]
         row, position = order // length, order % length  # [A], [A]
-        return batch.items[row, (position - 1).clamp(min=0)], position > 0  # [A], [A]
+        return row, (position - 1).clamp(min=0), position > 0  # [A], [A], [A]
 
     def _catalogue_side(self, rows: Tensor, batch: PreRecBatch, latent: dict, catalogue: Tensor | None) -> Tensor:
         """[V_c, bias_c] of a whole catalogue as if uncounted (F = 0: f_pop(0) + eps_z), written into one

@@ -283,10 +283,9 @@ class PreRecModel(CandidateScores, nn.Module):
         if sequence is None:
             sequence = self.f_seq(self.first_token(batch, latent), history)  # [R, L, B]
         length = batch.items.shape[1]
-        row, position = order // length, order % length  # [A], [A]
+        row, last, has_last = self.previous_positions(batch, order)  # [A] each: the history item before each position
+        has_last = has_last.unsqueeze(-1)  # [A, 1]
         state = sequence.reshape(-1, sequence.shape[-1]).index_select(0, order)  # [A, B]
-        last = (position - 1).clamp(min=0)  # [A]: the history item before each position (none at p = 0)
-        has_last = (position > 0).unsqueeze(-1)  # [A, 1]
         if self.config.last_item_skip and length > 1:  # windows of one position have no history item to skip
             skip = history.reshape(-1, history.shape[-1]).index_select(0, row * (length - 1) + last)  # [A, B]
             state = state + torch.where(has_last, skip, skip.new_zeros(()))  # [A, B]
@@ -295,7 +294,7 @@ class PreRecModel(CandidateScores, nn.Module):
         if self.config.text_channel == "off":
             return state
         if self.config.text_channel == "last":  # τ_1·X̂_last, gathered at the targets
-            seen = self.normalised_text(self.last_items(batch, order)[0])  # [A, T]: what ``_text_channel_scores`` reads
+            seen = self.normalised_text(batch.items[row, last])  # [A, T]: what ``_text_channel_scores`` reads
             text = self.log_tau.exp()[0] * torch.where(has_last, seen, seen.new_zeros(()))  # [A, T]
         else:
             text = self.text_state(batch).reshape(-1, self.item_text.shape[1])[order]  # [A, T]

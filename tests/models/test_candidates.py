@@ -63,7 +63,8 @@ def test_the_text_channel_from_cosine_rows_is_the_full_product(tiny_sources, enc
     batches[1] = replace(batches[1], items=strange)
     assert batches[1].item_offset > 0
     width, catalogue = CONFIG.hidden_dim, model.item_text_unit[batches[0].item_offset:][:batches[0].n_domain_items]
-    last, has_last = model.last_items(batches[1], batches[1].target_layout()[0])  # [A], [A]
+    row, position, has_last = model.previous_positions(batches[1], batches[1].target_layout()[0])  # [A] each
+    last = batches[1].items[row, position]  # [A]
     assert bool((~has_last).any()) and bool((has_last & (last < batches[1].item_offset)).any())
 
     def scores(batch):  # [A, C] both ways, from the user side that user_state_at builds
