@@ -25,10 +25,8 @@ import pyro
 import torch
 
 from prerec_pyro import cli, run_config
-from prerec_pyro.inference.guides import make_guide
 from prerec_pyro.inference.map import MapTrainer
-from prerec_pyro.inference.pretraining import prepared_for, validation
-from prerec_pyro.inference.runs import build_model
+from prerec_pyro.inference.pretraining import model_and_guide, validation
 
 FAIR_BATCHES = {"max_steps_per_epoch": 100, "min_steps_per_epoch": 100}
 
@@ -65,10 +63,8 @@ def main(args: argparse.Namespace) -> dict:
     config = run_config(args.benchmark, train=FAIR_BATCHES, data_dir=args.data_dir,
                         valid_max_users=args.valid_max_users)
     pyro.set_rng_seed(config.train.seed)
-    prepared = prepared_for(config)
+    prepared, model, guide = model_and_guide(config)
     data = prepared.sources
-    model = build_model(config, data, prepared.item_text(data).to(config.train.device))
-    guide = make_guide(config.guide, model, name="pretrain")
     trainer = MapTrainer(model, guide, data, config.train)
     trainer._setup()  # the optimisers, as fit() makes them
     model.train()

@@ -132,6 +132,14 @@ def prepared_for(config: RunConfig, parallel: Distributed = SINGLE):
         return prepare_for_run(config)
 
 
+def model_and_guide(config: RunConfig, parallel: Distributed = SINGLE):
+    """What ``pretrain`` trains: the benchmark as ``config`` reads it (``prepared_for``), the model over its sources
+    and the guide. (prepared, model, guide)"""
+    prepared = prepared_for(config, parallel)
+    model = build_model(config, prepared.sources, prepared.item_text(prepared.sources).to(config.train.device))
+    return prepared, model, make_guide(config.guide, model, name="pretrain")
+
+
 def _train(config: RunConfig, runs: Path | None, resume: Path | None, parallel: Distributed,
            into: Path | None = None, selection: dict | None = None) -> Path:
     """Train ``config`` into a new run directory under ``runs`` (or the directory ``into``), or on from ``resume``;
@@ -139,10 +147,8 @@ def _train(config: RunConfig, runs: Path | None, resume: Path | None, parallel: 
     if config.select_by == HELD_OUT and not config.selection_stage and selection is None:
         return select_then_refit(config, runs, resume, parallel)
     pyro.set_rng_seed(config.train.seed)
-    prepared = prepared_for(config, parallel)
+    prepared, model, guide = model_and_guide(config, parallel)
     data = prepared.sources
-    model = build_model(config, data, prepared.item_text(data).to(config.train.device))
-    guide = make_guide(config.guide, model, name="pretrain")
     run_dir = parallel.broadcast(open_run_dir(config, runs, resume, prepared.benchmark.folder, into)
                                  if parallel.is_main else None)
     if config.selection_stage:

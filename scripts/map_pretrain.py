@@ -27,12 +27,10 @@ import pyro
 from prerec_pyro.cli import run
 from prerec_pyro.data.batches import BatchBuilder
 from prerec_pyro.distributed import Distributed
-from prerec_pyro.inference.guides import make_guide
 from prerec_pyro.inference.map import training_windows
-from prerec_pyro.inference.pretraining import PretrainingInterrupted, prepared_for, pretrain, resume_pretraining
+from prerec_pyro.inference.pretraining import PretrainingInterrupted, model_and_guide, pretrain, resume_pretraining
 from prerec_pyro.inference.runs import (
     RunConfig,
-    build_model,
 )
 from prerec_pyro.run_flags import parse_run_args, run_config_from_args
 
@@ -45,10 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def print_shapes(config: RunConfig) -> None:
     """The model's and the guide's trace shapes on a few training windows (no run is written)."""
-    prepared = prepared_for(config)
+    prepared, model, guide = model_and_guide(config)
     data = prepared.sources
-    model = build_model(config, data, prepared.item_text(data).to(config.train.device))
-    guide = make_guide(config.guide, model, name="pretrain")
     windows = training_windows(data)[0]
     batch = BatchBuilder(data, None, device=config.train.device).make(0, windows.select(list(range(min(4, len(
         windows))))))
