@@ -152,8 +152,8 @@ class SequenceWeightRecord(HistoryWeightedSequence):
     """``HistoryWeightedSequence`` that also records the sequence model's posterior weight w_1(t) at every
     evaluated position: how far the users' own histories trust f_seq on this target (``mean_weight``)."""
 
-    def __init__(self, scorer, prior: float = 0.5):
-        super().__init__(scorer, prior)
+    def __init__(self, scorer, prior: float = 0.5, evidence: str = "ranks"):
+        super().__init__(scorer, prior, evidence=evidence)
         self.weights: list[Tensor] = []
 
     def score_targets(self, batch: PreRecBatch) -> Tensor:
@@ -166,7 +166,8 @@ class SequenceWeightRecord(HistoryWeightedSequence):
 
 
 TERMS = ("without-popularity", "without-sequence", "sequence-shared", "sequence-centred", "history-weighted",
-         "history-pooled", "text-head", "pop", "sbert", "sbert-without-history")  # rows beside Eq. 8, in order
+         "history-likelihood", "history-pooled", "text-head", "pop", "sbert",
+         "sbert-without-history")  # rows beside Eq. 8, in order
 
 
 def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config: EvalConfig,
@@ -183,6 +184,7 @@ def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config:
     rows_of = {"without-popularity": lambda: WithoutPopularity(eq8), "without-sequence": lambda: WithoutSequence(eq8),
                "sequence-shared": lambda: SequenceMeanOnly(eq8), "sequence-centred": lambda: SequenceCentred(eq8),
                "history-weighted": lambda: SequenceWeightRecord(eq8),
+               "history-likelihood": lambda: SequenceWeightRecord(eq8, evidence="likelihood"),
                "history-pooled": lambda: HistoryPooledSequence(eq8),
                "text-head": lambda: TextHeadOnly(eq8.model, name=f"{eq8.name} text head only"),
                "pop": PopScorer, "sbert": lambda: SbertScorer(text),

@@ -8,12 +8,25 @@ m = 1 Eq. 8 as pre-trained and m = 0 Eq. 8 with a silent sequence model (n_i = 0
 the text channel, popularity, the repeat term), and a user-level choice between them with prior weights (π, 1 - π).
 Before position t of a window, the posterior weight of m is
 
-    w_m(t) ∝ π_m · Π_{1 <= s < t} p_m(R_s | H_<s)        (the window's earlier next items, each under model m)
+    w_m(t) ∝ π_m · Π_{1 <= s < t} g_m(R_s | H_<s)        (the window's earlier next items, each under model m)
 
 and the scores are the log of the averaged next-item distribution, log Σ_m w_m(t) p_m(· | H_<t). Only the user's
 items before t enter w(t): the harness's rule for what zero-shot may read is unchanged (docs/DESIGN.md, "Zero-shot
 (Eq. 8) and what it may read"). A long sequence is cut into windows; the weights see the window's items, as the
 model does.
+
+What g_m, the evidence of one earlier item, is (``EVIDENCE``):
+
+- ``"ranks"`` (the default): the item's place in model m's ranking of the catalogue, under a likelihood over
+  ranks, g(r) ∝ 1/r (Zipf's; its normaliser is the same for both models and cancels); score gaps far below
+  ``RANK_TOLERANCE`` count as ties (``soft_ranks``). Each model is used as a
+  ranking, so the history judges it as one: a model gains weight when it ranked the user's earlier items higher,
+  whatever the spread of its probabilities. The two models' probabilities are not on one scale across platforms:
+  without f_seq the scores were never trained alone, and a sequence model that is wrong in a diffuse way can give
+  the true item more probability on average than a sharper model that ranks it higher (docs/NETWORKS.md, "The
+  history's evidence in ranks").
+- ``"likelihood"``: the probability model m gave the item, g_m = p_m(R_s | H_<s) (the previous default; the
+  posterior of the switch under the models' own likelihoods).
 
 Shape legend: M = models (2), R = windows, L = positions, J = the domain's items.
 """
@@ -127,6 +140,34 @@ def log_normalisers(logits: Tensor, term: Tensor) -> Tensor:
 
 _NORMALISER_BLOCK = 1 << 16  # scores of the model without f_seq formed at once (a block that stays in cache)
 
+EVIDENCE = ("ranks", "likelihood")  # what an earlier next item says about each model (module docstring)
+
+
+RANK_TOLERANCE = 1e-3  # nats: score gaps well below it count as ties in the evidence's ranks (next_item_ranks)
+
+
+def soft_ranks(scores: Tensor, targets: Tensor, tolerance: float = RANK_TOLERANCE) -> Tensor:
+    """The rank of each row's target among the row's scores, each comparison smoothed over ``tolerance``:
+    1/2 + Σ_j σ((s_j - s_t) / tolerance), the expected rank when the scores are read with logistic noise of that
+    scale. Gaps far above it count as the average rank counts them (an exact tie as 1/2), so it equals
+    ``metrics.average_ranks`` unless two scores are within a few tolerances; unlike it, it moves continuously with
+    the scores, so float rounding (a history scored alone or in a batch) cannot flip a weight. ([A, J], [A]) -> [A]"""
+    at_target = scores.gather(-1, targets.unsqueeze(-1))  # [A, 1]
+    return torch.sigmoid((scores - at_target) / tolerance).sum(dim=-1) + 0.5  # [A]
+
+
+def next_item_ranks(logits: Tensor, term: Tensor, next_items: Tensor) -> Tensor:
+    """The (soft) rank of each row's next item under both models, from the logits with the sequence model [A, J],
+    its term [A, J] and the next items [A]; the model without f_seq formed a block of rows at a time. [M, A]"""
+    rows = max(1, _NORMALISER_BLOCK // max(logits.shape[-1], 1))
+    blocks = range(0, len(logits), rows)
+    with_sequence = [soft_ranks(logits[start: start + rows], next_items[start: start + rows]) for start in blocks]
+    without = [soft_ranks(logits[start: start + rows] - term[start: start + rows], next_items[start: start + rows])
+               for start in blocks]
+    if not len(logits):
+        return logits.new_zeros(2, 0)
+    return torch.stack([torch.cat(with_sequence), torch.cat(without)])  # [M, A]
+
 
 def sequence_is_all(config: PreRecConfig) -> bool:
     """Whether the model's scores are f_seq's alone: without popularity, the last-item skip, the text channel and
@@ -138,13 +179,17 @@ def sequence_is_all(config: PreRecConfig) -> bool:
 class HistoryWeightedSequence:
     """A zero-shot PreRec scorer's model averaged with its own version without the sequence model, each weighted
     by how well it predicted the user's earlier items in the window (module docstring). ``prior`` is π, the prior
-    weight of the sequence model. Scores are log-probabilities [R, L, J] (the harness ranks them)."""
+    weight of the sequence model; ``evidence`` what an earlier item says (``EVIDENCE``: its rank under each model,
+    the default, or its probability). Scores are log-probabilities [R, L, J] (the harness ranks them)."""
 
-    def __init__(self, scorer, prior: float = 0.5, name: str | None = None):
+    def __init__(self, scorer, prior: float = 0.5, name: str | None = None, evidence: str = "ranks"):
         if not 0.0 < prior < 1.0:
             raise ValueError(f"prior (the sequence model's prior weight) must be in (0, 1), got {prior}")
-        self.scorer, self.prior = scorer, prior
-        self.name = name or f"{scorer.name}, f_seq weighed by the history"
+        if evidence not in EVIDENCE:
+            raise ValueError(f"evidence must be one of {EVIDENCE}, got {evidence!r}")
+        self.scorer, self.prior, self.evidence = scorer, prior, evidence
+        self.name = name or f"{scorer.name}, f_seq weighed by the history" + (
+            "" if evidence == "ranks" else f" ({evidence})")
 
     @property
     def model(self) -> PreRecModel:
@@ -158,16 +203,19 @@ class HistoryWeightedSequence:
     @torch.no_grad()
     def targets_and_weights(self, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
         """The averaged scores at the batch's targets [A, J] and the sequence model's posterior weight w_1(t) there
-        [A], in ``batch.target_layout()`` order. Each model scores every position once, as a log-probability
-        [A', J] (A' = the window's positions up to its last target); the mixture is taken at the targets only."""
+        [A], in ``batch.target_layout()`` order. Each model scores every position once [A', J] (A' = the window's
+        positions up to its last target); the mixture is taken at the targets only."""
         evidence = every_position(batch).target_mask  # [R, L]: positions 1 .. last target
         full = replace(batch, target_mask=evidence | batch.target_mask, target_order=None, period_sizes=None)
         order, _ = full.target_layout()  # [A']
         logits, term = logits_and_sequence_term(self.scorer, full)  # [A', J] each, unnormalised
-        normalisers = log_normalisers(logits, term)  # [M, A']: log Z_m
-        next_items = full.layout_targets().clamp(min=0).unsqueeze(-1)  # [A', 1]
-        at_next = logits.gather(-1, next_items)[:, 0]  # [A']
-        observed = torch.stack([at_next, at_next - term.gather(-1, next_items)[:, 0]]) - normalisers  # [M, A']
+        next_items = full.layout_targets().clamp(min=0)  # [A']
+        if self.evidence == "ranks":
+            observed, normalisers = -next_item_ranks(logits, term, next_items).log(), None  # [M, A']: log g(r)
+        else:
+            normalisers = log_normalisers(logits, term)  # [M, A']: log Z_m
+            at_next = logits.gather(-1, next_items.unsqueeze(-1))[:, 0]  # [A']
+            observed = torch.stack([at_next, at_next - term.gather(-1, next_items.unsqueeze(-1))[:, 0]]) - normalisers
         observed = observed.new_zeros(2, full.items.numel()).index_copy(1, order, observed)  # [M, R * L]
         prior = torch.tensor([self.prior, 1.0 - self.prior], device=observed.device)  # [M]
         log_weights = history_weights(observed.view(2, *full.items.shape), evidence, prior)  # [M, R, L]
@@ -177,8 +225,12 @@ class HistoryWeightedSequence:
         at, weights = row_of[targets], log_weights.view(2, -1)[:, targets]  # [A], [M, A]
         with_sequence, without = logits[at], term[at]  # [A, J] each (copies)
         torch.sub(with_sequence, without, out=without)  # [A, J]: the logits without f_seq
-        with_sequence.sub_(normalisers[0, at, None])
-        without.sub_(normalisers[1, at, None])
+        if normalisers is None:  # the targets' own log Z_m [A] each
+            with_z, without_z = torch.logsumexp(with_sequence, dim=-1), torch.logsumexp(without, dim=-1)
+        else:
+            with_z, without_z = normalisers[0, at], normalisers[1, at]
+        with_sequence.sub_(with_z[:, None])
+        without.sub_(without_z[:, None])
         return self.combine(weights, with_sequence, without), weights[0].exp()  # [A, J] (log-probabilities), [A]
 
     def combine(self, log_weights: Tensor, with_sequence: Tensor, without: Tensor) -> Tensor:
@@ -204,8 +256,8 @@ class HistoryPooledSequence(HistoryWeightedSequence):
     where in the average the sharper model's top items stay on top unless its weight is near 0. Not the default
     (docs/NETWORKS.md)."""
 
-    def __init__(self, scorer, prior: float = 0.5, name: str | None = None):
-        super().__init__(scorer, prior, name or f"{scorer.name}, f_seq pooled by the history")
+    def __init__(self, scorer, prior: float = 0.5, name: str | None = None, evidence: str = "ranks"):
+        super().__init__(scorer, prior, name or f"{scorer.name}, f_seq pooled by the history", evidence)
 
     def combine(self, log_weights: Tensor, with_sequence: Tensor, without: Tensor) -> Tensor:
         weights = log_weights.exp()  # [M, A]

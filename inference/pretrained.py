@@ -44,7 +44,7 @@ from prerec_pyro.text import canonical_model_name, catalogue_vectors
 from prerec_pyro.training import training_windows
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .evidence import HistoryWeightedSequence, sequence_is_all
+from .evidence import EVIDENCE, HistoryWeightedSequence, sequence_is_all
 from .guides import domain_draws, latent_values
 from .intervene import BackdoorScorer, InterventionScorer
 from .recommender import DomainRecommender, TableLike, catalogue_factors, items_table
@@ -276,25 +276,30 @@ class PretrainedRun:
         return domain_draws_in_turn(*self.on_sources(prepared or prepare_for_run(self.config)), n_samples)
 
     def target_scorer(self, prepared: PreparedBenchmark, target: str, samples: int = 0, item_offsets: str = "zero",
-                      backdoor_from: str = "prior", weigh_sequence: bool = True):
+                      backdoor_from: str = "prior", weigh_sequence: bool = True,
+                      sequence_evidence: str = "ranks"):
         """The run pointed at ``target``'s catalogue and users, scored by intervention (Eq. 8), or by the back-door
         average over ``samples`` draws of D from its prior or (``backdoor_from="posterior"``) from the run's
         posterior of the sources' D_k. A model with ``shared_item_offsets`` keeps its learned eps_v_shared for
         target items the sources know; ``item_offsets="shared"``: see the module docstring. ``weigh_sequence`` (the
         default): that scorer averaged with its own version without the sequence model, each weighed by how well it
         predicted the user's earlier items (``inference/evidence.py``; docs/DESIGN.md, "Weighing the sequence model
-        by the user's history"); False: Eq. 8 (or the back-door average) as it is."""
+        by the user's history"); False: Eq. 8 (or the back-door average) as it is. ``sequence_evidence``: what an
+        earlier item says about each model (``inference.evidence.EVIDENCE``: its rank, the default, or its
+        probability)."""
         return self._weighed(self._target_scorer(prepared, target, samples, item_offsets, backdoor_from),
-                             weigh_sequence)
+                             weigh_sequence, sequence_evidence)
 
     def weighs(self) -> bool:
         """Whether weighing the sequence model can change this run's rankings (not for PreRec_n, whose scores are
         f_seq's alone: ``inference/evidence.py``)."""
         return not sequence_is_all(self.config.model)
 
-    def _weighed(self, scorer, weigh_sequence: bool):
+    def _weighed(self, scorer, weigh_sequence: bool, evidence: str):
         """``scorer`` weighed by each user's history when asked and when that can change a ranking, else itself."""
-        return HistoryWeightedSequence(scorer) if weigh_sequence and self.weighs() else scorer
+        if evidence not in EVIDENCE:
+            raise ValueError(f"sequence_evidence must be one of {EVIDENCE}, got {evidence!r}")
+        return HistoryWeightedSequence(scorer, evidence=evidence) if weigh_sequence and self.weighs() else scorer
 
     def _target_scorer(self, prepared: PreparedBenchmark, target: str, samples: int, item_offsets: str,
                        backdoor_from: str):
@@ -321,14 +326,15 @@ class PretrainedRun:
     def on_domain(self, items: TableLike, recent_interactions: TableLike | None = None,
                   now: int | str | pd.Timestamp | None = None, samples: int = 0,
                   backdoor_from: str = "prior", domain: str | None = None,
-                  date_format: str | None = None, weigh_sequence: bool = True) -> DomainRecommender:
+                  date_format: str | None = None, weigh_sequence: bool = True,
+                  sequence_evidence: str = "ranks") -> DomainRecommender:
         """A recommender over catalogue ``items`` (item_id, text) with popularity from ``recent_interactions``
         (item_id, timestamp) of the interval before ``now`` (default: the latest recent interaction). ``samples`` >
         0: the back-door average over draws of D (``backdoor_from``: see ``target_scorer``) instead of Eq. 8.
         Tables with a ``domain`` column: ``domain`` picks one (needed when they hold several); ``date_format``: the
         strftime codes of the recent interactions' timestamps, where they are not epoch times or ISO dates.
-        ``weigh_sequence``: see ``target_scorer`` (a history's earlier items are weighed with the popularity of
-        ``now``, the only one the recommender has)."""
+        ``weigh_sequence``, ``sequence_evidence``: see ``target_scorer`` (a history's earlier items are weighed with
+        the popularity of ``now``, the only one the recommender has)."""
         if backdoor_from not in BACKDOOR_FROM:
             raise ValueError(f"backdoor_from must be one of {BACKDOOR_FROM}, got {backdoor_from!r}")
         table = items_table(items, domain)
@@ -349,5 +355,6 @@ class PretrainedRun:
                                     domain_draws=draws)
         recommender = DomainRecommender(model, table["item_id"].to_numpy(dtype=object), factors.to(self.device),
                                         offsets, scorer)
-        recommender.scorer = self._weighed(recommender.scorer, weigh_sequence)  # its own scorer (Eq. 8 or back-door)
+        # its own scorer (Eq. 8 or back-door), weighed
+        recommender.scorer = self._weighed(recommender.scorer, weigh_sequence, sequence_evidence)
         return recommender

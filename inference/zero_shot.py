@@ -65,15 +65,16 @@ def intervened_source_score(run: Path | PretrainedRun, prepared: PreparedBenchma
 
 def evaluate_target(prepared: PreparedBenchmark, target: str, runs: dict[str, Path | PretrainedRun], config: EvalConfig,
                     samples: int = 0, item_offsets: str = "zero", backdoor_from: str = "prior",
-                    alpha: float | None = None, weigh_sequence: bool = True) -> list[dict]:
+                    alpha: float | None = None, weigh_sequence: bool = True,
+                    sequence_evidence: str = "ranks") -> list[dict]:
     """Rows {method, domain, subset, history_items, n_samples, metrics...} for one target: Random, POP, SBERT,
     SBERT+POP (``alpha``: fitted on the sources when None) and each run (a path, or a ``PretrainedRun`` loaded
-    once and handed on; ``weigh_sequence``: see ``PretrainedRun.target_scorer``)."""
+    once and handed on; ``weigh_sequence``, ``sequence_evidence``: see ``PretrainedRun.target_scorer``)."""
     alpha = sbert_pop_alpha(prepared, config) if alpha is None else alpha
     scorers = rule_scorers(prepared, target, alpha, config.device)
-    scorers += [PretrainedRun.of(run, config.device).target_scorer(prepared, target, samples, item_offsets,
-                                                                     backdoor_from, weigh_sequence)
-                for run in runs.values()]
+    scorers += [PretrainedRun.of(run, config.device).target_scorer(
+        prepared, target, samples, item_offsets, backdoor_from, weigh_sequence, sequence_evidence)
+        for run in runs.values()]
     return score_target(prepared, target, scorers, config)
 
 

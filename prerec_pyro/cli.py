@@ -71,7 +71,15 @@ WEIGH_SEQUENCE_HELP = ("zero-shot scores: the run's scores averaged with its own
                        "evidence.py; the default); --no-weigh-sequence: Eq. 8 as the paper writes it")
 
 
+SEQUENCE_EVIDENCE_HELP = ("with --weigh-sequence, what each of the user's earlier items says about the two models: "
+                          "ranks (its rank under each, with a likelihood 1/rank; the default) or likelihood (the "
+                          "probability each gave it)")
+
+
 def add_weigh_sequence(parser: argparse.ArgumentParser) -> None:
-    """``--weigh-sequence`` / ``--no-weigh-sequence`` with one meaning in every script that scores zero-shot."""
+    """``--weigh-sequence`` / ``--no-weigh-sequence`` and ``--sequence-evidence`` with one meaning in every script
+    that scores zero-shot."""
     parser.add_argument("--weigh-sequence", action=argparse.BooleanOptionalAction, default=True,
                         help=WEIGH_SEQUENCE_HELP)
+    parser.add_argument("--sequence-evidence", choices=("ranks", "likelihood"), default="ranks",
+                        help=SEQUENCE_EVIDENCE_HELP)

@@ -19,6 +19,7 @@ import pandas as pd
 
 # the default's rows: the fair group's default scoring, then Eq. 8 where a table has no other, then older tables
 PRERECS = ("prerec_default/history", "prerec_default/eq8", "prerec_repeat/eq8")
+LIKELIHOOD_SUFFIX = "_likelihood"  # the history-weighed scoring with the probabilities as evidence (the earlier one)
 METRIC = "rndcg@k%"
 SPREAD = 2.0  # a gap within SPREAD x sqrt(sd_a^2 + sd_b^2) is a tie
 
@@ -65,11 +66,14 @@ def summary_rows(long: pd.DataFrame, benchmark: str, groups: dict[str, tuple[str
     ``missing``: methods of the protocol the table lacks, named in every verdict (it is against the others only)."""
     rows = []
     parts = {"all targets": None, **(groups or {})} if groups and len(groups) > 1 else {"all targets": None}
+    methods = set(long["method"])  # a table whose history rows predate the ranks as evidence has no likelihood rows
+    likelihood = PRERECS[0] in methods and f"{PRERECS[0]}{LIKELIHOOD_SUFFIX}" not in methods
     for part, targets in parts.items():
         for rule in rules:
             found = verdict(method_scores(long, rule, targets))
             if found:
                 found["outcome"] += f" (not run: {', '.join(missing)})" if missing else ""
+                found["likelihood_evidence"] = likelihood and found["prerec_row"] == PRERECS[0]
                 rows.append({"benchmark": benchmark, "targets": part, "history_items": rule, **found})
     return rows
 
@@ -80,6 +84,7 @@ def summary_markdown(rows: list[dict]) -> str:
              "PreRec is | seeds |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         scoring = "" if r.get("prerec_row", PRERECS[0]) == PRERECS[0] else " (Eq. 8)"
+        scoring += " (likelihood evidence)" if r.get("likelihood_evidence") else ""
         lines.append(f"| {r['benchmark']} | {r['targets']} | {r['history_items']} | {r['prerec']:.4f} ± "
                      f"{r['prerec_sd']:.4f}{scoring} | {r['best_other']} | {r['other']:.4f} ± {r['other_sd']:.4f} | "
                      f"{r['ratio']:.2f}x | {r['outcome']} | {r['seeds']} |")
@@ -132,7 +137,10 @@ def results_markdown(sections: list[dict], command: str, absent: list[str] = (),
              "the mean over targets; ± is the standard deviation over training seeds; a gap inside "
              f"{SPREAD:g} pooled standard deviations is a tie. PreRec is the default configuration scored by the "
              "library's default zero-shot scoring (`prerec_default/history`: Eq. 8 with the sequence model weighed by "
-             "each user's history); a verdict marked (Eq. 8) comes from a table made before that scoring existed. "
+             "each user's history, its evidence the ranks of the user's earlier items); a verdict marked (Eq. 8) "
+             "comes from a table made before that scoring existed, one marked (likelihood evidence) from a table "
+             "whose weighing read the probabilities of the earlier items instead (`/history_likelihood` where both "
+             "were scored). "
              "Each PreRec-family run is scored both ways (`/eq8`, `/history`), and each scoring of PreRec_n is a "
              "contender.\n",
              "## PreRec against the best other method\n",

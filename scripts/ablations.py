@@ -88,8 +88,8 @@ VARIANTS = {
     "prerec_n_default": Variant("prerec_n"),
 }
 # plain do(D=0, eps=0); back-door over D ~ p(D); shared item offsets; Eq. 8 averaged with its f_seq = 0 version, each
-# weighed by the user's own history (inference/evidence.py)
-SCORINGS = ("eq8", "backdoor", "shared", "history")
+# weighed by the user's own history (inference/evidence.py; history_likelihood: its evidence the probabilities)
+SCORINGS = ("eq8", "backdoor", "shared", "history", "history_likelihood")
 SELECTION_USERS = 200  # the target-free criterion's users per source
 
 
@@ -103,7 +103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="model variants")
     p.add_argument("--scorings", nargs="+", default=["eq8"], choices=SCORINGS,
                    help="zero-shot scorings of the PreRec-family runs, each where it applies: eq8, history (f_seq "
-                        "weighed by the user's history; not for a run scored by f_seq alone), shared and backdoor "
+                        "weighed by the user's history, its evidence the ranks of the user's earlier items; not for a "
+                        "run scored by f_seq alone), history_likelihood (the same, its evidence their probabilities), "
+                        "shared and backdoor "
                         "(runs with offsets; PreRec_n gets Eq. 8 instead)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     p.add_argument("--backdoor-samples", type=int, default=16, help="draws of D for the back-door scoring")
@@ -210,13 +212,15 @@ def run_scorers(args: argparse.Namespace, prepared, target: str, variant: str, r
     """The zero-shot scorers of one run (loaded once) on ``target``, named ``<variant>/<scoring>``: each scoring that
     applies to the run (the offsets' scorings to a run with offsets, the history-weighed one to a run whose scores
     are not f_seq's alone, ``PretrainedRun.weighs``; Eq. 8 to every run, and alone when nothing else applies)."""
-    applies = {"eq8": True, "history": run.weighs()}
+    applies = {"eq8": True, "history": run.weighs(), "history_likelihood": run.weighs()}
     scorings = [s for s in args.scorings if applies.get(s, run.config.model.use_offsets)] or ["eq8"]
     scorers = []
     for scoring in scorings:
         samples = args.backdoor_samples if scoring == "backdoor" else 0
         offsets = "shared" if scoring == "shared" else "zero"
-        scorer = run.target_scorer(prepared, target, samples, offsets, weigh_sequence=scoring == "history")
+        evidence = "likelihood" if scoring == "history_likelihood" else "ranks"
+        scorer = run.target_scorer(prepared, target, samples, offsets, weigh_sequence=scoring.startswith("history"),
+                                   sequence_evidence=evidence)
         scorer.name = f"{variant}/{scoring}"
         scorers.append(scorer)
     return scorers

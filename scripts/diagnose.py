@@ -7,10 +7,11 @@
 
 Rows (``--terms``): Eq. 8 as evaluated, Eq. 8 without the target's popularity, without the sequence model
 (f_seq = 0), with f_seq's state shared by all users only or with that part removed, Eq. 8 averaged with its
-f_seq = 0 version weighed by each user's history (inference/evidence.py), the run's text head alone
+f_seq = 0 version weighed by each user's history (inference/evidence.py: by the ranks of the user's earlier items,
+or by their probabilities), the run's text head alone
 (f_e(X_last)·f_e(X_j)), POP, SBERT and SBERT with the history's items ranked last; the
 column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's, and ``sequence_weight`` the
-history-weighted row's mean posterior weight of the sequence model at the evaluated positions (how far the users'
+history-weighted rows' mean posterior weight of the sequence model at the evaluated positions (how far the users'
 own histories trust f_seq on that target). The benchmark's targets are
 scored with the run's own sources (any benchmark, a .toml file included). Writes ``diagnose_<benchmark>.csv``
 beside the run (a .toml benchmark: its folder name, as under a root of runs).
@@ -48,7 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--terms", nargs="+", default=list(TERMS), choices=TERMS,
                    help="rows to score beside Eq. 8 (default: all): without-popularity (F = 0), without-sequence "
                         "(f_seq = 0), sequence-shared / sequence-centred (f_seq's mean state over the batch, or the "
-                        "rest), history-weighted (Eq. 8 averaged with f_seq = 0, weighed by the user's history), "
+                        "rest), history-weighted (Eq. 8 averaged with f_seq = 0, weighed by the ranks of the "
+                        "user's earlier items), history-likelihood (the same, weighed by their probabilities), "
                         "history-pooled (the same weights, the two pooled geometrically), "
                         "text-head, pop, sbert, sbert-without-history")
     p.add_argument("--history-items", nargs="+", default=list(HISTORY_RULES), choices=HISTORY_RULES,
@@ -75,10 +77,12 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     wide.loc["mean"] = wide.mean()
     print(wide.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"mean Spearman(Eq. 8, SBERT): {table['sbert_spearman'].mean():.3f}")
-    if "sequence_weight" in table:  # one value per target, repeated on its rules' rows
-        weights = table.dropna(subset="sequence_weight").groupby("domain", sort=False)["sequence_weight"].first()
-        print(f"mean posterior weight of the sequence model (history-weighted, prior 0.5): {weights.mean():.3f} "
-              f"(per target: {', '.join(f'{d} {w:.3f}' for d, w in weights.items())})")
+    if "sequence_weight" in table:  # one value per target and weighing, repeated on its rules' rows
+        weighed = table.dropna(subset="sequence_weight").groupby(["method", "domain"], sort=False)["sequence_weight"]
+        for method, weights in weighed.first().groupby(level=0, sort=False):
+            weights = weights.droplevel(0)
+            print(f"mean posterior weight of the sequence model ({method}, prior 0.5): {weights.mean():.3f} "
+                  f"(per target: {', '.join(f'{d} {w:.3f}' for d, w in weights.items())})")
     write_csv(run / f"diagnose_{benchmark.folder}.csv", table)
     return table
 

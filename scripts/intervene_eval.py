@@ -120,6 +120,7 @@ def output_stem(args: argparse.Namespace, runs: dict[str, PretrainedRun], benchm
     parts += ["posterior_d"] if args.samples and args.backdoor_from == "posterior" else []
     parts += [f"{args.item_offsets}_offsets"] if args.item_offsets != "zero" else []
     parts += ["eq8"] if not args.weigh_sequence else []  # the paper's scoring instead of the default
+    parts += [f"evidence_{args.sequence_evidence}"] if args.weigh_sequence and args.sequence_evidence != "ranks" else []
     return Path(args.out or runs["prerec"].run_dir) / "_".join(parts)
 
 
@@ -155,7 +156,8 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
     for target in targets:
         rows += evaluate_target(prepared, target, runs, replace(config), samples=args.samples,
                                 item_offsets=args.item_offsets, backdoor_from=args.backdoor_from, alpha=alpha,
-                                weigh_sequence=args.weigh_sequence)
+                                weigh_sequence=args.weigh_sequence,
+                                sequence_evidence=args.sequence_evidence)
     table = results_table(rows)
     print(format_table(table))
     print(f"\nmean over {len(targets)} target(s), all test samples (per-target 95% intervals: the table above and "
@@ -169,6 +171,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
                                           "cold_items": prepared.cold_items, "cold_seed": prepared.cold_seed,
                                           "samples": args.samples, "backdoor_from": args.backdoor_from,
                                           "weigh_sequence": args.weigh_sequence,
+                                          "sequence_evidence": args.sequence_evidence,
                                           "item_offsets": args.item_offsets, "sbert_pop_alpha": alpha,
                                           "history_items": list(config.history_items),
                                           "runs": {k: str(v.run_dir) for k, v in runs.items()},

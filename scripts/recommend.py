@@ -83,7 +83,8 @@ def main(args: argparse.Namespace):
     recent = read_log(args.interactions, args.domain, args.date_format, ("item_id", "timestamp")) \
         if args.interactions else None
     domain = run.on_domain(items, recent_interactions=recent, now=args.now, samples=args.samples,
-                           backdoor_from=args.backdoor_from, weigh_sequence=args.weigh_sequence)
+                           backdoor_from=args.backdoor_from, weigh_sequence=args.weigh_sequence,
+                           sequence_evidence=args.sequence_evidence)
     histories = read_histories(args.histories, args.domain, args.date_format)
     users = list(histories)
     parts = []

@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> None:
                                 args.interactions, shared_rows=False)
     recommender = PretrainedRun.load(args.run, device=args.device).on_domain(
         items, recent_interactions=recent, now=args.now, date_format=args.date_format,
-        weigh_sequence=args.weigh_sequence)
+        weigh_sequence=args.weigh_sequence, sequence_evidence=args.sequence_evidence)
     uvicorn.run(create_app(recommender, max_k=args.max_k), host=args.host, port=args.port)
 
 

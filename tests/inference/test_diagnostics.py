@@ -107,7 +107,8 @@ def test_diagnose_script_prints_each_term(pretrained, capsys):
     table = script.main(script.parse_args(["--run", str(run_dir), "--target", TARGET, "--n-boot", "10"]))
     assert {"PreRec", "PreRec without popularity", "PreRec without sequence model",
             "PreRec with f_seq's shared state only", "PreRec with f_seq centred",
-            "PreRec, f_seq weighed by the history", "PreRec, f_seq pooled by the history", "PreRec text head only",
+            "PreRec, f_seq weighed by the history", "PreRec, f_seq weighed by the history (likelihood)",
+            "PreRec, f_seq pooled by the history", "PreRec text head only",
             "POP", "SBERT", "SBERT without history items"} == set(table["method"])
     assert "Spearman" in capsys.readouterr().out and (run_dir / "diagnose_synthetic-small.csv").exists()
     assert set(table["history_items"]) == {"keep", "exclude"}  # every row under both rules

@@ -8,9 +8,18 @@ import pytest
 import torch
 
 from prerec_pyro.inference.diagnostics import SequenceWeightRecord, WithoutSequence
-from prerec_pyro.inference.evidence import HistoryWeightedSequence, both_models, every_position, history_weights
+from prerec_pyro.inference.evidence import (
+    RANK_TOLERANCE,
+    HistoryWeightedSequence,
+    both_models,
+    every_position,
+    history_weights,
+    next_item_ranks,
+    soft_ranks,
+)
 from prerec_pyro.inference.pretrained import PretrainedRun
 from prerec_pyro.inference.scoring import PosteriorScorer, target_scores
+from prerec_pyro.metrics import average_ranks
 
 TARGET = "japan"
 
@@ -87,12 +96,13 @@ def test_weighed_sequence_reads_no_target_training_data(pretrained, reads_no_tra
 
 
 def test_sequence_weight_is_the_posterior_of_the_sequence_model(scored):
-    """The recorded weight w_1(t) at each target: the prior at position 1, then π p_1 / (π p_1 + (1 - π) p_0) of
-    the window's earlier items, computed here from the two models' own log-probabilities."""
+    """With the likelihood as evidence, the recorded weight w_1(t) at each target: the prior at position 1, then
+    π p_1 / (π p_1 + (1 - π) p_0) of the window's earlier items, computed here from the two models' own
+    log-probabilities."""
     eq8, batch, _ = scored
-    record = SequenceWeightRecord(eq8, prior=0.3)
+    record = SequenceWeightRecord(eq8, prior=0.3, evidence="likelihood")
     scores = record(batch)
-    torch.testing.assert_close(scores, HistoryWeightedSequence(eq8, prior=0.3)(batch))
+    torch.testing.assert_close(scores, HistoryWeightedSequence(eq8, prior=0.3, evidence="likelihood")(batch))
     full = every_position(batch)
     log_probs = torch.stack([torch.log_softmax(eq8(full), -1), torch.log_softmax(WithoutSequence(eq8)(full), -1)])
     observed = log_probs.gather(-1, full.targets.clamp(min=0)[None, ..., None].expand(2, -1, -1, 1))[..., 0]
@@ -115,3 +125,57 @@ def test_one_pass_gives_both_models_as_two_passes_do(scored):
     torch.testing.assert_close(with_sequence, target_scores(eq8, full), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(without, target_scores(WithoutSequence(eq8), full), rtol=1e-5, atol=1e-5)
     assert PosteriorScorer.score_targets_by_sequence is None
+
+
+def test_next_item_ranks_by_hand():
+    """Scores with f_seq [1, 2, 3] and f_seq's term [0, 0, 3] (without it: [1, 2, 0]): item 0 is third with the
+    sequence model and second without; a tie takes the average rank (items 0 and 1 level at 1, item 2 above: 2.5)."""
+    logits = torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 3.0]])  # [A=2, J=3]
+    term = torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, 0.0]])
+    ranks = next_item_ranks(logits, term, torch.tensor([0, 0]))  # [M=2, A]
+    torch.testing.assert_close(ranks, torch.tensor([[3.0, 2.5], [2.0, 2.5]]))
+    torch.testing.assert_close(next_item_ranks(0.1 * logits, 0.1 * term, torch.tensor([0, 0])), ranks)  # tempered
+    generator = torch.Generator().manual_seed(0)
+    separated = torch.stack([torch.randperm(50, generator=generator) for _ in range(6)]).float() * 0.1  # [6, 50]
+    next_items = torch.randint(0, 50, (6,), generator=generator)
+    torch.testing.assert_close(soft_ranks(separated, next_items), average_ranks(separated, next_items).float())
+    near = torch.tensor([[0.0, 1e-6, 5.0]])  # a gap far below the tolerance: the tie's average rank, continuously
+    torch.testing.assert_close(soft_ranks(near, torch.tensor([0])), torch.tensor([2.5]), atol=1e-3, rtol=0)
+    assert next_item_ranks(logits[:0], term[:0], torch.tensor([], dtype=torch.long)).shape == (2, 0)
+
+
+def test_rank_evidence_is_the_posterior_under_a_zipf_likelihood_of_ranks(scored):
+    """The default weight w_1(t): π Π 1/r_1 / (π Π 1/r_1 + (1 - π) Π 1/r_0) over the window's earlier next items,
+    r_m their average ranks under each model (the two models' scores from the one pass the scorer makes)."""
+    eq8, batch, _ = scored
+    record = SequenceWeightRecord(eq8, prior=0.3)
+    record(batch)
+    full = every_position(batch)
+    next_items = full.layout_targets()  # [A']
+    ranks = torch.stack([torch.sigmoid((scores - scores.gather(-1, next_items[:, None])) / RANK_TOLERANCE).sum(-1)
+                         + 0.5 for scores in both_models(eq8, full)])  # [2, A']
+    observed = torch.zeros(2, full.items.numel()).index_copy(1, full.target_layout()[0], -ranks.log().float())
+    observed = observed.view(2, *full.items.shape)  # [2, R, L]
+    before = observed.cumsum(-1) - observed  # [2, R, L]
+    expected = torch.sigmoid(math.log(0.3 / 0.7) + before[0] - before[1])  # [R, L]
+    torch.testing.assert_close(record.weights[0], expected.reshape(-1)[batch.target_layout()[0]], rtol=1e-4,
+                               atol=1e-5)
+    assert record.name == "PreRec, f_seq weighed by the history"
+    assert SequenceWeightRecord(eq8, evidence="likelihood").name.endswith("(likelihood)")
+    with pytest.raises(ValueError, match="evidence"):
+        HistoryWeightedSequence(eq8, evidence="votes")
+
+
+def test_the_likelihood_evidence_keeps_the_previous_scores(scored):
+    """``evidence="likelihood"`` is the previous default: the mixture of the two models' log-probabilities weighed by
+    the probabilities of the earlier items, formed here from scratch."""
+    eq8, batch, _ = scored
+    scores = HistoryWeightedSequence(eq8, evidence="likelihood").score_targets(batch)  # [A, J]
+    evidence = every_position(batch).target_mask  # [R, L]
+    full = replace(batch, target_mask=evidence | batch.target_mask, target_order=None, period_sizes=None)
+    log_probs = torch.stack([torch.log_softmax(eq8(full), -1), torch.log_softmax(WithoutSequence(eq8)(full), -1)])
+    observed = log_probs.gather(-1, full.targets.clamp(min=0)[None, ..., None].expand(2, -1, -1, 1))[..., 0]
+    log_weights = history_weights(observed, evidence, torch.tensor([0.5, 0.5]))  # [2, R, L]
+    mixed = torch.logsumexp(log_probs + log_weights[..., None], dim=0)  # [R, L, J]
+    expected = mixed.reshape(-1, mixed.shape[-1])[batch.target_layout()[0]]
+    torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-5)

@@ -80,7 +80,8 @@ def test_summaries_cover_the_new_items_subset_when_it_has_samples(tmp_path):
     assert "(new_items: 6 samples in 2 target(s))" in (tmp_path / "ablations.md").read_text()
 
 
-FAIR = {"prerec_default/history": [0.3, 0.31], "prerec_default/eq8": [0.1, 0.1], "SBERT+POP": [0.2]}  # a fair group
+FAIR = {"prerec_default/history": [0.3, 0.31], "prerec_default/history_likelihood": [0.25, 0.25],
+        "prerec_default/eq8": [0.1, 0.1], "SBERT+POP": [0.2]}  # a fair group
 
 
 def _long(scores: dict[str, list[float]], rule: str = "keep"):
@@ -238,3 +239,18 @@ def test_another_scoring_of_prerecs_own_run_is_not_the_best_other_method():
     table = summary_markdown([{"benchmark": "b", "targets": "all", "history_items": "keep", **found},
                               {"benchmark": "c", "targets": "all", "history_items": "keep", **older}])
     assert "| 0.3000 ± 0.0010 |" in table and "| 0.2000 ± 0.0010 (Eq. 8) |" in table
+
+
+def test_history_rows_made_before_the_rank_evidence_say_so():
+    """A table with PreRec's history rows and no ``/history_likelihood`` rows was weighed by the probabilities (the
+    earlier evidence): its verdict says so; one scored both ways is judged on the ranks, and PreRec's likelihood
+    scoring is not another method, PreRec_n's is."""
+    from prerec_pyro.report import summary_markdown, summary_rows
+
+    before = {method: scores for method, scores in FAIR.items() if not method.endswith("_likelihood")}
+    older = summary_rows(_long(before), "older", rules=("keep",))[0]
+    assert older["likelihood_evidence"] and "0.3050 ± 0.0071 (likelihood evidence)" in summary_markdown([older])
+    both = summary_rows(_long({**FAIR, "prerec_default/history_likelihood": [0.4, 0.4],
+                               "prerec_n_default/history_likelihood": [0.25, 0.26]}), "both", rules=("keep",))[0]
+    assert not both["likelihood_evidence"] and both["best_other"] == "prerec_n_default/history_likelihood"
+    assert "(likelihood evidence)" not in summary_markdown([both])

@@ -71,6 +71,11 @@ def test_intervene_eval_prints_the_table_and_writes_files(tmp_path, capsys):
     written = list((tmp_path / "runs" / "synthetic-small").glob("prerec-*/zero_shot_japan.csv"))
     assert len(written) == 1 and written[0].with_suffix(".png").stat().st_size > 0  # the figure beside the table
     assert "mean over 1 target(s)" in out and "rndcg@k% (exclude)" in out
+    by_likelihood = script.main(script.parse_args(["--benchmark", "synthetic-small", "--target", "japan", "--runs",
+                                                   str(tmp_path / "runs"), "--n-boot", "20",
+                                                   "--sequence-evidence", "likelihood"]))
+    assert "PreRec, f_seq weighed by the history (likelihood)" in set(by_likelihood["method"])
+    assert list((tmp_path / "runs" / "synthetic-small").glob("prerec-*/zero_shot_japan_evidence_likelihood.csv"))
     plain = script.main(script.parse_args(["--benchmark", "synthetic-small", "--target", "japan", "--runs",
                                            str(tmp_path / "runs"), "--n-boot", "20", "--no-weigh-sequence"]))
     assert {"PreRec", "PreRec_n", "Random", "POP", "SBERT", "SBERT+POP"} == set(plain["method"])  # Eq. 8 as written
@@ -173,7 +178,8 @@ def test_rndcg_b_flag_defaults_to_following_k_percent(name):
 def test_ablations_trains_each_variant_and_seed_once_and_summarises(tmp_path, capsys):
     script = load_script("ablations")
     flags = ["--benchmark", "synthetic-small", "--variants", "prerec_n", "prerec_per_obs", "--seeds", "0", "1",
-             "--scorings", "eq8", "shared", "history", "--runs", str(tmp_path / "abl"), "--n-boot", "20",
+             "--scorings", "eq8", "shared", "history", "history_likelihood", "--runs", str(tmp_path / "abl"),
+             "--n-boot", "20",
              "--pretrain-args",
              *TINY[2:]]
     out = script.main(script.parse_args(flags))
@@ -181,12 +187,13 @@ def test_ablations_trains_each_variant_and_seed_once_and_summarises(tmp_path, ca
     assert list(both["history_items"].drop_duplicates()) == ["keep", "exclude"]
     table = both[both["history_items"] == "keep"].reset_index(drop=True)
     assert list(table["method"]) == ["Random", "POP", "SBERT", "SBERT+POP", "prerec_n/eq8", "prerec_per_obs/eq8",
-                                     "prerec_per_obs/shared", "prerec_per_obs/history"]
+                                     "prerec_per_obs/shared", "prerec_per_obs/history",
+                                     "prerec_per_obs/history_likelihood"]
     assert (table.loc[4:, "n_seeds"] == 2).all() and (table.loc[:3, "n_seeds"] == 1).all()
     assert (table["rndcg@k%_std"] >= 0).all() and table.loc[4:, "rndcg@k%_std"].gt(0).any()
     assert table.loc[:3, "selection_mean"].isna().all()  # training-free baselines have no selection score
     assert table.loc[[4, 5], "selection_mean"].between(0, 1).all()
-    assert table.loc[[6, 7], "selection_mean"].isna().all()  # a scoring rule of the same run has no score of its own
+    assert table.loc[[6, 7, 8], "selection_mean"].isna().all()  # a scoring rule of the same run has no score of its own
     printed = capsys.readouterr().out
     assert "| prerec_per_obs/eq8 |" in printed and "history items: exclude" in printed
     assert printed.count("| prerec_n/eq8 |") == 3  # keep, exclude and the new-items table
