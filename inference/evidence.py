@@ -147,13 +147,14 @@ RANK_TOLERANCE = 1e-3  # nats: score gaps well below it count as ties in the evi
 
 
 def soft_ranks(scores: Tensor, targets: Tensor, tolerance: float = RANK_TOLERANCE) -> Tensor:
-    """The rank of each row's target among the row's scores, each comparison smoothed over ``tolerance``:
-    1/2 + Σ_j σ((s_j - s_t) / tolerance), the expected rank when the scores are read with logistic noise of that
-    scale. Gaps far above it count as the average rank counts them (an exact tie as 1/2), so it equals
-    ``metrics.average_ranks`` unless two scores are within a few tolerances; unlike it, it moves continuously with
-    the scores, so float rounding (a history scored alone or in a batch) cannot flip a weight. ([A, J], [A]) -> [A]"""
+    """The rank of each row's target among the row's scores, each comparison smoothed over ``tolerance``: an item
+    counts 1 when it scores more than ``tolerance`` above the target, 0 when more than that below, linearly between
+    (1/2 when level: the target itself, and an exact tie as the average rank counts it). So it equals
+    ``metrics.average_ranks`` unless two scores are within ``tolerance``, and unlike it, it moves continuously with
+    the scores: float rounding (a history scored alone or in a batch) cannot flip a weight. ([A, J], [A]) -> [A]"""
     at_target = scores.gather(-1, targets.unsqueeze(-1))  # [A, 1]
-    return torch.sigmoid((scores - at_target) / tolerance).sum(dim=-1) + 0.5  # [A]
+    counted = (scores - at_target).mul_(0.5 / tolerance).add_(0.5).clamp_(0.0, 1.0)  # [A, J]
+    return counted.sum(dim=-1) + 0.5  # [A]
 
 
 def next_item_ranks(logits: Tensor, term: Tensor, next_items: Tensor) -> Tensor:

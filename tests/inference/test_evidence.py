@@ -141,6 +141,8 @@ def test_next_item_ranks_by_hand():
     torch.testing.assert_close(soft_ranks(separated, next_items), average_ranks(separated, next_items).float())
     near = torch.tensor([[0.0, 1e-6, 5.0]])  # a gap far below the tolerance: the tie's average rank, continuously
     torch.testing.assert_close(soft_ranks(near, torch.tensor([0])), torch.tensor([2.5]), atol=1e-3, rtol=0)
+    halfway = torch.tensor([[0.0, 0.5 * RANK_TOLERANCE, -5.0]])  # half the tolerance above: counts 3/4
+    torch.testing.assert_close(soft_ranks(halfway, torch.tensor([0])), torch.tensor([1.75]))
     assert next_item_ranks(logits[:0], term[:0], torch.tensor([], dtype=torch.long)).shape == (2, 0)
 
 
@@ -152,8 +154,8 @@ def test_rank_evidence_is_the_posterior_under_a_zipf_likelihood_of_ranks(scored)
     record(batch)
     full = every_position(batch)
     next_items = full.layout_targets()  # [A']
-    ranks = torch.stack([torch.sigmoid((scores - scores.gather(-1, next_items[:, None])) / RANK_TOLERANCE).sum(-1)
-                         + 0.5 for scores in both_models(eq8, full)])  # [2, A']
+    ranks = torch.stack([((scores - scores.gather(-1, next_items[:, None])) / (2 * RANK_TOLERANCE) + 0.5).clamp(0, 1)
+                         .sum(-1) + 0.5 for scores in both_models(eq8, full)])  # [2, A']
     observed = torch.zeros(2, full.items.numel()).index_copy(1, full.target_layout()[0], -ranks.log().float())
     observed = observed.view(2, *full.items.shape)  # [2, R, L]
     before = observed.cumsum(-1) - observed  # [2, R, L]
