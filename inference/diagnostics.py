@@ -12,7 +12,7 @@ For a pre-trained model pointed at a target, the scorers here rank the same samp
   sources' texts (the same ranking for everyone), the centred part what tells users apart. Eq. 8 plus the silenced
   score equals the two summed (the score is linear in the user state);
 - ``HistoryWeightedSequence`` (``inference/evidence.py``): Eq. 8 averaged with Eq. 8 without f_seq, each weighted by
-  how well it predicted the user's earlier items;
+  how high it ranked the user's earlier items;
 - ``WithoutHistory``: a scorer with the items already in the window's history ranked last (SBERT ranks the last
   item itself first);
 - ``TextHeadOnly``: the learned text head used the way SBERT uses raw vectors, f_e(X_last) · f_e(X_j): what the

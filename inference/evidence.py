@@ -18,9 +18,9 @@ model does.
 What g_m, the evidence of one earlier item, is (``EVIDENCE``):
 
 - ``"ranks"`` (the default): the item's place in model m's ranking of the catalogue, under a likelihood over
-  ranks, g(r) ∝ 1/r (Zipf's; its normaliser is the same for both models and cancels); score gaps far below
-  ``RANK_TOLERANCE`` count as ties (``soft_ranks``). Each model is used as a
-  ranking, so the history judges it as one: a model gains weight when it ranked the user's earlier items higher,
+  ranks, g(r) ∝ 1/r (Zipf's; its normaliser is the same for both models and cancels); a comparison of two scores
+  closer than ``RANK_TOLERANCE`` counts in part (``soft_ranks``). Each model is used as a ranking, so the history
+  judges it as one: a model gains weight when it ranked the user's earlier items higher,
   whatever the spread of its probabilities. The two models' probabilities are not on one scale across platforms:
   without f_seq the scores were never trained alone, and a sequence model that is wrong in a diffuse way can give
   the true item more probability on average than a sharper model that ranks it higher (docs/NETWORKS.md, "The
@@ -143,7 +143,7 @@ _NORMALISER_BLOCK = 1 << 16  # scores of the model without f_seq formed at once 
 EVIDENCE = ("ranks", "likelihood")  # what an earlier next item says about each model (module docstring)
 
 
-RANK_TOLERANCE = 1e-3  # nats: score gaps well below it count as ties in the evidence's ranks (next_item_ranks)
+RANK_TOLERANCE = 1e-3  # nats: two scores closer than this count as partly tied in the evidence's ranks (soft_ranks)
 
 
 def soft_ranks(scores: Tensor, targets: Tensor, tolerance: float = RANK_TOLERANCE) -> Tensor:
@@ -179,7 +179,7 @@ def sequence_is_all(config: PreRecConfig) -> bool:
 
 class HistoryWeightedSequence:
     """A zero-shot PreRec scorer's model averaged with its own version without the sequence model, each weighted
-    by how well it predicted the user's earlier items in the window (module docstring). ``prior`` is π, the prior
+    by how high it ranked the user's earlier items in the window (module docstring). ``prior`` is π, the prior
     weight of the sequence model; ``evidence`` what an earlier item says (``EVIDENCE``: its rank under each model,
     the default, or its probability). Scores are log-probabilities [R, L, J] (the harness ranks them)."""
 

@@ -282,8 +282,8 @@ class PretrainedRun:
         average over ``samples`` draws of D from its prior or (``backdoor_from="posterior"``) from the run's
         posterior of the sources' D_k. A model with ``shared_item_offsets`` keeps its learned eps_v_shared for
         target items the sources know; ``item_offsets="shared"``: see the module docstring. ``weigh_sequence`` (the
-        default): that scorer averaged with its own version without the sequence model, each weighed by how well it
-        predicted the user's earlier items (``inference/evidence.py``; docs/DESIGN.md, "Weighing the sequence model
+        default): that scorer averaged with its own version without the sequence model, each weighed by how high it
+        ranked the user's earlier items (``inference/evidence.py``; docs/DESIGN.md, "Weighing the sequence model
         by the user's history"); False: Eq. 8 (or the back-door average) as it is. ``sequence_evidence``: what an
         earlier item says about each model (``inference.evidence.EVIDENCE``: its rank, the default, or its
         probability)."""

@@ -67,7 +67,7 @@ def device(value: str) -> str:
 
 
 WEIGH_SEQUENCE_HELP = ("zero-shot scores: the run's scores averaged with its own scores without the sequence model "
-                       "(f_seq = 0), each weighed by how well it predicted the user's earlier items (inference/"
+                       "(f_seq = 0), each weighed by how high it ranked the user's earlier items (inference/"
                        "evidence.py; the default); --no-weigh-sequence: Eq. 8 as the paper writes it")
 
 
