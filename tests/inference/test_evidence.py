@@ -181,3 +181,15 @@ def test_the_likelihood_evidence_keeps_the_previous_scores(scored):
     mixed = torch.logsumexp(log_probs + log_weights[..., None], dim=0)  # [R, L, J]
     expected = mixed.reshape(-1, mixed.shape[-1])[batch.target_layout()[0]]
     torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_scripts_flag_offers_the_evidences_the_scorer_takes():
+    import argparse
+
+    from prerec_pyro import cli
+    from prerec_pyro.inference.evidence import EVIDENCE
+
+    parser = argparse.ArgumentParser()
+    cli.add_weigh_sequence(parser)
+    action = next(a for a in parser._actions if a.dest == "sequence_evidence")
+    assert tuple(action.choices) == EVIDENCE and action.default == EVIDENCE[0] == "ranks"
