@@ -41,7 +41,14 @@ from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
 from prerec_pyro.text import centering_label
 
-from .evidence import HistoryPooledSequence, HistoryWeightedSequence, WithoutSequence
+from .evidence import (
+    HistoryPooledSequence,
+    HistoryWeightedSequence,
+    WithoutSequence,
+    log_normalisers,
+    logits_and_sequence_term,
+    next_item_ranks,
+)
 from .pretrained import PretrainedRun
 from .zero_shot import score_target
 
@@ -149,20 +156,39 @@ class SbertAgreement:
 
 
 class SequenceWeightRecord(HistoryWeightedSequence):
-    """``HistoryWeightedSequence`` that also records the sequence model's posterior weight w_1(t) at every
-    evaluated position: how far the users' own histories trust f_seq on this target (``mean_weight``)."""
+    """``HistoryWeightedSequence`` that also records, at every evaluated position, the sequence model's posterior
+    weight w_1(t) (how far the users' own histories trust f_seq on this target: ``mean_weight``) and what each of
+    the two models says of the next item, its log-probability and its rank (``next_item_evidence``: whether the
+    models' probabilities and their rankings tell the same story)."""
 
     def __init__(self, scorer, prior: float = 0.5, evidence: str = "ranks"):
         super().__init__(scorer, prior, evidence=evidence)
         self.weights: list[Tensor] = []
+        self.log_probs: list[Tensor] = []
+        self.ranks: list[Tensor] = []
 
     def score_targets(self, batch: PreRecBatch) -> Tensor:
         scores, weights = self.targets_and_weights(batch)  # [A, J], [A]
         self.weights.append(weights.cpu())  # [A]
+        logits, term = logits_and_sequence_term(self.scorer, batch)  # [A, J] each
+        next_items = batch.layout_targets().clamp(min=0)  # [A]
+        at_next = torch.stack([logits.gather(-1, next_items[:, None])[:, 0],
+                               (logits - term).gather(-1, next_items[:, None])[:, 0]])  # [M, A]
+        self.log_probs.append((at_next - log_normalisers(logits, term)).cpu())  # [M, A]
+        self.ranks.append(next_item_ranks(logits, term, next_items).cpu())  # [M, A]
         return scores
 
     def mean_weight(self) -> float:
         return float(torch.cat(self.weights).mean()) if self.weights else float("nan")
+
+    def next_item_evidence(self) -> dict[str, float]:
+        """The evaluated next items' mean log-probability and median rank under Eq. 8 ("with") and Eq. 8 without
+        f_seq ("without")."""
+        if not self.ranks:
+            return {}
+        log_probs, ranks = torch.cat(self.log_probs, dim=1), torch.cat(self.ranks, dim=1)  # [M, T] each
+        return {"log_prob_with": float(log_probs[0].mean()), "log_prob_without": float(log_probs[1].mean()),
+                "median_rank_with": float(ranks[0].median()), "median_rank_without": float(ranks[1].median())}
 
 
 TERMS = ("without-popularity", "without-sequence", "sequence-shared", "sequence-centred", "history-weighted",
@@ -192,10 +218,11 @@ def diagnostic_rows(prepared: PreparedBenchmark, target: str, run: Path, config:
     scorers = [agreement] + [rows_of[term]() for term in TERMS if term in terms]
     rows = [r for r in score_target(prepared, target, scorers, config, with_random=False) if r["subset"] == "all"]
     rows[0]["sbert_spearman"] = agreement.mean_correlation()
-    weighed = {scorer.name: scorer.mean_weight() for scorer in scorers if isinstance(scorer, SequenceWeightRecord)}
-    for row in rows:  # the history-weighed rows: the sequence model's mean posterior weight
+    weighed = {scorer.name: scorer for scorer in scorers if isinstance(scorer, SequenceWeightRecord)}
+    for row in rows:  # the history-weighed rows: the sequence model's mean posterior weight, the two models' evidence
         if row["method"] in weighed:
-            row["sequence_weight"] = weighed[row["method"]]
+            row.update(sequence_weight=weighed[row["method"]].mean_weight(),
+                       **weighed[row["method"]].next_item_evidence())
     for row in rows:  # the rules read the run's vectors: say so when they are centred
         row["method"] += centering_label(prepared.text.centering) if row["method"].startswith("SBERT") else ""
     return rows

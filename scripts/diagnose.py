@@ -12,7 +12,8 @@ or by their probabilities), the run's text head alone
 (f_e(X_last)·f_e(X_j)), POP, SBERT and SBERT with the history's items ranked last; the
 column ``sbert_spearman`` is the mean rank correlation of Eq. 8's scores with SBERT's, and ``sequence_weight`` the
 history-weighted rows' mean posterior weight of the sequence model at the evaluated positions (how far the users'
-own histories trust f_seq on that target). The benchmark's targets are
+own histories trust f_seq on that target), beside the next items' mean log-probability and median rank under Eq. 8
+and under Eq. 8 without f_seq (``log_prob_with``, ``median_rank_with``, ...). The benchmark's targets are
 scored with the run's own sources (any benchmark, a .toml file included). Writes ``diagnose_<benchmark>.csv``
 beside the run (a .toml benchmark: its folder name, as under a root of runs).
 """
@@ -83,6 +84,10 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
             weights = weights.droplevel(0)
             print(f"mean posterior weight of the sequence model ({method}, prior 0.5): {weights.mean():.3f} "
                   f"(per target: {', '.join(f'{d} {w:.3f}' for d, w in weights.items())})")
+        evidence = table.dropna(subset="median_rank_with").groupby("domain", sort=False).first()
+        print("the evaluated next items, mean over targets, under Eq. 8 / Eq. 8 without f_seq: mean log-probability "
+              f"{evidence['log_prob_with'].mean():.3f} / {evidence['log_prob_without'].mean():.3f}, median rank "
+              f"{evidence['median_rank_with'].mean():.1f} / {evidence['median_rank_without'].mean():.1f}")
     write_csv(run / f"diagnose_{benchmark.folder}.csv", table)
     return table
 

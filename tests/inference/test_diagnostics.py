@@ -121,4 +121,7 @@ def test_diagnose_script_prints_each_term(pretrained, capsys):
                                                    "PreRec, f_seq weighed by the history"]
     weighed = some[some["method"] == "PreRec, f_seq weighed by the history"]["sequence_weight"]
     assert len(weighed) == 2 and weighed.between(0, 1).all() and weighed.nunique() == 1  # one per target
-    assert "mean posterior weight of the sequence model" in capsys.readouterr().out
+    evidence = some[some["method"] == "PreRec, f_seq weighed by the history"]
+    assert (evidence["median_rank_with"] >= 1).all() and (evidence["log_prob_without"] < 0).all()
+    printed = capsys.readouterr().out
+    assert "mean posterior weight of the sequence model" in printed and "median rank" in printed

@@ -193,3 +193,18 @@ def test_the_scripts_flag_offers_the_evidences_the_scorer_takes():
     cli.add_weigh_sequence(parser)
     action = next(a for a in parser._actions if a.dest == "sequence_evidence")
     assert tuple(action.choices) == EVIDENCE and action.default == EVIDENCE[0] == "ranks"
+
+
+def test_the_record_keeps_what_each_model_says_of_the_next_item(scored):
+    """The diagnostic record's next-item evidence: the mean log-probability Eq. 8 (and Eq. 8 without f_seq) gave the
+    evaluated items, and their median rank, computed here from the two scorers directly."""
+    eq8, batch, _ = scored
+    record = SequenceWeightRecord(eq8)
+    record(batch)
+    found = record.next_item_evidence()
+    targets = batch.targets[batch.target_mask]  # [A] row-major; the means and medians do not depend on the order
+    for key, scores in (("with", eq8(batch)), ("without", WithoutSequence(eq8)(batch))):
+        rows = scores[batch.target_mask]  # [A, J]
+        log_probs = torch.log_softmax(rows, -1).gather(-1, targets[:, None])[:, 0]
+        assert found[f"log_prob_{key}"] == pytest.approx(float(log_probs.mean()), abs=1e-4)
+        assert found[f"median_rank_{key}"] == pytest.approx(float(soft_ranks(rows, targets).median()), abs=1e-2)
