@@ -247,10 +247,11 @@ def test_bench_convergence_refuses_a_history_without_validation_times(load, tmp_
 
 def test_profile_step_times_and_profiles_the_default_on_a_named_benchmark(load, capsys):
     """The embedded synthetic-small benchmark, more steps than one epoch has batches: the seconds and both profiles
-    (the model's own functions among them) are printed and returned."""
+    (the model's own functions among them: every function is listed, so the check does not depend on how the
+    machine's timings order them) are printed and returned."""
     bench = load("profile_step")
     result = bench.main(bench.parse_args(["--benchmark", "synthetic-small", "--warmup", "0", "--steps", "1",
-                                          "--profile-steps", "30", "--top", "40", "--valid-max-users", "5",
+                                          "--profile-steps", "30", "--top", "100000", "--valid-max-users", "5",
                                           "--threads", "1"]))
     assert result["step_seconds"] > 0 and result["validation_seconds"] > 0
     assert "candidates.py" in result["step_profile"] and "evaluate.py" in result["validation_profile"]
