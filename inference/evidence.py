@@ -94,11 +94,12 @@ def every_position(batch: PreRecBatch) -> PreRecBatch:
 
 
 def history_weights(observed: Tensor, scored: Tensor, prior: Tensor) -> Tensor:
-    """Posterior log-weights of the models before each position: log π_m plus the log-probabilities the model gave
-    the window's earlier next items (scored positions s < t), normalised over the models.
+    """Posterior log-weights of the models before each position: log π_m plus the log-evidence the window's earlier
+    next items (scored positions s < t) give each model, normalised over the models.
 
     Args:
-        observed: [M, R, L] each model's log-probability of the next item at each position.
+        observed: [M, R, L] log g_m of the next item at each position (module docstring: -log of its rank under
+            model m, or its log-probability).
         scored: [R, L] bool, the positions whose next item counts as evidence.
         prior: [M] the prior weights (summing to 1).
 
@@ -160,13 +161,14 @@ def soft_ranks(scores: Tensor, targets: Tensor, tolerance: float = RANK_TOLERANC
 def next_item_ranks(logits: Tensor, term: Tensor, next_items: Tensor) -> Tensor:
     """The (soft) rank of each row's next item under both models, from the logits with the sequence model [A, J],
     its term [A, J] and the next items [A]; the model without f_seq formed a block of rows at a time. [M, A]"""
+    if not len(logits):
+        return logits.new_zeros(2, 0)  # [M, 0]
     rows = max(1, _NORMALISER_BLOCK // max(logits.shape[-1], 1))
     blocks = range(0, len(logits), rows)
-    with_sequence = [soft_ranks(logits[start: start + rows], next_items[start: start + rows]) for start in blocks]
+    with_sequence = [soft_ranks(logits[start: start + rows], next_items[start: start + rows])  # [rows]
+                     for start in blocks]
     without = [soft_ranks(logits[start: start + rows] - term[start: start + rows], next_items[start: start + rows])
-               for start in blocks]
-    if not len(logits):
-        return logits.new_zeros(2, 0)
+               for start in blocks]  # [rows] each: the model without f_seq a block at a time
     return torch.stack([torch.cat(with_sequence), torch.cat(without)])  # [M, A]
 
 
@@ -258,7 +260,8 @@ class HistoryPooledSequence(HistoryWeightedSequence):
     (docs/NETWORKS.md)."""
 
     def __init__(self, scorer, prior: float = 0.5, name: str | None = None, evidence: str = "ranks"):
-        super().__init__(scorer, prior, name or f"{scorer.name}, f_seq pooled by the history", evidence)
+        super().__init__(scorer, prior, name or f"{scorer.name}, f_seq pooled by the history" + (
+            "" if evidence == "ranks" else f" ({evidence})"), evidence)
 
     def combine(self, log_weights: Tensor, with_sequence: Tensor, without: Tensor) -> Tensor:
         weights = log_weights.exp()  # [M, A]

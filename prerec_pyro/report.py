@@ -141,8 +141,8 @@ def results_markdown(sections: list[dict], command: str, absent: list[str] = (),
              "comes from a table made before that scoring existed, one marked (likelihood evidence) from a table "
              "whose weighing read the probabilities of the earlier items instead (`/history_likelihood` where both "
              "were scored). "
-             "Each PreRec-family run is scored both ways (`/eq8`, `/history`), and each scoring of PreRec_n is a "
-             "contender.\n",
+             "Each PreRec-family run is scored by Eq. 8 and by the default (`/eq8`, `/history`; the rescored tables "
+             "also by `/history_likelihood`), and each scoring of PreRec_n is a contender.\n",
              "## PreRec against the best other method\n",
              summary_markdown(verdicts) + "".join(row + "\n" for part in carried.values() for row in part["rows"])]
     if carried:

@@ -84,6 +84,7 @@ def main(args: argparse.Namespace) -> pd.DataFrame:
             weights = weights.droplevel(0)
             print(f"mean posterior weight of the sequence model ({method}, prior 0.5): {weights.mean():.3f} "
                   f"(per target: {', '.join(f'{d} {w:.3f}' for d, w in weights.items())})")
+    if "median_rank_with" in table:  # the two models' evidence, the same for every weighing of a target
         evidence = table.dropna(subset="median_rank_with").groupby("domain", sort=False).first()
         print("the evaluated next items, mean over targets, under Eq. 8 / Eq. 8 without f_seq: mean log-probability "
               f"{evidence['log_prob_with'].mean():.3f} / {evidence['log_prob_without'].mean():.3f}, median rank "
