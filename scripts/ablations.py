@@ -119,7 +119,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="only the target-free selection score (Eq. 8 on the sources' validation users)")
     p.add_argument("--from-long", nargs="+", default=None,
                    help="only summarise existing ablations_long.csv files (several invocations' rows, merged) "
-                        "into --out; nothing is trained or scored")
+                        "into --out; nothing is trained or scored. Where two files hold the same method, seed, "
+                        "target and rule, the earlier file's row is kept: list a rescoring before the record it "
+                        "replaces (a record made before the ranks' weighing holds its likelihood rows as /history)")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--history-items", nargs="+", default=list(HISTORY_RULES), choices=HISTORY_RULES,
                    help="history rules, each a table: keep (scores as given) or exclude (every item the user had "
