@@ -41,14 +41,7 @@ from prerec_pyro.models.prerec import PreRecModel
 from prerec_pyro.pipeline import PreparedBenchmark
 from prerec_pyro.text import centering_label
 
-from .evidence import (
-    HistoryPooledSequence,
-    HistoryWeightedSequence,
-    WithoutSequence,
-    log_normalisers,
-    logits_and_sequence_term,
-    next_item_ranks,
-)
+from .evidence import HistoryPooledSequence, HistoryWeightedSequence, WithoutSequence, soft_ranks
 from .pretrained import PretrainedRun
 from .zero_shot import score_target
 
@@ -168,15 +161,13 @@ class SequenceWeightRecord(HistoryWeightedSequence):
         self.ranks: list[Tensor] = []
 
     def score_targets(self, batch: PreRecBatch) -> Tensor:
-        scores, weights = self.targets_and_weights(batch)  # [A, J], [A]
-        self.weights.append(weights.cpu())  # [A]
-        logits, term = logits_and_sequence_term(self.scorer, batch)  # [A, J] each
+        with_sequence, without, log_weights = self.target_models(batch)  # [A, J], [A, J], [M, A]
+        self.weights.append(log_weights[0].exp().cpu())  # [A]
         next_items = batch.layout_targets().clamp(min=0)  # [A]
-        at_next = torch.stack([logits.gather(-1, next_items[:, None])[:, 0],
-                               (logits - term).gather(-1, next_items[:, None])[:, 0]])  # [M, A]
-        self.log_probs.append((at_next - log_normalisers(logits, term)).cpu())  # [M, A]
-        self.ranks.append(next_item_ranks(logits, term, next_items).cpu())  # [M, A]
-        return scores
+        models = (with_sequence, without)
+        self.log_probs.append(torch.stack([m.gather(-1, next_items[:, None])[:, 0] for m in models]).cpu())  # [M, A]
+        self.ranks.append(torch.stack([soft_ranks(m, next_items) for m in models]).cpu())  # [M, A]
+        return self.combine(log_weights, with_sequence, without)  # [A, J] (overwrites both models)
 
     def mean_weight(self) -> float:
         return float(torch.cat(self.weights).mean()) if self.weights else float("nan")

@@ -206,8 +206,15 @@ class HistoryWeightedSequence:
     @torch.no_grad()
     def targets_and_weights(self, batch: PreRecBatch) -> tuple[Tensor, Tensor]:
         """The averaged scores at the batch's targets [A, J] and the sequence model's posterior weight w_1(t) there
-        [A], in ``batch.target_layout()`` order. Each model scores every position once [A', J] (A' = the window's
-        positions up to its last target); the mixture is taken at the targets only."""
+        [A], in ``batch.target_layout()`` order."""
+        with_sequence, without, log_weights = self.target_models(batch)  # [A, J], [A, J], [M, A]
+        return self.combine(log_weights, with_sequence, without), log_weights[0].exp()  # [A, J], [A]
+
+    @torch.no_grad()
+    def target_models(self, batch: PreRecBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """Both models' log-probabilities at the batch's targets ([A, J] each, with and without f_seq) and their
+        posterior log-weights there [M, A], in ``batch.target_layout()`` order. Each model scores every position
+        once [A', J] (A' = the window's positions up to its last target); the mixture is for the targets only."""
         evidence = every_position(batch).target_mask  # [R, L]: positions 1 .. last target
         full = replace(batch, target_mask=evidence | batch.target_mask, target_order=None, period_sizes=None)
         order, _ = full.target_layout()  # [A']
@@ -234,7 +241,7 @@ class HistoryWeightedSequence:
             with_z, without_z = normalisers[0, at], normalisers[1, at]
         with_sequence.sub_(with_z[:, None])
         without.sub_(without_z[:, None])
-        return self.combine(weights, with_sequence, without), weights[0].exp()  # [A, J] (log-probabilities), [A]
+        return with_sequence, without, weights  # [A, J] (log-probabilities) each, [M, A]
 
     def combine(self, log_weights: Tensor, with_sequence: Tensor, without: Tensor) -> Tensor:
         """The averaged next-item distribution, log Σ_m w_m p_m, from the models' log-weights [M, A] and their
